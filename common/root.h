@@ -1,0 +1,30 @@
+/* Finding the instance root (like /var/qmail) and paths under it. */
+#ifndef YUBIN_ROOT_H
+#define YUBIN_ROOT_H
+
+#include <skalibs/stralloc.h>
+
+/* The instance root, without trailing slash.  Order:
+ *  1. $YUBIN_ROOT, unless the process is setuid/setgid (then env is ignored);
+ *  2. the directory above the running binary's bin/ (/proc/self/exe), if it
+ *     holds a control/ directory and, for a setuid process, a queue/
+ *     directory owned by the effective uid (so an installed instance such as
+ *     ./run/bin/yubin-queue finds ./run without any environment);
+ *  3. the compiled default YUBIN_ROOT_DEFAULT (make ROOT=...).
+ * Computed once, cached.  Never fails (falls back to 3). */
+extern char const *yubin_root(void);
+
+/* sa = root "/" rel, NUL-terminated (sa->len excludes the NUL).
+ * Returns 1, or 0 on allocation failure (errno set). */
+extern int yubin_path(stralloc *sa, char const *rel);
+
+#endif
+
+#ifndef YUBIN_ROOT_H_LIBEXEC
+#define YUBIN_ROOT_H_LIBEXEC
+/* sa = the directory of the running binary "/" prog, NUL-terminated: the
+ * way one yubin program finds its sibling (yubin-smtpd -> yubin-queue,
+ * yubin-qmgr -> yubin-lspawn -> yubin-local), wherever they are installed.
+ * Returns 1, 0 on error. */
+extern int yubin_sibling(stralloc *sa, char const *prog);
+#endif
