@@ -1,0 +1,95 @@
+/* Finding the instance root.  See root.h for the order of precedence. */
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include <skalibs/stralloc.h>
+
+#include "root.h"
+
+static char const *root_cached = 0 ;
+static char root_buf[PATH_MAX] ;
+
+static int is_privileged (void)
+{
+  return getuid() != geteuid() || getgid() != getegid() ;
+}
+
+/* dir of /proc/self/exe into buf; returns its length or 0 */
+static size_t exe_dir (char *buf, size_t max)
+{
+  ssize_t r = readlink("/proc/self/exe", buf, max - 1) ;
+  if (r <= 0) return 0 ;
+  buf[r] = 0 ;
+  char *slash = strrchr(buf, '/') ;
+  if (!slash || slash == buf) return 0 ;
+  *slash = 0 ;
+  return slash - buf ;
+}
+
+/* <exe dir>/.. if it looks like an instance root this process may trust */
+static int root_from_exe (char *buf, size_t max)
+{
+  size_t n = exe_dir(buf, max) ;
+  if (!n) return 0 ;
+  char *slash = strrchr(buf, '/') ;
+  if (!slash || strcmp(slash, "/bin")) return 0 ;
+  *slash = 0 ;
+  if (slash == buf) return 0 ;
+  size_t len = slash - buf ;
+  if (len + sizeof("/control") > max) return 0 ;
+  struct stat st ;
+  memcpy(buf + len, "/control", sizeof("/control")) ;
+  int ok = !stat(buf, &st) && S_ISDIR(st.st_mode) ;
+  if (ok && is_privileged())
+  {
+    memcpy(buf + len, "/queue", sizeof("/queue")) ;
+    ok = !stat(buf, &st) && S_ISDIR(st.st_mode) && st.st_uid == geteuid() ;
+  }
+  buf[len] = 0 ;
+  return ok ;
+}
+
+char const *yubin_root (void)
+{
+  if (root_cached) return root_cached ;
+  char const *env = is_privileged() ? 0 : getenv("YUBIN_ROOT") ;
+  if (env && *env && strlen(env) < sizeof(root_buf))
+  {
+    size_t len = strlen(env) ;
+    memcpy(root_buf, env, len + 1) ;
+    while (len > 1 && root_buf[len-1] == '/') root_buf[--len] = 0 ;
+    root_cached = root_buf ;
+  }
+  else if (root_from_exe(root_buf, sizeof(root_buf))) root_cached = root_buf ;
+  else root_cached = YUBIN_ROOT_DEFAULT ;
+  return root_cached ;
+}
+
+int yubin_path (stralloc *sa, char const *rel)
+{
+  char const *root = yubin_root() ;
+  sa->len = 0 ;
+  return stralloc_cats(sa, root)
+      && stralloc_catb(sa, "/", 1)
+      && stralloc_cats(sa, rel)
+      && stralloc_0(sa)
+      && (sa->len--, 1) ;
+}
+
+int yubin_sibling (stralloc *sa, char const *prog)
+{
+  char buf[PATH_MAX] ;
+  size_t n = exe_dir(buf, sizeof(buf)) ;
+  if (!n) { errno = ENOENT ; return 0 ; }
+  sa->len = 0 ;
+  return stralloc_catb(sa, buf, n)
+      && stralloc_catb(sa, "/", 1)
+      && stralloc_cats(sa, prog)
+      && stralloc_0(sa)
+      && (sa->len--, 1) ;
+}
