@@ -1,0 +1,701 @@
+/* yubin-users: manage the users of an instance (<root>/users/passwd and
+ * users.cdb, format in users.h).  See yubin-users.8.
+ *
+ *   yubin-users add NAME [ -u uid ] [ -g gid ] [ -d home ] [ -p | -r ]
+ *   yubin-users del NAME
+ *   yubin-users passwd NAME [ -r ]
+ *   yubin-users list
+ *   yubin-users rebuild
+ *
+ * Every change: lock users/passwd.lock, read passwd, build the new passwd
+ * text, parse it back (so what we write is what we accept), write
+ * passwd.tmp and users.cdb.tmp, fsync both, rename both, fsync users/. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include <skalibs/allreadwrite.h>
+#include <skalibs/buffer.h>
+#include <skalibs/bytestr.h>
+#include <skalibs/cdbmake.h>
+#include <skalibs/djbunix.h>
+#include <skalibs/genalloc.h>
+#include <skalibs/random.h>
+#include <skalibs/sgetopt.h>
+#include <skalibs/skamisc.h>
+#include <skalibs/stralloc.h>
+#include <skalibs/strerr.h>
+#include <skalibs/types.h>
+
+#include "exitcodes.h"
+#include "maildir.h"
+#include "password.h"
+#include "root.h"
+
+#define USAGE "yubin-users add NAME [ -u uid ] [ -g gid ] [ -d home ] [ -p | -r ] | del NAME | passwd NAME [ -r ] | list | rebuild"
+#define dieusage() strerr_dieusage(EX_PERM, USAGE)
+#define dienomem() strerr_diefu(EX_TEMP, "allocate memory")
+
+#define NAME_MAX_LEN 64
+#define PASSWORD_MAX 1024
+#define RANDOM_PASSWORD_LEN 22
+
+char const *PROG = "yubin-users" ;
+
+/* One parsed line of passwd: offsets into the text it was parsed from. */
+struct entry
+{
+  size_t line, linelen ;   /* the whole line, without its '\n' */
+  size_t name, namelen ;
+  size_t hash, hashlen ;
+  uid_t uid ;
+  gid_t gid ;
+  size_t home, homelen ;
+} ;
+
+static stralloc users_dir = STRALLOC_ZERO ;   /* <root>/users */
+
+/* Paths under users/: built once. */
+static char const *upath (stralloc *sa, char const *file)
+{
+  sa->len = 0 ;
+  if (!stralloc_catb(sa, users_dir.s, users_dir.len)
+   || !stralloc_catb(sa, "/", 1)
+   || !stralloc_cats(sa, file)
+   || !stralloc_0(sa)) dienomem() ;
+  return sa->s ;
+}
+
+/* The name rules: [a-z0-9._-], 1..64, not starting with '-' or '.', not
+ * ending with '.', no "..".  Returns 0 if ok, else a reason. */
+static char const *name_problem (char const *s, size_t len)
+{
+  if (!len) return "empty" ;
+  if (len > NAME_MAX_LEN) return "longer than 64 characters" ;
+  for (size_t i = 0 ; i < len ; i++)
+  {
+    char c = s[i] ;
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+      return "only lowercase letters, digits, '.', '_' and '-' are allowed" ;
+  }
+  if (s[0] == '-') return "may not start with '-'" ;
+  if (s[0] == '.' || s[len-1] == '.') return "may not start or end with '.'" ;
+  for (size_t i = 1 ; i < len ; i++)
+    if (s[i] == '.' && s[i-1] == '.') return "may not contain \"..\"" ;
+  return 0 ;
+}
+
+static void check_name (char const *name)
+{
+  char const *why = name_problem(name, strlen(name)) ;
+  if (why) strerr_dief(EX_PERM, "invalid user name \"", name, "\": ", why) ;
+}
+
+/* A decimal uid/gid field s[0..len): 1 ok, 0 bad. */
+static int scan_id (char const *s, size_t len, uint32_t *u)
+{
+  char buf[UINT32_FMT + 1] ;
+  if (!len || len >= sizeof(buf)) return 0 ;
+  memcpy(buf, s, len) ;
+  buf[len] = 0 ;
+  return uint32_scan(buf, u) == len ;
+}
+
+/* Parse passwd text into entries.  Comments ('#' first) and blank lines
+ * are kept in the text but not in the list.  On a bad line: returns 0
+ * with *lineno set and *why the reason. */
+static int parse_passwd (char const *s, size_t len, genalloc *list, unsigned int *lineno, char const **why)
+{
+  size_t pos = 0 ;
+  unsigned int n = 0 ;
+  genalloc_setlen(struct entry, list, 0) ;
+  while (pos < len)
+  {
+    size_t linelen = byte_chr(s + pos, len - pos, '\n') ;
+    char const *l = s + pos ;
+    struct entry e = { .line = pos, .linelen = linelen } ;
+    size_t f[5], flen[5], k = 0, start = 0 ;
+    n++ ;
+    *lineno = n ;
+    {
+      size_t i = 0 ;
+      while (i < linelen && (l[i] == ' ' || l[i] == '\t' || l[i] == '\r')) i++ ;
+      if (i == linelen || l[i] == '#') goto next ;
+    }
+    /* name:hash:uid:gid:home -- home is the rest of the line */
+    for (size_t i = 0 ; i <= linelen && k < 4 ; i++)
+      if (i == linelen || l[i] == ':')
+      {
+        f[k] = pos + start ; flen[k] = i - start ; k++ ;
+        start = i + 1 ;
+      }
+    if (k < 4 || start > linelen) { *why = "expected name:hash:uid:gid:home" ; return 0 ; }
+    f[4] = pos + start ; flen[4] = linelen - start ;
+    e.name = f[0] ; e.namelen = flen[0] ;
+    e.hash = f[1] ; e.hashlen = flen[1] ;
+    e.home = f[4] ; e.homelen = flen[4] ;
+    {
+      char lower[NAME_MAX_LEN] ;
+      if (e.namelen > NAME_MAX_LEN) { *why = "name longer than 64 characters" ; return 0 ; }
+      memcpy(lower, s + e.name, e.namelen) ;
+      case_lowerb(lower, e.namelen) ;
+      *why = name_problem(lower, e.namelen) ;
+      if (*why) return 0 ;
+    }
+    if (!e.hashlen) { *why = "empty password hash (use * for no login)" ; return 0 ; }
+    {
+      uint32_t u ;
+      if (!scan_id(s + f[2], flen[2], &u)) { *why = "bad uid" ; return 0 ; }
+      e.uid = u ;
+      if (!scan_id(s + f[3], flen[3], &u)) { *why = "bad gid" ; return 0 ; }
+      e.gid = u ;
+    }
+    if (!e.homelen || s[e.home] != '/') { *why = "home is not an absolute path" ; return 0 ; }
+    if (memchr(s + e.home, 0, e.homelen) || memchr(s + pos, 0, linelen)) { *why = "NUL byte" ; return 0 ; }
+    for (size_t i = 0 ; i < genalloc_len(struct entry, list) ; i++)
+    {
+      struct entry const *o = genalloc_s(struct entry, list) + i ;
+      if (o->namelen == e.namelen && case_equalb(s + o->name, e.namelen, s + e.name))
+      { *why = "duplicate user name" ; return 0 ; }
+    }
+    if (!genalloc_append(struct entry, list, &e)) dienomem() ;
+   next:
+    pos += linelen + 1 ;
+  }
+  return 1 ;
+}
+
+/* Index of the entry for name (exact, names are lowercase), or -1. */
+static ssize_t find_entry (char const *s, genalloc const *list, char const *name)
+{
+  size_t len = strlen(name) ;
+  for (size_t i = 0 ; i < genalloc_len(struct entry, list) ; i++)
+  {
+    struct entry const *e = genalloc_s(struct entry, list) + i ;
+    if (e->namelen == len && case_equalb(s + e->name, len, name)) return i ;
+  }
+  return -1 ;
+}
+
+static void read_passwd (stralloc *text, genalloc *list)
+{
+  stralloc fn = STRALLOC_ZERO ;
+  unsigned int lineno = 0 ;
+  char const *why = 0 ;
+  text->len = 0 ;
+  if (!stralloc_ready(text, 1)) dienomem() ;  /* never a null text->s */
+  if (!openslurpclose(text, upath(&fn, "passwd")) && errno != ENOENT)
+    strerr_diefusys(EX_TEMP, "read ", fn.s) ;
+  if (!parse_passwd(text->s, text->len, list, &lineno, &why))
+  {
+    char fmt[UINT_FMT] ;
+    fmt[uint_fmt(fmt, lineno)] = 0 ;
+    strerr_dief(EX_TEMP, fn.s, " line ", fmt, ": ", why) ;
+  }
+  stralloc_free(&fn) ;
+}
+
+/* Owner of an existing file, to keep it when root rewrites it. */
+static int old_owner (char const *fn, uid_t *uid, gid_t *gid)
+{
+  struct stat st ;
+  if (stat(fn, &st) < 0)
+  {
+    if (errno == ENOENT) return 0 ;
+    strerr_diefusys(EX_TEMP, "stat ", fn) ;
+  }
+  *uid = st.st_uid ; *gid = st.st_gid ;
+  return 1 ;
+}
+
+/* Open fn.tmp for writing with mode, owned like fn (when root). */
+static int open_tmp (char const *fn, char const *tmp, unsigned int mode)
+{
+  uid_t uid ; gid_t gid ;
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode) ;
+  if (fd < 0) strerr_diefusys(EX_TEMP, "create ", tmp) ;
+  if (fchmod(fd, mode) < 0) strerr_diefusys(EX_TEMP, "chmod ", tmp) ;
+  if (!geteuid() && old_owner(fn, &uid, &gid) && fchown(fd, uid, gid) < 0)
+    strerr_diefusys(EX_TEMP, "chown ", tmp) ;
+  return fd ;
+}
+
+static void finish_tmp (int fd, char const *tmp)
+{
+  if (fsync(fd) < 0) strerr_diefusys(EX_TEMP, "fsync ", tmp) ;
+  if (close(fd) < 0) strerr_diefusys(EX_TEMP, "close ", tmp) ;
+}
+
+static void write_cdb_tmp (char const *s, genalloc const *list, char const *fn, char const *tmp)
+{
+  cdbmaker c = CDBMAKER_ZERO ;
+  stralloc val = STRALLOC_ZERO ;
+  int fd = open_tmp(fn, tmp, 0644) ;
+  if (!cdbmake_start(&c, fd)) strerr_diefusys(EX_TEMP, "write ", tmp) ;
+  for (size_t i = 0 ; i < genalloc_len(struct entry, list) ; i++)
+  {
+    struct entry const *e = genalloc_s(struct entry, list) + i ;
+    char key[NAME_MAX_LEN] ;
+    char fmt[UINT32_FMT] ;
+    memcpy(key, s + e->name, e->namelen) ;
+    case_lowerb(key, e->namelen) ;
+    val.len = 0 ;
+    if (!stralloc_catb(&val, fmt, uint32_fmt(fmt, e->uid))
+     || !stralloc_catb(&val, ":", 1)
+     || !stralloc_catb(&val, fmt, uint32_fmt(fmt, e->gid))
+     || !stralloc_catb(&val, ":", 1)
+     || !stralloc_catb(&val, s + e->home, e->homelen)) dienomem() ;
+    if (!cdbmake_add(&c, key, e->namelen, val.s, val.len)) strerr_diefusys(EX_TEMP, "write ", tmp) ;
+  }
+  if (!cdbmake_finish(&c)) strerr_diefusys(EX_TEMP, "write ", tmp) ;
+  finish_tmp(fd, tmp) ;
+  stralloc_free(&val) ;
+}
+
+static void sync_users_dir (void)
+{
+  int fd = open(users_dir.s, O_RDONLY | O_DIRECTORY | O_CLOEXEC) ;
+  if (fd < 0) strerr_diefusys(EX_TEMP, "open ", users_dir.s) ;
+  if (fsync(fd) < 0) strerr_diefusys(EX_TEMP, "fsync ", users_dir.s) ;
+  close(fd) ;
+}
+
+/* Write the new passwd text (if newtext) and the cdb built from list. */
+static void commit (char const *newtext, size_t newlen, char const *cdbsrc, genalloc const *list)
+{
+  stralloc fn = STRALLOC_ZERO, tmp = STRALLOC_ZERO, cfn = STRALLOC_ZERO, ctmp = STRALLOC_ZERO ;
+  upath(&fn, "passwd") ; upath(&tmp, "passwd.tmp") ;
+  upath(&cfn, "users.cdb") ; upath(&ctmp, "users.cdb.tmp") ;
+  if (newtext)
+  {
+    int fd = open_tmp(fn.s, tmp.s, 0600) ;
+    if (allwrite(fd, newtext, newlen) < newlen) strerr_diefusys(EX_TEMP, "write ", tmp.s) ;
+    finish_tmp(fd, tmp.s) ;
+  }
+  write_cdb_tmp(cdbsrc, list, cfn.s, ctmp.s) ;
+  if (newtext && rename(tmp.s, fn.s) < 0) strerr_diefusys(EX_TEMP, "rename ", tmp.s, " to ", fn.s) ;
+  if (rename(ctmp.s, cfn.s) < 0) strerr_diefusys(EX_TEMP, "rename ", ctmp.s, " to ", cfn.s) ;
+  sync_users_dir() ;
+  stralloc_free(&fn) ; stralloc_free(&tmp) ; stralloc_free(&cfn) ; stralloc_free(&ctmp) ;
+}
+
+/* Exclusive lock for the read-modify-write; released at exit. */
+static void lock_users (void)
+{
+  stralloc fn = STRALLOC_ZERO ;
+  if (mkdir(users_dir.s, 0755) < 0 && errno != EEXIST) strerr_diefusys(EX_TEMP, "mkdir ", users_dir.s) ;
+  int fd = open(upath(&fn, "passwd.lock"), O_RDWR | O_CREAT | O_CLOEXEC, 0600) ;
+  if (fd < 0) strerr_diefusys(EX_TEMP, "open ", fn.s) ;
+  if (fd_lock(fd, 1, 0) < 1) strerr_diefusys(EX_TEMP, "lock ", fn.s) ;
+  stralloc_free(&fn) ;
+}
+
+/* Replace entry idx (or append when idx < 0) by line (or drop it when
+ * line == 0), giving the new text in out; then parse it back into list. */
+static void edit (stralloc const *text, genalloc *list, ssize_t idx, char const *line, size_t linelen, stralloc *out)
+{
+  size_t cut = text->len, cutlen = 0 ;
+  unsigned int lineno ;
+  char const *why ;
+  if (idx >= 0)
+  {
+    struct entry const *e = genalloc_s(struct entry, list) + idx ;
+    cut = e->line ;
+    cutlen = e->linelen + (e->line + e->linelen < text->len) ;
+  }
+  out->len = 0 ;
+  if (!stralloc_catb(out, text->s, cut)) dienomem() ;
+  if (out->len && out->s[out->len-1] != '\n' && !stralloc_catb(out, "\n", 1)) dienomem() ;
+  if (line && (!stralloc_catb(out, line, linelen) || !stralloc_catb(out, "\n", 1))) dienomem() ;
+  if (!stralloc_catb(out, text->s + cut + cutlen, text->len - cut - cutlen)) dienomem() ;
+  if (!parse_passwd(out->s, out->len, list, &lineno, &why))
+    strerr_dief(EX_TEMP, "bug: the new passwd does not parse: ", why) ;
+}
+
+/* Password from the first line of stdin (no echo on a terminal). */
+static void read_password (stralloc *pw)
+{
+  struct termios old, quiet ;
+  int tty = isatty(0) && !tcgetattr(0, &old) ;
+  if (tty)
+  {
+    quiet = old ;
+    quiet.c_lflag &= ~(ECHO | ECHONL) ;
+    quiet.c_lflag |= ICANON ;
+    if (buffer_putsflush(buffer_2, "password: ") < 0) strerr_diefusys(EX_TEMP, "write to stderr") ;
+    if (tcsetattr(0, TCSAFLUSH, &quiet) < 0) strerr_diefusys(EX_TEMP, "turn off echo") ;
+  }
+  pw->len = 0 ;
+  int r = skagetln(buffer_0, pw, '\n') ;
+  int e = errno ;
+  if (tty)
+  {
+    tcsetattr(0, TCSAFLUSH, &old) ;
+    if (buffer_putsflush(buffer_2, "\n") < 0) strerr_diefusys(EX_TEMP, "write to stderr") ;
+  }
+  errno = e ;
+  if (r < 0 && errno != EPIPE) strerr_diefusys(EX_TEMP, "read password from stdin") ;
+  while (pw->len && (pw->s[pw->len-1] == '\n' || pw->s[pw->len-1] == '\r')) pw->len-- ;
+  if (!pw->len) strerr_dief(EX_PERM, "empty password on stdin") ;
+  if (pw->len > PASSWORD_MAX) strerr_dief(EX_PERM, "password longer than 1024 bytes") ;
+  if (memchr(pw->s, 0, pw->len)) strerr_dief(EX_PERM, "NUL byte in password") ;
+  if (!stralloc_0(pw)) dienomem() ;
+}
+
+static void random_password (stralloc *pw)
+{
+  static char const alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789" ;
+  pw->len = 0 ;
+  if (!stralloc_ready(pw, RANDOM_PASSWORD_LEN + 1)) dienomem() ;
+  for (unsigned int i = 0 ; i < RANDOM_PASSWORD_LEN ; i++)
+    pw->s[i] = alphabet[random_uint32(sizeof(alphabet) - 1)] ;
+  pw->len = RANDOM_PASSWORD_LEN ;
+  if (!stralloc_0(pw)) dienomem() ;
+}
+
+/* mode: 0 no password ("*"), 'p' from stdin, 'r' random (printed) */
+static void make_hash (stralloc *hash, int mode)
+{
+  stralloc pw = STRALLOC_ZERO ;
+  hash->len = 0 ;
+  if (!mode)
+  {
+    if (!stralloc_cats(hash, "*")) dienomem() ;
+    return ;
+  }
+  if (mode == 'r') random_password(&pw) ; else read_password(&pw) ;
+  if (!password_hash(hash, pw.s)) strerr_diefusys(EX_TEMP, "hash the password") ;
+  if (hash->len && !hash->s[hash->len-1]) hash->len-- ;
+  if (!hash->len || memchr(hash->s, ':', hash->len) || memchr(hash->s, '\n', hash->len))
+    strerr_dief(EX_TEMP, "bug: password_hash gave an unusable string") ;
+  if (mode == 'r')
+  {
+    if (buffer_puts(buffer_1, pw.s) < 0 || buffer_putflush(buffer_1, "\n", 1) < 0)
+      strerr_diefusys(EX_TEMP, "write to stdout") ;
+  }
+  byte_zzero(pw.s, pw.len) ;
+  stralloc_free(&pw) ;
+}
+
+static void absolute_path (stralloc *sa, char const *path)
+{
+  sa->len = 0 ;
+  if (path[0] != '/')
+  {
+    if (sagetcwd(sa) < 0) strerr_diefusys(EX_TEMP, "get the current directory") ;
+    if (!stralloc_catb(sa, "/", 1)) dienomem() ;
+    while (path[0] == '.' && path[1] == '/') { path += 2 ; while (*path == '/') path++ ; }
+  }
+  if (!stralloc_cats(sa, path)) dienomem() ;
+  while (sa->len > 1 && sa->s[sa->len-1] == '/') sa->len-- ;
+  if (!stralloc_0(sa)) dienomem() ;
+  sa->len-- ;
+}
+
+static uid_t parse_uid (char const *s, gid_t *pgid, int *havepgid)
+{
+  uint32_t u ;
+  if (*s && uint32_scan(s, &u) == strlen(s)) return u ;
+  errno = 0 ;
+  struct passwd *pw = getpwnam(s) ;
+  if (!pw)
+  {
+    if (errno) strerr_diefusys(EX_TEMP, "look up user ", s) ;
+    strerr_dief(EX_PERM, "no such system user: ", s) ;
+  }
+  *pgid = pw->pw_gid ; *havepgid = 1 ;
+  return pw->pw_uid ;
+}
+
+static gid_t parse_gid (char const *s)
+{
+  uint32_t u ;
+  if (*s && uint32_scan(s, &u) == strlen(s)) return u ;
+  errno = 0 ;
+  struct group *gr = getgrnam(s) ;
+  if (!gr)
+  {
+    if (errno) strerr_diefusys(EX_TEMP, "look up group ", s) ;
+    strerr_dief(EX_PERM, "no such system group: ", s) ;
+  }
+  return gr->gr_gid ;
+}
+
+static void sync_path (char const *path)
+{
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) ;
+  if (fd < 0) strerr_diefusys(EX_TEMP, "open ", path) ;
+  if (fsync(fd) < 0) strerr_diefusys(EX_TEMP, "fsync ", path) ;
+  close(fd) ;
+}
+
+/* mkdir -p for the parents of path (0755); the last component 0700.
+ * Returns 1 if path was created, 0 if it existed. */
+static int make_home (char *path)
+{
+  struct stat st ;
+  if (!stat(path, &st))
+  {
+    if (!S_ISDIR(st.st_mode)) strerr_dief(EX_TEMP, path, " exists and is not a directory") ;
+    return 0 ;
+  }
+  if (errno != ENOENT) strerr_diefusys(EX_TEMP, "stat ", path) ;
+  for (char *p = path + 1 ; *p ; p++)
+  {
+    if (*p != '/') continue ;
+    *p = 0 ;
+    int r = mkdir(path, 0755) ;
+    int e = errno ;
+    if (r < 0 && e != EEXIST) strerr_diefusys(EX_TEMP, "mkdir ", path) ;
+    *p = '/' ;
+  }
+  if (mkdir(path, 0700) < 0) strerr_diefusys(EX_TEMP, "mkdir ", path) ;
+  return 1 ;
+}
+
+static void setup_home (char *home, uid_t uid, gid_t gid)
+{
+  static char const *const sub[] = { "", "/tmp", "/new", "/cur" } ;
+  stralloc md = STRALLOC_ZERO, p = STRALLOC_ZERO ;
+  struct stat st ;
+  int root = !geteuid() ;
+  int homenew = make_home(home) ;
+  if (homenew && root && chown(home, uid, gid) < 0) strerr_diefusys(EX_TEMP, "chown ", home) ;
+  if (!stralloc_cats(&md, home) || !stralloc_cats(&md, "/Maildir") || !stralloc_0(&md)) dienomem() ;
+  int mdnew = stat(md.s, &st) < 0 ;
+  if (mdnew && errno != ENOENT) strerr_diefusys(EX_TEMP, "stat ", md.s) ;
+  if (!maildir_make(md.s)) strerr_diefusys(EX_TEMP, "make maildir ", md.s) ;
+  if (mdnew && root)
+    for (unsigned int i = 0 ; i < 4 ; i++)
+    {
+      p.len = 0 ;
+      if (!stralloc_cats(&p, md.s) || !stralloc_cats(&p, sub[i]) || !stralloc_0(&p)) dienomem() ;
+      if (chown(p.s, uid, gid) < 0) strerr_diefusys(EX_TEMP, "chown ", p.s) ;
+    }
+  if (mdnew) sync_path(md.s) ;
+  if (homenew || mdnew) sync_path(home) ;
+  if (homenew)
+  {
+    /* the parent's entry for home */
+    size_t slash = strrchr(home, '/') - home ;
+    p.len = 0 ;
+    if (!stralloc_catb(&p, home, slash ? slash : 1) || !stralloc_0(&p)) dienomem() ;
+    sync_path(p.s) ;
+  }
+  stralloc_free(&md) ; stralloc_free(&p) ;
+}
+
+/* argv[0] is the command; one positional NAME anywhere among the
+ * options.  Returns the name. */
+static char const *parse_args (int argc, char const *const *argv, char const *opts, int (*onopt)(int, char const *))
+{
+  subgetopt l = SUBGETOPT_ZERO ;
+  char const *name = 0 ;
+  for (;;)
+  {
+    int opt = subgetopt_r(argc, argv, opts, &l) ;
+    if (opt == -1)
+    {
+      if (l.ind >= argc) break ;
+      if (name) dieusage() ;
+      name = argv[l.ind] ;
+      l.ind++ ; l.pos = 0 ;
+      continue ;
+    }
+    if (!onopt(opt, l.arg)) dieusage() ;
+  }
+  if (!name) dieusage() ;
+  return name ;
+}
+
+static struct
+{
+  char const *uid, *gid, *home ;
+  int pwmode ;
+} o ;
+
+static int add_opt (int opt, char const *arg)
+{
+  switch (opt)
+  {
+    case 'u' : o.uid = arg ; return 1 ;
+    case 'g' : o.gid = arg ; return 1 ;
+    case 'd' : o.home = arg ; return 1 ;
+    case 'p' : if (o.pwmode == 'r') return 0 ; o.pwmode = 'p' ; return 1 ;
+    case 'r' : if (o.pwmode == 'p') return 0 ; o.pwmode = 'r' ; return 1 ;
+    default : return 0 ;
+  }
+}
+
+static int passwd_opt (int opt, char const *arg)
+{
+  if (opt != 'r') return 0 ;
+  o.pwmode = 'r' ;
+  return 1 ;
+}
+
+static int no_opt (int opt, char const *arg)
+{
+  return 0 ;
+}
+
+static void die_unknown (char const *name)
+{
+  strerr_dief(EX_PERM, "no such user: ", name) ;
+}
+
+static int do_add (int argc, char const *const *argv)
+{
+  stralloc text = STRALLOC_ZERO, out = STRALLOC_ZERO, hash = STRALLOC_ZERO, home = STRALLOC_ZERO, line = STRALLOC_ZERO ;
+  genalloc list = GENALLOC_ZERO ;
+  uid_t uid = getuid() ;
+  gid_t gid = getgid() ;
+  int havegid = 0 ;
+  char const *name = parse_args(argc, argv, "u:g:d:pr", &add_opt) ;
+  check_name(name) ;
+  if (o.uid) uid = parse_uid(o.uid, &gid, &havegid) ;
+  if (o.gid) gid = parse_gid(o.gid) ;
+  if (o.home)
+  {
+    if (!*o.home) strerr_dief(EX_PERM, "empty home directory") ;
+    absolute_path(&home, o.home) ;
+  }
+  else
+  {
+    stralloc rel = STRALLOC_ZERO ;
+    if (!stralloc_cats(&rel, "home/") || !stralloc_cats(&rel, name) || !stralloc_0(&rel)) dienomem() ;
+    if (!yubin_path(&line, rel.s)) dienomem() ;
+    absolute_path(&home, line.s) ;
+    stralloc_free(&rel) ;
+  }
+  if (memchr(home.s, '\n', home.len)) strerr_dief(EX_PERM, "newline in home directory") ;
+  if (!uid) strerr_warnw("user ", name, " gets uid 0 (root): give -u for an unprivileged owner") ;
+
+  lock_users() ;
+  read_passwd(&text, &list) ;
+  if (find_entry(text.s, &list, name) >= 0) strerr_dief(EX_PERM, "user ", name, " already exists") ;
+  setup_home(home.s, uid, gid) ;
+  make_hash(&hash, o.pwmode) ;
+  {
+    char fmt[UINT32_FMT] ;
+    line.len = 0 ;
+    if (!stralloc_cats(&line, name) || !stralloc_catb(&line, ":", 1)
+     || !stralloc_catb(&line, hash.s, hash.len) || !stralloc_catb(&line, ":", 1)
+     || !stralloc_catb(&line, fmt, uint32_fmt(fmt, uid)) || !stralloc_catb(&line, ":", 1)
+     || !stralloc_catb(&line, fmt, uint32_fmt(fmt, gid)) || !stralloc_catb(&line, ":", 1)
+     || !stralloc_catb(&line, home.s, home.len)) dienomem() ;
+  }
+  edit(&text, &list, -1, line.s, line.len, &out) ;
+  commit(out.s, out.len, out.s, &list) ;
+  stralloc_free(&text) ; stralloc_free(&out) ; stralloc_free(&hash) ;
+  stralloc_free(&home) ; stralloc_free(&line) ; genalloc_free(struct entry, &list) ;
+  return 0 ;
+}
+
+static int do_del (int argc, char const *const *argv)
+{
+  stralloc text = STRALLOC_ZERO, out = STRALLOC_ZERO ;
+  genalloc list = GENALLOC_ZERO ;
+  char const *name = parse_args(argc, argv, "", &no_opt) ;
+  check_name(name) ;
+  lock_users() ;
+  read_passwd(&text, &list) ;
+  ssize_t idx = find_entry(text.s, &list, name) ;
+  if (idx < 0) die_unknown(name) ;
+  edit(&text, &list, idx, 0, 0, &out) ;
+  commit(out.s, out.len, out.s, &list) ;
+  stralloc_free(&text) ; stralloc_free(&out) ; genalloc_free(struct entry, &list) ;
+  return 0 ;
+}
+
+static int do_passwd (int argc, char const *const *argv)
+{
+  stralloc text = STRALLOC_ZERO, out = STRALLOC_ZERO, hash = STRALLOC_ZERO, line = STRALLOC_ZERO ;
+  genalloc list = GENALLOC_ZERO ;
+  o.pwmode = 'p' ;
+  char const *name = parse_args(argc, argv, "r", &passwd_opt) ;
+  check_name(name) ;
+  lock_users() ;
+  read_passwd(&text, &list) ;
+  ssize_t idx = find_entry(text.s, &list, name) ;
+  if (idx < 0) die_unknown(name) ;
+  make_hash(&hash, o.pwmode) ;
+  {
+    struct entry const *e = genalloc_s(struct entry, &list) + idx ;
+    /* keep the line as it is, but for the hash field */
+    if (!stralloc_catb(&line, text.s + e->line, e->hash - e->line)
+     || !stralloc_catb(&line, hash.s, hash.len)
+     || !stralloc_catb(&line, text.s + e->hash + e->hashlen, e->line + e->linelen - e->hash - e->hashlen)) dienomem() ;
+  }
+  edit(&text, &list, idx, line.s, line.len, &out) ;
+  commit(out.s, out.len, out.s, &list) ;
+  stralloc_free(&text) ; stralloc_free(&out) ; stralloc_free(&hash) ;
+  stralloc_free(&line) ; genalloc_free(struct entry, &list) ;
+  return 0 ;
+}
+
+static int do_list (int argc, char const *const *argv)
+{
+  stralloc text = STRALLOC_ZERO, out = STRALLOC_ZERO ;
+  genalloc list = GENALLOC_ZERO ;
+  if (argc != 1) dieusage() ;
+  read_passwd(&text, &list) ;
+  for (size_t i = 0 ; i < genalloc_len(struct entry, &list) ; i++)
+  {
+    struct entry const *e = genalloc_s(struct entry, &list) + i ;
+    char fmt[UINT32_FMT] ;
+    int nologin = e->hashlen == 1 && text.s[e->hash] == '*' ;
+    size_t at = out.len ;
+    if (!stralloc_catb(&out, text.s + e->name, e->namelen)) dienomem() ;
+    case_lowerb(out.s + at, e->namelen) ;
+    if (!stralloc_cats(&out, nologin ? ":*:" : ":x:")
+     || !stralloc_catb(&out, fmt, uint32_fmt(fmt, e->uid)) || !stralloc_catb(&out, ":", 1)
+     || !stralloc_catb(&out, fmt, uint32_fmt(fmt, e->gid)) || !stralloc_catb(&out, ":", 1)
+     || !stralloc_catb(&out, text.s + e->home, e->homelen) || !stralloc_catb(&out, "\n", 1)) dienomem() ;
+  }
+  if (buffer_putflush(buffer_1, out.s, out.len) < 0) strerr_diefusys(EX_TEMP, "write to stdout") ;
+  stralloc_free(&text) ; stralloc_free(&out) ; genalloc_free(struct entry, &list) ;
+  return 0 ;
+}
+
+static int do_rebuild (int argc, char const *const *argv)
+{
+  stralloc text = STRALLOC_ZERO ;
+  genalloc list = GENALLOC_ZERO ;
+  if (argc != 1) dieusage() ;
+  lock_users() ;
+  read_passwd(&text, &list) ;
+  commit(0, 0, text.s, &list) ;
+  stralloc_free(&text) ; genalloc_free(struct entry, &list) ;
+  return 0 ;
+}
+
+int main (int argc, char const *const *argv)
+{
+  static struct { char const *name ; int (*f)(int, char const *const *) ; } const cmds[] =
+  {
+    { "add", &do_add },
+    { "del", &do_del },
+    { "passwd", &do_passwd },
+    { "list", &do_list },
+    { "rebuild", &do_rebuild },
+  } ;
+  if (argc < 2) dieusage() ;
+  if (!yubin_path(&users_dir, "users")) dienomem() ;
+  for (size_t i = 0 ; i < sizeof(cmds) / sizeof(cmds[0]) ; i++)
+    if (!strcmp(argv[1], cmds[i].name))
+    {
+      int r = (*cmds[i].f)(argc - 1, argv + 1) ;
+      stralloc_free(&users_dir) ;
+      return r ;
+    }
+  dieusage() ;
+}
