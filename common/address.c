@@ -358,6 +358,19 @@ static int params_ok (char const *s, size_t len, size_t i, int utf8)
   return 1 ;
 }
 
+/* After a domain that the parser stopped in: is the stray byte more
+ * likely a bad character in the domain (BADDOMAIN) than a broken path
+ * (SYNTAX)?  '@' after a domain (user@other@ours) is a syntax error. */
+static enum address_error after_domain (char const *s, size_t len, size_t i, char const *terms, int endok)
+{
+  unsigned char c ;
+  if (i >= len) return endok ? ADDR_OK : ADDR_SYNTAX ;
+  c = s[i] ;
+  if (c && strchr(terms, c)) return ADDR_OK ;
+  if (c >= 0x80 || (c > 32 && c < 127 && !strchr("@<>,:\"[]", c))) return ADDR_BADDOMAIN ;
+  return ADDR_SYNTAX ;
+}
+
 static int is_postmaster (char const *b, size_t n)
 {
   return n == 10 && !strncasecmp(b, "postmaster", 10) ;
@@ -391,8 +404,8 @@ enum address_error address_parse_path (char const *s, size_t len, int allow_null
       {
         p.i++ ;   /* the '@' */
         e = parse_domain(&p, domain, &domainlen) ;
+        if (!e) e = after_domain(s, len, p.i, ",:", 0) ;
         if (e) return e ;
-        if (p.i >= len) return ADDR_SYNTAX ;
         if (s[p.i] == ':') { p.i++ ; break ; }
         if (s[p.i] != ',') return ADDR_SYNTAX ;
         p.i++ ;
@@ -406,6 +419,7 @@ enum address_error address_parse_path (char const *s, size_t len, int allow_null
   {
     p.i++ ;
     e = parse_domain(&p, domain, &domainlen) ;
+    if (!e) e = after_domain(s, len, p.i, bracket ? ">" : " ", !bracket) ;
     if (e) return e ;
     hasdomain = 1 ;
   }
