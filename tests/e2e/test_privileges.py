@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""End to end: least privilege.  As root (CI): nothing that reads the network
+runs as root, the queue belongs to yubinq, mail to yubinv, logs to yubinl.
+As an ordinary user: everything runs as that user.  Always: yubin-smtpd does
+not link OpenSSL."""
+
+import os
+import pwd
+import smtplib
+import stat
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from yubintest import Instance, SMTPRaw, bin_dir, check, is_root, run  # noqa: E402
+
+
+def uids(pid):
+    """(real, effective, saved) uid and (real, effective) gid of a process."""
+    u = g = None
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                u = [int(x) for x in line.split()[1:4]]
+            elif line.startswith("Gid:"):
+                g = [int(x) for x in line.split()[1:3]]
+    return u, g
+
+
+def procs_named(inst, name):
+    """pids of the instance's processes whose program is name."""
+    out = []
+    for pid, exe, cwd, cmd in inst.processes():
+        if os.path.basename(exe) == name or (cmd.split() or [""])[0].endswith("/" + name):
+            out.append(pid)
+    return out
+
+
+def main():
+    # (g) smtpd never links the TLS library
+    smtpd = os.path.join(bin_dir(), "yubin-smtpd")
+    r = subprocess.run(["ldd", smtpd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+    libs = r.stdout.decode(errors="replace")
+    check("smtpd-no-openssl", r.returncode == 0 and "libssl" not in libs and "libcrypto" not in libs,
+          "ldd %s:\n%s" % (smtpd, libs))
+
+    root = is_root()
+    with Instance() as inst:
+        if root:
+            want = {n: pwd.getpwnam(n).pw_uid for n in ("yubind", "yubinq", "yubinl", "yubinv")}
+        else:
+            me = os.getuid()
+            want = {n: me for n in ("yubind", "yubinq", "yubinl", "yubinv")}
+        who = "root" if root else "user"
+
+        # an open session keeps one yubin-smtpd alive to look at
+        c = SMTPRaw(inst.ip, inst.smtp_port)
+        c.reply()
+        time.sleep(0.1)
+        for name, user in (("yubin-smtpd", "yubind"), ("tcpserver", "yubind"),
+                           ("yubin-qmgr", "yubinq"), ("s6-log", "yubinl")):
+            pids = procs_named(inst, name)
+            bad = []
+            for pid in pids:
+                try:
+                    u, g = uids(pid)
+                except OSError:
+                    continue
+                if set(u) != {want[user]} or 0 in u or (root and 0 in g):
+                    bad.append((pid, u, g))
+            check("%s-runs-as-%s [%s]" % (name, user, who), pids and not bad,
+                  "no such process" if not pids else "uids/gids %r, want uid %d" % (bad, want[user]))
+        c.cmd(b"QUIT")
+        c.close()
+
+        # the queue: yubin-queue setuid yubinq, every queue file owned by it
+        q = os.stat(inst.path("bin", "yubin-queue"))
+        if root:
+            check("yubin-queue-setuid-yubinq", q.st_uid == want["yubinq"] and q.st_mode & stat.S_ISUID,
+                  "owner %d mode %o" % (q.st_uid, q.st_mode))
+        inst.svc("qmgr", "-d")
+        deadline = time.monotonic() + 10
+        while inst.service_pid("qmgr") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        try:
+            s = smtplib.SMTP(inst.ip, inst.smtp_port, timeout=20)
+            s.sendmail("p@example.org", ["demo@" + inst.domain], b"Subject: privtest\r\n\r\nhi\r\n")
+            s.quit()
+            sent = True
+        except (smtplib.SMTPException, OSError) as e:
+            sent = False
+            check("send-while-qmgr-down", False, repr(e))
+        if sent:
+            check("send-while-qmgr-down", True)
+        files = inst.queue_files()
+        owners = {os.lstat(f).st_uid for f in files} | {os.lstat(d).st_uid
+                                                        for d, _, _ in os.walk(inst.path("queue"))}
+        check("queue-owned-by-yubinq [%s]" % who, files and owners == {want["yubinq"]},
+              "files %d, owners %r, want %d" % (len(files), owners, want["yubinq"]))
+        inst.svc("qmgr", "-u")
+        msgs = inst.wait_for(lambda m: any(b"privtest" in d for _, d in m))
+        mine = [p for p, d in msgs if b"privtest" in d]
+        if check("delivered-after-qmgr-restart", mine, "not delivered"):
+            st = os.stat(mine[0])
+            vgid = pwd.getpwnam("yubinv").pw_gid if root else os.getgid()
+            check("maildir-file-owned-by-yubinv [%s]" % who,
+                  st.st_uid == want["yubinv"] and st.st_gid == vgid,
+                  "owner %d:%d" % (st.st_uid, st.st_gid))
+            check("maildir-file-private", not st.st_mode & 0o077, "mode %o" % st.st_mode)
+
+        pw = os.stat(inst.path("users", "passwd"))
+        check("users-passwd-0600", stat.S_IMODE(pw.st_mode) == 0o600, "mode %o" % pw.st_mode)
+        logs = os.stat(inst.path("log", "smtpd", "current"))
+        check("log-owned-by-yubinl [%s]" % who, logs.st_uid == want["yubinl"], "owner %d" % logs.st_uid)
+
+
+if __name__ == "__main__":
+    run(main)
