@@ -1,0 +1,91 @@
+/* The queue: layout, file format and names shared by yubin-queue,
+ * yubin-qmgr and yubin-lspawn.  The full description, with every fsync and
+ * what a crash at each instant leaves, is qmgr/README.
+ *
+ * <root>/queue/            owned by the queue user, mode 0700
+ *   tmp/ID                 being written by yubin-queue
+ *   new/ID                 durable, not yet seen by yubin-qmgr
+ *   cur/ID                 seen by yubin-qmgr (renamed from new/)
+ *   env/ID                 envelope of ID when it does not fit in the
+ *                          header block of the message file (rare)
+ *   lock/trigger           fifo: one byte wakes yubin-qmgr
+ *
+ * A message file:
+ *   [0, QUEUE_MSGOFF)      header block: the header line
+ *                            "yubinq1 msg=4096 size=N time=T uid=U env=here\n"
+ *                          (env=file: the envelope is in env/ID instead),
+ *                          then the envelope, then zero bytes
+ *   [QUEUE_MSGOFF, EOF)    the message, LF line endings
+ * The envelope: 'F' sender '\0', then per recipient a state byte
+ * ('T' to do, 'D' done, 'B' failed, to bounce) + address + '\0', then '\0'.
+ * The state bytes are rewritten in place by yubin-qmgr. */
+#ifndef YUBIN_QUEUE_H
+#define YUBIN_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <skalibs/stralloc.h>
+
+#define QUEUE_MSGOFF 4096          /* R: where the message starts */
+#define QUEUE_IDMAX 48             /* room for an ID and its NUL */
+#define QUEUE_ADDRMAX 1000         /* longest address in an envelope */
+#define QUEUE_ENVMAX (16 << 20)    /* largest envelope accepted */
+#define QUEUE_HEADMAX 128          /* longest header line */
+
+#define QUEUE_TODO 'T'
+#define QUEUE_DONE 'D'
+#define QUEUE_FAILED 'B'
+
+struct queue_head
+{
+  uint64_t msgoff ;     /* offset of the message, QUEUE_MSGOFF */
+  uint64_t size ;       /* message bytes */
+  uint64_t birth ;      /* seconds since the epoch, when queued */
+  uint64_t uid ;        /* real uid of the process that queued it */
+  int envfile ;         /* 1: envelope in env/ID */
+} ;
+
+/* A new queue ID "<sec>.<nsec, 9 digits>.<pid>" in id (QUEUE_IDMAX bytes,
+ * NUL-terminated).  Unique as long as the clock does not step back to the
+ * same nanosecond for a reused pid; creators also use O_EXCL.  Returns the
+ * length. */
+extern size_t queue_id_make (char *id, uint64_t *sec) ;
+
+/* Is s a well-formed ID (digits and dots, 1..QUEUE_IDMAX-1 bytes, not
+ * starting with a dot)?  Used to refuse names that could leave a dir. */
+extern int queue_id_valid (char const *s) ;
+
+/* Append the header line for h to sa.  Returns 1, 0 on ENOMEM. */
+extern int queue_head_fmt (stralloc *sa, struct queue_head const *h) ;
+
+/* Parse the header line at s[0..len).  Returns the length of the line
+ * including its '\n', or 0 if it is not a valid header line. */
+extern size_t queue_head_scan (char const *s, size_t len, struct queue_head *h) ;
+
+/* May this address go in an envelope?  At most QUEUE_ADDRMAX bytes and no
+ * control characters (they could forge headers in a bounce or lines in a
+ * log). */
+extern int queue_addr_ok (char const *s, size_t len) ;
+
+/* Check an envelope at s[0..len): 'F' record, recipient records whose
+ * state byte is 'T' (or, if anystate, 'T', 'D' or 'B'), final '\0'.
+ * Returns the envelope's length (including the final '\0') and sets
+ * *nrcpts, or 0 if it is malformed or incomplete. */
+extern size_t queue_env_scan (char const *s, size_t len, int anystate, size_t *nrcpts) ;
+
+/* Read a queued message's header and envelope: dirfd is the directory
+ * holding the message file (e.g. cur/), envdirfd the env/ directory.
+ * env gets the envelope bytes; *envbase the offset, in the file that holds
+ * the envelope (the message file, or env/ID if h->envfile), of env[0].
+ * Checks that the file size matches the header.
+ * Returns 1 ok, 0 malformed (errno EPROTO), -1 system error (errno). */
+extern int queue_load (int dirfd, int envdirfd, char const *id, struct queue_head *h,
+                       stralloc *env, uint64_t *envbase) ;
+
+/* Poke yubin-qmgr: write one byte to lock/trigger, relative to dirfd (the
+ * queue directory), without blocking.  Errors (ENXIO: nobody reading) are
+ * ignored on purpose: qmgr also rescans on a timer. */
+extern void queue_trigger (int qdirfd) ;
+
+#endif

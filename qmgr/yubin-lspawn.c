@@ -1,0 +1,402 @@
+/* yubin-lspawn: runs local deliveries for yubin-qmgr.  The one part of the
+ * queue that stays root: for each request it finds the recipient in
+ * users.cdb, becomes that user and runs yubin-local with the queue file
+ * as stdin.  Requests on fd 0, results on fd 1 (protocol in
+ * yubin-lspawn(8)); yubin-local's stderr goes to our stderr (the log) and
+ * its last line becomes the reason text of the result. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <skalibs/allreadwrite.h>
+#include <skalibs/bytestr.h>
+#include <skalibs/djbunix.h>
+#include <skalibs/env.h>
+#include <skalibs/genalloc.h>
+#include <skalibs/iopause.h>
+#include <skalibs/selfpipe.h>
+#include <skalibs/setgroups.h>
+#include <skalibs/sig.h>
+#include <skalibs/stralloc.h>
+#include <skalibs/strerr.h>
+#include <skalibs/tai.h>
+#include <skalibs/types.h>
+
+#include "control.h"
+#include "exitcodes.h"
+#include "queue.h"
+#include "root.h"
+#include "users.h"
+#include "ylog.h"
+
+#define JOBS_MAX 1000         /* more than any sane concurrencylocal */
+#define REQUEST_MAX 4096      /* 5 fields, two of them addresses */
+#define LINE_MAX_ 1000        /* longest stderr line kept whole */
+
+char const *PROG = "lspawn" ;
+
+struct job
+{
+  pid_t pid ;          /* 0: free slot */
+  char jobid[11] ;
+  int errfd ;          /* read end of the child's stderr, -1 when closed */
+  stralloc line ;      /* partial stderr line */
+  stralloc why ;       /* last complete stderr line */
+} ;
+
+static genalloc jobs = GENALLOC_ZERO ;   /* struct job */
+static unsigned int njobs = 0 ;
+static stralloc localprog = STRALLOC_ZERO ;
+static stralloc pmuser = STRALLOC_ZERO ;
+static int curfd ;
+static uid_t queueuid ;
+static int amroot ;
+
+static void dienomem (void)
+{
+  strerr_dief1x(EX_TEMP, "out of memory") ;
+}
+
+/* One result record: jobid \0 code \0 text \0.  Blocking: qmgr always reads. */
+static void report (char const *jobid, int code, char const *text, size_t len)
+{
+  stralloc sa = STRALLOC_ZERO ;
+  char fmt[UINT_FMT] ;
+  size_t n = uint_fmt(fmt, code) ;
+  if (len > LINE_MAX_) len = LINE_MAX_ ;
+  if (!stralloc_cats(&sa, jobid) || !stralloc_0(&sa)
+   || !stralloc_catb(&sa, fmt, n) || !stralloc_0(&sa)) dienomem() ;
+  size_t start = sa.len ;
+  if (!stralloc_catb(&sa, text, len) || !stralloc_0(&sa)) dienomem() ;
+  for (size_t i = start ; i + 1 < sa.len ; i++)
+    if (!sa.s[i] || sa.s[i] == '\n') sa.s[i] = ' ' ;
+  if (allwrite(1, sa.s, sa.len) < sa.len) strerr_diefu1sys(EX_TEMP, "write to yubin-qmgr") ;
+  stralloc_free(&sa) ;
+}
+
+static void reports (char const *jobid, int code, char const *text)
+{
+  report(jobid, code, text, strlen(text)) ;
+}
+
+/* A complete stderr line of a job: to our log, and remembered. */
+static void job_line (struct job *j, char const *s, size_t len)
+{
+  while (len && (s[len-1] == '\n' || s[len-1] == '\r')) len-- ;
+  if (!len) return ;
+  /* one write per line, so concurrent deliveries never mix their lines */
+  struct iovec v[2] = { { .iov_base = (char *)s, .iov_len = len }, { .iov_base = "\n", .iov_len = 1 } } ;
+  size_t w = allwritev(2, v, 2) ;
+  (void)w ;   /* as ylog: losing a log line must not stop deliveries */
+  if (!stralloc_copyb(&j->why, s, len)) dienomem() ;
+}
+
+/* Read what the child wrote on stderr.  final: it has exited, drain and close. */
+static void job_read (struct job *j, int final)
+{
+  char buf[4096] ;
+  while (j->errfd >= 0)
+  {
+    ssize_t r = read(j->errfd, buf, sizeof(buf)) ;
+    if (r < 0 && errno == EINTR) continue ;
+    if (r < 0 && errno == EAGAIN && !final) return ;
+    if (r <= 0)
+    {
+      if (j->line.len) job_line(j, j->line.s, j->line.len) ;
+      j->line.len = 0 ;
+      fd_close(j->errfd) ;
+      j->errfd = -1 ;
+      return ;
+    }
+    for (ssize_t i = 0 ; i < r ; i++)
+    {
+      if (!stralloc_catb(&j->line, buf + i, 1)) dienomem() ;
+      if (buf[i] == '\n' || j->line.len >= LINE_MAX_)
+      {
+        job_line(j, j->line.s, j->line.len) ;
+        j->line.len = 0 ;
+      }
+    }
+  }
+}
+
+static void job_end (struct job *j, int wstat)
+{
+  job_read(j, 1) ;
+  /* "local: fatal: maildir ... (#4.2.1)": the reason is after "fatal: " */
+  char const *why = j->why.s ;
+  size_t len = j->why.len ;
+  size_t f = len >= 9 ? byte_search(why, len, ": fatal: ", 9) : len ;
+  if (f < len) { why += f + 9 ; len -= f + 9 ; }
+  int code = EX_TEMP ;
+  char tmp[80] ;
+  if (WIFEXITED(wstat) && (WEXITSTATUS(wstat) == 0 || WEXITSTATUS(wstat) == 100 || WEXITSTATUS(wstat) == 111))
+    code = WEXITSTATUS(wstat) ;
+  else if (!len)
+  {
+    size_t n ;
+    if (WIFSIGNALED(wstat)) { memcpy(tmp, "yubin-local killed by signal ", 29) ; n = 29 ; n += uint_fmt(tmp + n, WTERMSIG(wstat)) ; }
+    else { memcpy(tmp, "yubin-local exited ", 19) ; n = 19 ; n += uint_fmt(tmp + n, WEXITSTATUS(wstat)) ; }
+    memcpy(tmp + n, " (#4.3.0)", 9) ;
+    why = tmp ; len = n + 9 ;
+  }
+  report(j->jobid, code, why, len) ;
+  j->pid = 0 ;
+  j->why.len = 0 ;
+  njobs-- ;
+}
+
+static void reap (void)
+{
+  for (;;)
+  {
+    int wstat ;
+    pid_t pid = wait_nohang(&wstat) ;
+    if (pid <= 0) return ;
+    struct job *j = genalloc_s(struct job, &jobs) ;
+    size_t n = genalloc_len(struct job, &jobs) ;
+    for (size_t i = 0 ; i < n ; i++)
+      if (j[i].pid == pid) { job_end(j + i, wstat) ; break ; }
+  }
+}
+
+static struct job *job_slot (void)
+{
+  struct job *j = genalloc_s(struct job, &jobs) ;
+  size_t n = genalloc_len(struct job, &jobs) ;
+  for (size_t i = 0 ; i < n ; i++) if (!j[i].pid) return j + i ;
+  struct job z = { .pid = 0, .errfd = -1, .line = STRALLOC_ZERO, .why = STRALLOC_ZERO } ;
+  if (!genalloc_append(struct job, &jobs, &z)) dienomem() ;
+  return genalloc_s(struct job, &jobs) + n ;
+}
+
+/* The child: become the user, run yubin-local.  Never returns. */
+static void child (int msgfd, int errfd, struct yubin_user const *u, char const *const *argv)
+{
+  selfpipe_finish() ;
+  /* stdout too: qmail-local writes its reasons there, yubin-local on stderr */
+  if (fd_move(0, msgfd) < 0 || fd_copy(1, errfd) < 0 || fd_move(2, errfd) < 0) _exit(EX_TEMP) ;
+  if (amroot)
+  {
+    if (setgroups_and_gid(u->gid, 1, &u->gid) < 0 || setuid(u->uid) < 0)
+      strerr_diefu1sys(EX_TEMP, "set the user's uid and gid (#4.3.0)") ;
+  }
+  if (chdir(u->home.s) < 0) strerr_diefusys(EX_TEMP, "switch to ", u->home.s, " (#4.3.0)") ;
+  execv(localprog.s, (char *const *)argv) ;
+  strerr_diefusys(EX_TEMP, "run ", localprog.s, " (#4.3.0)") ;
+}
+
+/* One request: jobid, queue id, message offset, sender, recipient. */
+static void start (char const *const *f)
+{
+  char const *jobid = f[0], *id = f[1], *sender = f[3], *rcpt = f[4] ;
+  struct yubin_user u = YUBIN_USER_ZERO ;
+  stralloc user = STRALLOC_ZERO ;
+  stralloc local = STRALLOC_ZERO ;
+  uint64_t off ;
+  size_t ext ;
+  int r ;
+
+  if (!*jobid || strlen(jobid) > 10 || uint64_scan(f[2], &off) != strlen(f[2]) || !*f[2]
+   || !queue_id_valid(id))
+    strerr_dief1x(EX_TEMP, "protocol error: bad request from yubin-qmgr") ;
+  if (njobs >= JOBS_MAX) { reports(jobid, EX_TEMP, "too many deliveries at once (#4.3.0)") ; return ; }
+
+  size_t rlen = strlen(rcpt) ;
+  size_t at = byte_rchr(rcpt, rlen, '@') ;
+  char const *domain = at < rlen ? rcpt + at + 1 : "" ;
+  if (!stralloc_catb(&local, rcpt, at) || !stralloc_0(&local)) dienomem() ;
+  if (at == 10 && !strncasecmp(rcpt, "postmaster", 10))
+  {
+    if (!stralloc_copyb(&user, pmuser.s, pmuser.len + 1)) dienomem() ;
+    ext = at ;
+    r = 1 ;
+  }
+  else r = at ? users_match_local(rcpt, at, &user, &ext) : 0 ;
+  if (r > 0) r = users_lookup(user.s, &u) ;
+  if (r < 0) { reports(jobid, EX_TEMP, "unable to look the user up in users.cdb (#4.3.0)") ; goto end ; }
+  if (!r) { reports(jobid, EX_PERM, "Sorry, no mailbox here by that name. (#5.1.1)") ; goto end ; }
+  if (amroot && !u.uid) { reports(jobid, EX_PERM, "refusing to deliver to a user with uid 0 (#5.7.1)") ; goto end ; }
+
+  int msgfd = openat(curfd, id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) ;
+  if (msgfd < 0) { reports(jobid, EX_TEMP, "unable to open the queue file (#4.3.0)") ; goto end ; }
+  struct stat st ;
+  /* Only a file that the queue user made: yubin-qmgr can't make us read
+     anything else as root. */
+  if (fstat(msgfd, &st) < 0 || !S_ISREG(st.st_mode) || (amroot && st.st_uid != queueuid)
+   || lseek(msgfd, (off_t)off, SEEK_SET) < 0)
+  {
+    fd_close(msgfd) ;
+    reports(jobid, EX_TEMP, "bad queue file (#4.3.0)") ;
+    goto end ;
+  }
+  int p[2] ;
+  if (pipe2(p, O_CLOEXEC) < 0)
+  {
+    fd_close(msgfd) ;
+    reports(jobid, EX_TEMP, "unable to make a pipe (#4.3.0)") ;
+    goto end ;
+  }
+  char const *dash = ext < at ? "-" : "" ;
+  char const *argv[10] = { "yubin-local", user.s, u.home.s, local.s, dash, local.s + ext, domain, sender, "./Maildir/", 0 } ;
+  pid_t pid = fork() ;
+  if (!pid) child(msgfd, p[1], &u, argv) ;
+  int e = errno ;
+  fd_close(msgfd) ;
+  fd_close(p[1]) ;
+  if (pid < 0)
+  {
+    fd_close(p[0]) ;
+    errno = e ;
+    strerr_warnwu1sys("fork") ;
+    reports(jobid, EX_TEMP, "unable to fork (#4.3.0)") ;
+    goto end ;
+  }
+  if (ndelay_on(p[0]) < 0) strerr_diefu1sys(EX_TEMP, "set a pipe non-blocking") ;
+  struct job *j = job_slot() ;
+  j->pid = pid ;
+  memcpy(j->jobid, jobid, strlen(jobid) + 1) ;
+  j->errfd = p[0] ;
+  j->line.len = 0 ;
+  j->why.len = 0 ;
+  njobs++ ;
+ end:
+  stralloc_free(&u.home) ;
+  stralloc_free(&user) ;
+  stralloc_free(&local) ;
+}
+
+/* Complete requests at the start of in: run them, drop them. */
+static void requests (stralloc *in)
+{
+  size_t pos = 0 ;
+  for (;;)
+  {
+    char const *f[5] ;
+    size_t p = pos, k = 0 ;
+    for (; k < 5 ; k++)
+    {
+      size_t z = byte_chr(in->s + p, in->len - p, 0) ;
+      if (p + z >= in->len) break ;
+      f[k] = in->s + p ;
+      p += z + 1 ;
+    }
+    if (k < 5)
+    {
+      if (in->len - pos > REQUEST_MAX) strerr_dief1x(EX_TEMP, "protocol error: request too long") ;
+      break ;
+    }
+    start(f) ;
+    pos = p ;
+  }
+  if (pos)
+  {
+    memmove(in->s, in->s + pos, in->len - pos) ;
+    in->len -= pos ;
+  }
+}
+
+int main (int argc, char const *const *argv)
+{
+  stralloc sa = STRALLOC_ZERO ;
+  stralloc in = STRALLOC_ZERO ;
+  genalloc fds = GENALLOC_ZERO ;    /* iopause_fd */
+  genalloc owner = GENALLOC_ZERO ;  /* size_t: job index of fds[i], i >= 2 */
+  struct stat st ;
+  int eof = 0 ;
+  (void)argc ; (void)argv ;
+
+  amroot = !geteuid() ;
+  if (!yubin_sibling(&localprog, "yubin-local")) strerr_diefu1sys(EX_TEMP, "find yubin-local") ;
+  if (control_readline(&pmuser, "postmaster", "postmaster") < 0)
+    strerr_diefu1sys(EX_TEMP, "read control/postmaster") ;
+  if (!pmuser.len && !stralloc_copys(&pmuser, "postmaster")) dienomem() ;
+  if (!stralloc_0(&pmuser)) dienomem() ;
+  pmuser.len-- ;
+  if (!yubin_path(&sa, "queue")) dienomem() ;
+  if (stat(sa.s, &st) < 0) strerr_diefu2sys(EX_TEMP, "stat ", sa.s) ;
+  queueuid = st.st_uid ;
+  if (!stralloc_cats(&sa, "/cur") || !stralloc_0(&sa)) dienomem() ;
+  curfd = open(sa.s, O_RDONLY | O_DIRECTORY | O_CLOEXEC) ;
+  if (curfd < 0) strerr_diefu2sys(EX_TEMP, "open ", sa.s) ;
+  stralloc_free(&sa) ;
+
+  if (ndelay_on(0) < 0) strerr_diefu1sys(EX_TEMP, "set stdin non-blocking") ;
+  /* the pipes to qmgr are not for yubin-local */
+  if (coe(0) < 0 || coe(1) < 0) strerr_diefu1sys(EX_TEMP, "set close-on-exec") ;
+  int spfd = selfpipe_init() ;
+  if (spfd < 0) strerr_diefu1sys(EX_TEMP, "init selfpipe") ;
+  {
+    sigset_t set ;
+    sigemptyset(&set) ;
+    sigaddset(&set, SIGCHLD) ;
+    sigaddset(&set, SIGTERM) ;
+    if (!selfpipe_trapset(&set)) strerr_diefu1sys(EX_TEMP, "trap signals") ;
+  }
+  tain_now_set_stopwatch_g() ;
+
+  while (!eof || njobs)
+  {
+    size_t n = genalloc_len(struct job, &jobs) ;
+    if (!genalloc_ready(iopause_fd, &fds, n + 2) || !genalloc_ready(size_t, &owner, n + 2)) dienomem() ;
+    iopause_fd *x = genalloc_s(iopause_fd, &fds) ;
+    size_t *who = genalloc_s(size_t, &owner) ;
+    unsigned int nx = 0 ;
+    x[nx].fd = spfd ; x[nx++].events = IOPAUSE_READ ;
+    x[nx].fd = eof ? -1 : 0 ; x[nx++].events = IOPAUSE_READ ;
+    struct job *j = genalloc_s(struct job, &jobs) ;
+    for (size_t i = 0 ; i < n ; i++)
+      if (j[i].pid && j[i].errfd >= 0)
+      {
+        who[nx] = i ;
+        x[nx].fd = j[i].errfd ;
+        x[nx++].events = IOPAUSE_READ ;
+      }
+    int r = iopause_g(x, nx, &tain_infinite) ;
+    if (r < 0)
+    {
+      if (errno == EINTR) continue ;
+      strerr_diefu1sys(EX_TEMP, "iopause") ;
+    }
+    for (unsigned int i = 2 ; i < nx ; i++)
+      if (x[i].revents)
+        job_read(genalloc_s(struct job, &jobs) + who[i], 0) ;
+    if (x[0].revents & IOPAUSE_READ)
+    {
+      for (;;)
+      {
+        int sig = selfpipe_read() ;
+        if (sig < 0) strerr_diefu1sys(EX_TEMP, "read selfpipe") ;
+        if (!sig) break ;
+        if (sig == SIGCHLD) reap() ;
+        else if (sig == SIGTERM) eof = 1 ;
+      }
+    }
+    if (!eof && x[1].revents)
+    {
+      if (!stralloc_readyplus(&in, 8192)) dienomem() ;
+      ssize_t rr = read(0, in.s + in.len, 8192) ;
+      if (rr < 0 && errno != EINTR && errno != EAGAIN) strerr_diefu1sys(EX_TEMP, "read from yubin-qmgr") ;
+      if (!rr) eof = 1 ;
+      if (rr > 0) { in.len += rr ; requests(&in) ; }
+    }
+  }
+  {
+    struct job *j = genalloc_s(struct job, &jobs) ;
+    size_t n = genalloc_len(struct job, &jobs) ;
+    for (size_t i = 0 ; i < n ; i++) { stralloc_free(&j[i].line) ; stralloc_free(&j[i].why) ; }
+  }
+  genalloc_free(struct job, &jobs) ;
+  genalloc_free(iopause_fd, &fds) ;
+  genalloc_free(size_t, &owner) ;
+  stralloc_free(&in) ;
+  stralloc_free(&localprog) ;
+  stralloc_free(&pmuser) ;
+  fd_close(curfd) ;
+  return 0 ;
+}
