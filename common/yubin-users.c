@@ -123,6 +123,7 @@ static int parse_passwd (char const *s, size_t len, genalloc *list, unsigned int
     char const *l = s + pos ;
     struct entry e = { .line = pos, .linelen = linelen } ;
     size_t f[5], flen[5], k = 0, start = 0 ;
+    size_t end = linelen && l[linelen-1] == '\r' ? linelen - 1 : linelen ;  /* hand-edited CRLF */
     n++ ;
     *lineno = n ;
     {
@@ -131,14 +132,14 @@ static int parse_passwd (char const *s, size_t len, genalloc *list, unsigned int
       if (i == linelen || l[i] == '#') goto next ;
     }
     /* name:hash:uid:gid:home -- home is the rest of the line */
-    for (size_t i = 0 ; i <= linelen && k < 4 ; i++)
-      if (i == linelen || l[i] == ':')
+    for (size_t i = 0 ; i <= end && k < 4 ; i++)
+      if (i == end || l[i] == ':')
       {
         f[k] = pos + start ; flen[k] = i - start ; k++ ;
         start = i + 1 ;
       }
-    if (k < 4 || start > linelen) { *why = "expected name:hash:uid:gid:home" ; return 0 ; }
-    f[4] = pos + start ; flen[4] = linelen - start ;
+    if (k < 4 || start > end) { *why = "expected name:hash:uid:gid:home" ; return 0 ; }
+    f[4] = pos + start ; flen[4] = end - start ;
     e.name = f[0] ; e.namelen = flen[0] ;
     e.hash = f[1] ; e.hashlen = flen[1] ;
     e.home = f[4] ; e.homelen = flen[4] ;
