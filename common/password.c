@@ -24,7 +24,7 @@
 #define SALT_LEN 16
 #define HASH_LEN 32
 #define SALT_MIN 8
-#define HASH_MIN 16
+#define HASH_MIN 32
 #define BIN_MAX 64
 #define MEM_MAX (256UL << 20)
 
