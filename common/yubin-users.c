@@ -578,7 +578,7 @@ static int do_add (int argc, char const *const *argv)
     stralloc_free(&rel) ;
   }
   if (memchr(home.s, '\n', home.len)) strerr_dief(EX_PERM, "newline in home directory") ;
-  if (!uid) strerr_warnw("user ", name, " gets uid 0 (root): give -u for an unprivileged owner") ;
+  if (!uid) strerr_warnw("user ", name, " gets uid 0: a root yubin-lspawn will not deliver to it; give -u for an unprivileged owner") ;
 
   lock_users() ;
   read_passwd(&text, &list) ;
