@@ -1,0 +1,1000 @@
+#!/usr/bin/env python3
+"""Tests for yubin-smtpd.
+
+Each session runs yubin-smtpd directly with fds 0/1 on one end of a
+socketpair (or on a socket accepted by a tiny listener, for smtplib and
+swaks), UCSPI variables set, YUBIN_ROOT pointing to a temporary instance
+(control files, users/users.cdb written here) and QMAILQUEUE pointing to a
+fake queue that saves its fd 0 and fd 1 and exits with a chosen code.
+
+Prints "PASS name" or "FAIL name: why" per case.  YUBIN_BIN selects the
+binaries (default build/bin).
+"""
+
+import os
+import re
+import shutil
+import smtplib
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+BIN = os.environ.get("YUBIN_BIN", "build/bin")
+SMTPD = os.path.abspath(os.path.join(BIN, "yubin-smtpd"))
+IO_TIMEOUT = 20.0
+
+results = {"pass": 0, "fail": 0}
+
+ENHANCED = re.compile(rb"^[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, why):
+    if not cond:
+        raise Failure(why)
+
+
+# ---------- cdb writer (D. J. Bernstein's format, as skalibs reads it) ----------
+
+def cdb_hash(key):
+    h = 5381
+    for c in key:
+        h = (((h << 5) + h) ^ c) & 0xFFFFFFFF
+    return h
+
+
+def cdb_write(path, items):
+    out = bytearray(2048)
+    tables = [[] for _ in range(256)]
+    for k, v in items:
+        pos = len(out)
+        out += struct.pack("<II", len(k), len(v)) + k + v
+        h = cdb_hash(k)
+        tables[h & 255].append((h, pos))
+    header = []
+    for t in tables:
+        n = len(t) * 2
+        slots = [(0, 0)] * n
+        for h, pos in t:
+            j = (h >> 8) % n
+            while slots[j][1]:
+                j = (j + 1) % n
+            slots[j] = (h, pos)
+        header.append((len(out), n))
+        for h, pos in slots:
+            out += struct.pack("<II", h, pos)
+    out[0:2048] = b"".join(struct.pack("<II", p, n) for p, n in header)
+    with open(path, "wb") as f:
+        f.write(out)
+
+
+FAKEQ = """#!/bin/sh
+# fake qmail-queue: save the message (fd 0) and the envelope (fd 1)
+d="$FAKEQ_DIR"
+n=$$
+cat > "$d/msg.$n" || exit 54
+cat <&1 > "$d/env.$n" || exit 54
+code=0
+[ -f "$d/../qexit" ] && code=$(cat "$d/../qexit")
+echo "$code" > "$d/code.$n"
+exit "$code"
+"""
+
+
+def env_valid(env):
+    """A complete qmail-queue envelope: F addr \\0 (T addr \\0)+ \\0."""
+    if not env.startswith(b"F") or not env.endswith(b"\0\0"):
+        return None
+    parts = env[:-1].split(b"\0")
+    # parts: ['Ffrom', 'Trcpt', ..., ''] because of the trailing NUL of the last record
+    if parts[-1] != b"":
+        return None
+    parts = parts[:-1]
+    if len(parts) < 2 or not all(p.startswith(b"T") for p in parts[1:]):
+        return None
+    return parts[0][1:], [p[1:] for p in parts[1:]]
+
+
+class Instance:
+    def __init__(self, control=None, users=("alice", "bob")):
+        self.root = tempfile.mkdtemp(prefix="yubin-smtpd-test.")
+        os.mkdir(os.path.join(self.root, "control"))
+        os.mkdir(os.path.join(self.root, "users"))
+        self.qdir = os.path.join(self.root, "q")
+        os.mkdir(self.qdir)
+        ctl = {"me": "example.org", "rcpthosts": "example.org\nrelayed.example.net\n"}
+        if control:
+            ctl.update(control)
+        for k, v in ctl.items():
+            if v is not None:
+                with open(os.path.join(self.root, "control", k), "w") as f:
+                    f.write(v)
+        cdb_write(os.path.join(self.root, "users", "users.cdb"),
+                  [(u.encode(), ("1000:1000:/home/%s" % u).encode()) for u in users])
+        self.fakeq = os.path.join(self.root, "fakeq")
+        with open(self.fakeq, "w") as f:
+            f.write(FAKEQ)
+        os.chmod(self.fakeq, 0o755)
+        self.logs = []
+        self.procs = []
+
+    def qexit(self, code):
+        with open(os.path.join(self.root, "qexit"), "w") as f:
+            f.write("%d\n" % code)
+
+    def env(self, extra=None):
+        e = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "YUBIN_ROOT": self.root,
+            "QMAILQUEUE": self.fakeq,
+            "FAKEQ_DIR": self.qdir,
+            "PROTO": "TCP",
+            "TCPREMOTEIP": "127.0.0.1",
+            "TCPREMOTEPORT": "40000",
+            "TCPLOCALIP": "127.0.0.1",
+            "TCPLOCALPORT": "25",
+        }
+        for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+            if k in os.environ:
+                e[k] = os.environ[k]
+        if extra:
+            for k, v in extra.items():
+                if v is None:
+                    e.pop(k, None)
+                else:
+                    e[k] = v
+        return e
+
+    def start(self, fd, extra=None):
+        log = open(os.path.join(self.root, "log.%d" % len(self.logs)), "w+b")
+        self.logs.append(log)
+        p = subprocess.Popen([SMTPD], stdin=fd, stdout=fd, stderr=log, env=self.env(extra),
+                             close_fds=True)
+        self.procs.append(p)
+        return p
+
+    def session(self, extra=None):
+        a, b = socket.socketpair()
+        p = self.start(b.fileno(), extra)
+        b.close()
+        return Client(a, p)
+
+    def listen(self, extra=None):
+        """A listener on 127.0.0.1 that runs yubin-smtpd per connection."""
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(8)
+        ls.settimeout(0.2)
+        stop = threading.Event()
+
+        def loop():
+            while not stop.is_set():
+                try:
+                    c, _ = ls.accept()
+                except socket.timeout:
+                    continue
+                except OSError:
+                    return
+                c.settimeout(None)
+                self.start(c.fileno(), extra)
+                c.close()
+        t = threading.Thread(target=loop, daemon=True)
+        t.start()
+        return ls.getsockname()[1], (stop, t, ls)
+
+    def unlisten(self, h):
+        stop, t, ls = h
+        stop.set()
+        t.join(5)
+        ls.close()
+
+    def invocations(self):
+        return sorted(int(n.split(".")[1]) for n in os.listdir(self.qdir) if n.startswith("msg."))
+
+    def committed(self):
+        """Messages a real queue would have kept: complete envelope, exit 0."""
+        out = []
+        for n in self.invocations():
+            base = os.path.join(self.qdir, "%s.%d")
+            try:
+                msg = open(base % ("msg", n), "rb").read()
+                env = open(base % ("env", n), "rb").read()
+                code = open(base % ("code", n)).read().strip()
+            except FileNotFoundError:
+                continue
+            e = env_valid(env)
+            if e and code == "0":
+                out.append((msg, e[0], e[1]))
+        return out
+
+    def logtext(self):
+        t = b""
+        for f in self.logs:
+            f.flush()
+            f.seek(0)
+            t += f.read()
+        return t
+
+    def finish(self):
+        """Wait for every smtpd; complain about sanitizer reports."""
+        for p in self.procs:
+            try:
+                p.wait(IO_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                raise Failure("yubin-smtpd did not exit")
+        t = self.logtext()
+        for bad in (b"AddressSanitizer", b"LeakSanitizer", b"runtime error:", b"UndefinedBehaviorSanitizer"):
+            check(bad not in t, "sanitizer report in log: " + t.decode(errors="replace")[-2000:])
+
+    def cleanup(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for f in self.logs:
+            f.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Client:
+    def __init__(self, sock, proc):
+        self.s = sock
+        self.s.settimeout(IO_TIMEOUT)
+        self.p = proc
+        self.buf = b""
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.s.sendall(data)
+
+    def line(self):
+        while b"\n" not in self.buf:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise Failure("connection closed, pending %r" % self.buf)
+            self.buf += chunk
+        ln, self.buf = self.buf.split(b"\n", 1)
+        return ln + b"\n"
+
+    def reply(self):
+        """One (possibly multi-line) reply: (code, [lines without CRLF])."""
+        lines = []
+        while True:
+            ln = self.line()
+            check(ln.endswith(b"\r\n"), "reply line without CRLF: %r" % ln)
+            ln = ln[:-2]
+            check(len(ln) >= 3 and ln[:3].isdigit(), "bad reply line %r" % ln)
+            lines.append(ln)
+            if len(ln) == 3 or ln[3:4] == b" ":
+                return int(ln[:3]), lines
+            check(ln[3:4] == b"-", "bad reply continuation %r" % ln)
+
+    def expect(self, code, what=""):
+        c, lines = self.reply()
+        check(c == code, "%s: expected %d, got %r" % (what, code, lines))
+        return lines
+
+    def cmd(self, line, code, what=None):
+        self.send(line + "\r\n" if isinstance(line, str) else line + b"\r\n")
+        return self.expect(code, what or (line if isinstance(line, str) else line.decode(errors="replace")))
+
+    def closed(self, timeout=IO_TIMEOUT):
+        """Read until EOF; return what came."""
+        self.s.settimeout(timeout)
+        data = self.buf
+        self.buf = b""
+        try:
+            while True:
+                chunk = self.s.recv(65536)
+                if not chunk:
+                    return data
+                data += chunk
+        except socket.timeout:
+            raise Failure("connection not closed, got %r" % data)
+
+    def close(self):
+        self.s.close()
+
+
+def greet_ehlo(c, name="client.example"):
+    c.expect(220, "greeting")
+    return c.cmd("EHLO " + name, 250)
+
+
+def transaction(c, sender, rcpts, body, final=250):
+    c.cmd("MAIL FROM:<%s>" % sender, 250)
+    for r in rcpts:
+        c.cmd("RCPT TO:<%s>" % r, 250)
+    c.cmd("DATA", 354)
+    c.send(body)
+    return c.expect(final, "end of data")
+
+
+# ---------- the cases ----------
+
+CASES = []
+
+
+def case(fn):
+    CASES.append(fn)
+    return fn
+
+
+@case
+def greeting_and_ehlo(inst):
+    c = inst.session()
+    lines = c.expect(220)
+    check(lines == [b"220 example.org ESMTP yubin"], "greeting %r" % lines)
+    lines = c.cmd("EHLO client.example", 250)
+    check(lines[0] == b"250-example.org", "first EHLO line %r" % lines[0])
+    kw = [ln[4:] for ln in lines[1:]]
+    for k in (b"PIPELINING", b"8BITMIME", b"ENHANCEDSTATUSCODES"):
+        check(k in kw, "EHLO lacks %s: %r" % (k, kw))
+    check(any(k.startswith(b"SIZE") for k in kw), "EHLO lacks SIZE: %r" % kw)
+    lines = c.cmd("HELO client.example", 250)
+    check(lines == [b"250 example.org"], "HELO reply %r" % lines)
+    lines = c.cmd("QUIT", 221)
+    check(lines[0].startswith(b"221 2.0.0 "), "QUIT reply %r" % lines)
+    c.closed()
+    inst.finish()
+    check(b"smtpd: connect ip=127.0.0.1" in inst.logtext(), "no connect log line")
+    check(b"smtpd: quit ip=127.0.0.1" in inst.logtext(), "no quit log line")
+
+
+@case
+def greeting_override_and_size(inst):
+    inst2 = Instance({"smtpgreeting": "mx.example.org hello there\n", "databytes": "12345\n"})
+    try:
+        c = inst2.session()
+        lines = c.expect(220)
+        check(lines == [b"220 mx.example.org hello there"], "greeting %r" % lines)
+        kw = [ln[4:] for ln in c.cmd("EHLO x", 250)[1:]]
+        check(b"SIZE 12345" in kw, "SIZE from control/databytes: %r" % kw)
+        c.cmd("QUIT", 221)
+        c.close()
+        c = inst2.session({"DATABYTES": "777"})
+        c.expect(220)
+        kw = [ln[4:] for ln in c.cmd("EHLO x", 250)[1:]]
+        check(b"SIZE 777" in kw, "SIZE from DATABYTES: %r" % kw)
+        c.cmd("QUIT", 221)
+        c.close()
+        inst2.finish()
+    finally:
+        inst2.cleanup()
+
+
+@case
+def smtplib_transaction(inst):
+    port, h = inst.listen({"TCPREMOTEHOST": "localhost"})
+    try:
+        s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.example", timeout=IO_TIMEOUT)
+        s.ehlo("client.example")
+        check(s.has_extn("pipelining") and s.has_extn("size"), "smtplib sees no PIPELINING/SIZE")
+        code, _ = s.mail("sender@example.com")
+        check(code == 250, "MAIL %d" % code)
+        code, _ = s.rcpt("alice@example.org")
+        check(code == 250, "RCPT alice %d" % code)
+        code, _ = s.rcpt("Bob-ext@EXAMPLE.org")
+        check(code == 250, "RCPT bob-ext %d" % code)
+        body = "Subject: hi\r\n\r\nline1\r\n.leading dot\r\n..two dots\r\n.\r\nlast"
+        code, msg = s.data(body)
+        check(code == 250, "DATA %d %r" % (code, msg))
+        m = re.match(rb"2\.0\.0 ok (\S+) queued$", msg)
+        check(m, "250 text %r" % msg)
+        qid = m.group(1)
+        s.quit()
+    finally:
+        inst.unlisten(h)
+    inst.finish()
+    got = inst.committed()
+    check(len(got) == 1, "expected 1 message queued, got %d" % len(got))
+    msg, sender, rcpts = got[0]
+    check(sender == b"sender@example.com", "sender %r" % sender)
+    check(rcpts == [b"alice@example.org", b"Bob-ext@example.org"], "recipients %r" % rcpts)
+    hdr = re.match(rb"Received: from client\.example \(localhost \[127\.0\.0\.1\]\)\n"
+                   rb"\tby example\.org \(yubin\) with ESMTP id (\S+);\n"
+                   rb"\t(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+                   rb" \d{4} \d\d:\d\d:\d\d \+0000\n", msg)
+    check(hdr, "Received header: %r" % msg[:300])
+    check(hdr.group(1) == qid, "Received id %r != reply id %r" % (hdr.group(1), qid))
+    rest = msg[hdr.end():]
+    check(rest == b"Subject: hi\n\nline1\n.leading dot\n..two dots\n.\nlast\n", "body %r" % rest)
+    env = open(os.path.join(inst.qdir, "env.%d" % inst.invocations()[0]), "rb").read()
+    check(env == b"Fsender@example.com\0Talice@example.org\0TBob-ext@example.org\0\0", "envelope bytes %r" % env)
+    log = inst.logtext()
+    for needle in (rb"smtpd: mail ip=127.0.0.1 from=sender@example.com size=",
+                   rb"smtpd: rcpt ip=127.0.0.1 to=alice@example.org",
+                   rb"smtpd: queued ip=127.0.0.1 id=" + qid + rb" from=sender@example.com rcpts=2 bytes="):
+        check(re.search(needle, log), "log lacks %r: %r" % (needle, log))
+
+
+@case
+def swaks_transaction(inst):
+    if not shutil.which("swaks"):
+        raise Failure("swaks not installed")
+    port, h = inst.listen()
+    try:
+        for extra in ([], ["--pipeline"]):
+            r = subprocess.run(["swaks", "--server", "127.0.0.1", "--port", str(port), "--helo", "swaks.example",
+                                "--from", "s@example.net", "--to", "bob@example.org", "--timeout", "20"] + extra,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+            check(r.returncode == 0, "swaks %r exit %d: %s" % (extra, r.returncode, r.stdout.decode(errors="replace")[-1500:]))
+    finally:
+        inst.unlisten(h)
+    inst.finish()
+    got = inst.committed()
+    check(len(got) == 2, "expected 2 messages, got %d" % len(got))
+    for msg, sender, rcpts in got:
+        check(sender == b"s@example.net" and rcpts == [b"bob@example.org"], "envelope %r %r" % (sender, rcpts))
+        check(b"\r" not in msg, "CR left in queued message")
+        check(msg.startswith(b"Received: from swaks.example (127.0.0.1 [127.0.0.1])\n"), "Received %r" % msg[:100])
+
+
+@case
+def pipelining_one_write(inst):
+    c = inst.session()
+    c.expect(220)
+    c.send(b"EHLO pipe.example\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<alice@example.org>\r\n"
+           b"RCPT TO:<nobody@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n")
+    lines = c.expect(250, "EHLO")
+    check(lines[0] == b"250-example.org", "EHLO %r" % lines)
+    c.expect(250, "MAIL")
+    c.expect(250, "RCPT alice")
+    c.expect(550, "RCPT nobody")
+    c.expect(250, "RCPT bob")
+    c.expect(354, "DATA")
+    # then a whole sequence of messages in one write (a client that does not
+    # wait for 354 must still be served in order)
+    c.send(b"Subject: one\r\n\r\nfirst\r\n.\r\n"
+           b"MAIL FROM:<b@example.net>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nSubject: two\r\n\r\nsecond\r\n.\r\n"
+           b"RSET\r\nMAIL FROM:<>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nSubject: three\r\n\r\nthird\r\n.\r\n"
+           b"NOOP\r\nQUIT\r\n")
+    c.expect(250, "end of first")
+    c.expect(250, "MAIL 2")
+    c.expect(250, "RCPT 2")
+    c.expect(354, "DATA 2")
+    c.expect(250, "end of second")
+    c.expect(250, "RSET")
+    c.expect(250, "MAIL 3")
+    c.expect(250, "RCPT 3")
+    c.expect(354, "DATA 3")
+    c.expect(250, "end of third")
+    c.expect(250, "NOOP")
+    c.expect(221, "QUIT")
+    c.closed()
+    inst.finish()
+    got = inst.committed()
+    check(len(got) == 3, "expected 3 messages, got %d" % len(got))
+    bodies = sorted(m.split(b"\n", 3)[3] for m, _, _ in got)
+    check(bodies == [b"Subject: one\n\nfirst\n", b"Subject: three\n\nthird\n", b"Subject: two\n\nsecond\n"],
+          "bodies %r" % bodies)
+    envs = sorted((s, tuple(r)) for _, s, r in got)
+    check(envs == [(b"", (b"alice@example.org",)), (b"a@example.net", (b"alice@example.org", b"bob@example.org")),
+                   (b"b@example.net", (b"bob@example.org",))], "envelopes %r" % envs)
+
+
+@case
+def pipelining_replies_batched(inst):
+    # RFC 2920: the replies to a pipelined group go out in one write.
+    # Count yubin-smtpd's writes to fd 1 with strace.
+    if not shutil.which("strace"):
+        raise Failure("strace not installed")
+    trace = os.path.join(inst.root, "trace")
+    a, b = socket.socketpair()
+    p = subprocess.Popen(["strace", "-qq", "-e", "trace=write,writev,sendto,sendmsg", "-o", trace, SMTPD],
+                         stdin=b.fileno(), stdout=b.fileno(), stderr=subprocess.DEVNULL, env=inst.env(),
+                         close_fds=True)
+    inst.procs.append(p)
+    b.close()
+    c = Client(a, p)
+    c.expect(220)
+    c.cmd("EHLO x", 250)
+    c.send(b"".join(b"NOOP %d\r\n" % i for i in range(200)) + b"QUIT\r\n")
+    for i in range(200):
+        c.expect(250, "NOOP %d" % i)
+    c.expect(221, "QUIT")
+    c.closed()
+    inst.finish()
+    writes = [ln for ln in open(trace).read().splitlines() if re.match(r"(write|writev|sendto|sendmsg)\(1,", ln)]
+    check(len(writes) <= 6, "%d writes for 202 replies (not batched)" % len(writes))
+
+
+@case
+def rcpt_local_users(inst):
+    c = inst.session()
+    greet_ehlo(c)
+    c.cmd("MAIL FROM:<x@example.net>", 250)
+    lines = c.cmd("RCPT TO:<nobody@example.org>", 550)
+    check(lines == [b"550 5.1.1 <nobody@example.org>: no such user here"], "550 text %r" % lines)
+    c.cmd("RCPT TO:<alice@example.org>", 250)
+    c.cmd("RCPT TO:<ALICE@Example.ORG>", 250)
+    c.cmd("RCPT TO:<alice-lists-foo@example.org>", 250)
+    c.cmd("RCPT TO:<PostMaster@example.org>", 250)
+    c.cmd("RCPT TO:<postmaster>", 250)
+    c.cmd("RCPT TO:<Postmaster>", 250)
+    c.cmd("RCPT TO:<alice@example.org> NOTIFY=NEVER", 555)
+    c.cmd("DATA", 354)
+    c.send(b"hi\r\n.\r\n")
+    c.expect(250)
+    c.cmd("QUIT", 221)
+    c.closed()
+    inst.finish()
+    got = inst.committed()
+    check(len(got) == 1, "queued %d" % len(got))
+    check(got[0][2] == [b"alice@example.org", b"ALICE@example.org", b"alice-lists-foo@example.org",
+                        b"PostMaster@example.org", b"postmaster@example.org", b"postmaster@example.org"],
+          "recipients %r" % got[0][2])
+    check(re.search(rb"smtpd: reject ip=127.0.0.1 cmd=RCPT to=nobody@example.org code=550 reason=", inst.logtext()),
+          "no reject log line")
+
+
+@case
+def relay_denied_and_relayclient(inst):
+    c = inst.session()
+    greet_ehlo(c)
+    c.cmd("MAIL FROM:<x@example.net>", 250)
+    lines = c.cmd("RCPT TO:<someone@other.example>", 553)
+    check(lines[0].startswith(b"553 5.7.1 "), "relay text %r" % lines)
+    c.cmd("RCPT TO:<anyone@relayed.example.net>", 250)   # rcpthosts, not local: no user check
+    c.cmd("QUIT", 221)
+    c.closed()
+    c = inst.session({"RELAYCLIENT": ""})
+    greet_ehlo(c)
+    c.cmd("MAIL FROM:<alice@example.org>", 250)
+    c.cmd("RCPT TO:<someone@other.example>", 250)
+    c.cmd("RCPT TO:<nobody@example.org>", 550)       # local users are checked even so
+    c.cmd("DATA", 354)
+    c.send(b"relayed\r\n.\r\n")
+    c.expect(250)
+    c.cmd("QUIT", 221)
+    c.closed()
+    c = inst.session({"RELAYCLIENT": "-suffix"})
+    greet_ehlo(c)
+    c.cmd("MAIL FROM:<alice@example.org>", 250)
+    c.cmd("RCPT TO:<someone@other.example>", 250)
+    c.cmd("DATA", 354)
+    c.send(b"relayed\r\n.\r\n")
+    c.expect(250)
+    c.cmd("QUIT", 221)
+    c.closed()
+    inst.finish()
+    got = inst.committed()
+    check(len(got) == 2, "queued %d" % len(got))
+    rc = sorted(r[0] for _, _, r in got)
+    check(rc == [b"someone@other.example", b"someone@other.example-suffix"], "recipients %r" % rc)
+
+
+@case
+def relay_tricks(inst):
+    tricks = [
+        "user%other.example@example.org",
+        "user%other.example@relayed.example.net",
+        "user!other.example@example.org",
+        "other.example!user@relayed.example.net",
+        '"user@other.example"@example.org',
+        '"user@other.example"@relayed.example.net',
+        '"user%other.example"@relayed.example.net',
+        "@example.org:user@other.example",
+        "@example.org,@relayed.example.net:user@other.example",
+        "user@other.example@example.org",
+        "alice@example.org@other.example",
+        "user@other.example.",
+        "user@[192.0.2.1]",
+    ]
+    for t in tricks:
+        c = inst.session()
+        greet_ehlo(c)
+        c.cmd("MAIL FROM:<x@example.net>", 250)
+        c.send("RCPT TO:<%s>\r\n" % t)
+        code, lines = c.reply()
+        check(code in (501, 550, 553), "%s accepted: %r" % (t, lines))
+        c.send("DATA\r\n")
+        code, lines = c.reply()
+        check(code in (503, 554), "%s: DATA with no recipient: %r" % (t, lines))
+        c.send(b"evil\r\n.\r\nQUIT\r\n")
+        c.closed()
+    inst.finish()
+    check(not inst.committed() and not inst.invocations(), "something was queued")
+
+
+@case
+def size_limit(inst):
+    inst2 = Instance({"databytes": "1000\n"})
+    try:
+        c = inst2.session()
+        greet_ehlo(c)
+        lines = c.cmd("MAIL FROM:<a@example.net> SIZE=2000", 552)
+        check(lines[0].startswith(b"552 5.3.4"), "SIZE reply %r" % lines)
+        c.cmd("MAIL FROM:<a@example.net> SIZE=500 BODY=8BITMIME", 250)
+        c.cmd("RCPT TO:<alice@example.org>", 250)
+        c.cmd("DATA", 354)
+        c.send(b"".join(b"%s\r\n" % (b"x" * 70) for _ in range(30)) + b".\r\n")
+        lines = c.expect(552, "oversized message")
+        check(lines[0].startswith(b"552 5.3.4"), "oversize reply %r" % lines)
+        c.cmd("MAIL FROM:<a@example.net> SIZE=900", 250)
+        c.cmd("RCPT TO:<alice@example.org>", 250)
+        c.cmd("DATA", 354)
+        c.send(b"".join(b"%s\r\n" % (b"y" * 70) for _ in range(10)) + b".\r\n")
+        c.expect(250, "small message")
+        c.cmd("MAIL FROM:<a@example.net> SIZE=abc", 501)
+        c.cmd("MAIL FROM:<a@example.net> FOO=bar", 555)
+        c.cmd("QUIT", 221)
+        c.closed()
+        # DATABYTES=0 in the environment: no limit
+        c = inst2.session({"DATABYTES": "0"})
+        greet_ehlo(c)
+        c.cmd("MAIL FROM:<a@example.net> SIZE=5000", 250)
+        c.cmd("RCPT TO:<bob@example.org>", 250)
+        c.cmd("DATA", 354)
+        c.send(b"".join(b"%s\r\n" % (b"z" * 70) for _ in range(60)) + b".\r\n")
+        c.expect(250, "unlimited")
+        c.cmd("QUIT", 221)
+        c.closed()
+        inst2.finish()
+        got = inst2.committed()
+        check(len(got) == 2, "queued %d" % len(got))
+        check(sorted(len(m.split(b"\n", 3)[3]) for m, _, _ in got) == [710, 4260], "sizes")
+    finally:
+        inst2.cleanup()
+
+
+SMUGGLE_ENDS = [b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r", b"\r.\r\n", b"\r\n.\r", b"\n.\r", b"\r.\n",
+                b"\r\n\x00.\r\n", b"\r\n.\x00\r\n", b"\r\n. \r\n"]
+
+
+@case
+def smuggling(inst):
+    for i, end in enumerate(SMUGGLE_ENDS):
+        before = len(inst.committed())
+        c = inst.session()
+        greet_ehlo(c)
+        c.cmd("MAIL FROM:<good@example.net>", 250)
+        c.cmd("RCPT TO:<alice@example.org>", 250)
+        c.cmd("DATA", 354)
+        c.send(b"Subject: legit\r\n\r\nhello" + end +
+               b"MAIL FROM:<evil@example.net>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n"
+               b"Subject: smuggled\r\n\r\nevil\r\n.\r\nQUIT\r\n")
+        data = c.closed()
+        replies = [ln for ln in data.split(b"\r\n") if ln]
+        # the only sanctioned end is the last CRLF.CRLF: one reply to the
+        # data, then 221 to the QUIT
+        check(len(replies) == 2 and replies[1].startswith(b"221 "), "variant %r: replies %r" % (end, replies))
+        check(replies[0].startswith(b"550 5.6.11") or (b"\x00" in end and replies[0].startswith(b"554 5.6.0")) or
+              (end == b"\r\n. \r\n" and replies[0].startswith(b"250 ")), "variant %r: reply %r" % (end, replies[0]))
+        after = inst.committed()
+        check(len(after) - before <= 1, "variant %r: more than one message queued" % end)
+        for m, s, r in after:
+            check(s != b"evil@example.net" and b"bob@example.org" not in r, "variant %r: smuggled message queued" % end)
+    inst.finish()
+    got = inst.committed()
+    check(len(got) == 1 and got[0][1] == b"good@example.net" and b"\n \nMAIL FROM:<evil" in got[0][0],
+          "only the message whose dot line was '. ' may be queued, whole: %r" % [m for m, _, _ in got])
+
+
+@case
+def bare_lf_inside_is_refused(inst):
+    c = inst.session()
+    greet_ehlo(c)
+    transaction(c, "a@example.net", ["alice@example.org"], b"line one\nline two\r\n.\r\n", 550)
+    transaction(c, "a@example.net", ["alice@example.org"], b"cr\rinside\r\n.\r\n", 550)
+    transaction(c, "a@example.net", ["alice@example.org"], b"fine\r\n.\r\n", 250)
+    c.cmd("QUIT", 221)
+    c.closed()
+    inst.finish()
+    check(len(inst.committed()) == 1, "queued %d" % len(inst.committed()))
+
+
+@case
+def empty_and_dot_lines(inst):
+    c = inst.session()
+    greet_ehlo(c)
+    transaction(c, "a@example.net", ["alice@example.org"], b".\r\n", 250)
+    transaction(c, "a@example.net", ["alice@example.org"], b"..\r\n...x\r\n\r\n.\r\n", 250)
+    c.cmd("QUIT", 221)
+    c.closed()
+    inst.finish()
+    got = sorted(m.split(b"\n", 3)[3] for m, _, _ in inst.committed())
+    check(got == [b"", b".\n..x\n\n"], "bodies %r" % got)
+
+
+@case
+def long_lines(inst):
+    c = inst.session()
+    greet_ehlo(c)
+    c.cmd("NOOP " + "a" * 993, 250, "998-octet command")
+    lines = c.cmd("NOOP " + "a" * 994, 500, "999-octet command")
+    check(lines[0].startswith(b"500 5.5.2"), "too long reply %r" % lines)
+    lines = c.cmd("NOOP " + "b" * 5000, 500, "5000-octet command")
+    c.cmd("NOOP", 250, "resync after a long line")
+    transaction(c, "a@example.net", ["alice@example.org"], b"y" * 998 + b"\r\n.\r\n", 250)
+    lines = transaction(c, "a@example.net", ["alice@example.org"], b"ok\r\n" + b"z" * 999 + b"\r\nmore\r\n.\r\n", 554)
+    check(lines[0].startswith(b"554 5.6.0"), "long data line reply %r" % lines)
+    lines = transaction(c, "a@example.net", ["alice@example.org"], b"." + b"z" * 998 + b"\r\n.\r\n", 554)
+    c.cmd("QUIT", 221)
+    c.closed()
+    inst.finish()
+    got = inst.committed()
+    check(len(got) == 1 and got[0][0].endswith(b"\n" + b"y" * 998 + b"\n"), "queued %d" % len(got))
+
+
+@case
+def nul_bytes(inst):
+    c = inst.session()
+    greet_ehlo(c)
+    lines = c.cmd(b"NO\x00OP", 500)
+    check(lines[0].startswith(b"500 5.5."), "NUL command reply %r" % lines)
+    c.cmd(b"MAIL FROM:<a@example.net>\x00", 500)
+    lines = transaction(c, "a@example.net", ["alice@example.org"], b"a\x00b\r\n.\r\n", 554)
+    check(lines[0].startswith(b"554 5.6.0"), "NUL data reply %r" % lines)
+    c.cmd("QUIT", 221)
+    c.closed()
+    inst.finish()
+    check(not inst.committed(), "message with NUL queued")
+
+
+@case
+def queue_exit_codes(inst):
+    want = {
+        31: b"554 5.3.0 mail server permanently rejected message",
+        53: b"451 4.3.0 qq write error or disk full",
+        91: b"451 4.3.0 qq envelope format error",
+        11: b"554 5.1.3 envelope address too long for qq",
+        25: b"554 5.3.0 qq permanent problem",
+        99: b"451 4.3.0 qq temporary problem",
+    }
+    c = inst.session()
+    greet_ehlo(c)
+    for code, text in want.items():
+        inst.qexit(code)
+        lines = transaction(c, "a@example.net", ["alice@example.org"], b"x\r\n.\r\n", int(text[:3]))
+        check(lines == [text], "exit %d: %r" % (code, lines))
+    inst.qexit(0)
+    transaction(c, "a@example.net", ["alice@example.org"], b"x\r\n.\r\n", 250)
+    c.cmd("QUIT", 221)
+    c.closed()
+    inst.finish()
+    check(b"code=451 reason=qq\\x20write\\x20error" in inst.logtext(), "no error log line")
+
+
+@case
+def queue_missing(inst):
+    c = inst.session({"QMAILQUEUE": "/nonexistent/queue"})
+    greet_ehlo(c)
+    c.cmd("MAIL FROM:<a@example.net>", 250)
+    c.cmd("RCPT TO:<alice@example.org>", 250)
+    lines = c.cmd("DATA", 451)
+    check(lines[0].startswith(b"451 4.3.0"), "reply %r" % lines)
+    c.cmd("QUIT", 221)
+    c.closed()
+    inst.finish()
+
+
+@case
+def timeout(inst):
+    inst2 = Instance({"timeoutsmtpd": "1\n"})
+    try:
+        c = inst2.session()
+        c.expect(220)
+        t0 = time.time()
+        data = c.closed(10)
+        check(data == b"451 4.4.2 timeout\r\n", "timeout reply %r" % data)
+        check(time.time() - t0 < 8, "timeout took too long")
+        c = inst2.session()
+        greet_ehlo(c)
+        c.cmd("MAIL FROM:<a@example.net>", 250)
+        c.cmd("RCPT TO:<alice@example.org>", 250)
+        c.cmd("DATA", 354)
+        c.send(b"partial message\r\n")
+        data = c.closed(10)
+        check(data == b"451 4.4.2 timeout\r\n", "timeout in DATA %r" % data)
+        inst2.finish()
+        check(b"smtpd: timeout ip=127.0.0.1" in inst2.logtext(), "no timeout log line")
+        check(not inst2.committed(), "partial message queued")
+    finally:
+        inst2.cleanup()
+
+
+@case
+def too_many_errors(inst):
+    c = inst.session()
+    greet_ehlo(c)
+    for i in range(9):
+        c.cmd("BOGUS %d" % i, 502)
+    data = c.cmd("BOGUS", 421)
+    check(data[0].startswith(b"421 4.7.0"), "421 text %r" % data)
+    rest = c.closed()
+    check(rest == b"", "data after 421: %r" % rest)
+    c = inst.session()
+    greet_ehlo(c)
+    c.cmd("MAIL FROM:<a@example.net>", 250)
+    for i in range(9):
+        c.cmd("RCPT TO:<nouser%d@example.org>" % i, 550)
+    c.cmd("RCPT TO:<nouser@example.org>", 421)
+    c.closed()
+    inst.finish()
+    check(b"reason=too-many-errors" in inst.logtext(), "no log line")
+
+
+@case
+def sequencing_and_codes(inst):
+    c = inst.session()
+    c.expect(220)
+    c.cmd("MAIL FROM:<a@example.net>", 503)
+    c.cmd("HELO", 501)
+    c.cmd("EHLO x.example", 250)
+    c.cmd("RCPT TO:<alice@example.org>", 503)
+    c.cmd("DATA", 503)
+    c.cmd("MAIL FROM:<a@example.net>", 250)
+    c.cmd("MAIL FROM:<a@example.net>", 503)
+    c.cmd("DATA", 554)
+    c.cmd("RCPT TO:<alice@example.org>", 250)
+    c.cmd("DATA extra", 501)
+    c.cmd("RSET", 250)
+    c.cmd("RCPT TO:<alice@example.org>", 503)
+    c.cmd("QUIT", 221)
+    c.closed()
+    c = inst.session()
+    greet_ehlo(c)
+    allr = []
+    allr += c.cmd("VRFY alice", 252)
+    allr += c.cmd("HELP", 214)
+    allr += c.cmd("noop", 250)
+    allr += c.cmd("EXPN list", 502)
+    allr += c.cmd("STARTTLS", 502)
+    allr += c.cmd("MAIL FROM:<bad address@>", 501)
+    c.send("NOOP\n")                       # bare LF ends a command line
+    allr += c.expect(250, "NOOP with bare LF")
+    allr += c.cmd("MAIL FROM:<>", 250)
+    allr += c.cmd("RCPT TO:<a b@example.org>", 553)
+    allr += c.cmd("RCPT TO:alice@example.org", 250)   # without brackets (qmail accepts)
+    allr += c.cmd("QUIT", 221)
+    for ln in allr:
+        check(ENHANCED.match(ln), "reply without enhanced status code: %r" % ln)
+    c.closed()
+    inst.finish()
+
+
+@case
+def max_recipients(inst):
+    inst2 = Instance({"maxrcpt": "3\n"})
+    try:
+        c = inst2.session()
+        greet_ehlo(c)
+        c.cmd("MAIL FROM:<a@example.net>", 250)
+        for i in range(3):
+            c.cmd("RCPT TO:<alice@example.org>", 250)
+        lines = c.cmd("RCPT TO:<bob@example.org>", 452)
+        check(lines[0].startswith(b"452 4.5.3"), "452 text %r" % lines)
+        c.cmd("DATA", 354)
+        c.send(b"x\r\n.\r\n")
+        c.expect(250)
+        c.cmd("QUIT", 221)
+        c.closed()
+        inst2.finish()
+        got = inst2.committed()
+        check(len(got) == 1 and len(got[0][2]) == 3, "recipients")
+    finally:
+        inst2.cleanup()
+
+
+@case
+def received_header_sanitized(inst):
+    c = inst.session({"TCPREMOTEHOST": "evil(host) [6.6.6.6]"})
+    c.expect(220)
+    c.cmd("EHLO fake(x.example [10.0.0.1])", 250)
+    transaction(c, "a@example.net", ["alice@example.org"], b"x\r\n.\r\n", 250)
+    c.cmd("HELO plain.example", 250)
+    transaction(c, "a@example.net", ["alice@example.org"], b"x\r\n.\r\n", 250)
+    c.cmd("QUIT", 221)
+    c.closed()
+    inst.finish()
+    got = sorted(m.split(b"\n", 1)[0] for m, _, _ in inst.committed())
+    check(len(got) == 2, "queued %d" % len(got))
+    check(got[0] == b"Received: from fakex.example[10.0.0.1] (evilhost[6.6.6.6] [127.0.0.1])", "header %r" % got[0])
+    check(got[1] == b"Received: from plain.example (evilhost[6.6.6.6] [127.0.0.1])", "header %r" % got[1])
+    second = [m for m, _, _ in inst.committed() if b"plain.example" in m.split(b"\n", 1)[0]][0]
+    check(b" with SMTP id " in second, "HELO session not marked SMTP")
+
+
+@case
+def eof_in_data(inst):
+    c = inst.session()
+    greet_ehlo(c)
+    c.cmd("MAIL FROM:<a@example.net>", 250)
+    c.cmd("RCPT TO:<alice@example.org>", 250)
+    c.cmd("DATA", 354)
+    c.send(b"Subject: cut\r\n\r\nhalf a message\r\n")
+    c.s.shutdown(socket.SHUT_WR)
+    c.closed()
+    inst.finish()
+    check(not inst.committed(), "truncated message queued")
+
+
+@case
+def large_message(inst):
+    c = inst.session()
+    greet_ehlo(c)
+    lines = [b"%06d " % i + b"abcdefghij" * 7 for i in range(20000)]
+    lines[100] = b"." + lines[100]
+    body = b"\r\n".join(lines) + b"\r\n"
+    stuffed = body.replace(b"\r\n.", b"\r\n..")
+    c.cmd("MAIL FROM:<a@example.net>", 250)
+    c.cmd("RCPT TO:<alice@example.org>", 250)
+    c.cmd("DATA", 354)
+    # send in odd-sized pieces to cross buffer boundaries everywhere
+    data = stuffed + b".\r\n"
+    i = 0
+    step = 1
+    while i < len(data):
+        c.send(data[i:i + step])
+        i += step
+        step = step * 7 % 65521 + 1
+    c.expect(250)
+    c.cmd("QUIT", 221)
+    c.closed()
+    inst.finish()
+    got = inst.committed()
+    check(len(got) == 1, "queued %d" % len(got))
+    check(got[0][0].split(b"\n", 3)[3] == body.replace(b"\r\n", b"\n"), "large body differs")
+
+
+@case
+def byte_at_a_time(inst):
+    c = inst.session()
+    script = (b"EHLO slow.example\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n"
+              b"Subject: slow\r\n\r\n..dot\r\nend\r\n.\r\nQUIT\r\n")
+    for i in range(len(script)):
+        c.send(script[i:i + 1])
+    c.expect(220)
+    c.expect(250)
+    c.expect(250)
+    c.expect(250)
+    c.expect(354)
+    c.expect(250)
+    c.expect(221)
+    c.closed()
+    inst.finish()
+    got = inst.committed()
+    check(len(got) == 1 and got[0][0].split(b"\n", 3)[3] == b"Subject: slow\n\n.dot\nend\n", "body")
+
+
+def main():
+    if not os.access(SMTPD, os.X_OK):
+        print("FAIL setup: %s not found (set YUBIN_BIN)" % SMTPD)
+        return 1
+    only = sys.argv[1:]
+    for fn in CASES:
+        if only and fn.__name__ not in only:
+            continue
+        inst = Instance()
+        try:
+            fn(inst)
+            print("PASS %s" % fn.__name__)
+            results["pass"] += 1
+        except Failure as e:
+            print("FAIL %s: %s" % (fn.__name__, str(e).replace("\n", "\\n")[:1500]))
+            results["fail"] += 1
+        except Exception as e:
+            print("FAIL %s: %s: %s" % (fn.__name__, type(e).__name__, e))
+            traceback.print_exc(file=sys.stdout)
+            results["fail"] += 1
+        finally:
+            inst.cleanup()
+        sys.stdout.flush()
+    print("%d passed, %d failed" % (results["pass"], results["fail"]))
+    return 1 if results["fail"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
