@@ -51,6 +51,8 @@ $(B)/bin/$(notdir $(basename $(1))): $(B)/obj/$(basename $(1)).o $(LIB)
 	$$(CC) $$(LDFLAGS) -o $$@ $$< $(LIB) $$(LDLIBS)
 endef
 $(foreach s,$(PROGSRC),$(eval $(call PROG_RULE,$(s))))
+# yubin-tlsd is the only program that links libssl (DESIGN.md: TLS in its own process).
+$(B)/bin/yubin-tlsd: LDLIBS += -lssl
 
 MANPAGES := $(sort $(foreach d,$(PROGDIRS),$(wildcard $(d)/*.[1-9])))
 

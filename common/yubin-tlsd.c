@@ -1,0 +1,708 @@
+/* yubin-tlsd: TLS in its own process, server side, on OpenSSL 3.
+ *
+ *   yubin-tlsd [ -S ] [ -K timeout ] [ -u uid -g gid ] [ -- ] prog...
+ *
+ * Runs under tcpserver, with the TCP connection on fds 0 and 1.  Loads the
+ * certificate and key (as root), drops privileges, then either
+ *  - (default, implicit TLS: 465, 993, 995) does the handshake and runs prog
+ *    with cleartext pipes on its fds 0 and 1 and SSL_PROTOCOL, SSL_CIPHER in
+ *    its environment; or
+ *  - (-S, STARTTLS, the UCSPI-TLS model of s6-ucspitlsd) runs prog at once
+ *    on the connection itself, with SSLCTLFD, SSLREADFD and SSLWRITEFD in
+ *    its environment, and does the handshake when prog writes 'y' on
+ *    SSLCTLFD;
+ * and relays TLS <-> cleartext until prog is done.  It exits with prog's
+ * exit status.  The interface, byte for byte, is in yubin-tlsd.8.
+ *
+ * The tls_* functions hold the OpenSSL policy and the relay; they know
+ * nothing of servers or clients beyond one flag, so the client-side twin
+ * (yubin-tlsc) can share them (move them to common/tls.c then). */
+
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include <skalibs/allreadwrite.h>
+#include <skalibs/djbunix.h>
+#include <skalibs/exec.h>
+#include <skalibs/iopause.h>
+#include <skalibs/selfpipe.h>
+#include <skalibs/setgroups.h>
+#include <skalibs/sgetopt.h>
+#include <skalibs/sig.h>
+#include <skalibs/stralloc.h>
+#include <skalibs/strerr.h>
+#include <skalibs/tai.h>
+#include <skalibs/types.h>
+
+#include "control.h"
+#include "exitcodes.h"
+#include "root.h"
+#include "ylog.h"
+
+#define USAGE "yubin-tlsd [ -S ] [ -K timeout ] [ -u uid -g gid ] [ -- ] prog..."
+#define dieusage() strerr_dieusage(EX_PERM, USAGE)
+#define dienomem() strerr_diefu(EX_TEMP, "allocate memory")
+
+char const *PROG = "tlsd" ;
+
+#define EX_TLSFAIL 1          /* handshake failed or timed out */
+#define TLS12_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20"
+#define RELAYBUF 65536
+#define REASONMAX 96
+
+/* ------------------------------------------------------------------ */
+/* OpenSSL policy (shared with the client-side twin)                    */
+/* ------------------------------------------------------------------ */
+
+/* A context with yubin's policy: TLS 1.2 and 1.3 only, ECDHE with AEAD
+ * ciphers for 1.2 (1.3 suites are all AEAD), no compression, no
+ * renegotiation, no session cache or tickets (each connection is its own
+ * process with its own keys: nothing could ever be resumed), an EOF without
+ * close_notify taken as an EOF (the protocols above have their own framing),
+ * partial writes and read-ahead for the non-blocking relay.  server: 1 for
+ * a server (server cipher preference).  Returns 0 on error (OpenSSL's error
+ * queue says why). */
+static SSL_CTX *tls_ctx_new (int server)
+{
+  SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method()) ;
+  if (!ctx) return 0 ;
+  uint64_t opts = SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION
+                | SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_TICKET ;
+  if (server) opts |= SSL_OP_CIPHER_SERVER_PREFERENCE ;
+  SSL_CTX_set_options(ctx, opts) ;
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER) ;
+  SSL_CTX_set_read_ahead(ctx, 1) ;
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF) ;
+  if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)
+   || !SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS)
+   || !SSL_CTX_set_num_tickets(ctx, 0))
+  {
+    SSL_CTX_free(ctx) ;
+    return 0 ;
+  }
+  return ctx ;
+}
+
+/* The text of OpenSSL's last error, for a fatal message. */
+static char const *tls_errtext (void)
+{
+  static char buf[256] ;
+  unsigned long e = ERR_peek_last_error() ;
+  if (!e) return "unknown error" ;
+  ERR_error_string_n(e, buf, sizeof(buf)) ;
+  return buf ;
+}
+
+/* Load the certificate chain and its key into ctx; dies on failure. */
+static void tls_ctx_load (SSL_CTX *ctx, char const *cert, char const *key)
+{
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
+    strerr_diefu(EX_TEMP, "load certificate ", cert, ": ", tls_errtext()) ;
+  if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+    strerr_diefu(EX_TEMP, "load private key ", key, ": ", tls_errtext()) ;
+  if (SSL_CTX_check_private_key(ctx) != 1)
+    strerr_dief(EX_TEMP, "private key ", key, " does not match certificate ", cert) ;
+}
+
+/* A one-word reason for a failed SSL call, from its SSL_get_error() code
+ * and the errno it left: OpenSSL's reason text with '-' for spaces
+ * ("wrong-version-number", "http-request", "unsupported-protocol"),
+ * "eof", or the errno text.  Clears the error queue. */
+static char const *tls_reason (char *buf, size_t max, int e, int err)
+{
+  char const *s = 0 ;
+  unsigned long oe = ERR_peek_last_error() ;
+  if (e == SSL_ERROR_SSL && oe) s = ERR_reason_error_string(oe) ;
+  else if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && !err)) s = "eof" ;
+  else if (e == SSL_ERROR_SYSCALL) s = strerror(err) ;
+  if (!s) s = "unknown" ;
+  size_t i = 0 ;
+  for (; s[i] && i + 1 < max ; i++) buf[i] = s[i] == ' ' ? '-' : s[i] ;
+  buf[i] = 0 ;
+  ERR_clear_error() ;
+  return buf ;
+}
+
+/* Run the handshake of ssl (its fds non-blocking: netr for reading, netw
+ * for writing) until done or until deadline (0: none).  Returns 1, or 0
+ * with a reason ("timeout", or as tls_reason) in why. */
+static int tls_handshake (SSL *ssl, int netr, int netw, tain const *deadline, char *why, size_t whymax)
+{
+  for (;;)
+  {
+    ERR_clear_error() ;
+    int r = SSL_do_handshake(ssl) ;
+    if (r == 1) return 1 ;
+    int err = errno ;
+    int e = SSL_get_error(ssl, r) ;
+    iopause_fd x = { .fd = netr, .events = IOPAUSE_READ, .revents = 0 } ;
+    if (e == SSL_ERROR_WANT_WRITE) { x.fd = netw ; x.events = IOPAUSE_WRITE ; }
+    else if (e != SSL_ERROR_WANT_READ)
+    {
+      tls_reason(why, whymax, e, err) ;
+      return 0 ;
+    }
+    r = iopause_g(&x, 1, deadline) ;
+    if (r < 0 && errno != EINTR) strerr_diefusys(EX_TEMP, "iopause") ;
+    if (!r)
+    {
+      strncpy(why, "timeout", whymax) ;
+      why[whymax - 1] = 0 ;
+      return 0 ;
+    }
+  }
+}
+
+/* Is s a plausible host name (letters, digits, '-', '.', '_'), safe to
+ * pass on in the environment? */
+static int tls_hostname_ok (char const *s)
+{
+  size_t i = 0 ;
+  for (; s[i] ; i++)
+  {
+    char c = s[i] ;
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+       || c == '-' || c == '.' || c == '_')) return 0 ;
+  }
+  return i > 0 && i <= 253 ;
+}
+
+/* The server name the client sent, if it is a sane host name, else 0. */
+static char const *tls_sni (SSL *ssl)
+{
+  char const *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) ;
+  return sni && tls_hostname_ok(sni) ? sni : 0 ;
+}
+
+/* Append the parameters of an established session to sa, each as
+ * "NAME=value\0": SSL_PROTOCOL, SSL_CIPHER, and SSL_TLS_SNI_SERVERNAME if
+ * the client sent a (sane) server name.  Returns 1, 0 on ENOMEM. */
+static int tls_params (SSL *ssl, stralloc *sa)
+{
+  char const *sni = tls_sni(ssl) ;
+  if (!stralloc_cats(sa, "SSL_PROTOCOL=") || !stralloc_cats(sa, SSL_get_version(ssl)) || !stralloc_0(sa)
+   || !stralloc_cats(sa, "SSL_CIPHER=") || !stralloc_cats(sa, SSL_get_cipher_name(ssl)) || !stralloc_0(sa))
+    return 0 ;
+  if (sni)
+    return stralloc_cats(sa, "SSL_TLS_SNI_SERVERNAME=") && stralloc_cats(sa, sni) && stralloc_0(sa) ;
+  return 1 ;
+}
+
+/* ------------------------------------------------------------------ */
+/* The relay                                                            */
+/* ------------------------------------------------------------------ */
+
+struct child
+{
+  pid_t pid ;
+  int wstat ;
+  int dead ;
+  int sfd ;       /* selfpipe, trapping SIGCHLD */
+} ;
+
+/* Read the selfpipe; reap the child if it is gone.  Returns 1 if it is. */
+static int child_check (struct child *c)
+{
+  for (;;)
+  {
+    int sig = selfpipe_read() ;
+    if (sig < 0) strerr_diefusys(EX_TEMP, "read selfpipe") ;
+    if (!sig) break ;
+  }
+  if (!c->dead)
+  {
+    pid_t r = wait_pid_nohang(c->pid, &c->wstat) ;
+    if (r < 0) strerr_diefusys(EX_TEMP, "wait for ", "child") ;
+    if (r > 0) c->dead = 1 ;
+  }
+  return c->dead ;
+}
+
+/* Wait for the child (blocking) and return its exit status, as a shell
+ * would (128 + signal if killed). */
+static int child_status (struct child *c)
+{
+  if (!c->dead)
+  {
+    if (wait_pid(c->pid, &c->wstat) < 0) strerr_diefusys(EX_TEMP, "wait for ", "child") ;
+    c->dead = 1 ;
+  }
+  return wait_estatus(c->wstat) ;
+}
+
+struct relaybuf
+{
+  char s[RELAYBUF] ;
+  size_t pos ;    /* first pending byte */
+  size_t len ;    /* end of pending bytes */
+} ;
+
+static struct relaybuf fromnet, tonet ;
+
+/* Room at the end of b, sliding pending bytes to the front if needed. */
+static size_t relaybuf_room (struct relaybuf *b)
+{
+  if (b->pos == b->len) b->pos = b->len = 0 ;
+  else if (b->len == RELAYBUF && b->pos)
+  {
+    memmove(b->s, b->s + b->pos, b->len - b->pos) ;
+    b->len -= b->pos ;
+    b->pos = 0 ;
+  }
+  return RELAYBUF - b->len ;
+}
+
+static void fd_closep (int *fd)
+{
+  if (*fd >= 0) fd_close(*fd) ;
+  *fd = -1 ;
+}
+
+/* Relay between ssl (network side: netr, netw, non-blocking) and the
+ * child's cleartext pipes: to = its stdin (we write), from = its stdout (we
+ * read), both non-blocking.  Network EOF: the child's stdin is closed once
+ * everything read has been written to it.  Child's stdout EOF (or the child
+ * gone and its stdout drained): what is buffered is sent, then close_notify
+ * and a shutdown of the network write side, bounded by flushms (0: no
+ * bound).  A broken network ends the relay at once.  The pipes are closed
+ * on return; the caller waits for the child. */
+static void tls_relay (SSL *ssl, int netr, int netw, int to, int from, struct child *c, unsigned int flushms, char const *ip)
+{
+  int rdwant = 0, wrwant = 0 ;  /* 0: try the SSL call; else wait for this event on the network */
+  int toready = 1, fromready = 1 ;
+  int neteof = 0, netdead = 0 ;
+  int flushing = 0 ;
+  tain deadline ;
+  char why[REASONMAX] ;
+  fromnet.pos = fromnet.len = tonet.pos = tonet.len = 0 ;
+
+  for (;;)
+  {
+    int progress ;
+    do
+    {
+      progress = 0 ;
+
+      /* network -> fromnet */
+      if (!neteof && to >= 0 && !rdwant && relaybuf_room(&fromnet))
+      {
+        ERR_clear_error() ;
+        int r = SSL_read(ssl, fromnet.s + fromnet.len, RELAYBUF - fromnet.len) ;
+        if (r > 0) { fromnet.len += r ; progress = 1 ; }
+        else
+        {
+          int err = errno ;
+          int e = SSL_get_error(ssl, r) ;
+          if (e == SSL_ERROR_WANT_READ) rdwant = IOPAUSE_READ ;
+          else if (e == SSL_ERROR_WANT_WRITE) rdwant = IOPAUSE_WRITE ;
+          else
+          {
+            neteof = 1 ;
+            if (e != SSL_ERROR_ZERO_RETURN)
+            {
+              netdead = 1 ;
+              if (e == SSL_ERROR_SSL) ylog("tls-error", "ip", ip, "reason", tls_reason(why, sizeof(why), e, err), (char *)0) ;
+            }
+            ERR_clear_error() ;
+            progress = 1 ;
+          }
+        }
+      }
+
+      /* fromnet -> child's stdin */
+      if (to >= 0 && toready && fromnet.pos < fromnet.len)
+      {
+        ssize_t w = fd_write(to, fromnet.s + fromnet.pos, fromnet.len - fromnet.pos) ;
+        if (w > 0) { fromnet.pos += w ; progress = 1 ; }
+        else if (w < 0 && errno == EAGAIN) toready = 0 ;
+        else { fd_closep(&to) ; fromnet.pos = fromnet.len = 0 ; progress = 1 ; }
+      }
+      if (to >= 0 && neteof && fromnet.pos == fromnet.len) { fd_closep(&to) ; progress = 1 ; }
+
+      /* child's stdout -> tonet */
+      if (from >= 0 && fromready && relaybuf_room(&tonet))
+      {
+        ssize_t r = fd_read(from, tonet.s + tonet.len, RELAYBUF - tonet.len) ;
+        if (r > 0) { tonet.len += r ; progress = 1 ; }
+        else if (r < 0 && errno == EAGAIN && !c->dead) fromready = 0 ;
+        else { fd_closep(&from) ; progress = 1 ; }  /* EOF, error, or child gone and pipe drained */
+      }
+
+      /* tonet -> network */
+      if (!netdead && !wrwant && tonet.pos < tonet.len)
+      {
+        ERR_clear_error() ;
+        int r = SSL_write(ssl, tonet.s + tonet.pos, tonet.len - tonet.pos) ;
+        if (r > 0) { tonet.pos += r ; progress = 1 ; }
+        else
+        {
+          int err = errno ;
+          int e = SSL_get_error(ssl, r) ;
+          if (e == SSL_ERROR_WANT_READ) wrwant = IOPAUSE_READ ;
+          else if (e == SSL_ERROR_WANT_WRITE) wrwant = IOPAUSE_WRITE ;
+          else
+          {
+            neteof = netdead = 1 ;
+            if (e == SSL_ERROR_SSL) ylog("tls-error", "ip", ip, "reason", tls_reason(why, sizeof(why), e, err), (char *)0) ;
+            ERR_clear_error() ;
+            progress = 1 ;
+          }
+        }
+      }
+    } while (progress) ;
+
+    if (netdead) break ;
+    if (from < 0 && tonet.pos == tonet.len) break ;
+    if (from < 0 && !flushing)
+    {
+      flushing = 1 ;
+      if (flushms) { tain t ; tain_from_millisecs(&t, flushms) ; tain_add_g(&deadline, &t) ; }
+    }
+
+    iopause_fd x[5] ;
+    unsigned int n = 0 ;
+    int ir = -1, iw = -1, ito = -1, ifrom = -1 ;
+    short rev = 0, wev = 0 ;
+    int wantread = !neteof && to >= 0 && fromnet.len < RELAYBUF ;
+    int wantwrite = tonet.pos < tonet.len ;
+    if (wantread && rdwant == IOPAUSE_READ) rev = 1 ;
+    if (wantread && rdwant == IOPAUSE_WRITE) wev = 1 ;
+    if (wantwrite && wrwant == IOPAUSE_READ) rev = 1 ;
+    if (wantwrite && wrwant == IOPAUSE_WRITE) wev = 1 ;
+    x[n].fd = c->sfd ; x[n].events = IOPAUSE_READ ; x[n++].revents = 0 ;
+    if (rev) { ir = n ; x[n].fd = netr ; x[n].events = IOPAUSE_READ ; x[n++].revents = 0 ; }
+    if (wev) { iw = n ; x[n].fd = netw ; x[n].events = IOPAUSE_WRITE ; x[n++].revents = 0 ; }
+    if (to >= 0 && !toready && fromnet.pos < fromnet.len)
+    { ito = n ; x[n].fd = to ; x[n].events = IOPAUSE_WRITE ; x[n++].revents = 0 ; }
+    if (from >= 0 && !fromready && tonet.len < RELAYBUF)
+    { ifrom = n ; x[n].fd = from ; x[n].events = IOPAUSE_READ ; x[n++].revents = 0 ; }
+
+    int r = iopause_g(x, n, flushing && flushms ? &deadline : 0) ;
+    if (r < 0)
+    {
+      if (errno == EINTR) continue ;
+      strerr_diefusys(EX_TEMP, "iopause") ;
+    }
+    if (!r)
+    {
+      ylog("timeout", "ip", ip, "what", "flush", (char *)0) ;
+      netdead = 1 ;
+      break ;
+    }
+    if (x[0].revents & IOPAUSE_READ && child_check(c)) fromready = 1 ;
+    if (ir >= 0 && x[ir].revents)
+    {
+      if (rdwant == IOPAUSE_READ) rdwant = 0 ;
+      if (wrwant == IOPAUSE_READ) wrwant = 0 ;
+    }
+    if (iw >= 0 && x[iw].revents)
+    {
+      if (rdwant == IOPAUSE_WRITE) rdwant = 0 ;
+      if (wrwant == IOPAUSE_WRITE) wrwant = 0 ;
+    }
+    if (ito >= 0 && x[ito].revents) toready = 1 ;
+    if (ifrom >= 0 && x[ifrom].revents) fromready = 1 ;
+  }
+
+  fd_closep(&to) ;
+  fd_closep(&from) ;
+  if (!netdead)
+  {
+    /* send close_notify (no need to wait for the client's) */
+    for (;;)
+    {
+      ERR_clear_error() ;
+      int r = SSL_shutdown(ssl) ;
+      if (r >= 0) break ;
+      int e = SSL_get_error(ssl, r) ;
+      if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ) break ;
+      iopause_fd x = { .fd = e == SSL_ERROR_WANT_WRITE ? netw : netr, .events = e == SSL_ERROR_WANT_WRITE ? IOPAUSE_WRITE : IOPAUSE_READ, .revents = 0 } ;
+      r = iopause_g(&x, 1, flushms ? &deadline : 0) ;
+      if (r < 0 && errno != EINTR) strerr_diefusys(EX_TEMP, "iopause") ;
+      if (!r) break ;
+    }
+    ERR_clear_error() ;
+  }
+  fd_shutdown(netw, 1) ;
+}
+
+/* ------------------------------------------------------------------ */
+/* Set-up                                                               */
+/* ------------------------------------------------------------------ */
+
+/* Certificate and key paths: control/tlscert and control/tlskey hold a path,
+ * absolute or relative to <root>/control; default control/cert.pem and
+ * control/key.pem. */
+static void control_path (stralloc *sa, char const *file, char const *def)
+{
+  stralloc v = STRALLOC_ZERO, rel = STRALLOC_ZERO ;
+  if (control_readline(&v, file, def) < 0) strerr_diefusys(EX_TEMP, "read control/", file) ;
+  if (!v.len) strerr_dief(EX_TEMP, "control/", file, " is empty") ;
+  if (v.s[0] == '/')
+  {
+    sa->len = 0 ;
+    if (!stralloc_copyb(sa, v.s, v.len) || !stralloc_0(sa)) dienomem() ;
+  }
+  else if (!stralloc_cats(&rel, "control/") || !stralloc_catb(&rel, v.s, v.len) || !stralloc_0(&rel)
+        || !yubin_path(sa, rel.s)) dienomem() ;
+  stralloc_free(&v) ;
+  stralloc_free(&rel) ;
+}
+
+/* Become uid/gid: -u/-g if given, else $UID/$GID (and $GIDLIST, as
+ * s6-envuidgid sets them).  Refuses to go on as root. */
+static void drop_privileges (char const *uidarg, char const *gidarg)
+{
+  char const *us = uidarg ? uidarg : getenv("UID") ;
+  char const *gs = gidarg ? gidarg : getenv("GID") ;
+  if (us || gs)
+  {
+    uid_t uid ;
+    gid_t gid ;
+    if (!us || !gs) strerr_dief(EX_PERM, "need both a uid and a gid (-u and -g, or $UID and $GID)") ;
+    if (!uid0_scan(us, &uid)) strerr_dief(EX_PERM, "invalid uid: ", us) ;
+    if (!gid0_scan(gs, &gid)) strerr_dief(EX_PERM, "invalid gid: ", gs) ;
+    if (!geteuid())
+    {
+      gid_t list[256] ;
+      size_t n = 0 ;
+      char const *gl = gidarg ? 0 : getenv("GIDLIST") ;
+      if (gl && gl[gid_scanlist(list, 256, gl, &n)]) strerr_dief(EX_PERM, "invalid $GIDLIST: ", gl) ;
+      if (setgroups_and_gid(gid, n, list) < 0) strerr_diefusys(EX_TEMP, "setgroups") ;
+    }
+    if (setgid(gid) < 0) strerr_diefusys(EX_TEMP, "setgid ", gs) ;
+    if (setuid(uid) < 0) strerr_diefusys(EX_TEMP, "setuid ", us) ;
+  }
+  if (!getuid() || !geteuid())
+    strerr_dief(EX_PERM, "refusing to run as root: give -u and -g, or $UID and $GID") ;
+}
+
+static void nonblock (int fd)
+{
+  if (ndelay_on(fd) < 0) strerr_diefusys(EX_TEMP, "set non-blocking mode") ;
+}
+
+static void child_trap (struct child *c)
+{
+  c->sfd = selfpipe_init() ;
+  if (c->sfd < 0) strerr_diefusys(EX_TEMP, "init selfpipe") ;
+  if (!selfpipe_trap(SIGCHLD)) strerr_diefusys(EX_TEMP, "trap SIGCHLD") ;
+  child_check(c) ;  /* it may have died before the trap */
+}
+
+static SSL *ssl_new (SSL_CTX *ctx)
+{
+  SSL *ssl = SSL_new(ctx) ;
+  if (!ssl || !SSL_set_rfd(ssl, 0) || !SSL_set_wfd(ssl, 1))
+    strerr_diefu(EX_TEMP, "create TLS session: ", tls_errtext()) ;
+  SSL_set_accept_state(ssl) ;
+  return ssl ;
+}
+
+static void log_tls (SSL *ssl, char const *ip)
+{
+  ylog("tls", "ip", ip, "proto", SSL_get_version(ssl), "cipher", SSL_get_cipher_name(ssl),
+       "sni", tls_sni(ssl), (char *)0) ;
+}
+
+/* implicit TLS: handshake, then prog on cleartext pipes */
+static int run_implicit (SSL_CTX *ctx, char const *const *argv, unsigned int kms, char const *ip)
+{
+  char why[REASONMAX] ;
+  tain deadline ;
+  nonblock(0) ;
+  nonblock(1) ;
+  SSL *ssl = ssl_new(ctx) ;
+  if (kms) { tain t ; tain_from_millisecs(&t, kms) ; tain_add_g(&deadline, &t) ; }
+  if (!tls_handshake(ssl, 0, 1, kms ? &deadline : 0, why, sizeof(why)))
+  {
+    ylog("handshake-fail", "ip", ip, "reason", why, (char *)0) ;
+    SSL_free(ssl) ;
+    return EX_TLSFAIL ;
+  }
+  log_tls(ssl, ip) ;
+
+  stralloc env = STRALLOC_ZERO ;
+  if (!tls_params(ssl, &env)) dienomem() ;
+  if (!tls_sni(ssl) && !stralloc_catb(&env, "SSL_TLS_SNI_SERVERNAME", sizeof("SSL_TLS_SNI_SERVERNAME"))) dienomem() ;
+  if (!stralloc_catb(&env, "SSLCTLFD\0SSLREADFD\0SSLWRITEFD", sizeof("SSLCTLFD\0SSLREADFD\0SSLWRITEFD"))) dienomem() ;
+
+  int pin[2], pout[2] ;   /* pin: we write, child reads as fd 0; pout: child writes as fd 1 */
+  if (pipecoe(pin) < 0 || pipecoe(pout) < 0) strerr_diefusys(EX_TEMP, "pipe") ;
+  struct child c = { .pid = 0, .wstat = 0, .dead = 0, .sfd = -1 } ;
+  c.pid = fork() ;
+  if (c.pid < 0) strerr_diefusys(EX_TEMP, "fork") ;
+  if (!c.pid)
+  {
+    if (fd_move(0, pin[0]) < 0 || fd_move(1, pout[1]) < 0) strerr_diefusys(EX_TEMP, "move fds") ;
+    if (sig_restore(SIGPIPE) < 0) strerr_diefusys(EX_TEMP, "restore SIGPIPE") ;
+    xmexec_m(argv, env.s, env.len) ;
+  }
+  stralloc_free(&env) ;
+  fd_close(pin[0]) ;
+  fd_close(pout[1]) ;
+  nonblock(pin[1]) ;
+  nonblock(pout[0]) ;
+  child_trap(&c) ;
+  tls_relay(ssl, 0, 1, pin[1], pout[0], &c, kms, ip) ;
+  SSL_free(ssl) ;
+  return child_status(&c) ;
+}
+
+/* STARTTLS: prog at once on the connection, handshake on its 'y' */
+static int run_starttls (SSL_CTX *ctx, char const *const *argv, unsigned int kms, char const *ip)
+{
+  int ctl[2], pin[2], pout[2] ;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl) < 0) strerr_diefusys(EX_TEMP, "socketpair") ;
+  if (pipecoe(pin) < 0 || pipecoe(pout) < 0) strerr_diefusys(EX_TEMP, "pipe") ;
+
+  stralloc env = STRALLOC_ZERO ;
+  {
+    char fmt[UINT_FMT] ;
+    fmt[uint_fmt(fmt, ctl[1])] = 0 ;
+    if (!stralloc_cats(&env, "SSLCTLFD=") || !stralloc_cats(&env, fmt) || !stralloc_0(&env)) dienomem() ;
+    fmt[uint_fmt(fmt, pin[0])] = 0 ;
+    if (!stralloc_cats(&env, "SSLREADFD=") || !stralloc_cats(&env, fmt) || !stralloc_0(&env)) dienomem() ;
+    fmt[uint_fmt(fmt, pout[1])] = 0 ;
+    if (!stralloc_cats(&env, "SSLWRITEFD=") || !stralloc_cats(&env, fmt) || !stralloc_0(&env)) dienomem() ;
+    if (!stralloc_catb(&env, "SSL_PROTOCOL\0SSL_CIPHER\0SSL_TLS_SNI_SERVERNAME",
+                       sizeof("SSL_PROTOCOL\0SSL_CIPHER\0SSL_TLS_SNI_SERVERNAME"))) dienomem() ;
+  }
+  struct child c = { .pid = 0, .wstat = 0, .dead = 0, .sfd = -1 } ;
+  c.pid = fork() ;
+  if (c.pid < 0) strerr_diefusys(EX_TEMP, "fork") ;
+  if (!c.pid)
+  {
+    if (uncoe(ctl[1]) < 0 || uncoe(pin[0]) < 0 || uncoe(pout[1]) < 0) strerr_diefusys(EX_TEMP, "uncoe") ;
+    if (sig_restore(SIGPIPE) < 0) strerr_diefusys(EX_TEMP, "restore SIGPIPE") ;
+    xmexec_m(argv, env.s, env.len) ;
+  }
+  stralloc_free(&env) ;
+  fd_close(ctl[1]) ;
+  fd_close(pin[0]) ;
+  fd_close(pout[1]) ;
+  child_trap(&c) ;
+
+  /* wait for the command, or the child's end */
+  char cmd = 0 ;
+  while (!cmd)
+  {
+    iopause_fd x[2] = { { .fd = c.sfd, .events = IOPAUSE_READ, .revents = 0 }, { .fd = ctl[0], .events = IOPAUSE_READ, .revents = 0 } } ;
+    int r = iopause_g(x, 2, 0) ;
+    if (r < 0)
+    {
+      if (errno == EINTR) continue ;
+      strerr_diefusys(EX_TEMP, "iopause") ;
+    }
+    if (x[1].revents)
+    {
+      ssize_t n = fd_read(ctl[0], &cmd, 1) ;
+      if (n == 1 && cmd != 'y' && cmd != 'Y')
+        ylog("error", "ip", ip, "reason", "bad-control-command", (char *)0) ;
+      if (n != 1 || (cmd != 'y' && cmd != 'Y'))
+      {
+        /* the child closed its control fd, or misspoke: no TLS; stay
+         * until it is done */
+        fd_close(ctl[0]) ;
+        fd_close(pin[1]) ;
+        fd_close(pout[0]) ;
+        return child_status(&c) ;
+      }
+    }
+    else if (x[0].revents & IOPAUSE_READ && child_check(&c)) return child_status(&c) ;
+  }
+
+  /* The child has written its last cleartext on the connection and will
+   * not read it any more: everything the client sends from now on is TLS.
+   * Cleartext it had pipelined is in the child's buffer (which it throws
+   * away) or still in the socket, where the handshake rejects it. */
+  char why[REASONMAX] ;
+  tain deadline ;
+  nonblock(0) ;
+  nonblock(1) ;
+  SSL *ssl = ssl_new(ctx) ;
+  if (kms) { tain t ; tain_from_millisecs(&t, kms) ; tain_add_g(&deadline, &t) ; }
+  if (!tls_handshake(ssl, 0, 1, kms ? &deadline : 0, why, sizeof(why)))
+  {
+    ylog("handshake-fail", "ip", ip, "reason", why, (char *)0) ;
+    SSL_free(ssl) ;
+    fd_shutdown(0, 0) ;
+    fd_shutdown(1, 1) ;
+    fd_close(ctl[0]) ;
+    fd_close(pin[1]) ;
+    fd_close(pout[0]) ;
+    child_status(&c) ;
+    return EX_TLSFAIL ;
+  }
+  log_tls(ssl, ip) ;
+
+  stralloc reply = STRALLOC_ZERO ;
+  if (!tls_params(ssl, &reply) || !stralloc_0(&reply)) dienomem() ;
+  if (allwrite(ctl[0], reply.s, reply.len) < reply.len && errno != EPIPE)
+    strerr_diefusys(EX_TEMP, "write to control socket") ;
+  stralloc_free(&reply) ;
+  fd_close(ctl[0]) ;
+  nonblock(pin[1]) ;
+  nonblock(pout[0]) ;
+  tls_relay(ssl, 0, 1, pin[1], pout[0], &c, kms, ip) ;
+  SSL_free(ssl) ;
+  return child_status(&c) ;
+}
+
+int main (int argc, char const *const *argv)
+{
+  int flagstarttls = 0 ;
+  unsigned int kms = 30000 ;
+  char const *uidarg = 0, *gidarg = 0 ;
+  {
+    subgetopt l = SUBGETOPT_ZERO ;
+    for (;;)
+    {
+      int opt = subgetopt_r(argc, argv, "SK:u:g:", &l) ;
+      if (opt == -1) break ;
+      switch (opt)
+      {
+        case 'S' : flagstarttls = 1 ; break ;
+        case 'K' : if (!uint0_scan(l.arg, &kms) || kms > 86400000) dieusage() ; break ;
+        case 'u' : uidarg = l.arg ; break ;
+        case 'g' : gidarg = l.arg ; break ;
+        default : dieusage() ;
+      }
+    }
+    argc -= l.ind ; argv += l.ind ;
+  }
+  if (!argc) dieusage() ;
+
+  char const *ip = getenv("TCPREMOTEIP") ;
+  if (sig_ignore(SIGPIPE) < 0) strerr_diefusys(EX_TEMP, "ignore SIGPIPE") ;
+  tain_now_set_stopwatch_g() ;
+
+  /* certificate and key, with the privileges we were started with */
+  SSL_CTX *ctx = tls_ctx_new(1) ;
+  if (!ctx) strerr_diefu(EX_TEMP, "create TLS context: ", tls_errtext()) ;
+  {
+    stralloc cert = STRALLOC_ZERO, key = STRALLOC_ZERO ;
+    control_path(&cert, "tlscert", "cert.pem") ;
+    control_path(&key, "tlskey", "key.pem") ;
+    tls_ctx_load(ctx, cert.s, key.s) ;
+    stralloc_free(&cert) ;
+    stralloc_free(&key) ;
+  }
+
+  /* then nothing is read from the network with them */
+  drop_privileges(uidarg, gidarg) ;
+
+  int e = flagstarttls ? run_starttls(ctx, argv, kms, ip) : run_implicit(ctx, argv, kms, ip) ;
+  SSL_CTX_free(ctx) ;
+  return e ;
+}
