@@ -53,7 +53,7 @@ static genalloc jobs = GENALLOC_ZERO ;   /* struct job */
 static unsigned int njobs = 0 ;
 static stralloc localprog = STRALLOC_ZERO ;
 static stralloc pmuser = STRALLOC_ZERO ;
-static int curfd ;
+static int qfd ;
 static uid_t queueuid ;
 static int amroot ;
 
@@ -223,7 +223,10 @@ static void start (char const *const *f)
   if (!r) { reports(jobid, EX_PERM, "Sorry, no mailbox here by that name. (#5.1.1)") ; goto end ; }
   if (amroot && !u.uid) { reports(jobid, EX_PERM, "refusing to deliver to a user with uid 0 (#5.7.1)") ; goto end ; }
 
-  int msgfd = openat(curfd, id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) ;
+  char fn[4 + QUEUE_IDMAX] ;
+  memcpy(fn, "cur/", 4) ;
+  memcpy(fn + 4, id, strlen(id) + 1) ;
+  int msgfd = openat(qfd, fn, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) ;
   if (msgfd < 0) { reports(jobid, EX_TEMP, "unable to open the queue file (#4.3.0)") ; goto end ; }
   struct stat st ;
   /* Only a file that the queue user made: yubin-qmgr can't make us read
@@ -321,9 +324,8 @@ int main (int argc, char const *const *argv)
   if (!yubin_path(&sa, "queue")) dienomem() ;
   if (stat(sa.s, &st) < 0) strerr_diefu2sys(EX_TEMP, "stat ", sa.s) ;
   queueuid = st.st_uid ;
-  if (!stralloc_cats(&sa, "/cur") || !stralloc_0(&sa)) dienomem() ;
-  curfd = open(sa.s, O_RDONLY | O_DIRECTORY | O_CLOEXEC) ;
-  if (curfd < 0) strerr_diefu2sys(EX_TEMP, "open ", sa.s) ;
+  qfd = open(sa.s, O_RDONLY | O_DIRECTORY | O_CLOEXEC) ;
+  if (qfd < 0) strerr_diefu2sys(EX_TEMP, "open ", sa.s) ;
   stralloc_free(&sa) ;
 
   if (ndelay_on(0) < 0) strerr_diefu1sys(EX_TEMP, "set stdin non-blocking") ;
@@ -397,6 +399,6 @@ int main (int argc, char const *const *argv)
   stralloc_free(&in) ;
   stralloc_free(&localprog) ;
   stralloc_free(&pmuser) ;
-  fd_close(curfd) ;
+  fd_close(qfd) ;
   return 0 ;
 }

@@ -1,0 +1,1003 @@
+/* yubin-qmgr: the queue manager.  Takes messages from queue/new/, runs
+ * their local deliveries through yubin-lspawn, records each recipient's
+ * outcome in place, retries, bounces.  All its state is in the queue
+ * directory: kill -9 at any instant loses nothing.  See yubin-qmgr(8) and
+ * qmgr/README. */
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <skalibs/allreadwrite.h>
+#include <skalibs/bytestr.h>
+#include <skalibs/djbunix.h>
+#include <skalibs/genalloc.h>
+#include <skalibs/iopause.h>
+#include <skalibs/selfpipe.h>
+#include <skalibs/setgroups.h>
+#include <skalibs/sgetopt.h>
+#include <skalibs/sig.h>
+#include <skalibs/stralloc.h>
+#include <skalibs/strerr.h>
+#include <skalibs/tai.h>
+#include <skalibs/types.h>
+
+#include "control.h"
+#include "exitcodes.h"
+#include "queue.h"
+#include "root.h"
+#include "ylog.h"
+
+#define USAGE "yubin-qmgr [ -u uid ] [ -g gid ]"
+#define INTAKE_BATCH 50        /* new/ (or cur/ at start) files per loop turn */
+#define READY_MAX 2000         /* intake pauses while this many wait for slots */
+#define WAKE_MS 30000          /* rescan new/ at least this often */
+#define CLEAN_MS 3600000       /* look for stale tmp/ files this often */
+#define STALE_SEC 86400        /* a tmp/ file this old is garbage */
+#define TERM_MS 10000          /* SIGTERM: wait this long for deliveries */
+#define CONC_MAX 1000
+
+char const *PROG = "qmgr" ;
+
+#define R_LOCAL 1
+#define R_INFLIGHT 2
+
+struct rcpt
+{
+  size_t addr ;          /* offset in msg.env of the address */
+  uint64_t stoff ;       /* offset of its state byte in the file */
+  char state ;           /* QUEUE_TODO, QUEUE_DONE, QUEUE_FAILED */
+  unsigned char flags ;
+} ;
+
+struct msg
+{
+  char id[QUEUE_IDMAX] ;
+  struct queue_head h ;
+  uint64_t envbase ;
+  stralloc env ;         /* envelope; env.s + 1 is the sender */
+  genalloc rcpts ;       /* struct rcpt */
+  stralloc why ;         /* bounce paragraphs of the failed recipients */
+  unsigned int npending ;   /* recipients in state T, inflight included */
+  unsigned int ninflight ;
+  size_t cursor ;        /* next recipient to try in this round */
+  int fd ;               /* file holding the state bytes, or -1 */
+  uint32_t gen ;
+  unsigned char inuse ;
+  unsigned char inready ;
+} ;
+
+struct job { uint32_t m ; uint32_t gen ; size_t r ; int busy ; } ;
+struct hent { uint64_t when ; uint32_t m ; uint32_t gen ; } ;
+struct bounce { pid_t pid ; uint32_t m ; uint32_t gen ; } ;
+
+static genalloc msgs = GENALLOC_ZERO ;      /* struct msg */
+static genalloc freemsgs = GENALLOC_ZERO ;  /* uint32_t */
+static genalloc ready = GENALLOC_ZERO ;     /* uint32_t, FIFO from readyhead */
+static size_t readyhead = 0 ;
+static genalloc heap = GENALLOC_ZERO ;      /* struct hent, min-heap on when */
+static genalloc jobs = GENALLOC_ZERO ;      /* struct job */
+static unsigned int njobs = 0 ;
+static genalloc bounces = GENALLOC_ZERO ;   /* struct bounce */
+
+static int qfd, curfd, envfd, newfd ;
+static int reqfd, resfd ;
+static pid_t lspawnpid ;
+static stralloc out = STRALLOC_ZERO ;       /* requests not yet written */
+static stralloc in = STRALLOC_ZERO ;        /* results not yet parsed */
+static stralloc queueprog = STRALLOC_ZERO ;
+
+static unsigned long conc = 10 ;
+static unsigned long lifetime = 604800 ;
+static unsigned long retrybase = 60 ;
+static unsigned long retrymax = 3600 ;
+static unsigned long bouncemax = 50000 ;
+static stralloc me = STRALLOC_ZERO ;
+static stralloc locals = STRALLOC_ZERO ;
+
+static int intake_wanted = 1 ;
+static DIR *curscan = 0 ;
+static int stopping = 0 ;
+static uint64_t now ;    /* milliseconds since the epoch */
+
+#define M(i) (genalloc_s(struct msg, &msgs) + (i))
+#define RCPTS(m) genalloc_s(struct rcpt, &(m)->rcpts)
+#define NRCPTS(m) genalloc_len(struct rcpt, &(m)->rcpts)
+#define ADDR(m, r) ((m)->env.s + (r)->addr)
+
+static void dienomem (void)
+{
+  strerr_dief1x(EX_TEMP, "out of memory") ;
+}
+
+static uint64_t clock_ms (void)
+{
+  struct timespec ts ;
+  if (clock_gettime(CLOCK_REALTIME, &ts) < 0) strerr_diefu1sys(EX_TEMP, "read the clock") ;
+  return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 ;
+}
+
+static char const *fmtu (char *buf, uint64_t u)
+{
+  buf[uint64_fmt(buf, u)] = 0 ;
+  return buf ;
+}
+
+static void logerr (char const *op, char const *id)
+{
+  ylog("error", "op", op, "id", id, "errno", strerror(errno), (char *)0) ;
+}
+
+/* ---- configuration ---- */
+
+static void readulong (unsigned long *u, char const *name, unsigned long def)
+{
+  if (control_readulong(u, name, def) < 0) strerr_diefu2sys(EX_TEMP, "read control/", name) ;
+}
+
+static void read_control (void)
+{
+  readulong(&conc, "concurrencylocal", 10) ;
+  if (!conc) conc = 1 ;
+  if (conc > CONC_MAX) conc = CONC_MAX ;
+  readulong(&lifetime, "queuelifetime", 604800) ;
+  readulong(&retrybase, "queueretrybase", 60) ;
+  if (!retrybase) retrybase = 1 ;
+  readulong(&retrymax, "queueretrymax", 3600) ;
+  if (retrymax < retrybase) retrymax = retrybase ;
+  readulong(&bouncemax, "bouncemaxbytes", 50000) ;
+  if (control_readline(&me, "me", 0) < 0) strerr_diefu1sys(EX_TEMP, "read control/me") ;
+  if (!me.len)
+  {
+    if (!sagethostname(&me)) strerr_diefu1sys(EX_TEMP, "get the host name") ;
+    if (!stralloc_0(&me)) dienomem() ;
+    me.len-- ;
+  }
+  int r = control_readlist(&locals, "locals") ;
+  if (r < 0) strerr_diefu1sys(EX_TEMP, "read control/locals") ;
+  if (!r && !stralloc_copyb(&locals, me.s, me.len + 1)) dienomem() ;
+  if (!genalloc_ready(struct job, &jobs, conc)) dienomem() ;
+  for (size_t i = genalloc_len(struct job, &jobs) ; i < conc ; i++)
+    genalloc_s(struct job, &jobs)[i].busy = 0 ;
+  if (genalloc_len(struct job, &jobs) < conc) genalloc_setlen(struct job, &jobs, conc) ;
+}
+
+static int is_local (char const *addr)
+{
+  size_t len = strlen(addr) ;
+  size_t at = byte_rchr(addr, len, '@') ;
+  if (at == len) return 1 ;
+  return control_domain_in_list(locals.s, locals.len, addr + at + 1) ;
+}
+
+/* ---- messages, ready queue, retry heap ---- */
+
+static uint32_t msg_new (void)
+{
+  uint32_t i ;
+  size_t nf = genalloc_len(uint32_t, &freemsgs) ;
+  if (nf)
+  {
+    i = genalloc_s(uint32_t, &freemsgs)[nf - 1] ;
+    genalloc_setlen(uint32_t, &freemsgs, nf - 1) ;
+  }
+  else
+  {
+    struct msg z = { .env = STRALLOC_ZERO, .rcpts = GENALLOC_ZERO, .why = STRALLOC_ZERO, .gen = 0 } ;
+    i = genalloc_len(struct msg, &msgs) ;
+    if (!genalloc_append(struct msg, &msgs, &z)) dienomem() ;
+  }
+  struct msg *m = M(i) ;
+  m->inuse = 1 ;
+  m->inready = 0 ;
+  m->fd = -1 ;
+  m->npending = m->ninflight = 0 ;
+  m->cursor = 0 ;
+  m->env.len = m->why.len = 0 ;
+  genalloc_setlen(struct rcpt, &m->rcpts, 0) ;
+  return i ;
+}
+
+static void msg_free (uint32_t i)
+{
+  struct msg *m = M(i) ;
+  if (m->fd >= 0) fd_close(m->fd) ;
+  m->fd = -1 ;
+  stralloc_free(&m->env) ;
+  stralloc_free(&m->why) ;
+  genalloc_free(struct rcpt, &m->rcpts) ;
+  m->inuse = 0 ;
+  m->gen++ ;
+  if (!genalloc_append(uint32_t, &freemsgs, &i)) dienomem() ;
+}
+
+static void ready_push (uint32_t i)
+{
+  struct msg *m = M(i) ;
+  m->cursor = 0 ;
+  m->inready = 1 ;
+  if (!genalloc_append(uint32_t, &ready, &i)) dienomem() ;
+}
+
+static size_t ready_len (void)
+{
+  return genalloc_len(uint32_t, &ready) - readyhead ;
+}
+
+static void heap_push (uint64_t when, uint32_t i)
+{
+  struct hent e = { .when = when, .m = i, .gen = M(i)->gen } ;
+  if (!genalloc_append(struct hent, &heap, &e)) dienomem() ;
+  struct hent *h = genalloc_s(struct hent, &heap) ;
+  size_t k = genalloc_len(struct hent, &heap) - 1 ;
+  while (k)
+  {
+    size_t p = (k - 1) / 2 ;
+    if (h[p].when <= h[k].when) break ;
+    struct hent t = h[p] ; h[p] = h[k] ; h[k] = t ;
+    k = p ;
+  }
+}
+
+static struct hent heap_pop (void)
+{
+  struct hent *h = genalloc_s(struct hent, &heap) ;
+  size_t n = genalloc_len(struct hent, &heap) - 1 ;
+  struct hent top = h[0] ;
+  h[0] = h[n] ;
+  genalloc_setlen(struct hent, &heap, n) ;
+  size_t k = 0 ;
+  for (;;)
+  {
+    size_t l = 2 * k + 1, s = k ;
+    if (l < n && h[l].when < h[s].when) s = l ;
+    if (l + 1 < n && h[l + 1].when < h[s].when) s = l + 1 ;
+    if (s == k) break ;
+    struct hent t = h[s] ; h[s] = h[k] ; h[k] = t ;
+    k = s ;
+  }
+  return top ;
+}
+
+/* Due retries into the ready queue; all of them if flush. */
+static void heap_due (int flush)
+{
+  while (genalloc_len(struct hent, &heap))
+  {
+    struct hent *h = genalloc_s(struct hent, &heap) ;
+    if (!flush && h[0].when > now) return ;
+    struct hent e = heap_pop() ;
+    struct msg *m = M(e.m) ;
+    if (m->inuse && m->gen == e.gen && !m->inready && !m->ninflight) ready_push(e.m) ;
+  }
+}
+
+/* The next attempt after now: at birth + base, + 2 base, + 4 base, ...
+ * (intervals capped at retrymax), so the schedule survives a restart. */
+static uint64_t next_retry (struct msg const *m)
+{
+  uint64_t t = m->h.birth * 1000, iv = retrybase * 1000, cap = retrymax * 1000 ;
+  if (t > now) return now + iv ;
+  while (t <= now && iv < cap) { t += iv ; iv *= 2 ; }
+  if (t <= now) t += ((now - t) / cap + 1) * cap ;
+  return t ;
+}
+
+static int expired (struct msg const *m)
+{
+  return now / 1000 >= m->h.birth + lifetime ;
+}
+
+/* ---- recording outcomes ---- */
+
+static int msg_open (struct msg *m)
+{
+  if (m->fd >= 0) return 1 ;
+  m->fd = openat(m->h.envfile ? envfd : curfd, m->id, O_RDWR | O_NOFOLLOW | O_CLOEXEC) ;
+  return m->fd >= 0 ;
+}
+
+/* Flip a recipient's state byte; durable if sync. */
+static void set_state (struct msg *m, struct rcpt *r, char state, int sync)
+{
+  r->state = state ;
+  if (!msg_open(m) || pwrite(m->fd, &state, 1, r->stoff) != 1 || (sync && fdatasync(m->fd) < 0))
+    logerr("record", m->id) ;
+}
+
+/* The message is finished: remove it.  No fsync (see README: the
+ * duplicate window), except between the two unlinks of a message with an
+ * env/ file, so that env/ID never goes before cur/ID. */
+static void msg_remove (uint32_t i)
+{
+  struct msg *m = M(i) ;
+  if (unlinkat(curfd, m->id, 0) < 0 && errno != ENOENT) logerr("unlink", m->id) ;
+  else if (m->h.envfile)
+  {
+    if (fsync(curfd) < 0) logerr("sync cur/", m->id) ;
+    else if (unlinkat(envfd, m->id, 0) < 0 && errno != ENOENT) logerr("unlink env", m->id) ;
+  }
+}
+
+static int is_null_sender (char const *s)
+{
+  return !*s || !strcmp(s, "#@[]") ;
+}
+
+static void add_failure (struct msg *m, struct rcpt const *r, char const *text)
+{
+  if (!stralloc_catb(&m->why, "<", 1) || !stralloc_cats(&m->why, ADDR(m, r))
+   || !stralloc_catb(&m->why, ">:\n", 3) || !stralloc_cats(&m->why, text)
+   || !stralloc_catb(&m->why, "\n\n", 2)) dienomem() ;
+}
+
+static void bounce_start (uint32_t i) ;
+
+static void finish (uint32_t i)
+{
+  struct msg *m = M(i) ;
+  struct rcpt *r = RCPTS(m) ;
+  size_t n = NRCPTS(m), nfailed = 0 ;
+  for (size_t k = 0 ; k < n ; k++) if (r[k].state == QUEUE_FAILED) nfailed++ ;
+  if (nfailed && !is_null_sender(m->env.s + 1)) { bounce_start(i) ; return ; }
+  if (nfailed) ylog("double-bounce", "id", m->id, "from", m->env.s + 1, (char *)0) ;
+  msg_remove(i) ;
+  ylog("done", "id", m->id, (char *)0) ;
+  msg_free(i) ;
+}
+
+/* Every recipient of this round has been tried and has answered. */
+static void round_end (uint32_t i)
+{
+  struct msg *m = M(i) ;
+  if (!m->npending) { finish(i) ; return ; }
+  if (m->fd >= 0) { fd_close(m->fd) ; m->fd = -1 ; }
+  uint64_t when = next_retry(m) ;
+  char fmt[UINT64_FMT] ;
+  ylog("retry", "id", m->id, "in", fmtu(fmt, (when - now + 999) / 1000), (char *)0) ;
+  heap_push(when, i) ;
+}
+
+static void deliver_temp (struct msg *m, struct rcpt *r, char const *code, char const *text)
+{
+  if (!expired(m))
+  {
+    ylog("delivery", "id", m->id, "to", ADDR(m, r), "status", "defer", "code", code, "reason", text, (char *)0) ;
+    return ;
+  }
+  ylog("delivery", "id", m->id, "to", ADDR(m, r), "status", "fail", "code", code, "reason", text, "expired", "1", (char *)0) ;
+  stralloc t = STRALLOC_ZERO ;
+  if (!stralloc_cats(&t, "This message has been in the queue too long; I've given up.\nLast error: ")
+   || !stralloc_cats(&t, text) || !stralloc_0(&t)) dienomem() ;
+  add_failure(m, r, t.s) ;
+  stralloc_free(&t) ;
+  set_state(m, r, QUEUE_FAILED, 0) ;
+  m->npending-- ;
+}
+
+static void result (char const *jobid, char const *codes, char const *text)
+{
+  uint32_t j ;
+  unsigned int code ;
+  if (uint32_scan(jobid, &j) != strlen(jobid) || j >= genalloc_len(struct job, &jobs)
+   || !genalloc_s(struct job, &jobs)[j].busy || uint_scan(codes, &code) != strlen(codes))
+    strerr_dief1x(EX_TEMP, "protocol error: bad result from yubin-lspawn") ;
+  struct job *jb = genalloc_s(struct job, &jobs) + j ;
+  jb->busy = 0 ;
+  njobs-- ;
+  uint32_t i = jb->m ;
+  struct msg *m = M(i) ;
+  struct rcpt *r = RCPTS(m) + jb->r ;
+  r->flags &= ~R_INFLIGHT ;
+  m->ninflight-- ;
+  if (!code)
+  {
+    ylog("delivery", "id", m->id, "to", ADDR(m, r), "status", "ok", "code", "0", (char *)0) ;
+    m->npending-- ;
+    int failed = 0 ;
+    size_t n = NRCPTS(m) ;
+    for (size_t k = 0 ; k < n ; k++) if (RCPTS(m)[k].state == QUEUE_FAILED) { failed = 1 ; break ; }
+    /* The last one of a message that goes away now needs no record. */
+    if (m->npending || failed) set_state(m, r, QUEUE_DONE, 1) ;
+    else r->state = QUEUE_DONE ;
+  }
+  else if (code == 100)
+  {
+    ylog("delivery", "id", m->id, "to", ADDR(m, r), "status", "fail", "code", codes, "reason", text, (char *)0) ;
+    add_failure(m, r, *text ? text : "permanent failure") ;
+    /* not synced: lost in a crash, the recipient is just tried again */
+    set_state(m, r, QUEUE_FAILED, 0) ;
+    m->npending-- ;
+  }
+  else deliver_temp(m, r, codes, *text ? text : "temporary failure") ;
+  if (!m->inready && !m->ninflight) round_end(i) ;
+}
+
+/* Parse complete result records: jobid \0 code \0 text \0 */
+static void results (void)
+{
+  size_t pos = 0 ;
+  for (;;)
+  {
+    char const *f[3] ;
+    size_t p = pos, k = 0 ;
+    for (; k < 3 ; k++)
+    {
+      size_t z = byte_chr(in.s + p, in.len - p, 0) ;
+      if (p + z >= in.len) break ;
+      f[k] = in.s + p ;
+      p += z + 1 ;
+    }
+    if (k < 3)
+    {
+      if (in.len - pos > 4096) strerr_dief1x(EX_TEMP, "protocol error: result too long") ;
+      break ;
+    }
+    result(f[0], f[1], f[2]) ;
+    pos = p ;
+  }
+  if (pos)
+  {
+    memmove(in.s, in.s + pos, in.len - pos) ;
+    in.len -= pos ;
+  }
+}
+
+/* ---- dispatching ---- */
+
+static void job_start (uint32_t i, size_t k)
+{
+  struct job *jb = genalloc_s(struct job, &jobs) ;
+  uint32_t j = 0 ;
+  while (jb[j].busy) j++ ;   /* njobs < conc: there is a free slot below conc */
+  struct msg *m = M(i) ;
+  struct rcpt *r = RCPTS(m) + k ;
+  jb[j].busy = 1 ;
+  jb[j].m = i ;
+  jb[j].gen = m->gen ;
+  jb[j].r = k ;
+  njobs++ ;
+  m->ninflight++ ;
+  r->flags |= R_INFLIGHT ;
+  char a[UINT32_FMT], b[UINT64_FMT] ;
+  size_t al = uint32_fmt(a, j), bl = uint64_fmt(b, m->h.msgoff) ;
+  if (!stralloc_catb(&out, a, al) || !stralloc_0(&out)
+   || !stralloc_cats(&out, m->id) || !stralloc_0(&out)
+   || !stralloc_catb(&out, b, bl) || !stralloc_0(&out)
+   || !stralloc_cats(&out, m->env.s + 1) || !stralloc_0(&out)
+   || !stralloc_cats(&out, ADDR(m, r)) || !stralloc_0(&out)) dienomem() ;
+}
+
+/* Fill free delivery slots from the ready queue, oldest first. */
+static void dispatch (void)
+{
+  while (readyhead < genalloc_len(uint32_t, &ready))
+  {
+    uint32_t i = genalloc_s(uint32_t, &ready)[readyhead] ;
+    struct msg *m = M(i) ;
+    while (m->cursor < NRCPTS(m))
+    {
+      struct rcpt *r = RCPTS(m) + m->cursor ;
+      if (r->state != QUEUE_TODO || (r->flags & R_INFLIGHT)) { m->cursor++ ; continue ; }
+      if (!(r->flags & R_LOCAL))
+      {
+        deliver_temp(m, r, "-", "remote delivery not available") ;
+        m->cursor++ ;
+        continue ;
+      }
+      if (njobs >= conc || stopping) return ;
+      job_start(i, m->cursor) ;
+      m = M(i) ;
+      m->cursor++ ;
+    }
+    readyhead++ ;
+    m->inready = 0 ;
+    if (!m->ninflight) round_end(i) ;
+  }
+}
+
+/* Drop the consumed head of the ready queue now and then. */
+static void ready_compact (void)
+{
+  size_t len = genalloc_len(uint32_t, &ready) ;
+  if (!readyhead || (readyhead < len && (readyhead < 4096 || readyhead * 2 < len))) return ;
+  uint32_t *q = genalloc_s(uint32_t, &ready) ;
+  memmove(q, q + readyhead, (len - readyhead) * sizeof(uint32_t)) ;
+  genalloc_setlen(uint32_t, &ready, len - readyhead) ;
+  readyhead = 0 ;
+}
+
+/* ---- intake ---- */
+
+/* Load cur/id.  Returns 1, 0 if unusable (logged). */
+static int load (char const *id, int recovered)
+{
+  uint32_t i = msg_new() ;
+  struct msg *m = M(i) ;
+  memcpy(m->id, id, strlen(id) + 1) ;
+  int r = queue_load(curfd, envfd, id, &m->h, &m->env, &m->envbase) ;
+  if (r <= 0)
+  {
+    logerr(r ? "read" : "parse", id) ;
+    msg_free(i) ;
+    return 0 ;
+  }
+  size_t pos = strlen(m->env.s) + 1 ;
+  while (m->env.s[pos])
+  {
+    struct rcpt rc = { .addr = pos + 1, .stoff = m->envbase + pos, .state = m->env.s[pos], .flags = 0 } ;
+    if (is_local(m->env.s + pos + 1)) rc.flags |= R_LOCAL ;
+    if (!genalloc_append(struct rcpt, &m->rcpts, &rc)) dienomem() ;
+    if (rc.state == QUEUE_TODO) m->npending++ ;
+    else if (rc.state == QUEUE_FAILED)
+      add_failure(m, &rc, "Permanent failure (recorded before a restart of yubin-qmgr).") ;
+    pos += strlen(m->env.s + pos) + 1 ;
+  }
+  char a[UINT64_FMT], b[UINT64_FMT], c[UINT64_FMT] ;
+  if (recovered)
+    ylog("recover", "id", id, "from", m->env.s + 1, "rcpts", fmtu(a, NRCPTS(m)),
+         "pending", fmtu(b, m->npending), (char *)0) ;
+  else
+    ylog("new", "id", id, "from", m->env.s + 1, "rcpts", fmtu(a, NRCPTS(m)),
+         "bytes", fmtu(c, m->h.size), (char *)0) ;
+  if (m->npending) ready_push(i) ;
+  else finish(i) ;
+  return 1 ;
+}
+
+/* At most INTAKE_BATCH files of cur/ (first, at start) or new/ per call, so
+ * that a flood of new mail never keeps deliveries from starting. */
+static void intake (void)
+{
+  unsigned int n = 0 ;
+  struct dirent *d ;
+  if (stopping || ready_len() >= READY_MAX) return ;
+  if (curscan)
+  {
+    while (n < INTAKE_BATCH)
+    {
+      errno = 0 ;
+      d = readdir(curscan) ;
+      if (!d)
+      {
+        if (errno) strerr_diefu1sys(EX_TEMP, "read cur/") ;
+        closedir(curscan) ;
+        curscan = 0 ;
+        break ;
+      }
+      if (!queue_id_valid(d->d_name)) continue ;
+      load(d->d_name, 1) ;
+      n++ ;
+    }
+    return ;
+  }
+  if (!intake_wanted) return ;
+  int fd = dup(newfd) ;
+  if (fd < 0) { logerr("dup", "-") ; return ; }
+  DIR *dir = fdopendir(fd) ;
+  if (!dir) { fd_close(fd) ; logerr("opendir new/", "-") ; return ; }
+  rewinddir(dir) ;
+  while (n < INTAKE_BATCH)
+  {
+    errno = 0 ;
+    d = readdir(dir) ;
+    if (!d)
+    {
+      if (errno) logerr("readdir new/", "-") ;
+      intake_wanted = 0 ;
+      break ;
+    }
+    if (!queue_id_valid(d->d_name)) continue ;
+    /* Not synced: after a crash the file is in new/ or in cur/, both are
+       scanned at start. */
+    if (renameat(newfd, d->d_name, curfd, d->d_name) < 0)
+    {
+      if (errno == ENOENT) continue ;
+      logerr("rename new/ to cur/", d->d_name) ;
+      intake_wanted = 0 ;   /* try again on the next wake-up, not in a loop */
+      break ;
+    }
+    load(d->d_name, 0) ;
+    n++ ;
+  }
+  closedir(dir) ;
+}
+
+/* Remove tmp/ files that yubin-queue abandoned (killed, timed out), and
+ * env/ files whose message is gone. */
+static void clean (void)
+{
+  static char const *const dirs[2] = { "tmp", "env" } ;
+  time_t t = now / 1000 ;
+  for (unsigned int k = 0 ; k < 2 ; k++)
+  {
+    int fd = openat(qfd, dirs[k], O_RDONLY | O_DIRECTORY | O_CLOEXEC) ;
+    if (fd < 0) { logerr("open for cleaning", dirs[k]) ; continue ; }
+    DIR *dir = fdopendir(fd) ;
+    if (!dir) { fd_close(fd) ; logerr("opendir for cleaning", dirs[k]) ; continue ; }
+    struct dirent *d ;
+    while ((d = readdir(dir)))
+    {
+      struct stat st ;
+      if (d->d_name[0] == '.') continue ;
+      if (fstatat(fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue ;
+      if (st.st_mtime + STALE_SEC > t) continue ;
+      if (k == 1 && (!fstatat(curfd, d->d_name, &st, 0) || !fstatat(newfd, d->d_name, &st, 0))) continue ;
+      if (unlinkat(fd, d->d_name, 0) < 0) logerr("unlink stale", d->d_name) ;
+      else ylog("clean", "file", dirs[k], "id", d->d_name, (char *)0) ;
+    }
+    closedir(dir) ;
+  }
+}
+
+/* ---- bounces ---- */
+
+static void cat_date (stralloc *sa)
+{
+  char buf[64] ;
+  struct tm tm ;
+  time_t t = now / 1000 ;
+  static char const *const days[7] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" } ;
+  static char const *const mons[12] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" } ;
+  if (!gmtime_r(&t, &tm)) tm = (struct tm){ .tm_mday = 1, .tm_year = 70 } ;
+  int n = snprintf(buf, sizeof(buf), "%s, %d %s %d %02d:%02d:%02d +0000",
+                   days[tm.tm_wday % 7], tm.tm_mday, mons[tm.tm_mon % 12], tm.tm_year + 1900,
+                   tm.tm_hour, tm.tm_min, tm.tm_sec) ;
+  if (n < 0 || !stralloc_catb(sa, buf, (size_t)n)) _exit(QQ_NOMEM) ;
+}
+
+/* The bounce child: builds the failure notice and feeds it to yubin-queue
+ * with a null sender.  Exits with yubin-queue's code.  Never returns. */
+static void bounce_child (uint32_t i)
+{
+  struct msg *m = M(i) ;
+  stralloc sa = STRALLOC_ZERO ;
+  char const *sender = m->env.s + 1 ;
+  int mp[2], ep[2] ;
+  selfpipe_finish() ;
+  fd_close(reqfd) ; fd_close(resfd) ;
+  if (!stralloc_cats(&sa, "Date: ")) _exit(QQ_NOMEM) ;
+  cat_date(&sa) ;
+  if (!stralloc_cats(&sa, "\nFrom: MAILER-DAEMON@") || !stralloc_cat(&sa, &me)
+   || !stralloc_cats(&sa, "\nTo: ") || !stralloc_cats(&sa, sender)
+   || !stralloc_cats(&sa, "\nSubject: failure notice\nMessage-ID: <bounce.") || !stralloc_cats(&sa, m->id)
+   || !stralloc_catb(&sa, "@", 1) || !stralloc_cat(&sa, &me)
+   || !stralloc_cats(&sa, ">\nAuto-Submitted: auto-replied\n\nHi. This is the yubin-qmgr program at ")
+   || !stralloc_cat(&sa, &me)
+   || !stralloc_cats(&sa, ".\nI'm afraid I wasn't able to deliver your message to the following addresses.\n"
+                          "This is a permanent error; I've given up. Sorry it didn't work out.\n\n")
+   || !stralloc_cat(&sa, &m->why)
+   || !stralloc_cats(&sa, "--- Below this line is a copy of the message.\n\n")) _exit(QQ_NOMEM) ;
+  if (pipe2(mp, O_CLOEXEC) < 0 || pipe2(ep, O_CLOEXEC) < 0) _exit(QQ_WRITE) ;
+  pid_t pid = fork() ;
+  if (pid < 0) _exit(QQ_WRITE) ;
+  if (!pid)
+  {
+    sig_restore(SIGPIPE) ;
+    if (fd_move(0, mp[0]) < 0 || fd_move(1, ep[0]) < 0) _exit(QQ_BUG) ;
+    char const *argv[2] = { "yubin-queue", 0 } ;
+    execv(queueprog.s, (char *const *)argv) ;
+    strerr_diefu2sys(QQ_BUG, "run ", queueprog.s) ;
+  }
+  fd_close(mp[0]) ; fd_close(ep[0]) ;
+  /* Write errors are not checked one by one: yubin-queue's exit code says
+     whether the bounce is queued. */
+  size_t w = allwrite(mp[1], sa.s, sa.len) ;
+  int fd = openat(curfd, m->id, O_RDONLY | O_CLOEXEC) ;
+  if (fd >= 0 && lseek(fd, (off_t)m->h.msgoff, SEEK_SET) >= 0)
+  {
+    char buf[8192] ;
+    uint64_t left = bouncemax ;
+    while (left)
+    {
+      ssize_t r = read(fd, buf, left < sizeof(buf) ? left : sizeof(buf)) ;
+      if (r <= 0) break ;
+      if (allwrite(mp[1], buf, r) < (size_t)r) break ;
+      left -= r ;
+    }
+    if (!left && m->h.size > bouncemax)
+      w = allwrite(mp[1], "\n[message truncated]\n", 21) ;
+  }
+  fd_close(mp[1]) ;
+  sa.len = 0 ;
+  if (!stralloc_catb(&sa, "F", 2) || !stralloc_catb(&sa, "T", 1)
+   || !stralloc_cats(&sa, sender) || !stralloc_catb(&sa, "\0", 2)) _exit(QQ_NOMEM) ;
+  w = allwrite(ep[1], sa.s, sa.len) ;
+  (void)w ;
+  fd_close(ep[1]) ;
+  int wstat ;
+  if (wait_pid(pid, &wstat) < 0) _exit(QQ_BUG) ;
+  _exit(WIFEXITED(wstat) ? WEXITSTATUS(wstat) : QQ_BUG) ;
+}
+
+static void bounce_start (uint32_t i)
+{
+  struct msg *m = M(i) ;
+  if (m->fd >= 0) { fd_close(m->fd) ; m->fd = -1 ; }
+  pid_t pid = fork() ;
+  if (!pid) bounce_child(i) ;
+  if (pid < 0)
+  {
+    logerr("fork for a bounce", m->id) ;
+    heap_push(now + retrybase * 1000, i) ;
+    return ;
+  }
+  struct bounce b = { .pid = pid, .m = i, .gen = m->gen } ;
+  if (!genalloc_append(struct bounce, &bounces, &b)) dienomem() ;
+}
+
+static void bounce_end (size_t k, int wstat)
+{
+  struct bounce *b = genalloc_s(struct bounce, &bounces) + k ;
+  uint32_t i = b->m ;
+  size_t n = genalloc_len(struct bounce, &bounces) - 1 ;
+  *b = genalloc_s(struct bounce, &bounces)[n] ;
+  genalloc_setlen(struct bounce, &bounces, n) ;
+  struct msg *m = M(i) ;
+  if (WIFEXITED(wstat) && !WEXITSTATUS(wstat))
+  {
+    ylog("bounce", "id", m->id, "to", m->env.s + 1, (char *)0) ;
+    msg_remove(i) ;
+    ylog("done", "id", m->id, (char *)0) ;
+    msg_free(i) ;
+    return ;
+  }
+  char fmt[UINT_FMT] ;
+  fmt[uint_fmt(fmt, WIFEXITED(wstat) ? WEXITSTATUS(wstat) : 256 + WTERMSIG(wstat))] = 0 ;
+  ylog("error", "op", "bounce", "id", m->id, "code", fmt, (char *)0) ;
+  heap_push(now + retrybase * 1000, i) ;
+}
+
+static void reap (void)
+{
+  for (;;)
+  {
+    int wstat ;
+    pid_t pid = wait_nohang(&wstat) ;
+    if (pid <= 0) return ;
+    if (pid == lspawnpid) strerr_dief1x(EX_TEMP, "yubin-lspawn exited") ;
+    size_t n = genalloc_len(struct bounce, &bounces) ;
+    for (size_t k = 0 ; k < n ; k++)
+      if (genalloc_s(struct bounce, &bounces)[k].pid == pid) { bounce_end(k, wstat) ; break ; }
+  }
+}
+
+/* ---- start-up ---- */
+
+static void spawn_lspawn (void)
+{
+  stralloc prog = STRALLOC_ZERO ;
+  int req[2], res[2] ;
+  if (!yubin_sibling(&prog, "yubin-lspawn")) strerr_diefu1sys(EX_TEMP, "find yubin-lspawn") ;
+  if (pipe2(req, O_CLOEXEC) < 0 || pipe2(res, O_CLOEXEC) < 0) strerr_diefu1sys(EX_TEMP, "make pipes") ;
+  lspawnpid = fork() ;
+  if (lspawnpid < 0) strerr_diefu1sys(EX_TEMP, "fork") ;
+  if (!lspawnpid)
+  {
+    if (fd_move(0, req[0]) < 0 || fd_move(1, res[1]) < 0) strerr_diefu1sys(EX_TEMP, "move fds") ;
+    char const *argv[2] = { "yubin-lspawn", 0 } ;
+    execv(prog.s, (char *const *)argv) ;
+    strerr_diefu2sys(EX_TEMP, "exec ", prog.s) ;
+  }
+  fd_close(req[0]) ;
+  fd_close(res[1]) ;
+  reqfd = req[1] ;
+  resfd = res[0] ;
+  if (ndelay_on(reqfd) < 0 || ndelay_on(resfd) < 0) strerr_diefu1sys(EX_TEMP, "set pipes non-blocking") ;
+  stralloc_free(&prog) ;
+}
+
+/* Started as root: who is the queue user?  -u/-g, else $UID/$GID (as
+ * s6-envuidgid sets them), else the owner of the queue directory. */
+static void drop_privileges (char const *uidopt, char const *gidopt, struct stat const *qst)
+{
+  uid_t uid = qst->st_uid ;
+  gid_t gid = qst->st_gid ;
+  char const *us = uidopt ? uidopt : getenv("UID") ;
+  char const *gs = gidopt ? gidopt : getenv("GID") ;
+  if (us && (!uid0_scan(us, &uid))) strerr_dief2x(EX_PERM, "bad uid: ", us) ;
+  if (gs && (!gid0_scan(gs, &gid))) strerr_dief2x(EX_PERM, "bad gid: ", gs) ;
+  if (!uid) return ;   /* the queue belongs to root: a test or a one-user box */
+  if (setgroups_and_gid(gid, 1, &gid) < 0 || setuid(uid) < 0)
+    strerr_diefu1sys(EX_TEMP, "drop privileges") ;
+}
+
+static int opendirat (char const *name)
+{
+  if (mkdirat(qfd, name, 0700) < 0 && errno != EEXIST) strerr_diefu2sys(EX_TEMP, "mkdir queue/", name) ;
+  int fd = openat(qfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC) ;
+  if (fd < 0) strerr_diefu2sys(EX_TEMP, "open queue/", name) ;
+  return fd ;
+}
+
+static int open_trigger (void)
+{
+  if (mkdirat(qfd, "lock", 0700) < 0 && errno != EEXIST) strerr_diefu1sys(EX_TEMP, "mkdir queue/lock") ;
+  if (mkfifoat(qfd, "lock/trigger", 0622) < 0 && errno != EEXIST) strerr_diefu1sys(EX_TEMP, "mkfifo queue/lock/trigger") ;
+  /* mkfifo obeys the umask; yubin-queue may run as anybody */
+  if (fchmodat(qfd, "lock/trigger", 0622, 0) < 0) strerr_diefu1sys(EX_TEMP, "chmod queue/lock/trigger") ;
+  /* O_RDWR: we are our own writer, so the fifo never reports EOF */
+  int fd = openat(qfd, "lock/trigger", O_RDWR | O_NONBLOCK | O_CLOEXEC) ;
+  if (fd < 0) strerr_diefu1sys(EX_TEMP, "open queue/lock/trigger") ;
+  return fd ;
+}
+
+static void free_all (void)
+{
+  size_t n = genalloc_len(struct msg, &msgs) ;
+  for (size_t i = 0 ; i < n ; i++) if (M(i)->inuse) msg_free(i) ;
+  genalloc_free(struct msg, &msgs) ;
+  genalloc_free(uint32_t, &freemsgs) ;
+  genalloc_free(uint32_t, &ready) ;
+  genalloc_free(struct hent, &heap) ;
+  genalloc_free(struct job, &jobs) ;
+  genalloc_free(struct bounce, &bounces) ;
+  stralloc_free(&out) ;
+  stralloc_free(&in) ;
+  stralloc_free(&queueprog) ;
+  stralloc_free(&me) ;
+  stralloc_free(&locals) ;
+  if (curscan) closedir(curscan) ;
+}
+
+int main (int argc, char const *const *argv)
+{
+  char const *uidopt = 0, *gidopt = 0 ;
+  stralloc sa = STRALLOC_ZERO ;
+  struct stat qst ;
+  {
+    subgetopt l = SUBGETOPT_ZERO ;
+    for (;;)
+    {
+      int opt = subgetopt_r(argc, argv, "u:g:", &l) ;
+      if (opt == -1) break ;
+      switch (opt)
+      {
+        case 'u' : uidopt = l.arg ; break ;
+        case 'g' : gidopt = l.arg ; break ;
+        default : strerr_dieusage(EX_PERM, USAGE) ;
+      }
+    }
+  }
+  if (!yubin_path(&sa, "queue")) dienomem() ;
+  qfd = open(sa.s, O_RDONLY | O_DIRECTORY | O_CLOEXEC) ;
+  if (qfd < 0 || fstat(qfd, &qst) < 0) strerr_diefu2sys(EX_TEMP, "open ", sa.s) ;
+  stralloc_free(&sa) ;
+  if (!yubin_sibling(&queueprog, "yubin-queue")) strerr_diefu1sys(EX_TEMP, "find yubin-queue") ;
+
+  /* Started as root, lspawn is forked first: it must stay root.  The
+     layout is made after the drop, so that it belongs to the queue user. */
+  spawn_lspawn() ;
+  if (!geteuid()) drop_privileges(uidopt, gidopt, &qst) ;
+  umask(077) ;
+  curfd = opendirat("cur") ;
+  newfd = opendirat("new") ;
+  envfd = opendirat("env") ;
+  fd_close(opendirat("tmp")) ;
+  int trigfd = open_trigger() ;
+
+  if (sig_ignore(SIGPIPE) < 0) strerr_diefu1sys(EX_TEMP, "ignore SIGPIPE") ;
+  int spfd = selfpipe_init() ;
+  if (spfd < 0) strerr_diefu1sys(EX_TEMP, "init selfpipe") ;
+  {
+    sigset_t set ;
+    sigemptyset(&set) ;
+    sigaddset(&set, SIGCHLD) ;
+    sigaddset(&set, SIGTERM) ;
+    sigaddset(&set, SIGHUP) ;
+    sigaddset(&set, SIGALRM) ;
+    if (!selfpipe_trapset(&set)) strerr_diefu1sys(EX_TEMP, "trap signals") ;
+  }
+  read_control() ;
+  now = clock_ms() ;
+  clean() ;
+  {
+    int fd = dup(curfd) ;
+    if (fd < 0 || !(curscan = fdopendir(fd))) strerr_diefu1sys(EX_TEMP, "open cur/") ;
+  }
+  {
+    char a[UINT64_FMT], b[UINT64_FMT] ;
+    ylog("start", "uid", fmtu(a, geteuid()), "concurrency", fmtu(b, conc), (char *)0) ;
+  }
+
+  uint64_t nextwake = now + WAKE_MS, nextclean = now + CLEAN_MS, termdeadline = 0 ;
+  tain_now_set_stopwatch_g() ;
+  for (;;)
+  {
+    now = clock_ms() ;
+    if (now >= nextwake) { intake_wanted = 1 ; nextwake = now + WAKE_MS ; }
+    if (now >= nextclean) { clean() ; nextclean = now + CLEAN_MS ; }
+    if (!stopping)
+    {
+      heap_due(0) ;
+      dispatch() ;     /* free slots first, */
+      intake() ;       /* then a bounded bite of new mail, */
+      dispatch() ;     /* which may start at once */
+      ready_compact() ;
+    }
+    if (out.len)
+    {
+      ssize_t w = write(reqfd, out.s, out.len) ;
+      if (w < 0 && errno != EAGAIN && errno != EINTR) strerr_diefu1sys(EX_TEMP, "write to yubin-lspawn") ;
+      if (w > 0) { memmove(out.s, out.s + w, out.len - w) ; out.len -= w ; }
+    }
+    if (stopping && ((!njobs && !genalloc_len(struct bounce, &bounces)) || now >= termdeadline)) break ;
+
+    uint64_t wake = nextwake < nextclean ? nextwake : nextclean ;
+    if (stopping) wake = termdeadline ;
+    else
+    {
+      if (genalloc_len(struct hent, &heap) && genalloc_s(struct hent, &heap)[0].when < wake)
+        wake = genalloc_s(struct hent, &heap)[0].when ;
+      if ((curscan || intake_wanted) && ready_len() < READY_MAX) wake = now ;
+    }
+    tain deadline ;
+    tain_now_g() ;
+    tain_from_millisecs(&deadline, wake > now ? (int)(wake - now) : 0) ;
+    tain_add_g(&deadline, &deadline) ;
+    iopause_fd x[4] = {
+      { .fd = spfd, .events = IOPAUSE_READ },
+      { .fd = trigfd, .events = IOPAUSE_READ },
+      { .fd = resfd, .events = IOPAUSE_READ },
+      { .fd = out.len ? reqfd : -1, .events = IOPAUSE_WRITE },
+    } ;
+    int r = iopause_g(x, 4, &deadline) ;
+    if (r < 0)
+    {
+      if (errno == EINTR) continue ;
+      strerr_diefu1sys(EX_TEMP, "iopause") ;
+    }
+    now = clock_ms() ;
+    if (x[2].revents)
+    {
+      if (!stralloc_readyplus(&in, 8192)) dienomem() ;
+      ssize_t rr = read(resfd, in.s + in.len, 8192) ;
+      if (!rr) strerr_dief1x(EX_TEMP, "yubin-lspawn closed its output") ;
+      if (rr < 0 && errno != EAGAIN && errno != EINTR) strerr_diefu1sys(EX_TEMP, "read from yubin-lspawn") ;
+      if (rr > 0) { in.len += rr ; results() ; }
+    }
+    if (x[1].revents & IOPAUSE_READ)
+    {
+      char buf[512] ;
+      while (read(trigfd, buf, sizeof(buf)) > 0) ;
+      intake_wanted = 1 ;
+    }
+    if (x[0].revents & IOPAUSE_READ)
+    {
+      for (;;)
+      {
+        int sig = selfpipe_read() ;
+        if (sig < 0) strerr_diefu1sys(EX_TEMP, "read selfpipe") ;
+        if (!sig) break ;
+        switch (sig)
+        {
+          case SIGCHLD : reap() ; break ;
+          case SIGTERM :
+            if (!stopping)
+            {
+              stopping = 1 ;
+              termdeadline = now + TERM_MS ;
+              ylog("stop", "running", fmtu((char [UINT64_FMT]){ 0 }, njobs), (char *)0) ;
+            }
+            break ;
+          case SIGHUP : read_control() ; intake_wanted = 1 ; break ;
+          case SIGALRM : heap_due(1) ; intake_wanted = 1 ; break ;
+          default : break ;
+        }
+      }
+    }
+  }
+  ylog("exit", "running", fmtu((char [UINT64_FMT]){ 0 }, njobs), (char *)0) ;
+  fd_close(reqfd) ;
+  fd_close(resfd) ;
+  free_all() ;
+  return 0 ;
+}

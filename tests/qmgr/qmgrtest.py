@@ -1,0 +1,270 @@
+"""Helpers for the queue tests (yubin-queue, yubin-qmgr, yubin-lspawn).
+
+A Root is a throw-away instance directory holding copies of the queue
+programs (copies, not symlinks: yubin_sibling() follows /proc/self/exe), a
+fake yubin-local (a shell script) or the real one, control files, a
+users.cdb, and homes.  Everything has deadlines."""
+
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+_results = {"pass": 0, "fail": 0}
+
+
+def check(name, cond, why=""):
+    if cond:
+        _results["pass"] += 1
+        print("PASS %s" % name, flush=True)
+    else:
+        _results["fail"] += 1
+        print("FAIL %s: %s" % (name, why or "failed"), flush=True)
+    return bool(cond)
+
+
+def done():
+    return 1 if _results["fail"] else 0
+
+
+def info(*a):
+    print("#", *a, flush=True)
+
+
+def bin_dir():
+    top = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    b = os.environ.get("YUBIN_BIN", "build/bin")
+    return b if os.path.isabs(b) else os.path.join(top, b)
+
+
+def cdb_write(path, items):
+    """A djb cdb (what yubin's users.c reads) from (key, value) bytes pairs."""
+    def h(k):
+        v = 5381
+        for c in k:
+            v = ((v << 5) + v) & 0xffffffff ^ c
+        return v
+    tables = [[] for _ in range(256)]
+    body = bytearray()
+    pos = 2048
+    for k, v in items:
+        body += struct.pack("<LL", len(k), len(v)) + k + v
+        hv = h(k)
+        tables[hv & 255].append((hv, pos))
+        pos += 8 + len(k) + len(v)
+    head = bytearray()
+    tail = bytearray()
+    for t in tables:
+        n = 2 * len(t)
+        head += struct.pack("<LL", pos + len(tail), n)
+        slots = [(0, 0)] * n
+        for hv, p in t:
+            i = (hv >> 8) % n
+            while slots[i][1]:
+                i = (i + 1) % n
+            slots[i] = (hv, p)
+        for hv, p in slots:
+            tail += struct.pack("<LL", hv, p)
+    with open(path + ".tmp", "wb") as f:
+        f.write(head + body + tail)
+    os.rename(path + ".tmp", path)
+
+
+FAKE_LOCAL = r"""#!/bin/sh
+# fake yubin-local: user homedir local dash ext domain sender defaultdelivery
+home=$2
+if [ -f "$home/perm" ]; then echo "local: fatal: fake permanent failure for $3 (#5.2.0)" >&2; exit 100; fi
+if [ -f "$home/temp-once" ] && rm "$home/temp-once" 2>/dev/null; then
+  echo "local: fatal: fake temporary failure (#4.2.0)" >&2; exit 111
+fi
+if [ -f "$home/temp" ]; then echo "local: fatal: fake temporary failure (#4.2.0)" >&2; exit 111; fi
+if [ -f "$home/slow" ]; then sleep "$(cat "$home/slow")"; fi
+t=$(mktemp "$home/got/tmp/m.XXXXXXXX") || exit 111
+{ printf 'X-Args: %s|%s|%s|%s|%s|%s|%s|%s|uid=%s\n' "$@" "$(id -u)"; cat; } > "$t" || exit 111
+mv "$t" "$home/got/" || exit 111
+echo "local: delivered to=$3@$6" >&2
+exit 0
+"""
+
+
+class Root:
+    def __init__(self, real_local=False, users=("alice", "bob", "carol"), control=None):
+        self.bin = bin_dir()
+        self.dir = tempfile.mkdtemp(prefix="yubin-qmgr-")
+        os.chmod(self.dir, 0o755)
+        self.procs = []
+        self.amroot = os.geteuid() == 0
+        self.uid = 65534 if self.amroot else os.geteuid()
+        self.gid = 65534 if self.amroot else os.getegid()
+        for d in ("bin", "control", "queue", "users", "home"):
+            os.mkdir(self.path(d))
+            os.chmod(self.path(d), 0o755 if d != "queue" else 0o700)
+        for p in ("yubin-queue", "yubin-qmgr", "yubin-lspawn"):
+            shutil.copy2(os.path.join(self.bin, p), self.path("bin", p))
+        if real_local:
+            shutil.copy2(os.path.join(self.bin, "yubin-local"), self.path("bin", "yubin-local"))
+        else:
+            with open(self.path("bin", "yubin-local"), "w") as f:
+                f.write(FAKE_LOCAL)
+            os.chmod(self.path("bin", "yubin-local"), 0o755)
+        ctl = {"me": "example.test", "locals": "example.test\nlocalhost",
+               "queueretrybase": "1", "queueretrymax": "2"}
+        ctl.update(control or {})
+        for k, v in ctl.items():
+            self.control(k, v)
+        self.users = list(users)
+        entries = []
+        for u in self.users:
+            home = self.path("home", u)
+            for d in (home, home + "/got", home + "/got/tmp", home + "/Maildir",
+                      home + "/Maildir/tmp", home + "/Maildir/new", home + "/Maildir/cur"):
+                os.mkdir(d, 0o700)
+                os.chown(d, self.uid, self.gid)
+            entries.append((u.encode(), b"%d:%d:%s" % (self.uid, self.gid, home.encode())))
+        cdb_write(self.path("users", "users.cdb"), entries)
+        os.chmod(self.path("users", "users.cdb"), 0o644)
+
+    def path(self, *p):
+        return os.path.join(self.dir, *p)
+
+    def env(self):
+        e = dict(os.environ)
+        e["YUBIN_ROOT"] = self.dir
+        e.pop("UID", None)
+        e.pop("GID", None)
+        return e
+
+    def control(self, name, value):
+        with open(self.path("control", name), "w") as f:
+            f.write(value + "\n")
+
+    def user_flag(self, user, flag, on=True, content=""):
+        p = self.path("home", user, flag)
+        if on:
+            with open(p, "w") as f:
+                f.write(content)
+            os.chown(p, self.uid, self.gid)
+        elif os.path.exists(p):
+            os.unlink(p)
+
+    # -- injecting ---------------------------------------------------------
+    def inject(self, sender, rcpts, body, env_bytes=None, timeout=20):
+        """Run yubin-queue; returns (exit code, stderr)."""
+        envelope = env_bytes if env_bytes is not None else (
+            b"F" + sender.encode() + b"\0" + b"".join(b"T" + r.encode() + b"\0" for r in rcpts) + b"\0")
+        r, w = os.pipe()
+        feeder = None
+        if len(envelope) > 60000:
+            import threading
+            def feed():
+                with os.fdopen(w, "wb") as f:
+                    try:
+                        f.write(envelope)
+                    except BrokenPipeError:
+                        pass
+            feeder = threading.Thread(target=feed)
+            feeder.start()
+        else:
+            os.write(w, envelope)
+            os.close(w)
+        try:
+            p = subprocess.run([self.path("bin", "yubin-queue")], input=body, stdout=r,
+                               stderr=subprocess.PIPE, env=self.env(), timeout=timeout)
+        finally:
+            os.close(r)
+            if feeder:
+                feeder.join()
+        return p.returncode, p.stderr.decode(errors="replace")
+
+    # -- the manager ---------------------------------------------------------
+    def start_qmgr(self, args=()):
+        log = open(self.path("qmgr.log"), "ab")
+        p = subprocess.Popen([self.path("bin", "yubin-qmgr")] + list(args), env=self.env(),
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                             start_new_session=True)
+        log.close()
+        self.procs.append(p)
+        self.qmgr = p
+        return p
+
+    def stop_qmgr(self, timeout=15):
+        p = self.qmgr
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        return p.returncode
+
+    def log(self):
+        try:
+            with open(self.path("qmgr.log"), "rb") as f:
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def queue_files(self):
+        n = []
+        for d in ("new", "cur"):
+            try:
+                n += [d + "/" + x for x in os.listdir(self.path("queue", d))]
+            except FileNotFoundError:
+                pass
+        return n
+
+    def got(self, user):
+        d = self.path("home", user, "got")
+        out = []
+        for x in sorted(os.listdir(d)):
+            if x == "tmp":
+                continue
+            with open(os.path.join(d, x), "rb") as f:
+                out.append(f.read())
+        return out
+
+    def maildir(self, user):
+        d = self.path("home", user, "Maildir", "new")
+        out = []
+        for x in sorted(os.listdir(d)):
+            with open(os.path.join(d, x), "rb") as f:
+                out.append(f.read())
+        return out
+
+    def wait(self, cond, timeout=15, step=0.05):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if cond():
+                return True
+            time.sleep(step)
+        return cond()
+
+    def wait_empty(self, timeout=15):
+        return self.wait(lambda: not self.queue_files(), timeout)
+
+    def cleanup(self):
+        for p in self.procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait()
+        # lspawn and its children are in the same session as qmgr
+        time.sleep(0.05)
+        if os.environ.get("YUBIN_KEEP"):
+            info("kept", self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+        return False
