@@ -5,10 +5,12 @@ acknowledged ones.  A message may be delivered twice only in the documented
 window (a delivery done but not yet recorded when the manager died), so
 duplicates are bounded by kills x concurrent deliveries.
 
-YUBIN_SOAK=1 sends 2000 messages instead of 200."""
+YUBIN_SOAK=1 sends 2000 messages in 40 waves instead of 200 in 6."""
 
 import hashlib
 import os
+import random
+import re
 import smtplib
 import sys
 import threading
@@ -17,7 +19,9 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from yubintest import Instance, check, info, run  # noqa: E402
 
-TOTAL = 2000 if os.environ.get("YUBIN_SOAK") else 200
+SOAK = bool(os.environ.get("YUBIN_SOAK"))
+TOTAL = 2000 if SOAK else 200
+WAVES = 40 if SOAK else 6
 CLIENTS = 8
 
 
@@ -58,40 +62,56 @@ def sender(inst, ids, acked, errors, lock):
 def main():
     with Instance() as inst:
         acked, errors, lock = set(), [], threading.Lock()
-        threads = []
-        for c in range(CLIENTS):
-            ids = list(range(c, TOTAL, CLIENTS))
-            t = threading.Thread(target=sender, args=(inst, ids, acked, errors, lock), daemon=True)
-            threads.append(t)
-        t0 = time.monotonic()
-        for t in threads:
-            t.start()
-
-        # kill the manager while the burst is running, each time after s6
-        # has restarted it and it has had a moment to work
+        rnd = random.Random(int(os.environ.get("YUBIN_SEED", "0")) or None)
         kills = 0
-        deadline = time.monotonic() + 240
-        while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
-            time.sleep(0.4)
+        backlog = []  # acknowledged minus delivered, at each kill
+        alive = []
+        t0 = time.monotonic()
+        deadline = t0 + 240
+        per_wave = TOTAL // WAVES
+        # Waves: CLIENTS parallel clients send a wave of messages as fast as
+        # they can, and the manager is killed (SIGKILL) at a random moment
+        # while the wave is being accepted and delivered.  s6 restarts it
+        # (after a second: it had not been up for one), and the next wave
+        # starts once it is up again.
+        for w in range(WAVES):
+            if time.monotonic() >= deadline:
+                break
+            first = w * per_wave
+            last = TOTAL if w == WAVES - 1 else first + per_wave
             try:
-                inst.wait_up("qmgr", time.monotonic() + 10, min_seconds=0.2)
+                inst.wait_up("qmgr", time.monotonic() + 10)
             except Exception as e:
                 info("qmgr not up:", e)
-                continue
+            threads = [threading.Thread(target=sender, daemon=True,
+                                        args=(inst, list(range(first + c, last, CLIENTS)), acked, errors, lock))
+                       for c in range(CLIENTS)]
+            for t in threads:
+                t.start()
+            time.sleep(rnd.uniform(0.05, 0.5))
+            with lock:
+                n_acked = len(acked)
+            backlog.append(n_acked - len(inst.messages()))
+            if inst.service_pid("qmgr"):
+                inst.svc("qmgr", "-k")
+                kills += 1
+            for t in threads:
+                t.join(max(1, deadline - time.monotonic()))
+            alive += [t for t in threads if t.is_alive()]
+        # and once more after the burst, with whatever is still queued
+        try:
+            inst.wait_up("qmgr", time.monotonic() + 10)
             inst.svc("qmgr", "-k")
             kills += 1
-        for t in threads:
-            t.join(max(1, deadline - time.monotonic()))
-        # and once more right after the burst, with the queue full
-        inst.wait_up("qmgr", time.monotonic() + 10)
-        inst.svc("qmgr", "-k")
-        kills += 1
+        except Exception as e:
+            info("qmgr not up:", e)
         sent_time = time.monotonic() - t0
         info("acknowledged %d/%d in %.1fs, %d kills, %d refusals"
              % (len(acked), TOTAL, sent_time, kills, len(errors)))
+        info("backlog (acknowledged - delivered) at each kill:", backlog)
         for e in errors[:10]:
             info("refused:", e)
-        check("burst-sent", not any(t.is_alive() for t in threads), "senders still running")
+        check("burst-sent", not alive, "senders still running")
         check("burst-mostly-acknowledged", len(acked) >= TOTAL * 0.9,
               "only %d of %d acknowledged" % (len(acked), TOTAL))
         check("qmgr-killed-during-burst", kills >= 3, "only %d kills" % kills)
@@ -116,17 +136,27 @@ def main():
                      for n, ds in seen.items() for d in ds)
         check("delivered-messages-intact", intact, "a delivered body differs from what was sent")
         dups = sum(len(v) - 1 for v in seen.values())
-        try:
-            with open(inst.path("control", "concurrencylocal")) as f:
-                conc = int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            conc = 10
+        # the manager logs its concurrency at start: "qmgr: start ... concurrency=N"
+        m = re.findall(r"qmgr: start .*concurrency=(\d+)", inst.log("qmgr"))
+        conc = max([int(x) for x in m] or [10])
         info("duplicates: %d (bound %d = %d kills x %d)" % (dups, kills * conc, kills, conc))
         check("duplicates-within-window", dups <= kills * conc,
               "%d duplicates for %d kills" % (dups, kills))
         unknown = set(seen) - acked - set(int(e.split(":")[0]) for e in errors)
         check("nothing-unsent-delivered", not unknown, "delivered but never sent: %r" % sorted(unknown)[:10])
-        check("qmgr-running-after", inst.service_pid("qmgr") > 0, inst.svstat("qmgr"))
+        # the queue empties: every message done and removed
+        deadline = time.monotonic() + 30
+        left = inst.queue_messages()
+        while left and time.monotonic() < deadline:
+            time.sleep(0.1)
+            left = inst.queue_messages()
+        check("queue-empty-after", not left, "%d files left: %r" % (len(left), left[:5]))
+        try:
+            inst.wait_up("qmgr", time.monotonic() + 10)
+            up = True
+        except Exception:
+            up = False
+        check("qmgr-running-after", up, inst.svstat("qmgr"))
 
 
 if __name__ == "__main__":

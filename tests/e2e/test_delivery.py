@@ -112,7 +112,8 @@ def main():
             b"end",
         ]
         with tempfile.NamedTemporaryFile("wb", suffix=".eml", delete=False) as f:
-            f.write(b"\n".join(swaks_lines) + b"\n")
+            # swaks ends the data with its own CRLF before the final dot
+            f.write(b"\n".join(swaks_lines))
             fn = f.name
         try:
             r = subprocess.run(["swaks", "--server", "%s:%d" % (inst.ip, inst.smtp_port),

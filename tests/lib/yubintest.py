@@ -354,6 +354,12 @@ class Instance:
             for l in text:
                 info("  " + l)
 
+    def queue_messages(self):
+        """Message and envelope files still in the queue (qmgr/README):
+        everything under queue/ but lock/."""
+        return [f for f in self.queue_files()
+                if not os.path.relpath(f, self.path("queue")).startswith("lock/")]
+
     def queue_files(self):
         out = []
         for base, dirs, files in os.walk(self.path("queue")):
