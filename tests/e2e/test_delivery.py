@@ -154,6 +154,26 @@ def main():
               all(split_delivery(d)[0] == b"Return-Path: <>" for _, d in found) and found,
               "Return-Path lines %r" % [split_delivery(d)[0] for _, d in found])
 
+        # a user added while the instance runs gets mail at once
+        cmd = [inst.path("bin", "yubin-users"), "add", "alice", "-p"]
+        if os.geteuid() == 0:
+            cmd += ["-u", "yubinv"]
+        r = subprocess.run(cmd, input=b"alice-secret\n", env=inst.env(),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        check("users-add-live", r.returncode == 0, "yubin-users add: %d %r" % (r.returncode, r.stdout))
+        marker4 = b"new-user-5e1d"
+        try:
+            s = smtplib.SMTP(inst.ip, inst.smtp_port, timeout=20)
+            refused = s.sendmail("a@example.org", ["alice@" + inst.domain],
+                                 b"Subject: " + marker4 + b"\r\n\r\nhi alice\r\n")
+            s.quit()
+            check("new-user-accepted", not refused, "refused %r" % refused)
+        except (smtplib.SMTPException, OSError) as e:
+            check("new-user-accepted", False, repr(e))
+        msgs = inst.wait_for(lambda m: find_with(m, marker4), user="alice")
+        check("new-user-delivered", len(find_with(msgs, marker4)) == 1,
+              "not in %s/new" % inst.maildir("alice"))
+
         check("log-smtpd-queued", "smtpd: queued" in inst.log("smtpd") or "queued" in inst.log("smtpd"),
               "no 'queued' event in log/smtpd/current")
         check("log-qmgr-delivery", "qmgr:" in inst.log("qmgr"), "no qmgr events in log/qmgr/current")
