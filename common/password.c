@@ -3,8 +3,9 @@
  *   $scrypt$ln=15,r=8,p=1$<salt, unpadded base64>$<hash, unpadded base64>
  *
  * password_verify accepts other parameters within bounds that keep one
- * verification under 256 MiB of memory, so hashes can be strengthened
- * later without breaking old ones; anything else is "unusable" (0). */
+ * verification under 256 MiB of memory and 16 times the default work, so
+ * hashes can be strengthened later without breaking old ones; anything
+ * else is "unusable" (0), so a bad passwd line cannot stall a login. */
 
 #include <errno.h>
 #include <stdint.h>
@@ -27,6 +28,7 @@
 #define HASH_MIN 32
 #define BIN_MAX 64
 #define MEM_MAX (256UL << 20)
+#define WORK_MAX ((uint64_t)16 * R_DEFAULT * P_DEFAULT << LN_DEFAULT)   /* 16 x the default cost */
 
 static char const b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/" ;
 
@@ -153,6 +155,7 @@ int password_verify (char const *phc, char const *password)
   s += 8 ;
   if (!param(&s, "ln", ',', 30, &ln) || !param(&s, "r", ',', 64, &r) || !param(&s, "p", '$', 16, &p)) return 0 ;
   if (((uint64_t)128 * r << ln) > MEM_MAX || (uint64_t)128 * r * p > MEM_MAX) return 0 ;
+  if (((uint64_t)r * p << ln) > WORK_MAX) return 0 ;
   dollar = strchr(s, '$') ;
   if (!dollar) return 0 ;
   saltlen = b64_decode(salt, s, dollar - s) ;

@@ -57,6 +57,8 @@ static char const *unusable[] =
   "$scrypt$ln=-1,r=4,p=2$AAECAwQFBgcICQoLDA0ODw$UK1vwKxQn8aXKk5WUseJslSE+soEsS7KO9EakJfVnYc",
   "$scrypt$ln=99999999999999999999,r=4,p=2$AAECAwQFBgcICQoLDA0ODw$UK1vwKxQn8aXKk5WUseJslSE+soEsS7KO9EakJfVnYc",
   "$scrypt$ln=40,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$UK1vwKxQn8aXKk5WUseJslSE+soEsS7KO9EakJfVnYc",
+  "$scrypt$ln=21,r=1,p=16$AAECAwQFBgcICQoLDA0ODw$UK1vwKxQn8aXKk5WUseJslSE+soEsS7KO9EakJfVnYc",
+  "$scrypt$ln=20,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$UK1vwKxQn8aXKk5WUseJslSE+soEsS7KO9EakJfVnYc",
   "$scrypt$ln=10,r=0,p=2$AAECAwQFBgcICQoLDA0ODw$UK1vwKxQn8aXKk5WUseJslSE+soEsS7KO9EakJfVnYc",
   "$scrypt$ln=10,r=4,p=0$AAECAwQFBgcICQoLDA0ODw$UK1vwKxQn8aXKk5WUseJslSE+soEsS7KO9EakJfVnYc",
   "$scrypt$ln=10,r=4,p=2$AAECAwQFBgcICQoLDA0ODw==$UK1vwKxQn8aXKk5WUseJslSE+soEsS7KO9EakJfVnYc",
