@@ -64,6 +64,17 @@ char const *PROG = "tlsd" ;
 /* OpenSSL policy (shared with the client-side twin)                    */
 /* ------------------------------------------------------------------ */
 
+/* Initialize OpenSSL for a short-lived process: no clean-up at exit (the
+ * kernel does it), and no system openssl.cnf unless $OPENSSL_CONF names
+ * one (our policy is set in code; parsing the file is start-up work on
+ * every connection).  Returns 1, 0 on error. */
+static int tls_init (void)
+{
+  uint64_t flags = OPENSSL_INIT_NO_ATEXIT
+                 | (getenv("OPENSSL_CONF") ? OPENSSL_INIT_LOAD_CONFIG : OPENSSL_INIT_NO_LOAD_CONFIG) ;
+  return OPENSSL_init_ssl(flags, 0) ;
+}
+
 /* A context with yubin's policy: TLS 1.2 and 1.3 only, ECDHE with AEAD
  * ciphers for 1.2 (1.3 suites are all AEAD), no compression, no
  * renegotiation, no session cache or tickets (each connection is its own
@@ -361,13 +372,14 @@ static void tls_relay (SSL *ssl, int netr, int netw, int to, int from, struct ch
       }
     } while (progress) ;
 
-    if (netdead) break ;
-    if (from < 0 && tonet.pos == tonet.len) break ;
     if (from < 0 && !flushing)
     {
+      /* the child is done: what is left, and close_notify, get flushms */
       flushing = 1 ;
       if (flushms) { tain t ; tain_from_millisecs(&t, flushms) ; tain_add_g(&deadline, &t) ; }
     }
+    if (netdead) break ;
+    if (from < 0 && tonet.pos == tonet.len) break ;
 
     iopause_fd x[5] ;
     unsigned int n = 0 ;
@@ -427,7 +439,7 @@ static void tls_relay (SSL *ssl, int netr, int netw, int to, int from, struct ch
       int e = SSL_get_error(ssl, r) ;
       if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ) break ;
       iopause_fd x = { .fd = e == SSL_ERROR_WANT_WRITE ? netw : netr, .events = e == SSL_ERROR_WANT_WRITE ? IOPAUSE_WRITE : IOPAUSE_READ, .revents = 0 } ;
-      r = iopause_g(&x, 1, flushms ? &deadline : 0) ;
+      r = iopause_g(&x, 1, flushing && flushms ? &deadline : 0) ;
       if (r < 0 && errno != EINTR) strerr_diefusys(EX_TEMP, "iopause") ;
       if (!r) break ;
     }
@@ -688,6 +700,7 @@ int main (int argc, char const *const *argv)
   tain_now_set_stopwatch_g() ;
 
   /* certificate and key, with the privileges we were started with */
+  if (!tls_init()) strerr_diefu(EX_TEMP, "initialize OpenSSL: ", tls_errtext()) ;
   SSL_CTX *ctx = tls_ctx_new(1) ;
   if (!ctx) strerr_diefu(EX_TEMP, "create TLS context: ", tls_errtext()) ;
   {
