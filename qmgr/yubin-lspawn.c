@@ -131,8 +131,11 @@ static void job_end (struct job *j, int wstat)
   /* "local: fatal: maildir ... (#4.2.1)": the reason is after "fatal: " */
   char const *why = j->why.s ;
   size_t len = j->why.len ;
-  size_t f = len >= 9 ? byte_search(why, len, ": fatal: ", 9) : len ;
-  if (f < len) { why += f + 9 ; len -= f + 9 ; }
+  if (len >= 9)
+  {
+    size_t f = byte_search(why, len, ": fatal: ", 9) ;   /* not found: len - 8 */
+    if (f + 9 <= len) { why += f + 9 ; len -= f + 9 ; }
+  }
   int code = EX_TEMP ;
   char tmp[80] ;
   if (WIFEXITED(wstat) && (WEXITSTATUS(wstat) == 0 || WEXITSTATUS(wstat) == 100 || WEXITSTATUS(wstat) == 111))

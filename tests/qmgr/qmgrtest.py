@@ -15,6 +15,15 @@ import tempfile
 import time
 
 _results = {"pass": 0, "fail": 0}
+SANITIZER = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def sanitizer_report(text):
+    """the first line of a sanitizer report in text, or None"""
+    for line in text.splitlines():
+        if any(s in line for s in SANITIZER):
+            return line
+    return None
 
 
 def check(name, cond, why=""):
@@ -97,6 +106,7 @@ class Root:
         self.dir = tempfile.mkdtemp(prefix="yubin-qmgr-")
         os.chmod(self.dir, 0o755)
         self.procs = []
+        self.sanitizer = []
         self.amroot = os.geteuid() == 0
         self.uid = 65534 if self.amroot else os.geteuid()
         self.gid = 65534 if self.amroot else os.getegid()
@@ -178,7 +188,11 @@ class Root:
             os.close(r)
             if feeder:
                 feeder.join()
-        return p.returncode, p.stderr.decode(errors="replace")
+        err = p.stderr.decode(errors="replace")
+        bad = sanitizer_report(err)
+        if bad:
+            self.sanitizer.append("yubin-queue: " + bad)
+        return p.returncode, err
 
     # -- the manager ---------------------------------------------------------
     def start_qmgr(self, args=()):
@@ -246,6 +260,19 @@ class Root:
 
     def wait_empty(self, timeout=15):
         return self.wait(lambda: not self.queue_files(), timeout)
+
+    def check_sanitizer(self, name):
+        """FAIL name if a sanitizer reported anything in our logs."""
+        found = list(self.sanitizer)
+        for log in ("qmgr.log", "lspawn.log"):
+            try:
+                with open(self.path(log), "rb") as f:
+                    bad = sanitizer_report(f.read().decode(errors="replace"))
+            except FileNotFoundError:
+                continue
+            if bad:
+                found.append(log + ": " + bad)
+        return check(name + "_no_sanitizer_reports", not found, "; ".join(found))
 
     def cleanup(self):
         for p in self.procs:

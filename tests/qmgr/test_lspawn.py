@@ -167,6 +167,7 @@ def main():
         ls.send(1, "../new/x", "s@example.org", "alice@example.test")
         rc = ls.close()
         check("lspawn_refuses_bad_id", rc == 111, "rc=%r" % rc)
+        r.check_sanitizer("lspawn")
 
     return done()
 

@@ -111,6 +111,7 @@ def main():
             ok = (hm and hm.group(5) == b"file" and data[4096:] == MSG and os.path.exists(envf)
                   and open(envf, "rb").read() == expect)
         check("queue_envelope_file", ok, "exit %d %s" % (rc, err))
+        r.check_sanitizer("queue")
 
     # no queue directory at all: a temporary error (qmail-queue's 62)
     with Root() as r:
