@@ -482,15 +482,17 @@ static void drop_privileges (char const *uidarg, char const *gidarg)
     uid_t uid ;
     gid_t gid ;
     if (!us || !gs) strerr_dief(EX_PERM, "need both a uid and a gid (-u and -g, or $UID and $GID)") ;
-    if (!uid0_scan(us, &uid)) strerr_dief(EX_PERM, "invalid uid: ", us) ;
-    if (!gid0_scan(gs, &gid)) strerr_dief(EX_PERM, "invalid gid: ", gs) ;
+    size_t n = uid0_scan(us, &uid) ;
+    if (!n || us[n]) strerr_dief(EX_PERM, "invalid uid: ", us) ;
+    n = gid0_scan(gs, &gid) ;
+    if (!n || gs[n]) strerr_dief(EX_PERM, "invalid gid: ", gs) ;
     if (!geteuid())
     {
       gid_t list[256] ;
-      size_t n = 0 ;
+      size_t ngroups = 0 ;
       char const *gl = gidarg ? 0 : getenv("GIDLIST") ;
-      if (gl && gl[gid_scanlist(list, 256, gl, &n)]) strerr_dief(EX_PERM, "invalid $GIDLIST: ", gl) ;
-      if (setgroups_and_gid(gid, n, list) < 0) strerr_diefusys(EX_TEMP, "setgroups") ;
+      if (gl && gl[gid_scanlist(list, 256, gl, &ngroups)]) strerr_dief(EX_PERM, "invalid $GIDLIST: ", gl) ;
+      if (setgroups_and_gid(gid, ngroups, list) < 0) strerr_diefusys(EX_TEMP, "setgroups") ;
     }
     if (setgid(gid) < 0) strerr_diefusys(EX_TEMP, "setgid ", gs) ;
     if (setuid(uid) < 0) strerr_diefusys(EX_TEMP, "setuid ", us) ;
@@ -685,7 +687,12 @@ int main (int argc, char const *const *argv)
       switch (opt)
       {
         case 'S' : flagstarttls = 1 ; break ;
-        case 'K' : if (!uint0_scan(l.arg, &kms) || kms > 86400000) dieusage() ; break ;
+        case 'K' :
+        {
+          size_t n = uint0_scan(l.arg, &kms) ;
+          if (!n || l.arg[n] || kms > 86400000) dieusage() ;
+          break ;
+        }
         case 'u' : uidarg = l.arg ; break ;
         case 'g' : gidarg = l.arg ; break ;
         default : dieusage() ;

@@ -448,9 +448,11 @@ def test_privileges(root, srv):
     finally:
         shutil.rmtree(empty, ignore_errors=True)
 
-    # usage
-    p = subprocess.run([TLSD], env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
-    check("usage-100", p.returncode == 100, "exit %d" % p.returncode)
+    # usage, and numbers with trailing junk
+    for name, args in (("usage-100", []), ("bad-uid-100", ["-u", "65534x", "-g", "65534", "--", "true"]),
+                       ("bad-timeout-100", ["-K", "10s", "--", "true"])):
+        p = subprocess.run([TLSD] + args, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
+        check(name, p.returncode == 100, "exit %d: %r" % (p.returncode, p.stderr[-200:]))
 
 
 def test_control_files(root):
