@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -707,6 +708,8 @@ int main (int argc, char const *const *argv)
   tain_now_set_stopwatch_g() ;
 
   /* certificate and key, with the privileges we were started with */
+  /* prog runs as our uid: it must not be able to ptrace us for the key */
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) strerr_diefusys(EX_TEMP, "prctl PR_SET_DUMPABLE") ;
   if (!tls_init()) strerr_diefu(EX_TEMP, "initialize OpenSSL: ", tls_errtext()) ;
   SSL_CTX *ctx = tls_ctx_new(1) ;
   if (!ctx) strerr_diefu(EX_TEMP, "create TLS context: ", tls_errtext()) ;

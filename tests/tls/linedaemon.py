@@ -13,6 +13,7 @@ Runs behind yubin-tlsd, reads CRLF lines on fd 0, answers on fd 1:
                   whatever it had buffered; "454 no" without SSLCTLFD or
                   when TLS is already on
   TLSINFO         "250 " + the strings received on SSLCTLFD, joined by ';'
+  PPID            "250 <parent pid>" (yubin-tlsd's)
   CAT             no reply: from now on copy fd 0 to fd 1 until EOF
   EXIT n          exit with status n at once
   QUIT            "221 bye", exit 0
@@ -99,6 +100,8 @@ def main():
             params = starttls(b"Y" if args == ["Y"] else b"y")
             buf = b""   # CVE-2011-0411: never run what was pipelined
             tls = True
+        elif cmd == "PPID":
+            reply("250 %d" % os.getppid())
         elif cmd == "TLSINFO":
             reply("250 " + ";".join(params))
         elif cmd == "CAT":

@@ -411,6 +411,11 @@ def test_privileges(root, srv):
         else:
             skip("daemon-no-root-group", "not root")
             skip("daemon-cannot-read-key", "not root: the key is ours")
+        # tlsd holds the key in memory and the daemon has its uid
+        r = c.cmd("PPID")
+        ppid = r[4:] if r and r.startswith("250 ") else "?"
+        r = c.cmd("READ /proc/%s/mem" % ppid)
+        check("daemon-cannot-read-tlsd-memory", r == "550 EACCES", "pid %s: %r" % (ppid, r))
         c.cmd("QUIT")
 
     env = root.environ()
