@@ -96,6 +96,11 @@ def is_root():
     return os.geteuid() == 0
 
 
+def _on_term(sig, frame):
+    print("FAIL %s: killed by SIGTERM (timeout?)" % os.path.basename(sys.argv[0]), flush=True)
+    sys.exit(143)
+
+
 class StartError(Exception):
     pass
 
@@ -159,6 +164,10 @@ class Instance:
         self.dir = tempfile.mkdtemp(prefix="yubin-e2e-")
         os.chmod(self.dir, 0o755)
         atexit.register(self.stop)
+        # `timeout` (tests/run) sends SIGTERM: unwind, so that the instance
+        # (in its own session) is stopped rather than left running
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_term)
         info("instance", self.dir, "smtp", "%s:%d" % (self.ip, self.smtp_port))
         self.setup()
         self.svscan = subprocess.Popen(
