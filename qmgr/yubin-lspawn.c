@@ -249,7 +249,8 @@ static void start (char const *const *f)
     goto end ;
   }
   char const *dash = ext < at ? "-" : "" ;
-  char const *argv[10] = { "yubin-local", user.s, u.home.s, local.s, dash, local.s + ext, domain, sender, "./Maildir/", 0 } ;
+  /* "--" as qmail-lspawn: nothing from an address can be taken as an option */
+  char const *argv[11] = { "yubin-local", "--", user.s, u.home.s, local.s, dash, local.s + ext, domain, sender, "./Maildir/", 0 } ;
   pid_t pid = fork() ;
   if (!pid) child(msgfd, p[1], &u, argv) ;
   int e = errno ;

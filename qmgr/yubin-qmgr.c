@@ -68,8 +68,8 @@ struct msg
   stralloc why ;         /* bounce paragraphs of the failed recipients */
   unsigned int npending ;   /* recipients in state T, inflight included */
   unsigned int ninflight ;
+  unsigned int nfailed ;    /* recipients in state B */
   size_t cursor ;        /* next recipient to try in this round */
-  int fd ;               /* file holding the state bytes, or -1 */
   uint32_t gen ;
   unsigned char inuse ;
   unsigned char inready ;
@@ -198,8 +198,7 @@ static uint32_t msg_new (void)
   struct msg *m = M(i) ;
   m->inuse = 1 ;
   m->inready = 0 ;
-  m->fd = -1 ;
-  m->npending = m->ninflight = 0 ;
+  m->npending = m->ninflight = m->nfailed = 0 ;
   m->cursor = 0 ;
   m->env.len = m->why.len = 0 ;
   genalloc_setlen(struct rcpt, &m->rcpts, 0) ;
@@ -209,8 +208,6 @@ static uint32_t msg_new (void)
 static void msg_free (uint32_t i)
 {
   struct msg *m = M(i) ;
-  if (m->fd >= 0) fd_close(m->fd) ;
-  m->fd = -1 ;
   stralloc_free(&m->env) ;
   stralloc_free(&m->why) ;
   genalloc_free(struct rcpt, &m->rcpts) ;
@@ -298,19 +295,16 @@ static int expired (struct msg const *m)
 
 /* ---- recording outcomes ---- */
 
-static int msg_open (struct msg *m)
-{
-  if (m->fd >= 0) return 1 ;
-  m->fd = openat(m->h.envfile ? envfd : curfd, m->id, O_RDWR | O_NOFOLLOW | O_CLOEXEC) ;
-  return m->fd >= 0 ;
-}
-
-/* Flip a recipient's state byte; durable if sync. */
+/* Flip a recipient's state byte; durable if sync.  The file is opened for
+ * each flip: an open costs little next to the fdatasync, and the number of
+ * open files stays bounded whatever the concurrency. */
 static void set_state (struct msg *m, struct rcpt *r, char state, int sync)
 {
   r->state = state ;
-  if (!msg_open(m) || pwrite(m->fd, &state, 1, r->stoff) != 1 || (sync && fdatasync(m->fd) < 0))
+  int fd = openat(m->h.envfile ? envfd : curfd, m->id, O_WRONLY | O_NOFOLLOW | O_CLOEXEC) ;
+  if (fd < 0 || pwrite(fd, &state, 1, r->stoff) != 1 || (sync && fdatasync(fd) < 0))
     logerr("record", m->id) ;
+  if (fd >= 0) fd_close(fd) ;
 }
 
 /* The message is finished: remove it.  No fsync (see README: the
@@ -332,8 +326,10 @@ static int is_null_sender (char const *s)
   return !*s || !strcmp(s, "#@[]") ;
 }
 
+/* A recipient failed for good: remember why, for the bounce. */
 static void add_failure (struct msg *m, struct rcpt const *r, char const *text)
 {
+  m->nfailed++ ;
   if (!stralloc_catb(&m->why, "<", 1) || !stralloc_cats(&m->why, ADDR(m, r))
    || !stralloc_catb(&m->why, ">:\n", 3) || !stralloc_cats(&m->why, text)
    || !stralloc_catb(&m->why, "\n\n", 2)) dienomem() ;
@@ -344,11 +340,8 @@ static void bounce_start (uint32_t i) ;
 static void finish (uint32_t i)
 {
   struct msg *m = M(i) ;
-  struct rcpt *r = RCPTS(m) ;
-  size_t n = NRCPTS(m), nfailed = 0 ;
-  for (size_t k = 0 ; k < n ; k++) if (r[k].state == QUEUE_FAILED) nfailed++ ;
-  if (nfailed && !is_null_sender(m->env.s + 1)) { bounce_start(i) ; return ; }
-  if (nfailed) ylog("double-bounce", "id", m->id, "from", m->env.s + 1, (char *)0) ;
+  if (m->nfailed && !is_null_sender(m->env.s + 1)) { bounce_start(i) ; return ; }
+  if (m->nfailed) ylog("double-bounce", "id", m->id, "from", m->env.s + 1, (char *)0) ;
   msg_remove(i) ;
   ylog("done", "id", m->id, (char *)0) ;
   msg_free(i) ;
@@ -359,7 +352,6 @@ static void round_end (uint32_t i)
 {
   struct msg *m = M(i) ;
   if (!m->npending) { finish(i) ; return ; }
-  if (m->fd >= 0) { fd_close(m->fd) ; m->fd = -1 ; }
   uint64_t when = next_retry(m) ;
   char fmt[UINT64_FMT] ;
   ylog("retry", "id", m->id, "in", fmtu(fmt, (when - now + 999) / 1000), (char *)0) ;
@@ -402,11 +394,8 @@ static void result (char const *jobid, char const *codes, char const *text)
   {
     ylog("delivery", "id", m->id, "to", ADDR(m, r), "status", "ok", "code", "0", (char *)0) ;
     m->npending-- ;
-    int failed = 0 ;
-    size_t n = NRCPTS(m) ;
-    for (size_t k = 0 ; k < n ; k++) if (RCPTS(m)[k].state == QUEUE_FAILED) { failed = 1 ; break ; }
     /* The last one of a message that goes away now needs no record. */
-    if (m->npending || failed) set_state(m, r, QUEUE_DONE, 1) ;
+    if (m->npending || m->nfailed) set_state(m, r, QUEUE_DONE, 1) ;
     else r->state = QUEUE_DONE ;
   }
   else if (code == 100)
@@ -721,7 +710,6 @@ static void bounce_child (uint32_t i)
 static void bounce_start (uint32_t i)
 {
   struct msg *m = M(i) ;
-  if (m->fd >= 0) { fd_close(m->fd) ; m->fd = -1 ; }
   pid_t pid = fork() ;
   if (!pid) bounce_child(i) ;
   if (pid < 0)

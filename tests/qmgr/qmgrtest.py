@@ -84,7 +84,9 @@ def cdb_write(path, items):
 
 
 FAKE_LOCAL = r"""#!/bin/sh
-# fake yubin-local: user homedir local dash ext domain sender defaultdelivery
+# fake yubin-local: -- user homedir local dash ext domain sender defaultdelivery
+[ "$1" = -- ] || { echo "local: fatal: no -- before the arguments" >&2; exit 100; }
+shift
 home=$2
 if [ -f "$home/perm" ]; then echo "local: fatal: fake permanent failure for $3 (#5.2.0)" >&2; exit 100; fi
 if [ -f "$home/temp-once" ] && rm "$home/temp-once" 2>/dev/null; then
