@@ -186,7 +186,7 @@ static void child (int msgfd, int errfd, struct yubin_user const *u, char const 
   if (fd_move(0, msgfd) < 0 || fd_copy(1, errfd) < 0 || fd_move(2, errfd) < 0) _exit(EX_TEMP) ;
   if (amroot)
   {
-    if (setgroups_and_gid(u->gid, 1, &u->gid) < 0 || setuid(u->uid) < 0)
+    if (skalibs_setgroups(1, &u->gid) < 0 || setgid(u->gid) < 0 || setuid(u->uid) < 0)
       strerr_diefu1sys(EX_TEMP, "set the user's uid and gid (#4.3.0)") ;
   }
   if (chdir(u->home.s) < 0) strerr_diefusys(EX_TEMP, "switch to ", u->home.s, " (#4.3.0)") ;

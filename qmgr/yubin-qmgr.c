@@ -794,7 +794,7 @@ static void drop_privileges (char const *uidopt, char const *gidopt, struct stat
   if (us && (!uid0_scan(us, &uid))) strerr_dief2x(EX_PERM, "bad uid: ", us) ;
   if (gs && (!gid0_scan(gs, &gid))) strerr_dief2x(EX_PERM, "bad gid: ", gs) ;
   if (!uid) return ;   /* the queue belongs to root: a test or a one-user box */
-  if (setgroups_and_gid(gid, 1, &gid) < 0 || setuid(uid) < 0)
+  if (skalibs_setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
     strerr_diefu1sys(EX_TEMP, "drop privileges") ;
 }
 

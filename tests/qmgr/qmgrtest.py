@@ -6,6 +6,7 @@ fake yubin-local (a shell script) or the real one, control files, a
 users.cdb, and homes.  Everything has deadlines."""
 
 import os
+import re
 import shutil
 import signal
 import struct
@@ -48,6 +49,16 @@ def bin_dir():
     top = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     b = os.environ.get("YUBIN_BIN", "build/bin")
     return b if os.path.isabs(b) else os.path.join(top, b)
+
+
+def ids_of(delivered):
+    """(uid, gid, [groups]) of the fake yubin-local that wrote this file"""
+    first = delivered.split(b"\n", 1)[0].decode()
+    m = re.search(r"uid=(\d+)\S* gid=(\d+)\S*(?: groups=(\S*))?$", first)
+    if not m:
+        return None
+    groups = [int(g) for g in re.findall(r"(\d+)(?:\([^)]*\))?", m.group(3) or "")]
+    return int(m.group(1)), int(m.group(2)), groups
 
 
 def cdb_write(path, items):
@@ -95,7 +106,7 @@ fi
 if [ -f "$home/temp" ]; then echo "local: fatal: fake temporary failure (#4.2.0)" >&2; exit 111; fi
 if [ -f "$home/slow" ]; then sleep "$(cat "$home/slow")"; fi
 t=$(mktemp "$home/got/tmp/m.XXXXXXXX") || exit 111
-{ printf 'X-Args: %s|%s|%s|%s|%s|%s|%s|%s|uid=%s\n' "$@" "$(id -u)"; cat; } > "$t" || exit 111
+{ printf 'X-Args: %s|%s|%s|%s|%s|%s|%s|%s|%s\n' "$@" "$(id)"; cat; } > "$t" || exit 111
 mv "$t" "$home/got/" || exit 111
 echo "local: delivered to=$3@$6" >&2
 exit 0

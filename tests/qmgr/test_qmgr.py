@@ -308,16 +308,19 @@ def test_privilege_drop():
         check("privdrop_delivers", ok, r.log()[-300:])
 
         def uid_of(pid):
+            """(effective uid, effective gid, supplementary groups)"""
+            ids = {}
             with open("/proc/%d/status" % pid) as f:
                 for line in f:
-                    if line.startswith("Uid:"):
-                        return int(line.split()[2])
+                    k, _, v = line.partition(":")
+                    ids[k] = v.split()
+            return (int(ids["Uid"][1]), int(ids["Gid"][1]), [int(g) for g in ids["Groups"]])
         qmgr_uid = uid_of(r.qmgr.pid)
         kids = subprocess.run(["pgrep", "-P", str(r.qmgr.pid)], stdout=subprocess.PIPE).stdout.split()
         lspawn_uid = uid_of(int(kids[0])) if kids else None
         owners = {os.stat(r.path("queue", d)).st_uid for d in ("tmp", "new", "cur", "env", "lock")}
-        check("privdrop_qmgr_runs_as_queue_owner", qmgr_uid == 65534, "uid %r" % qmgr_uid)
-        check("privdrop_lspawn_stays_root", lspawn_uid == 0, "uid %r" % lspawn_uid)
+        check("privdrop_qmgr_runs_as_queue_owner", qmgr_uid == (65534, 65534, [65534]), "ids %r" % (qmgr_uid,))
+        check("privdrop_lspawn_stays_root", lspawn_uid and lspawn_uid[0] == 0, "ids %r" % (lspawn_uid,))
         check("privdrop_layout_owned_by_queue_user", owners == {65534}, repr(owners))
 
 
