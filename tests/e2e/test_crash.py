@@ -47,10 +47,13 @@ def sender(inst, ids, acked, errors, lock):
             try:
                 s.rset()
             except (smtplib.SMTPException, OSError):
+                s.close()
                 s = None
         except (smtplib.SMTPException, OSError) as e:
             with lock:
                 errors.append("%d: %r" % (i, e))
+            if s is not None:
+                s.close()
             s = None
     if s is not None:
         try:

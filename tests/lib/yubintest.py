@@ -265,10 +265,24 @@ class Instance:
         left = self.kill_leftovers()
         if left:
             info("killed leftover processes:", " ".join(left))
+        self.check_sanitizers()
         if os.environ.get("YUBIN_KEEP"):
             info("kept", self.dir)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",
+                       "runtime error:")
+
+    def check_sanitizers(self):
+        """FAIL if a sanitizer (build/asan) reported anything in the logs."""
+        name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+        found = []
+        for s in ("smtpd", "qmgr"):
+            for line in self.log(s).splitlines():
+                if any(m in line for m in self.SANITIZER_MARKS):
+                    found.append("log/%s: %s" % (s, line.strip()))
+        check(name + "-no-sanitizer-reports", not found, "\n".join(found[:20]))
 
     def processes(self):
         """(pid, exe, cwd, cmdline) of every process that runs a program of
@@ -375,6 +389,19 @@ class Instance:
             for f in files:
                 out.append(os.path.join(base, f))
         return out
+
+
+def send(inst, sender, rcpts, msg, ehlo="client.example.org", **kw):
+    """Send one message with smtplib in its own session, always closed.
+    Returns (True, refused-recipients dict) or (False, why)."""
+    import smtplib
+    try:
+        with smtplib.SMTP(inst.ip, inst.smtp_port, timeout=30) as s:
+            s.ehlo(ehlo)
+            refused = s.sendmail(sender, rcpts, msg, **kw)
+        return True, refused
+    except (smtplib.SMTPException, OSError) as e:
+        return False, repr(e)
 
 
 class SMTPRaw:
