@@ -318,6 +318,7 @@ int main (int argc, char const *const *argv)
   int eof = 0 ;
   (void)argc ; (void)argv ;
 
+  if (!fd_ensure_open(2, 1)) _exit(EX_TEMP) ;
   amroot = !geteuid() ;
   if (!yubin_sibling(&localprog, "yubin-local")) strerr_diefu1sys(EX_TEMP, "find yubin-local") ;
   if (control_readline(&pmuser, "postmaster", "postmaster") < 0)

@@ -90,6 +90,7 @@ static genalloc bounces = GENALLOC_ZERO ;   /* struct bounce */
 
 static int qfd, curfd, envfd, newfd ;
 static int reqfd, resfd ;
+static int lockfd = -1 ;
 static pid_t lspawnpid ;
 static stralloc out = STRALLOC_ZERO ;       /* requests not yet written */
 static stralloc in = STRALLOC_ZERO ;        /* results not yet parsed */
@@ -653,6 +654,7 @@ static void bounce_child (uint32_t i)
   int mp[2], ep[2] ;
   selfpipe_finish() ;
   fd_close(reqfd) ; fd_close(resfd) ;
+  fd_close(lockfd) ;   /* a lock kept by a bounce would keep a restarted qmgr out */
   if (!stralloc_cats(&sa, "Date: ")) _exit(QQ_NOMEM) ;
   cat_date(&sa) ;
   if (!stralloc_cats(&sa, "\nFrom: MAILER-DAEMON@") || !stralloc_cat(&sa, &me)
@@ -855,6 +857,7 @@ int main (int argc, char const *const *argv)
       }
     }
   }
+  if (!fd_ensure_open(2, 1)) _exit(EX_TEMP) ;
   if (!yubin_path(&sa, "queue")) dienomem() ;
   qfd = open(sa.s, O_RDONLY | O_DIRECTORY | O_CLOEXEC) ;
   if (qfd < 0 || fstat(qfd, &qst) < 0) strerr_diefu2sys(EX_TEMP, "open ", sa.s) ;
@@ -871,6 +874,14 @@ int main (int argc, char const *const *argv)
   envfd = opendirat("env") ;
   fd_close(opendirat("tmp")) ;
   int trigfd = open_trigger() ;
+  {
+    /* one manager per queue: a second one would deliver everything twice */
+    lockfd = openat(qfd, "lock/qmgr", O_RDWR | O_CREAT | O_CLOEXEC, 0600) ;
+    if (lockfd < 0) strerr_diefu1sys(EX_TEMP, "open queue/lock/qmgr") ;
+    int r = fd_lock(lockfd, 1, 1) ;
+    if (r < 0) strerr_diefu1sys(EX_TEMP, "lock queue/lock/qmgr") ;
+    if (!r) strerr_dief1x(EX_TEMP, "another yubin-qmgr is running on this queue") ;
+  }
 
   if (sig_ignore(SIGPIPE) < 0) strerr_diefu1sys(EX_TEMP, "ignore SIGPIPE") ;
   int spfd = selfpipe_init() ;

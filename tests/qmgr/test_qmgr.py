@@ -80,6 +80,10 @@ def test_burst():
         log = r.log()
         check("burst_logged", log.count("qmgr: done id=") == n and log.count("status=ok") == 2 * n
               and log.count("qmgr: new id=") == n, log[-400:])
+        second = subprocess.run([r.path("bin", "yubin-qmgr")], env=r.env(), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+        check("second_qmgr_refused", second.returncode == 111 and b"another yubin-qmgr" in second.stdout,
+              "%d %r" % (second.returncode, second.stdout))
         check("burst_sigterm_exit0", r.stop_qmgr() == 0, log[-200:])
 
 
