@@ -1,0 +1,655 @@
+/* banwatch's pure parsing and matching.  See banparse.h. */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <arpa/inet.h>
+
+#include <skalibs/stralloc.h>
+#include <skalibs/tai.h>
+
+#include "banparse.h"
+
+/* ---- addresses ---- */
+
+static int scan_digits (char const *s, size_t n, unsigned int max, unsigned int *u)
+{
+  unsigned int v = 0 ;
+  if (!n || n > 3) return 0 ;
+  for (size_t i = 0 ; i < n ; i++)
+  {
+    if (s[i] < '0' || s[i] > '9') return 0 ;
+    v = v * 10 + (s[i] - '0') ;
+  }
+  if (n > 1 && s[0] == '0') return 0 ;
+  if (v > max) return 0 ;
+  *u = v ;
+  return 1 ;
+}
+
+void banaddr_mask (banaddr *b, unsigned int len)
+{
+  unsigned int max = b->family == 4 ? 32 : 128 ;
+  if (len > max) len = max ;
+  b->len = len ;
+  for (unsigned int i = 0 ; i < 16 ; i++)
+  {
+    unsigned int bit = i * 8 ;
+    if (bit >= len) b->a[i] = 0 ;
+    else if (bit + 8 > len) b->a[i] &= (unsigned char)(0xff << (bit + 8 - len)) ;
+  }
+}
+
+int banaddr_scan (banaddr *b, char const *s, size_t n, int cidr)
+{
+  static unsigned char const mapped[12] = { 0,0,0,0,0,0,0,0,0,0,0xff,0xff } ;
+  char buf[64] ;
+  size_t alen = n ;
+  unsigned int len = 0 ;
+  int haslen = 0 ;
+  banaddr r = BANADDR_ZERO ;
+  if (cidr)
+  {
+    char const *slash = memchr(s, '/', n) ;
+    if (slash)
+    {
+      alen = slash - s ;
+      if (!scan_digits(slash + 1, n - alen - 1, 128, &len)) return 0 ;
+      haslen = 1 ;
+    }
+  }
+  if (!alen || alen >= sizeof(buf) || memchr(s, 0, alen)) return 0 ;
+  memcpy(buf, s, alen) ;
+  buf[alen] = 0 ;
+  if (memchr(buf, ':', alen))
+  {
+    unsigned char a6[16] ;
+    if (inet_pton(AF_INET6, buf, a6) != 1) return 0 ;
+    if (!memcmp(a6, mapped, 12))
+    {
+      r.family = 4 ;
+      memcpy(r.a, a6 + 12, 4) ;
+      if (haslen)
+      {
+        if (len < 96) return 0 ;
+        len -= 96 ;
+      }
+    }
+    else { r.family = 6 ; memcpy(r.a, a6, 16) ; }
+  }
+  else
+  {
+    if (inet_pton(AF_INET, buf, r.a) != 1) return 0 ;
+    r.family = 4 ;
+  }
+  if (!haslen) len = r.family == 4 ? 32 : 128 ;
+  else if (len > (r.family == 4 ? 32u : 128u)) return 0 ;
+  banaddr_mask(&r, len) ;
+  *b = r ;
+  return 1 ;
+}
+
+int banaddr_contains (banaddr const *net, banaddr const *a)
+{
+  if (net->family != a->family || a->len < net->len) return 0 ;
+  banaddr x = *a ;
+  banaddr_mask(&x, net->len) ;
+  return !memcmp(x.a, net->a, 16) ;
+}
+
+int banaddr_equal (banaddr const *x, banaddr const *y)
+{
+  return x->family == y->family && x->len == y->len && !memcmp(x->a, y->a, 16) ;
+}
+
+static size_t fmt_uint (char *s, unsigned int u)
+{
+  char tmp[12] ;
+  size_t n = 0 ;
+  do { tmp[n++] = '0' + u % 10 ; u /= 10 ; } while (u) ;
+  for (size_t i = 0 ; i < n ; i++) s[i] = tmp[n - 1 - i] ;
+  return n ;
+}
+
+static size_t fmt_hex (char *s, unsigned int u)
+{
+  static char const hex[] = "0123456789abcdef" ;
+  char tmp[8] ;
+  size_t n = 0 ;
+  do { tmp[n++] = hex[u & 15] ; u >>= 4 ; } while (u) ;
+  for (size_t i = 0 ; i < n ; i++) s[i] = tmp[n - 1 - i] ;
+  return n ;
+}
+
+size_t banaddr_fmt (char *s, banaddr const *b)
+{
+  size_t n ;
+  if (b->family == 4)
+  {
+    n = 0 ;
+    for (unsigned int i = 0 ; i < 4 ; i++)
+    {
+      if (i) s[n++] = '.' ;
+      n += fmt_uint(s + n, b->a[i]) ;
+    }
+  }
+  else
+  {
+    if (!inet_ntop(AF_INET6, b->a, s, BANADDR_FMT)) { s[0] = '?' ; s[1] = 0 ; return 1 ; }
+    n = strlen(s) ;
+  }
+  if (b->len != (b->family == 4 ? 32 : 128))
+  {
+    s[n++] = '/' ;
+    n += fmt_uint(s + n, b->len) ;
+  }
+  s[n] = 0 ;
+  return n ;
+}
+
+static unsigned int group16 (unsigned char const *ip, unsigned int g)
+{
+  return ((unsigned int)ip[2*g] << 8) | ip[2*g+1] ;
+}
+
+size_t banaddr_fmt_ucspi6 (char *s, unsigned char const *ip)
+{
+  int best = -1, bestlen = 0, cur = -1 ;
+  size_t n = 0 ;
+  for (int g = 0 ; g < 8 ; g++)
+  {
+    if (group16(ip, g)) { cur = -1 ; continue ; }
+    if (cur < 0) cur = g ;
+    if (g - cur + 1 > bestlen) { bestlen = g - cur + 1 ; best = cur ; }
+  }
+  for (int g = 0 ; g < 8 ; g++)
+  {
+    if (g == best)
+    {
+      if (!g) s[n++] = ':' ;
+      s[n++] = ':' ;
+      g += bestlen - 1 ;
+      continue ;
+    }
+    n += fmt_hex(s + n, group16(ip, g)) ;
+    if (g < 7) s[n++] = ':' ;
+  }
+  s[n] = 0 ;
+  return n ;
+}
+
+static int cat_groups (stralloc *sa, unsigned int const *p, unsigned int from, unsigned int to)
+{
+  char tmp[8] ;
+  for (unsigned int g = from ; g < to ; g++)
+  {
+    if (g > from && !stralloc_catb(sa, ":", 1)) return 0 ;
+    if (!stralloc_catb(sa, tmp, fmt_hex(tmp, p[g]))) return 0 ;
+  }
+  return 1 ;
+}
+
+/* The text forms that an address of the network p[0..ng) (whole groups)
+ * can start with, as tcpserver tries them. */
+static int tcprules6_groups (stralloc *sa, unsigned int const *p, unsigned int ng)
+{
+  if (!cat_groups(sa, p, 0, ng) || !stralloc_catb(sa, "::deny\n", 7)) return 0 ;
+  for (unsigned int i = 0 ; i < ng ; i++)
+  {
+    if (p[i] || (i && !p[i-1])) continue ;
+    unsigned int e = i ;
+    while (e + 1 < ng && !p[e+1]) e++ ;
+    if (!cat_groups(sa, p, 0, i) || !stralloc_catb(sa, "::", 2)) return 0 ;
+    if (e + 1 < ng)
+    {
+      if (!cat_groups(sa, p, e + 1, ng) || !stralloc_catb(sa, ":", 1)) return 0 ;
+    }
+    if (!stralloc_catb(sa, ":deny\n", 6)) return 0 ;
+  }
+  return 1 ;
+}
+
+int banaddr_tcprules (stralloc *sa, banaddr const *b)
+{
+  char tmp[BANADDR_FMT] ;
+  if (b->family == 4)
+  {
+    unsigned int q = b->len / 8, r = b->len % 8 ;
+    size_t n = 0 ;
+    for (unsigned int i = 0 ; i < q ; i++)
+    {
+      n += fmt_uint(tmp + n, b->a[i]) ;
+      if (i < 3) tmp[n++] = '.' ;
+    }
+    if (r)
+    {
+      unsigned int lo = b->a[q], hi = lo | (0xffu >> r) ;
+      n += fmt_uint(tmp + n, lo) ;
+      tmp[n++] = '-' ;
+      n += fmt_uint(tmp + n, hi) ;
+      if (q < 3) tmp[n++] = '.' ;
+    }
+    return stralloc_catb(sa, tmp, n) && stralloc_catb(sa, ":deny\n", 6) ;
+  }
+  if (b->len == 128)
+    return stralloc_catb(sa, tmp, banaddr_fmt_ucspi6(tmp, b->a)) && stralloc_catb(sa, ":deny\n", 6) ;
+  unsigned int p[8] ;
+  unsigned int ng = (b->len + 15) / 16, k = ng * 16 - b->len ;
+  if (k > 8) { ng-- ; k = 0 ; }   /* too many values to list: the whole group */
+  if (!ng) return stralloc_catb(sa, ":deny\n", 6) ;
+  for (unsigned int g = 0 ; g < ng ; g++) p[g] = group16(b->a, g) ;
+  unsigned int base = p[ng-1] ;
+  for (unsigned int v = 0 ; v < (1u << k) ; v++)
+  {
+    p[ng-1] = base | v ;
+    if (ng == 8)
+    {
+      unsigned char ip[16] ;
+      for (unsigned int g = 0 ; g < 8 ; g++) { ip[2*g] = p[g] >> 8 ; ip[2*g+1] = p[g] & 0xff ; }
+      if (!stralloc_catb(sa, tmp, banaddr_fmt_ucspi6(tmp, ip)) || !stralloc_catb(sa, ":deny\n", 6)) return 0 ;
+    }
+    else if (!tcprules6_groups(sa, p, ng)) return 0 ;
+  }
+  return 1 ;
+}
+
+/* ---- time stamps ---- */
+
+static int64_t days_from_civil (int64_t y, unsigned int m, unsigned int d)
+{
+  y -= m <= 2 ;
+  int64_t era = (y >= 0 ? y : y - 399) / 400 ;
+  unsigned int yoe = (unsigned int)(y - era * 400) ;
+  unsigned int doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1 ;
+  unsigned int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy ;
+  return era * 146097 + (int64_t)doe - 719468 ;
+}
+
+static int num (char const *s, size_t n, unsigned int *u)
+{
+  unsigned int v = 0 ;
+  for (size_t i = 0 ; i < n ; i++)
+  {
+    if (s[i] < '0' || s[i] > '9') return 0 ;
+    v = v * 10 + (s[i] - '0') ;
+  }
+  *u = v ;
+  return 1 ;
+}
+
+/* Local time -> epoch seconds.  mktime is slow: cache the start of the
+ * last hour asked for (log lines come in order). */
+static int64_t local_epoch (unsigned int y, unsigned int mo, unsigned int d, unsigned int h, unsigned int mi, unsigned int sec)
+{
+  static unsigned int cy, cmo, cd, ch ;
+  static int64_t cbase = -1 ;
+  if (cbase < 0 || y != cy || mo != cmo || d != cd || h != ch)
+  {
+    struct tm tm ;
+    memset(&tm, 0, sizeof tm) ;
+    tm.tm_year = (int)y - 1900 ; tm.tm_mon = mo - 1 ; tm.tm_mday = d ;
+    tm.tm_hour = h ; tm.tm_isdst = -1 ;
+    time_t t = mktime(&tm) ;
+    if (t == (time_t)-1) return -1 ;
+    cy = y ; cmo = mo ; cd = d ; ch = h ; cbase = (int64_t)t ;
+  }
+  return cbase + mi * 60 + sec ;
+}
+
+static int xdigit (char c)
+{
+  if (c >= '0' && c <= '9') return c - '0' ;
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10 ;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10 ;
+  return -1 ;
+}
+
+static size_t skip_blanks (char const *s, size_t n, size_t i)
+{
+  while (i < n && (s[i] == ' ' || s[i] == '\t')) i++ ;
+  return i ;
+}
+
+static size_t stamp_tai64n (char const *s, size_t n, int64_t *ms)
+{
+  uint64_t sec = 0 ;
+  uint32_t nano = 0 ;
+  if (n < 25) return 0 ;
+  for (size_t i = 1 ; i < 25 ; i++)
+  {
+    int x = xdigit(s[i]) ;
+    if (x < 0) return 0 ;
+    if (i <= 16) sec = (sec << 4) | x ; else nano = (nano << 4) | x ;
+  }
+  if (nano >= 1000000000) return 0 ;
+  tai t = { sec } ;
+  time_t u ;
+  if (sec < TAI_MAGIC || sec > TAI_MAGIC + 253402300799ULL) return 0 ;   /* 1970 to 9999 */
+  if (!time_sysclock_from_tai(&u, &t) || u < 0 || u > 253402300799LL) return 0 ;
+  *ms = (int64_t)u * 1000 + nano / 1000000 ;
+  return 25 ;
+}
+
+static size_t stamp_iso (char const *s, size_t n, int64_t *ms)
+{
+  unsigned int y, mo, d, h, mi, sec, frac = 0 ;
+  size_t i = 19 ;
+  if (n < 19 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != ' ')
+   || s[13] != ':' || s[16] != ':') return 0 ;
+  if (!num(s, 4, &y) || !num(s + 5, 2, &mo) || !num(s + 8, 2, &d)
+   || !num(s + 11, 2, &h) || !num(s + 14, 2, &mi) || !num(s + 17, 2, &sec)) return 0 ;
+  if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return 0 ;
+  if (i < n && (s[i] == '.' || s[i] == ','))
+  {
+    unsigned int digits = 0 ;
+    i++ ;
+    while (i < n && s[i] >= '0' && s[i] <= '9')
+    {
+      if (digits < 3) frac = frac * 10 + (s[i] - '0') ;
+      digits++ ; i++ ;
+    }
+    if (!digits) return 0 ;
+    while (digits < 3) { frac *= 10 ; digits++ ; }
+  }
+  int64_t t ;
+  if (i < n && (s[i] == 'Z' || s[i] == '+' || s[i] == '-'))
+  {
+    int64_t off = 0 ;
+    if (s[i] == 'Z') i++ ;
+    else
+    {
+      unsigned int oh, om ;
+      int neg = s[i] == '-' ;
+      if (i + 3 > n || !num(s + i + 1, 2, &oh)) return 0 ;
+      i += 3 ;
+      if (i < n && s[i] == ':') i++ ;
+      if (i + 2 > n || !num(s + i, 2, &om)) return 0 ;
+      i += 2 ;
+      if (oh > 23 || om > 59) return 0 ;
+      off = (int64_t)(oh * 60 + om) * 60 ;
+      if (neg) off = -off ;
+    }
+    t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off ;
+  }
+  else
+  {
+    t = local_epoch(y, mo, d, h, mi, sec) ;
+    if (t < 0) return 0 ;
+  }
+  if (i < n && s[i] != ' ' && s[i] != '\t') return 0 ;
+  *ms = t * 1000 + frac ;
+  return i ;
+}
+
+static size_t stamp_syslog (char const *s, size_t n, int64_t *ms, int64_t now)
+{
+  static char const months[] = "JanFebMarAprMayJunJulAugSepOctNovDec" ;
+  unsigned int mo = 0, d, h, mi, sec ;
+  if (n < 15 || s[3] != ' ' || s[9] != ':' || s[12] != ':') return 0 ;
+  for (unsigned int i = 0 ; i < 12 ; i++)
+    if (!memcmp(s, months + 3 * i, 3)) { mo = i + 1 ; break ; }
+  if (!mo) return 0 ;
+  if (s[4] == ' ') { if (!num(s + 5, 1, &d)) return 0 ; }
+  else if (!num(s + 4, 2, &d)) return 0 ;
+  if (s[6] != ' ' || !num(s + 7, 2, &h) || !num(s + 10, 2, &mi) || !num(s + 13, 2, &sec)) return 0 ;
+  if (d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return 0 ;
+  if (n > 15 && s[15] != ' ' && s[15] != '\t') return 0 ;
+  time_t nows = (time_t)(now / 1000) ;
+  struct tm tm ;
+  if (!localtime_r(&nows, &tm)) return 0 ;
+  unsigned int y = tm.tm_year + 1900 ;
+  int64_t t = local_epoch(y, mo, d, h, mi, sec) ;
+  if (t > nows + 86400) t = local_epoch(y - 1, mo, d, h, mi, sec) ;
+  if (t < 0) return 0 ;
+  *ms = t * 1000 ;
+  return 15 ;
+}
+
+size_t banline_stamp (char const *s, size_t n, int64_t *ms, int64_t now)
+{
+  size_t i = 0 ;
+  if (!n) return 0 ;
+  if (s[0] == '@') i = stamp_tai64n(s, n, ms) ;
+  else if (s[0] >= '0' && s[0] <= '9') i = stamp_iso(s, n, ms) ;
+  else if (s[0] >= 'A' && s[0] <= 'Z') i = stamp_syslog(s, n, ms, now) ;
+  if (!i) return 0 ;
+  return skip_blanks(s, n, i) ;
+}
+
+/* ---- yubin key=value lines ---- */
+
+static int isname (unsigned char c)
+{
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+      || c == '-' || c == '_' || c == '.' ;
+}
+
+int banline_kv_parse (banline_kv *kv, char const *s, size_t n)
+{
+  size_t i = 0 ;
+  while (i < n && isname(s[i])) i++ ;
+  if (!i || i > 64 || i + 2 > n || s[i] != ':' || s[i+1] != ' ') return 0 ;
+  kv->prog = s ; kv->proglen = i ;
+  i += 2 ;
+  size_t v = i ;
+  while (i < n && isname(s[i])) i++ ;
+  if (i == v) return 0 ;
+  kv->verb = s + v ; kv->verblen = i - v ;
+  kv->ip = 0 ; kv->iplen = 0 ;
+  while (i < n)
+  {
+    if (s[i] != ' ') return 0 ;
+    size_t k = ++i ;
+    while (i < n && isname(s[i])) i++ ;
+    if (i == k || i >= n || s[i] != '=') return 0 ;
+    size_t klen = i - k ;
+    size_t vs = ++i ;
+    while (i < n && (unsigned char)s[i] > 0x20 && (unsigned char)s[i] < 0x7f && s[i] != '=') i++ ;
+    if (i == vs || (i < n && s[i] != ' ')) return 0 ;
+    if (klen == 2 && s[k] == 'i' && s[k+1] == 'p')
+    {
+      if (kv->ip) return 0 ;
+      kv->ip = s + vs ; kv->iplen = i - vs ;
+    }
+  }
+  return 1 ;
+}
+
+/* ---- fail2ban-style patterns ---- */
+
+#define HOSTRE "([0-9A-Fa-f:.]+)"
+
+/* index past the bracket expression that starts at p[i] == '[', 0 if open */
+static size_t bracket_end (char const *p, size_t n, size_t i)
+{
+  size_t j = i + 1 ;
+  if (j < n && p[j] == '^') j++ ;
+  if (j < n && p[j] == ']') j++ ;
+  while (j < n)
+  {
+    if (p[j] == '[' && j + 1 < n && (p[j+1] == ':' || p[j+1] == '.' || p[j+1] == '='))
+    {
+      char c = p[j+1] ;
+      j += 2 ;
+      while (j + 1 < n && !(p[j] == c && p[j+1] == ']')) j++ ;
+      if (j + 1 >= n) return 0 ;
+      j += 2 ;
+      continue ;
+    }
+    if (p[j] == ']') return j + 1 ;
+    j++ ;
+  }
+  return 0 ;
+}
+
+/* The longest literal that every match must contain: taken outside groups
+ * only, never when there is a top-level alternation. */
+static void find_literal (banpat *bp, char const *p, size_t n)
+{
+  char run[64] ;
+  size_t rlen = 0 ;
+  int depth = 0 ;
+  int lastlit = 0 ;   /* the last atom was a literal appended to run */
+  bp->litlen = 0 ;
+  for (size_t i = 0 ; i <= n ; )
+  {
+    int end = 0, atom_lit = 0 ;
+    char c = i < n ? p[i] : 0 ;
+    if (i == n) { end = 1 ; i++ ; }
+    else if (n - i >= 6 && !memcmp(p + i, "<HOST>", 6)) { end = 1 ; i += 6 ; }
+    else if (c == '\\')
+    {
+      char e = i + 1 < n ? p[i+1] : 0 ;
+      i += 2 ;
+      if (e && strchr(".[]()*+?{}|^$\\/-<>", e) && depth == 0) { c = e ; atom_lit = 1 ; }
+      else end = 1 ;
+    }
+    else if (c == '[') { size_t j = bracket_end(p, n, i) ; i = j ? j : n ; end = 1 ; }
+    else if (c == '(') { depth++ ; i++ ; end = 1 ; }
+    else if (c == ')') { if (depth) depth-- ; i++ ; end = 1 ; }
+    else if (c == '|') { if (!depth) { bp->litlen = 0 ; return ; } i++ ; end = 1 ; }
+    else if (c == '*' || c == '?' || c == '{')
+    {
+      if (lastlit && rlen) rlen-- ;
+      if (c == '{') { while (i < n && p[i] != '}') i++ ; }
+      i++ ;
+      end = 1 ;
+    }
+    else if (c == '+') { i++ ; end = 1 ; }
+    else if (c == '.' || c == '^' || c == '$') { i++ ; end = 1 ; }
+    else { i++ ; if (depth == 0) atom_lit = 1 ; else end = 1 ; }
+    if (atom_lit)
+    {
+      if (rlen < sizeof(run)) run[rlen++] = c ;
+      lastlit = 1 ;
+      continue ;
+    }
+    if (end)
+    {
+      /* a quantifier applies to the atom before it: the run stops there */
+      if (rlen > bp->litlen) { memcpy(bp->lit, run, rlen) ; bp->litlen = rlen ; }
+      rlen = 0 ;
+      lastlit = 0 ;
+    }
+  }
+  if (bp->litlen < 2) bp->litlen = 0 ;
+}
+
+int banpat_compile (banpat *bp, char const *p, int host, char *err, size_t errlen)
+{
+  stralloc re = STRALLOC_ZERO ;
+  size_t n = strlen(p) ;
+  unsigned int hosts = 0, group = 0 ;
+  memset(bp, 0, sizeof *bp) ;
+  err[0] = 0 ;
+  for (size_t i = 0 ; i < n ; )
+  {
+    if (n - i >= 6 && !memcmp(p + i, "<HOST>", 6))
+    {
+      hosts++ ;
+      bp->hostgroup = ++group ;
+      if (!stralloc_cats(&re, HOSTRE)) goto nomem ;
+      i += 6 ;
+      continue ;
+    }
+    if (p[i] == '\\')
+    {
+      if (i + 1 >= n) { snprintf(err, errlen, "pattern ends with a backslash") ; goto fail ; }
+      if (!stralloc_catb(&re, p + i, 2)) goto nomem ;
+      i += 2 ;
+      continue ;
+    }
+    if (p[i] == '[')
+    {
+      size_t j = bracket_end(p, n, i) ;
+      if (!j) { snprintf(err, errlen, "unterminated bracket expression") ; goto fail ; }
+      if (!stralloc_catb(&re, p + i, j - i)) goto nomem ;
+      i = j ;
+      continue ;
+    }
+    if (p[i] == '(') group++ ;
+    if (!stralloc_catb(&re, p + i, 1)) goto nomem ;
+    i++ ;
+  }
+  if (hosts > 1) { snprintf(err, errlen, "more than one <HOST>") ; goto fail ; }
+  if (host)
+  {
+    size_t bs = 0 ;
+    if (!hosts) { snprintf(err, errlen, "no <HOST> in failregex") ; goto fail ; }
+    while (bs + 1 < n && p[n - 2 - bs] == '\\') bs++ ;
+    if (n < 2 || p[0] != '^' || p[n-1] != '$' || (bs & 1))
+    {
+      snprintf(err, errlen, "failregex must be anchored: begin with ^ and end with $ (so text in a user name can't supply <HOST>)") ;
+      goto fail ;
+    }
+  }
+  if (!stralloc_0(&re)) goto nomem ;
+  int e = regcomp(&bp->re, re.s, REG_EXTENDED) ;
+  if (e)
+  {
+    size_t l = regerror(e, &bp->re, err, errlen) ;
+    (void)l ;
+    goto fail ;
+  }
+  bp->nm = bp->hostgroup + 1 ;
+  bp->m = malloc(bp->nm * sizeof(regmatch_t)) ;
+  if (!bp->m) { regfree(&bp->re) ; goto nomem ; }
+  find_literal(bp, p, n) ;
+  stralloc_free(&re) ;
+  return 1 ;
+ nomem:
+  snprintf(err, errlen, "out of memory") ;
+ fail:
+  stralloc_free(&re) ;
+  return 0 ;
+}
+
+void banpat_free (banpat *bp)
+{
+  if (!bp->m) return ;
+  regfree(&bp->re) ;
+  free(bp->m) ;
+  bp->m = 0 ;
+}
+
+int banpat_match (banpat const *bp, char const *s, size_t n, banaddr *host)
+{
+  if (bp->litlen && !memmem(s, n, bp->lit, bp->litlen)) return 0 ;
+  bp->m[0].rm_so = 0 ;
+  bp->m[0].rm_eo = n ;
+  if (regexec(&bp->re, s, bp->nm, bp->m, REG_STARTEND)) return 0 ;
+  if (!bp->hostgroup) return 1 ;
+  regmatch_t const *g = bp->m + bp->hostgroup ;
+  if (g->rm_so < 0 || g->rm_eo < g->rm_so) return -1 ;
+  return banaddr_scanip(host, s + g->rm_so, (size_t)(g->rm_eo - g->rm_so)) ? 1 : -1 ;
+}
+
+/* ---- durations ---- */
+
+int banparse_duration (char const *s, size_t n, int64_t *ms)
+{
+  uint64_t v = 0 ;
+  size_t i = 0 ;
+  int64_t unit = 1000 ;
+  while (i < n && s[i] >= '0' && s[i] <= '9')
+  {
+    v = v * 10 + (s[i] - '0') ;
+    if (v > 1000000000000ULL) return 0 ;
+    i++ ;
+  }
+  if (!i) return 0 ;
+  size_t u = n - i ;
+  if (!u) unit = 1000 ;
+  else if (u == 2 && !memcmp(s + i, "ms", 2)) unit = 1 ;
+  else if (u == 1 && s[i] == 's') unit = 1000 ;
+  else if (u == 1 && s[i] == 'm') unit = 60000 ;
+  else if (u == 1 && s[i] == 'h') unit = 3600000 ;
+  else if (u == 1 && s[i] == 'd') unit = 86400000 ;
+  else if (u == 1 && s[i] == 'w') unit = 604800000 ;
+  else return 0 ;
+  if (v > (uint64_t)INT64_MAX / 4 / (uint64_t)unit) return 0 ;
+  *ms = (int64_t)v * unit ;
+  return 1 ;
+}

@@ -1,0 +1,142 @@
+"""Helpers for banwatch's tests (tests/banwatch/test_*).
+
+check(name, cond, why) prints PASS/FAIL lines; Root is a throw-away
+instance root with a banwatch/ configuration directory; replay() runs
+yubin-banwatch -r over a log and returns its bans.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.path.abspath(os.environ.get("YUBIN_BIN") or os.path.join(TOP, "build", "bin"))
+BANWATCH = os.path.join(BIN, "yubin-banwatch")
+BANCTL = os.path.join(BIN, "yubin-banctl")
+SHIPPED = os.path.join(TOP, "banwatch", "conf")
+
+_failed = [0]
+
+
+def check(name, cond, why=""):
+    if cond:
+        print("PASS %s" % name, flush=True)
+    else:
+        _failed[0] += 1
+        lines = str(why or "failed").splitlines() or ["failed"]
+        print("FAIL %s: %s" % (name, lines[0]), flush=True)
+        for l in lines[1:20]:
+            print("#   " + l, flush=True)
+    return bool(cond)
+
+
+def skip(name, why):
+    print("SKIP %s: %s" % (name, why), flush=True)
+
+
+def info(*a):
+    print("#", *a, flush=True)
+
+
+def run(main):
+    name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+    try:
+        main()
+    except Exception as e:
+        import traceback
+        traceback.print_exc(file=sys.stdout)
+        check(name + "-crashed", False, "%s: %s" % (type(e).__name__, e))
+    sys.exit(1 if _failed[0] else 0)
+
+
+def env_for(root):
+    e = dict(os.environ)
+    e["YUBIN_ROOT"] = root
+    e["TZ"] = "UTC"
+    e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+    e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+    return e
+
+
+class Root:
+    """A temporary instance root: <root>/banwatch holds the configuration."""
+
+    def __init__(self, conf, filters=None, shipped_filters=False):
+        self.root = tempfile.mkdtemp(prefix="bw-", dir=os.environ.get("TMPDIR", "/tmp"))
+        self.dir = os.path.join(self.root, "banwatch")
+        os.makedirs(os.path.join(self.dir, "filter.d"))
+        os.makedirs(os.path.join(self.root, "control"))
+        os.makedirs(os.path.join(self.root, "log"))
+        if shipped_filters:
+            for f in os.listdir(os.path.join(SHIPPED, "filter.d")):
+                shutil.copy(os.path.join(SHIPPED, "filter.d", f), os.path.join(self.dir, "filter.d", f))
+        for name, text in (filters or {}).items():
+            self.write("banwatch/filter.d/%s.conf" % name, text)
+        self.write("banwatch/banwatch.conf", conf)
+        self.env = env_for(self.root)
+
+    def path(self, rel):
+        return os.path.join(self.root, rel)
+
+    def write(self, rel, data, mode="w"):
+        p = self.path(rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, mode + ("b" if isinstance(data, bytes) else "")) as f:
+            f.write(data)
+        return p
+
+    def read(self, rel):
+        try:
+            with open(self.path(rel)) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def cleanup(self):
+        if os.environ.get("YUBIN_KEEP"):
+            info("kept", self.root)
+        else:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.cleanup()
+
+
+def replay(root, log, jail=None, timeout=60):
+    """Run yubin-banwatch -r on log (bytes or str); returns (rc, bans,
+    unbans, summary, stderr) where bans is a list of (addr, jail, secs)."""
+    if isinstance(log, str):
+        log = log.encode()
+    p = root.write("replay.log", log)
+    cmd = [BANWATCH, "-r", p]
+    if jail:
+        cmd += ["-j", jail]
+    r = subprocess.run(cmd, env=root.env, capture_output=True, timeout=timeout)
+    bans, unbans, summary = [], [], {}
+    for line in r.stdout.decode(errors="replace").splitlines():
+        w = line.split()
+        if not w:
+            continue
+        kv = dict(x.split("=", 1) for x in w[1:] if "=" in x)
+        if w[0] == "ban":
+            bans.append((w[1], kv.get("jail"), kv.get("bantime")))
+        elif w[0] == "unban":
+            unbans.append(w[1])
+        elif w[0].startswith("lines="):
+            summary = dict(x.split("=", 1) for x in w)
+    return r.returncode, bans, unbans, summary, r.stderr.decode(errors="replace")
+
+
+def stamp(t):
+    """s6-log T time stamp for epoch seconds t (UTC)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + ".%09d  " % int((t % 1) * 1e9)
+
+
+def authfail(t, ip, user="alice", prog="smtpd"):
+    return "%s%s: auth-fail ip=%s user=%s mech=PLAIN\n" % (stamp(t), prog, ip, user)

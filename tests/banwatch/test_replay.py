@@ -1,0 +1,291 @@
+#!/usr/bin/env python3
+"""banwatch jails, filters and hostile input, through yubin-banwatch -r
+(replay: one pass over a log, the clock follows the lines' time stamps,
+bans printed instead of applied)."""
+
+import os
+import random
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bwlib import Root, authfail, check, replay, run, stamp  # noqa: E402
+
+T0 = 1795852800  # 2026-11-28 08:00:00 UTC
+
+YUBIN = """
+[jail yubin]
+filter = yubin-auth
+maxretry = 5
+findtime = 60
+bantime = 30
+"""
+
+
+def banned(bans):
+    return [b[0] for b in bans]
+
+
+def t_maxretry():
+    with Root(YUBIN) as r:
+        log = "".join(authfail(T0 + i, "192.0.2.1") for i in range(4))
+        rc, bans, _, s, err = replay(r, log)
+        check("replay-below-maxretry-no-ban", rc == 0 and not bans, "rc=%d bans=%r %s" % (rc, bans, err))
+        log += authfail(T0 + 5, "192.0.2.1")
+        rc, bans, _, s, err = replay(r, log)
+        check("replay-maxretry-within-findtime-bans", rc == 0 and bans == [("192.0.2.1", "yubin", "30s")],
+              "rc=%d bans=%r %s" % (rc, bans, err))
+        # other programs' auth-fail lines count the same way (pop3d, imapd)
+        log = "".join(authfail(T0 + i, "192.0.2.2", prog=("pop3d", "imapd", "smtpd")[i % 3]) for i in range(5))
+        rc, bans, _, s, err = replay(r, log)
+        check("replay-pop3d-imapd-auth-fail-count", banned(bans) == ["192.0.2.2"], "bans=%r" % bans)
+        # other verbs and other keys are not failures
+        log = "".join("%ssmtpd: auth-ok ip=192.0.2.3 user=a\n%ssmtpd: connect ip=192.0.2.3\n" % (stamp(T0 + i), stamp(T0 + i))
+                      for i in range(10))
+        rc, bans, _, s, err = replay(r, log)
+        check("replay-other-verbs-ignored", not bans, "bans=%r" % bans)
+
+
+def t_window():
+    conf = """
+[jail w]
+filter = yubin-auth
+maxretry = 3
+findtime = 10s
+bantime = 1h
+"""
+    with Root(conf) as r:
+        # 3 failures every 6 s: any 3 consecutive span 12 s > findtime.
+        # (A rate estimate such as fail2ban's would ban this address.)
+        times = [0, 6, 12, 18, 24, 30, 36, 42]
+        log = "".join(authfail(T0 + t, "198.51.100.1") for t in times)
+        rc, bans, _, s, err = replay(r, log)
+        check("replay-sliding-window-spread-no-ban", rc == 0 and not bans, "bans=%r %s" % (bans, err))
+        # 36, 42, 50 span 14 s: still no ban; then 42, 50, 51 span 9 s
+        log += authfail(T0 + 50, "198.51.100.1")
+        rc, bans, _, s, err = replay(r, log)
+        check("replay-sliding-window-no-ban-yet", not bans, "bans=%r" % bans)
+        log += authfail(T0 + 51, "198.51.100.1")
+        rc, bans, _, s, err = replay(r, log + authfail(T0 + 45, "198.51.100.9"))
+        check("replay-sliding-window-burst-bans", banned(bans) == ["198.51.100.1"], "bans=%r" % bans)
+        # exactly findtime apart still counts (0, 5, 10)
+        log = "".join(authfail(T0 + t, "198.51.100.2") for t in (0, 5, 10))
+        rc, bans, _, s, err = replay(r, log)
+        check("replay-window-inclusive", banned(bans) == ["198.51.100.2"], "bans=%r" % bans)
+        # out-of-order stamps (two sources): the newest maxretry count
+        log = "".join(authfail(T0 + t, "198.51.100.3") for t in (100, 80, 101, 102))
+        rc, bans, _, s, err = replay(r, log)
+        check("replay-window-out-of-order", banned(bans) == ["198.51.100.3"], "bans=%r" % bans)
+
+
+def t_bantime():
+    conf = """
+[jail b]
+filter = yubin-auth
+maxretry = 2
+findtime = 60
+bantime = 10
+bantime.factor = 2
+bantime.max = 35
+"""
+    with Root(conf) as r:
+        log = ""
+        t = T0
+        for k in range(4):
+            log += authfail(t, "203.0.113.7") + authfail(t + 1, "203.0.113.7")
+            t += 100
+        log += authfail(t, "203.0.113.99")
+        rc, bans, unbans, s, err = replay(r, log)
+        check("replay-bantime-unbans", unbans.count("203.0.113.7") == 4, "unbans=%r" % unbans)
+        check("replay-bantime-grows-capped", [b[2] for b in bans] == ["10s", "20s", "35s", "35s"], "bans=%r" % bans)
+        # failures during a ban do not extend it or count
+        log = "".join(authfail(T0 + i, "203.0.113.8") for i in range(8))
+        rc, bans, unbans, s, err = replay(r, log)
+        check("replay-no-double-ban", banned(bans) == ["203.0.113.8"], "bans=%r" % bans)
+
+
+def t_recidive():
+    conf = """
+[jail a]
+filter = yubin-auth
+maxretry = 2
+findtime = 60
+bantime = 5
+bantime.factor = 1
+[jail recidive]
+filter = recidive
+maxretry = 3
+findtime = 1h
+bantime = 1d
+"""
+    with Root(conf) as r:
+        log = ""
+        for k in range(3):
+            log += authfail(T0 + 20 * k, "192.0.2.50") + authfail(T0 + 20 * k + 1, "192.0.2.50")
+        rc, bans, unbans, s, err = replay(r, log)
+        check("replay-recidive", bans[-1:] == [("192.0.2.50", "recidive", "86400s")] and len(bans) == 4,
+              "bans=%r %s" % (bans, err))
+
+
+def t_ipv6():
+    conf = """
+[jail v6]
+filter = yubin-auth
+maxretry = 4
+findtime = 60
+bantime = 60
+"""
+    with Root(conf) as r:
+        log = "".join(authfail(T0 + i, "2001:db8:1:2::%x" % (i + 1)) for i in range(4))
+        rc, bans, _, s, err = replay(r, log)
+        check("replay-ipv6-prefix64-counted", banned(bans) == ["2001:db8:1:2::/64"], "bans=%r %s" % (bans, err))
+        log = "".join(authfail(T0 + i, "2001:db8:1:%x::1" % (i + 1)) for i in range(4))
+        rc, bans, _, s, err = replay(r, log)
+        check("replay-ipv6-other-prefixes-apart", not bans, "bans=%r" % bans)
+        log = "".join(authfail(T0 + i, "::ffff:192.0.2.77") for i in range(4))
+        rc, bans, _, s, err = replay(r, log)
+        check("replay-ipv4-mapped-is-ipv4", banned(bans) == ["192.0.2.77"], "bans=%r" % bans)
+    with Root(conf + "prefix6 = 128\nprefix4 = 24\n") as r:
+        log = "".join(authfail(T0 + i, "2001:db8:1:2::%x" % (i + 1)) for i in range(4))
+        log += "".join(authfail(T0 + i, "10.1.2.%d" % (i + 1)) for i in range(4))
+        rc, bans, _, s, err = replay(r, log)
+        check("replay-prefix-configurable", banned(bans) == ["10.1.2.0/24"], "bans=%r %s" % (bans, err))
+
+
+def t_ignoreip():
+    conf = """
+[global]
+ignoreip = 10.0.0.0/8 2001:db8:ffff::/48
+[jail i]
+filter = yubin-auth
+maxretry = 2
+findtime = 60
+bantime = 60
+ignoreip = 192.0.2.128/25, 198.51.100.7
+"""
+    with Root(conf) as r:
+        ips = ["10.9.8.7", "2001:db8:ffff:1::5", "192.0.2.200", "198.51.100.7", "::ffff:10.1.1.1"]
+        log = "".join(authfail(T0 + i, ip) for ip in ips for i in range(5))
+        log += authfail(T0 + 9, "192.0.2.100") + authfail(T0 + 10, "192.0.2.100")
+        rc, bans, _, s, err = replay(r, log)
+        check("replay-ignoreip", rc == 0 and banned(bans) == ["192.0.2.100"], "bans=%r %s" % (bans, err))
+
+
+def t_filters():
+    conf = """
+[jail sshd]
+filter = sshd
+maxretry = 3
+findtime = 10m
+bantime = 1h
+[jail postfix]
+filter = postfix-sasl
+maxretry = 3
+findtime = 10m
+bantime = 1h
+"""
+    with Root(conf, shipped_filters=True) as r:
+        log = ("Nov 28 08:00:0%d host sshd[99]: Failed password for root from 203.0.113.5 port 5234%d ssh2\n" * 1) 
+        lines = []
+        for i in range(3):
+            lines.append("Nov 28 08:00:0%d host sshd[99]: Failed password for root from 203.0.113.5 port 5234%d ssh2\n" % (i, i))
+            lines.append("Nov 28 08:00:1%d host sshd[99]: Invalid user admin%d from 2001:db8:5::1 port 22\n" % (i, i))
+            lines.append("Nov 28 08:00:2%d mx postfix/smtpd[7]: warning: unknown[198.51.100.44]: SASL LOGIN authentication failed: authentication failure\n" % i)
+            lines.append("Nov 28 08:00:3%d host sshd[99]: Accepted password for bob from 192.0.2.9 port 22 ssh2\n" % i)
+        rc, bans, _, s, err = replay(r, "".join(lines))
+        got = sorted((b[0], b[1]) for b in bans)
+        want = sorted([("203.0.113.5", "sshd"), ("2001:db8:5::/64", "sshd"), ("198.51.100.44", "postfix")])
+        check("replay-shipped-sshd-postfix-filters", rc == 0 and got == want, "bans=%r %s" % (bans, err))
+
+
+def t_hostile():
+    conf = """
+[jail y]
+filter = yubin-auth
+maxretry = 3
+findtime = 10m
+bantime = 1h
+[jail sshd]
+filter = sshd
+maxretry = 3
+findtime = 10m
+bantime = 1h
+"""
+    with Root(conf, shipped_filters=True) as r:
+        out = []
+        t = T0
+        for i in range(5):
+            t += 1
+            # overlong: 100 KB of junk, then what looks like a real line
+            out.append(b"x" * 100000 + b" " + authfail(t, "198.51.100.66").encode())
+            out.append(("Nov 28 08:00:%02d host sshd[1]: Failed password for root from 198.51.100.67 port 1 ssh2" % i).encode()
+                       + b"A" * 100000 + b"\n")
+            # NUL bytes inside a line
+            out.append(authfail(t, "198.51.100.68").encode().replace(b"user=", b"user=\0"))
+            out.append(b"\0" * 10 + authfail(t, "198.51.100.69").encode()[:30] + b"\0" + b"ip=198.51.100.70\n")
+            # an IP-looking user name, escaped as ylog writes it
+            out.append(("%ssmtpd: auth-fail user=x\\x20ip\\x3d192.0.2.1 ip=203.0.113.9 mech=PLAIN\n" % stamp(t)).encode())
+            out.append(("%ssmtpd: auth-fail ip=203.0.113.10 user=x\\x20ip\\x3d192.0.2.1 mech=PLAIN\n" % stamp(t)).encode())
+            # two ip= fields: forged, ignored
+            out.append(("%ssmtpd: auth-fail ip=192.0.2.2 user=x ip=192.0.2.3\n" % stamp(t)).encode())
+            # the classic sshd injection
+            out.append(("Nov 28 08:01:%02d host sshd[1]: Failed password for invalid user 1.2.3.4 from 5.6.7.8 port 22 ssh2\n" % i).encode())
+            out.append(("Nov 28 08:01:%02d host sshd[1]: Failed password for invalid user x from 1.2.3.5 port 22 from 5.6.7.9 port 22 ssh2\n" % i).encode())
+            out.append(("Nov 28 08:01:%02d host sshd[1]: Invalid user 1.2.3.6 from 5.6.7.10 port 22\n" % i).encode())
+            out.append(("Nov 28 08:01:%02d host sshd[1]: Failed password for root from 999.8.7.6 port 22 ssh2\n" % i).encode())
+        rng = random.Random(7)
+        junk = bytes(rng.getrandbits(8) for _ in range(300000))
+        data = b"".join(out) + junk + b"\n" + b"\n" * 5 + b"\xff\xfe\r\n"
+        rc, bans, _, s, err = replay(r, data)
+        got = sorted(banned(bans))
+        want = sorted(["203.0.113.9", "203.0.113.10", "5.6.7.8", "5.6.7.9", "5.6.7.10"])
+        check("replay-hostile-lines-right-addresses", rc == 0 and got == want,
+              "rc=%d bans=%r want %r %s" % (rc, got, want, err[-300:]))
+        check("replay-hostile-overlong-counted", int(s.get("overlong", 0)) >= 10, "summary=%r" % s)
+        check("replay-hostile-no-crash", rc == 0 and "runtime error" not in err and "Sanitizer" not in err, err[-500:])
+        # byte soup only
+        rc, bans, _, s, err = replay(r, bytes(rng.getrandbits(8) for _ in range(200000)))
+        check("replay-random-bytes", rc == 0 and not bans, "rc=%d %s" % (rc, err[-300:]))
+
+
+def t_badconf():
+    cases = [
+        ("badregex", "[jail x]\nfailregex = ^from (<HOST>$\n", "banwatch.conf:2:"),
+        ("unanchored", "[jail x]\nfailregex = from <HOST> port\n", "anchored"),
+        ("badcidr", "[global]\nignoreip = 10.0.0.0/8 300.1.1.1\n[jail x]\nfilter = yubin-auth\n", "banwatch.conf:2: bad address or CIDR: 300.1.1.1"),
+        ("badcidr-len", "[jail x]\nfilter = yubin-auth\nignoreip = 10.0.0.0/40\n", "banwatch.conf:3:"),
+        ("unknown-action", "[jail x]\nfilter = yubin-auth\naction = nope\n", "banwatch.conf:3: unknown action: nope"),
+        ("unknown-action-type", "[action a]\ntype = iptables\n[jail x]\nfilter = yubin-auth\n", "banwatch.conf:2: unknown action type"),
+        ("unknown-filter", "[jail x]\nfilter = nope\n", "banwatch.conf:2: unknown filter: nope"),
+        ("unknown-key", "[jail x]\nfilter = yubin-auth\nmaxretries = 3\n", "banwatch.conf:3: unknown key"),
+        ("bad-duration", "[jail x]\nfilter = yubin-auth\nfindtime = 10 minutes\n", "banwatch.conf:3: bad duration"),
+        ("no-jail", "[global]\n", "no jail"),
+        ("filter-file-error", "[jail x]\nfilter = broken\n", "broken.conf:3:"),
+    ]
+    for name, conf, want in cases:
+        with Root(conf, filters={"broken": "[Definition]\nfailregex = ^ok <HOST>$\n    ^bad [<HOST>$\n"}) as r:
+            import subprocess
+            p = subprocess.run([os.environ.get("YUBIN_BIN", os.path.join(os.path.dirname(__file__), "..", "..", "build", "bin")) + "/yubin-banwatch", "-C"],
+                               env=r.env, capture_output=True, timeout=30)
+            err = p.stderr.decode(errors="replace")
+            check("config-error-" + name, p.returncode == 100 and want in err, "rc=%d stderr=%s" % (p.returncode, err.strip()))
+    with Root(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "banwatch", "conf", "banwatch.conf")).read(),
+              shipped_filters=True) as r:
+        import subprocess
+        p = subprocess.run([os.environ.get("YUBIN_BIN", os.path.join(os.path.dirname(__file__), "..", "..", "build", "bin")) + "/yubin-banwatch", "-C"],
+                           env=r.env, capture_output=True, timeout=30)
+        check("config-shipped-example-valid", p.returncode == 0, p.stderr.decode(errors="replace"))
+
+
+def main():
+    t_maxretry()
+    t_window()
+    t_bantime()
+    t_recidive()
+    t_ipv6()
+    t_ignoreip()
+    t_filters()
+    t_hostile()
+    t_badconf()
+
+
+run(main)
