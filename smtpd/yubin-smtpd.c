@@ -41,6 +41,7 @@ char const *PROG = "smtpd" ;
 #define LINECAP (SMTPCMD_MAX + 2)   /* enough for the parser to see "too long" */
 #define OUTFLUSH 65536              /* flush replies early past this size */
 #define HELO_MAX 255
+#define MAXHOPS 100                 /* Received: + Delivered-To: lines, as qmail */
 
 /* ---------- session state ---------- */
 
@@ -60,7 +61,6 @@ static stralloc helo = STRALLOC_ZERO ;    /* sanitized HELO argument */
 static int seenhelo = 0 ;
 static int esmtp = 0 ;
 static unsigned int errors = 0 ;
-static unsigned int msgcount = 0 ;
 
 /* the transaction */
 static int seenmail = 0 ;
@@ -674,6 +674,7 @@ static char const *queue_reply (int wstat, int *perm)
 #define F_NUL  2
 #define F_LONG 4   /* a line longer than 1000 octets with its CRLF */
 #define F_SIZE 8   /* over databytes */
+#define F_HOPS 16  /* more than MAXHOPS Received:/Delivered-To: lines: a loop */
 
 enum { S_BOL, S_MID, S_CR, S_DOT, S_DOTCR } ;
 
@@ -685,13 +686,40 @@ struct data
   unsigned int flags ;
   size_t linelen ;          /* raw octets of the current line, CRLF excluded */
   unsigned long bytes ;     /* message octets, LF line ends */
+  int inheader ;            /* still in the header section */
+  size_t prelen ;           /* octets of the current header line seen so far */
+  char pre[13] ;            /* its first octets */
+  unsigned int hops ;
 } ;
+
+/* Count Received: and Delivered-To: header lines in the (LF-ended)
+ * message, as qmail-smtpd does, to refuse looping mail. */
+static void hop_scan (struct data *d, char const *s, size_t len)
+{
+  for (size_t i = 0 ; i < len && d->inheader ; i++)
+  {
+    if (s[i] != '\n')
+    {
+      if (d->prelen < sizeof(d->pre)) d->pre[d->prelen] = s[i] ;
+      d->prelen++ ;
+      continue ;
+    }
+    if (!d->prelen) d->inheader = 0 ;
+    else if ((d->prelen >= 9 && case_equalb(d->pre, 9, "received:"))
+          || (d->prelen >= 13 && case_equalb(d->pre, 13, "delivered-to:")))
+    {
+      if (++d->hops > MAXHOPS) d->flags |= F_HOPS ;
+    }
+    d->prelen = 0 ;
+  }
+}
 
 static void data_emit (struct data *d, char const *s, size_t len)
 {
   if (d->flags) return ;
   d->bytes += len ;
   if (databytes && d->bytes > databytes) { d->flags |= F_SIZE ; return ; }
+  if (d->inheader) hop_scan(d, s, len) ;
   queue_put(s, len) ;
 }
 
@@ -763,14 +791,35 @@ static size_t data_scan (struct data *d, char const *s, size_t len, int *end)
   return i ;
 }
 
-static void received_header (char const *id)
+/* RFC 5322 date in UTC, "Thu, 01 Jan 1970 00:00:00 +0000", formatted by
+ * hand: strftime() would read /etc/localtime on every message. */
+static void fmt_date (char *buf, time_t t)
 {
-  char date[64] ;
-  struct timespec ts ;
+  static char const days[] = "ThuFriSatSunMonTueWed" ;
+  static char const months[] = "JanFebMarAprMayJunJulAugSepOctNovDec" ;
   struct tm tm ;
-  if (clock_gettime(CLOCK_REALTIME, &ts) < 0 || !gmtime_r(&ts.tv_sec, &tm)
-   || !strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm))
-    strcpy(date, "Thu, 01 Jan 1970 00:00:00 +0000") ;
+  if (!gmtime_r(&t, &tm)) { strcpy(buf, "Thu, 01 Jan 1970 00:00:00 +0000") ; return ; }
+  long day = (long)(t / 86400) ;
+  unsigned int wd = (unsigned int)(((day % 7) + 7) % 7) ;
+  unsigned int y = (unsigned int)tm.tm_year + 1900 ;
+  char *p = buf ;
+  memcpy(p, days + 3 * wd, 3) ; p += 3 ;
+  *p++ = ',' ; *p++ = ' ' ;
+  *p++ = '0' + tm.tm_mday / 10 ; *p++ = '0' + tm.tm_mday % 10 ; *p++ = ' ' ;
+  memcpy(p, months + 3 * tm.tm_mon, 3) ; p += 3 ;
+  *p++ = ' ' ;
+  *p++ = '0' + (y / 1000) % 10 ; *p++ = '0' + (y / 100) % 10 ; *p++ = '0' + (y / 10) % 10 ; *p++ = '0' + y % 10 ;
+  *p++ = ' ' ;
+  *p++ = '0' + tm.tm_hour / 10 ; *p++ = '0' + tm.tm_hour % 10 ; *p++ = ':' ;
+  *p++ = '0' + tm.tm_min / 10 ; *p++ = '0' + tm.tm_min % 10 ; *p++ = ':' ;
+  *p++ = '0' + tm.tm_sec / 10 ; *p++ = '0' + tm.tm_sec % 10 ;
+  memcpy(p, " +0000", 7) ;
+}
+
+static void received_header (char const *id, time_t now)
+{
+  char date[40] ;
+  fmt_date(date, now) ;
   tmp.len = 0 ;
   cat(&tmp, "Received: from ") ;
   catb(&tmp, helo.s, helo.len) ;
@@ -798,7 +847,7 @@ static void received_header (char const *id)
 }
 
 /* a unique message id: seconds.microseconds.pid */
-static void make_id (char *id)
+static time_t make_id (char *id)
 {
   struct timespec ts ;
   size_t n = 0 ;
@@ -810,6 +859,7 @@ static void make_id (char *id)
   id[n++] = '.' ;
   n += ulong_fmt(id + n, (unsigned long)getpid()) ;
   id[n] = 0 ;
+  return ts.tv_sec ;
 }
 
 static void smtp_data (struct smtpcmd const *c)
@@ -825,13 +875,12 @@ static void smtp_data (struct smtpcmd const *c)
     return ;
   }
   char id[ULONG_FMT * 3 + 4] ;
-  make_id(id) ;
-  msgcount++ ;
-  received_header(id) ;
+  time_t now = make_id(id) ;
+  received_header(id, now) ;
   size_t hdrlen = qlen ;
   reply("354 go ahead, end data with <CR><LF>.<CR><LF>\r\n") ;
 
-  struct data d = { .state = S_BOL, .flags = 0, .linelen = 0, .bytes = 0 } ;
+  struct data d = { .state = S_BOL, .flags = 0, .linelen = 0, .bytes = 0, .inheader = 1, .prelen = 0, .hops = 0 } ;
   int end = 0 ;
   while (!end)
   {
@@ -848,6 +897,7 @@ static void smtp_data (struct smtpcmd const *c)
   else if (d.flags & F_NUL) { r = "554 5.6.0 NUL byte in message\r\n" ; why = "nul" ; code = "554" ; }
   else if (d.flags & F_LONG) { r = "554 5.6.0 line too long\r\n" ; why = "line-too-long" ; code = "554" ; }
   else if (d.flags & F_SIZE) { r = "552 5.3.4 message size exceeds fixed maximum message size\r\n" ; why = "size" ; code = "552" ; }
+  else if (d.flags & F_HOPS) { r = "554 5.4.6 too many hops, this message is looping\r\n" ; why = "too-many-hops" ; code = "554" ; }
 
   if (r)
   {
@@ -859,7 +909,7 @@ static void smtp_data (struct smtpcmd const *c)
     (void)queue_wait() ;   /* only to reap it: the message is refused anyway */
     reset_transaction() ;
     ylog("reject", "ip", remoteip, "cmd", "DATA", "from", mailfrom.s, "code", code, "reason", why, (char *)0) ;
-    if (d.flags & F_SIZE) reply(r) ; else errreply(r, "DATA") ;
+    if (d.flags & (F_SIZE | F_HOPS)) reply(r) ; else errreply(r, "DATA") ;
     return ;
   }
 

@@ -11,6 +11,7 @@ Prints "PASS name" or "FAIL name: why" per case.  YUBIN_BIN selects the
 binaries (default build/bin).
 """
 
+import email.utils
 import os
 import re
 import shutil
@@ -408,6 +409,10 @@ def smtplib_transaction(inst):
                    rb" \d{4} \d\d:\d\d:\d\d \+0000\n", msg)
     check(hdr, "Received header: %r" % msg[:300])
     check(hdr.group(1) == qid, "Received id %r != reply id %r" % (hdr.group(1), qid))
+    datestr = msg[:hdr.end()].split(b";\n\t")[1].strip().decode()
+    dt = email.utils.parsedate_to_datetime(datestr)
+    check(email.utils.format_datetime(dt) == datestr, "date %r is not %r" % (datestr, email.utils.format_datetime(dt)))
+    check(abs(dt.timestamp() - time.time()) < 600, "date %r is not now" % datestr)
     rest = msg[hdr.end():]
     check(rest == b"Subject: hi\n\nline1\n.leading dot\n..two dots\n.\nlast\n", "body %r" % rest)
     env = open(os.path.join(inst.qdir, "env.%d" % inst.invocations()[0]), "rb").read()
@@ -947,6 +952,21 @@ def large_message(inst):
     got = inst.committed()
     check(len(got) == 1, "queued %d" % len(got))
     check(got[0][0].split(b"\n", 3)[3] == body.replace(b"\r\n", b"\n"), "large body differs")
+
+
+@case
+def hop_count(inst):
+    c = inst.session()
+    greet_ehlo(c)
+    hdr = b"".join(b"Received: from hop%d\r\n" % i for i in range(60)) + \
+        b"".join(b"Delivered-To: x%d@example.org\r\n" % i for i in range(40))
+    transaction(c, "a@example.net", ["alice@example.org"], hdr + b"Subject: 100 hops\r\n\r\nReceived: body\r\n.\r\n", 250)
+    lines = transaction(c, "a@example.net", ["alice@example.org"], hdr + b"received: one more\r\n\r\nbody\r\n.\r\n", 554)
+    check(lines[0].startswith(b"554 5.4.6"), "hops reply %r" % lines)
+    c.cmd("QUIT", 221)
+    c.closed()
+    inst.finish()
+    check(len(inst.committed()) == 1, "queued %d" % len(inst.committed()))
 
 
 @case
