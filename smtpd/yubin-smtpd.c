@@ -943,7 +943,7 @@ static void smtp_data (struct smtpcmd const *c)
   char nb[UINT_FMT], bb[ULONG_FMT] ;
   nb[uint_fmt(nb, nrcpt)] = 0 ;
   bb[ulong_fmt(bb, d.bytes + hdrlen)] = 0 ;
-  ylog("queued", "ip", remoteip, "id", id, "from", mailfrom.s, "rcpts", nb, "bytes", bb, "qp", qp, (char *)0) ;
+  ylog("queued", "ip", remoteip, "from", mailfrom.s, "rcpts", nb, "bytes", bb, "qp", qp, "id", id, (char *)0) ;
   reset_transaction() ;
   cat(&out, "250 2.0.0 ok ") ;
   cat(&out, id) ;

@@ -420,7 +420,7 @@ def smtplib_transaction(inst):
     log = inst.logtext()
     for needle in (rb"smtpd: mail ip=127.0.0.1 from=sender@example.com size=",
                    rb"smtpd: rcpt ip=127.0.0.1 to=alice@example.org",
-                   rb"smtpd: queued ip=127.0.0.1 id=" + qid + rb" from=sender@example.com rcpts=2 bytes="):
+                   rb"smtpd: queued ip=127.0.0.1 from=sender@example.com rcpts=2 bytes=\d+ qp=\d+ id=" + re.escape(qid) + rb"\n"):
         check(re.search(needle, log), "log lacks %r: %r" % (needle, log))
 
 
