@@ -1,7 +1,9 @@
 /* yubin-smtpd: the RFC 5321 SMTP server, one process per connection under
  * tcpserver (UCSPI): reads fd 0, writes fd 1, logs on fd 2.  Each accepted
  * message is streamed into one yubin-queue (or $QMAILQUEUE) process, with
- * the message on its fd 0 and the envelope on its fd 1.  See yubin-smtpd(8). */
+ * the message on its fd 0 and the envelope on its fd 1.  STARTTLS through
+ * yubin-tlsd's UCSPI-TLS control fds, AUTH PLAIN/LOGIN (over TLS only)
+ * through a checkpassword program, -s for submission.  See yubin-smtpd(8). */
 
 #include <errno.h>
 #include <signal.h>
@@ -17,6 +19,7 @@
 #include <skalibs/bytestr.h>
 #include <skalibs/djbunix.h>
 #include <skalibs/iopause.h>
+#include <skalibs/sgetopt.h>
 #include <skalibs/sig.h>
 #include <skalibs/stralloc.h>
 #include <skalibs/strerr.h>
@@ -24,9 +27,11 @@
 #include <skalibs/types.h>
 
 #include "address.h"
+#include "checkpw.h"
 #include "control.h"
 #include "exitcodes.h"
 #include "root.h"
+#include "sasl.h"
 #include "smtpcmd.h"
 #include "users.h"
 #include "ylog.h"
@@ -42,6 +47,9 @@ char const *PROG = "smtpd" ;
 #define OUTFLUSH 65536              /* flush replies early past this size */
 #define HELO_MAX 255
 #define MAXHOPS 100                 /* Received: + Delivered-To: lines, as qmail */
+#define MAXAUTHFAIL 3               /* failed AUTH per session, then 421 */
+#define AUTHDELAY_MAX 8             /* seconds, the most a failure is delayed */
+#define USAGE "yubin-smtpd [ -s ]"
 
 /* ---------- session state ---------- */
 
@@ -61,9 +69,23 @@ static stralloc helo = STRALLOC_ZERO ;    /* sanitized HELO argument */
 static int seenhelo = 0 ;
 static int esmtp = 0 ;
 static unsigned int errors = 0 ;
+static int submission = 0 ;               /* -s: AUTH required before MAIL */
+
+/* TLS: the UCSPI-TLS control fds from yubin-tlsd -S, or on from the start */
+static int ctlfd = -1, tlsrfd = -1, tlswfd = -1 ;
+static int tls = 0 ;
+static stralloc tlsproto = STRALLOC_ZERO ;
+static stralloc tlscipher = STRALLOC_ZERO ;
+
+/* AUTH */
+static int authed = 0 ;
+static stralloc authuser = STRALLOC_ZERO ;  /* the login, NUL-terminated */
+static unsigned int authfails = 0 ;
+static int anysender = 0 ;
 
 /* the transaction */
 static int seenmail = 0 ;
+static int smtputf8 = 0 ;                   /* MAIL had SMTPUTF8 */
 static stralloc mailfrom = STRALLOC_ZERO ;   /* NUL-terminated */
 static stralloc rcptenv = STRALLOC_ZERO ;    /* "Taddr\0" per recipient */
 static unsigned int nrcpt = 0 ;
@@ -256,13 +278,21 @@ static void errreply (char const *s, char const *cmd)
   reply(s) ;
 }
 
+/* A decimal number from the environment (tcprules can set any of them per
+ * client): 1 and *n if the variable is set and valid, else 0. */
+static int env_ulong (char const *name, unsigned long *n)
+{
+  char const *x = getenv(name) ;
+  if (!x) return 0 ;
+  size_t m = ulong_scan(x, n) ;
+  return m && !x[m] ;
+}
+
 static void read_databytes (void)
 {
   if (databytes_read) return ;
-  char const *x = getenv("DATABYTES") ;
   unsigned long n ;
-  size_t m = x ? ulong_scan(x, &n) : 0 ;
-  if (m && !x[m]) databytes = n ;
+  if (env_ulong("DATABYTES", &n)) databytes = n ;
   else if (control_readulong(&databytes, "databytes", 0) < 0) die_control("databytes") ;
   databytes_read = 1 ;
 }
@@ -278,7 +308,8 @@ static void read_lists (void)
     catb(&locals, me.s, me.len + 1) ;   /* with its NUL */
   }
   if (control_readlist(&rcpthosts, "rcpthosts") < 0) die_control("rcpthosts") ;
-  if (control_readulong(&maxrcpt, "maxrcpt", MAXRCPT_DEFAULT) < 0) die_control("maxrcpt") ;
+  if (!env_ulong("MAXRCPT", &maxrcpt)
+   && control_readulong(&maxrcpt, "maxrcpt", MAXRCPT_DEFAULT) < 0) die_control("maxrcpt") ;
   if (!maxrcpt) maxrcpt = MAXRCPT_DEFAULT ;
   lists_read = 1 ;
 }
@@ -303,6 +334,7 @@ static void sanitize (stralloc *sa, char const *s, size_t len)
 static void reset_transaction (void)
 {
   seenmail = 0 ;
+  smtputf8 = 0 ;
   mailfrom.len = 0 ;
   rcptenv.len = 0 ;
   nrcpt = 0 ;
@@ -336,12 +368,15 @@ static void smtp_helo (struct smtpcmd const *c, int ehlo)
   cat(&out, "250-") ; catb(&out, me.s, me.len) ;
   cat(&out, "\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE") ;
   if (databytes) { cat(&out, " ") ; catulong(&out, databytes) ; }
-  reply("\r\n250 ENHANCEDSTATUSCODES\r\n") ;
+  cat(&out, "\r\n250-SMTPUTF8\r\n") ;
+  if (ctlfd >= 0) cat(&out, "250-STARTTLS\r\n") ;
+  if (tls) cat(&out, "250-AUTH PLAIN LOGIN\r\n") ;
+  reply("250 ENHANCEDSTATUSCODES\r\n") ;
 }
 
-/* ESMTP parameters of MAIL FROM: SIZE=n, BODY=7BIT|8BITMIME.
+/* ESMTP parameters of MAIL FROM: SIZE=n, BODY=7BIT|8BITMIME, SMTPUTF8.
  * Returns 1 if all is well, 0 after replying. */
-static int mail_params (char const *s, size_t len, char const **sizestr)
+static int mail_params (char const *s, size_t len, char const **sizestr, int *utf8)
 {
   size_t i = 0 ;
   static char sizebuf[ULONG_FMT] ;
@@ -374,6 +409,7 @@ static int mail_params (char const *s, size_t len, char const **sizestr)
       }
     }
     else if ((plen == 9 && case_equalb(p, 9, "BODY=7BIT")) || (plen == 13 && case_equalb(p, 13, "BODY=8BITMIME"))) ;
+    else if (plen == 8 && case_equalb(p, 8, "SMTPUTF8")) *utf8 = 1 ;
     else
     {
       errreply("555 5.5.4 unsupported parameter\r\n", "MAIL") ;
@@ -383,13 +419,50 @@ static int mail_params (char const *s, size_t len, char const **sizestr)
   return 1 ;
 }
 
+static int has8bit (char const *s, size_t len)
+{
+  for (size_t i = 0 ; i < len ; i++) if ((unsigned char)s[i] >= 0x80) return 1 ;
+  return 0 ;
+}
+
+/* Is the sender in addr one of the authenticated user's own addresses?
+ * A login "user" owns user@D and user-ext@D for every local domain D; a
+ * login "user@dom" (other checkpassword programs) owns user@dom and
+ * user-ext@dom. */
+static int sender_owned (void)
+{
+  size_t at = address_split(addr.s, addr.len) ;
+  if (at >= addr.len) return 0 ;
+  char const *login = authuser.s ;
+  size_t lat = byte_chr(login, authuser.len, '@') ;
+  char const *domain = addr.s + at + 1 ;
+  if (lat < authuser.len)
+  {
+    if (!case_equals(domain, login + lat + 1)) return 0 ;
+  }
+  else
+  {
+    read_lists() ;
+    if (!control_domain_in_list(locals.s, locals.len, domain)) return 0 ;
+  }
+  if (at < lat || !case_equalb(addr.s, lat, login)) return 0 ;
+  return at == lat || addr.s[lat] == '-' ;
+}
+
 static void smtp_mail (struct smtpcmd const *c)
 {
   if (!seenhelo) { errreply("503 5.5.1 send HELO or EHLO first\r\n", "MAIL") ; return ; }
   if (seenmail) { errreply("503 5.5.1 nested MAIL command\r\n", "MAIL") ; return ; }
   if (c->error) { errreply("501 5.5.4 syntax: MAIL FROM:<address>\r\n", "MAIL") ; return ; }
+  if (submission && !authed)
+  {
+    ylog("reject", "ip", remoteip, "cmd", "MAIL", "code", "530", "reason", "auth-required", (char *)0) ;
+    errreply("530 5.7.0 Authentication required\r\n", "MAIL") ;
+    return ;
+  }
   size_t rest ;
-  enum address_error e = address_parse_path(line.s + c->arg, c->arglen, 1, 0, &addr, &rest) ;
+  int utf8 = 0 ;
+  enum address_error e = address_parse_path(line.s + c->arg, c->arglen, 1, 1, &addr, &rest) ;
   if (e != ADDR_OK)
   {
     ylog("reject", "ip", remoteip, "cmd", "MAIL", "code", "501", "reason", address_strerror(e), (char *)0) ;
@@ -400,7 +473,19 @@ static void smtp_mail (struct smtpcmd const *c)
   }
   char const *sizestr = 0 ;
   if (rest > c->arglen) rest = c->arglen ;
-  if (!mail_params(line.s + c->arg + rest, c->arglen - rest, &sizestr)) return ;
+  if (!mail_params(line.s + c->arg + rest, c->arglen - rest, &sizestr, &utf8)) return ;
+  if (!utf8 && has8bit(addr.s, addr.len))
+  {
+    ylog("reject", "ip", remoteip, "cmd", "MAIL", "from", addr.s, "code", "553", "reason", "utf8-without-smtputf8", (char *)0) ;
+    errreply("553 5.6.7 non-ASCII address needs the SMTPUTF8 parameter\r\n", "MAIL") ;
+    return ;
+  }
+  if (authed && !anysender && !sender_owned())
+  {
+    ylog("reject", "ip", remoteip, "cmd", "MAIL", "from", addr.s, "user", authuser.s, "code", "553", "reason", "sender-not-owned", (char *)0) ;
+    errreply("553 5.7.1 Sender address not owned by user\r\n", "MAIL") ;
+    return ;
+  }
   mailfrom.len = 0 ;
   catb(&mailfrom, addr.s, addr.len) ;
   catb(&mailfrom, "", 1) ;
@@ -408,7 +493,9 @@ static void smtp_mail (struct smtpcmd const *c)
   rcptenv.len = 0 ;
   nrcpt = 0 ;
   seenmail = 1 ;
-  ylog("mail", "ip", remoteip, "from", mailfrom.s, "size", sizestr, (char *)0) ;
+  smtputf8 = utf8 ;
+  if (utf8) ylog("mail", "ip", remoteip, "from", mailfrom.s, "size", sizestr, "smtputf8", "1", (char *)0) ;
+  else ylog("mail", "ip", remoteip, "from", mailfrom.s, "size", sizestr, (char *)0) ;
   reply("250 2.1.0 ok\r\n") ;
 }
 
@@ -438,7 +525,7 @@ static int rcpt_policy (char const **why)
   char const *domain = addr.s + at + 1 ;
   int islocal = control_domain_in_list(locals.s, locals.len, domain) ;
   int ours = islocal || control_domain_in_list(rcpthosts.s, rcpthosts.len, domain) ;
-  if (!relayclient)
+  if (!relayclient && !authed)
   {
     /* not ours, or ours but with a local part that asks to relay on:
        user%other@ours, user!other@ours, "user@other"@ours */
@@ -482,7 +569,7 @@ static enum address_error rcpt_parse (char const *s, size_t len, size_t *rest)
     *rest = i + 12 ;
     return ADDR_OK ;
   }
-  return address_parse_path(s, len, 0, 0, &addr, rest) ;
+  return address_parse_path(s, len, 0, 1, &addr, rest) ;
 }
 
 static void smtp_rcpt (struct smtpcmd const *c)
@@ -497,6 +584,12 @@ static void smtp_rcpt (struct smtpcmd const *c)
     tmp.len = 0 ;
     cat(&tmp, "553 5.1.3 ") ; cat(&tmp, address_strerror(e)) ; catb(&tmp, "\r\n", 3) ;
     errreply(tmp.s, "RCPT") ;
+    return ;
+  }
+  if (!smtputf8 && has8bit(addr.s, addr.len))
+  {
+    ylog("reject", "ip", remoteip, "cmd", "RCPT", "to", addr.s, "code", "553", "reason", "utf8-without-smtputf8", (char *)0) ;
+    errreply("553 5.6.7 non-ASCII address needs the SMTPUTF8 parameter\r\n", "RCPT") ;
     return ;
   }
   if (rest > c->arglen) rest = c->arglen ;
@@ -834,10 +927,33 @@ static void received_header (char const *id, time_t now)
   else cat(&tmp, remoteip) ;
   cat(&tmp, " [") ;
   cat(&tmp, remoteip) ;
-  cat(&tmp, "])\n\tby ") ;
+  cat(&tmp, "])\n") ;
+  if (tls || authed)
+  {
+    stralloc h = STRALLOC_ZERO ;
+    if (tls)
+    {
+      sanitize(&h, tlsproto.s, tlsproto.len) ;
+      cat(&tmp, "\t(using ") ; catb(&tmp, h.s, h.len) ;
+      sanitize(&h, tlscipher.s, tlscipher.len) ;
+      cat(&tmp, " with cipher ") ; catb(&tmp, h.s, h.len) ; cat(&tmp, ")\n") ;
+    }
+    if (authed)
+    {
+      /* who, never how: the password is not kept anywhere */
+      sanitize(&h, authuser.s, authuser.len) ;
+      cat(&tmp, "\t(authenticated as ") ; catb(&tmp, h.s, h.len) ; cat(&tmp, ")\n") ;
+    }
+    stralloc_free(&h) ;
+  }
+  cat(&tmp, "\tby ") ;
   catb(&tmp, me.s, me.len) ;
   cat(&tmp, " (yubin) with ") ;
-  cat(&tmp, esmtp ? "ESMTP" : "SMTP") ;
+  /* RFC 3848 and RFC 6531: ESMTP, ESMTPS, ESMTPA, ESMTPSA, UTF8SMTP... */
+  if (smtputf8) cat(&tmp, "UTF8SMTP") ;
+  else cat(&tmp, esmtp ? "ESMTP" : "SMTP") ;
+  if (esmtp && tls) cat(&tmp, "S") ;
+  if (esmtp && authed) cat(&tmp, "A") ;
   cat(&tmp, " id ") ;
   cat(&tmp, id) ;
   cat(&tmp, ";\n\t") ;
@@ -950,10 +1066,338 @@ static void smtp_data (struct smtpcmd const *c)
   reply(" queued\r\n") ;
 }
 
+/* ---------- STARTTLS (RFC 3207 over yubin-tlsd's UCSPI-TLS protocol) ---------- */
+
+static int scan_fd (char const *x, int *fd)
+{
+  unsigned int u ;
+  if (!x || !*x || x[uint_scan(x, &u)] || u < 3 || u > 65535) return 0 ;
+  *fd = (int)u ;
+  return 1 ;
+}
+
+/* SSLCTLFD, SSLREADFD, SSLWRITEFD: STARTTLS is offered only if all three
+ * are there and sane.  Close-on-exec, so the queue never holds them. */
+static void tls_init (void)
+{
+  char const *p = getenv("SSL_PROTOCOL") ;
+  if (p)
+  {
+    /* implicit TLS: yubin-tlsd did the handshake before starting us */
+    tls = 1 ;
+    cat(&tlsproto, p) ;
+    cat(&tlscipher, getenv("SSL_CIPHER") ? getenv("SSL_CIPHER") : "unknown") ;
+    return ;
+  }
+  int c, r, w ;
+  if (!scan_fd(getenv("SSLCTLFD"), &c) || !scan_fd(getenv("SSLREADFD"), &r) || !scan_fd(getenv("SSLWRITEFD"), &w)
+   || c == r || c == w || r == w) return ;
+  if (coe(c) < 0 || coe(r) < 0 || coe(w) < 0) strerr_diefu1sys(EX_TEMP, "set close-on-exec on the TLS control fds") ;
+  ctlfd = c ; tlsrfd = r ; tlswfd = w ;
+}
+
+/* After 'y': the session parameters, "NAME=value\0"... "\0", until EOF
+ * (the handshake failed: leave without a word) or the deadline. */
+static void tls_params (void)
+{
+  char buf[513] ;
+  size_t n = 0 ;
+  tain deadline ;
+  tain_now_g() ;
+  tain_addsec_g(&deadline, timeout) ;
+  while (!(n == 1 && !buf[0]) && !(n >= 2 && !buf[n-1] && !buf[n-2]))
+  {
+    if (n >= sizeof(buf) - 1)
+    {
+      ylog("error", "ip", remoteip, "cmd", "STARTTLS", "reason", "bad-tls-parameters", (char *)0) ;
+      _exit(EX_TEMP) ;
+    }
+    iopause_fd x = { .fd = ctlfd, .events = IOPAUSE_READ, .revents = 0 } ;
+    int p = iopause_g(&x, 1, &deadline) ;
+    if (p < 0) { if (errno == EINTR) continue ; strerr_diefu1sys(EX_TEMP, "iopause") ; }
+    if (!p)
+    {
+      ylog("timeout", "ip", remoteip, "cmd", "STARTTLS", (char *)0) ;
+      _exit(EX_TEMP) ;
+    }
+    ssize_t r = fd_read(ctlfd, buf + n, sizeof(buf) - 1 - n) ;
+    if (!r)
+    {
+      ylog("quit", "ip", remoteip, "reason", "tls-handshake-failed", (char *)0) ;
+      _exit(0) ;
+    }
+    if (r < 0)
+    {
+      if (errno == EINTR || errno == EAGAIN) continue ;
+      ylog("quit", "ip", remoteip, "reason", "tls-control-error", (char *)0) ;
+      _exit(EX_TEMP) ;
+    }
+    n += r ;
+  }
+  /* export them too, for the queue and checkpassword, as UCSPI-TLS does */
+  for (size_t i = 0 ; i < n && buf[i] ; i += strlen(buf + i) + 1)
+  {
+    char *s = buf + i ;
+    char *eq = strchr(s, '=') ;
+    if (!eq || eq == s) continue ;
+    *eq = 0 ;
+    if (!strcmp(s, "SSL_PROTOCOL")) { tlsproto.len = 0 ; cat(&tlsproto, eq + 1) ; }
+    else if (!strcmp(s, "SSL_CIPHER")) { tlscipher.len = 0 ; cat(&tlscipher, eq + 1) ; }
+    if (setenv(s, eq + 1, 1) < 0) die_nomem() ;
+    *eq = '=' ;
+  }
+  if (!tlsproto.len) cat(&tlsproto, "unknown") ;
+  if (!tlscipher.len) cat(&tlscipher, "unknown") ;
+}
+
+static void smtp_starttls (struct smtpcmd const *c)
+{
+  if (tls) { errreply("503 5.5.1 TLS already active\r\n", "STARTTLS") ; return ; }
+  if (ctlfd < 0) { errreply("502 5.5.1 command not implemented\r\n", "STARTTLS") ; return ; }
+  if (c->error) { errreply("501 5.5.4 syntax: STARTTLS\r\n", "STARTTLS") ; return ; }
+  reply("220 2.0.0 Ready to start TLS\r\n") ;
+  flush() ;
+  /* the socket is yubin-tlsd's from now on: give it back as it came */
+  if (ndelay_off(0) < 0 || ndelay_off(1) < 0) strerr_diefu1sys(EX_TEMP, "set the connection blocking") ;
+  /* CVE-2011-0411: whatever was pipelined behind STARTTLS came in
+     cleartext and must never be taken as a command sent over TLS */
+  buffer_rseek(&in, buffer_len(&in)) ;
+  ssize_t w ;
+  do w = fd_write(ctlfd, "y", 1) ; while (w < 0 && errno == EINTR) ;
+  if (w != 1)
+  {
+    ylog("error", "ip", remoteip, "cmd", "STARTTLS", "reason", "tls-control-write", (char *)0) ;
+    _exit(EX_TEMP) ;
+  }
+  tls_params() ;
+  if (fd_move(0, tlsrfd) < 0 || fd_move(1, tlswfd) < 0) strerr_diefu1sys(EX_TEMP, "move the TLS pipes to fds 0 and 1") ;
+  fd_close(ctlfd) ;
+  ctlfd = tlsrfd = tlswfd = -1 ;
+  if (unsetenv("SSLCTLFD") < 0 || unsetenv("SSLREADFD") < 0 || unsetenv("SSLWRITEFD") < 0) die_nomem() ;
+  if (ndelay_on(0) < 0 || ndelay_on(1) < 0) strerr_diefu1sys(EX_TEMP, "set the TLS pipes non-blocking") ;
+  tls = 1 ;
+  /* RFC 3207 4.2: forget everything the client said before */
+  seenhelo = 0 ;
+  esmtp = 0 ;
+  helo.len = 0 ;
+  reset_transaction() ;
+  ylog("tls", "ip", remoteip, "proto", tlsproto.s, "cipher", tlscipher.s, (char *)0) ;
+}
+
+/* ---------- AUTH (RFC 4954: PLAIN, LOGIN; only over TLS) ---------- */
+
+static stralloc resp = STRALLOC_ZERO ;     /* decoded responses: wiped */
+static stralloc who = STRALLOC_ZERO ;      /* the login being tried */
+static stralloc cpprog = STRALLOC_ZERO ;   /* the checkpassword program */
+
+/* Wipe what a password went through: the command line, the decoded
+ * responses, and the already consumed space of the input buffer. */
+static void auth_wipe (void)
+{
+  struct iovec v[2] ;
+  if (line.s) byte_zzero(line.s, line.a) ;
+  line.len = 0 ;
+  if (resp.s) byte_zzero(resp.s, resp.a) ;
+  resp.len = 0 ;
+  buffer_wpeek(&in, v) ;
+  for (unsigned int k = 0 ; k < 2 ; k++)
+    if (v[k].iov_len) byte_zzero(v[k].iov_base, v[k].iov_len) ;
+}
+
+/* A base64 response s[0..len) appended, decoded, to resp.  initial: "="
+ * is the empty initial response.  Returns 1, or 0 after an error reply
+ * ("*" cancels). */
+static int auth_decode (char const *s, size_t len, int initial)
+{
+  if (len == 1 && s[0] == '*') { errreply("501 5.0.0 authentication cancelled\r\n", "AUTH") ; return 0 ; }
+  if (initial && len == 1 && s[0] == '=') return 1 ;
+  int r = sasl_b64decode(&resp, s, len) ;
+  if (r < 0) die_nomem() ;
+  if (!r) { errreply("501 5.5.2 cannot decode the response\r\n", "AUTH") ; return 0 ; }
+  return 1 ;
+}
+
+/* 334 challenge, then the client's response, decoded into resp. */
+static int auth_read (char const *challenge)
+{
+  cat(&out, "334 ") ;
+  cat(&out, challenge) ;
+  reply("\r\n") ;
+  getcmdline() ;
+  size_t len = line.len - 1 ;
+  if (len && line.s[len-1] == '\r') len-- ;
+  if (len > SMTPCMD_MAX) { errreply("500 5.5.6 authentication exchange line is too long\r\n", "AUTH") ; return 0 ; }
+  return auth_decode(line.s, len, 0) ;
+}
+
+/* Failures after the first are answered late: 1 s, 2 s, 4 s, at most
+ * AUTHDELAY_MAX and the session's timeout. */
+static void auth_delay (void)
+{
+  if (authfails < 2) return ;
+  unsigned int d = 1 ;
+  for (unsigned int i = 2 ; i < authfails && d < AUTHDELAY_MAX ; i++) d <<= 1 ;
+  if (d > AUTHDELAY_MAX) d = AUTHDELAY_MAX ;
+  if (d > timeout) d = timeout ;
+  tain deadline ;
+  tain_now_g() ;
+  tain_addsec_g(&deadline, d) ;
+  while (tain_future(&deadline))
+    if (iopause_g(0, 0, &deadline) < 0 && errno != EINTR) break ;
+}
+
+static void auth_check (char const *mech, size_t userat, size_t userlen, size_t passat, size_t passlen)
+{
+  int r = CHECKPW_BAD, wstat = -1 ;
+  who.len = 0 ;
+  catb(&who, resp.s + userat, userlen) ;
+  if (!stralloc_0(&who)) die_nomem() ;
+  who.len-- ;
+  if (userlen && !memchr(who.s, 0, userlen))
+  {
+    if (!cpprog.len)
+    {
+      char const *x = getenv("CHECKPASSWORD") ;
+      if (x && *x) cat(&cpprog, x) ;
+      else if (!yubin_sibling(&cpprog, "yubin-checkpassword")) die_nomem() ;
+      if (!stralloc_0(&cpprog)) die_nomem() ;
+    }
+    /* the "extra" field: a timestamp, as qmail-smtpd's AUTH sends it */
+    char extra[ULONG_FMT * 2 + 4] ;
+    size_t n = ulong_fmt(extra, (unsigned long)getpid()) ;
+    extra[n++] = '.' ;
+    n += ulong_fmt(extra + n, (unsigned long)time(0)) ;
+    extra[n] = 0 ;
+    tain deadline ;
+    tain_now_g() ;
+    tain_addsec_g(&deadline, timeout) ;
+    r = checkpw_run(cpprog.s, "/bin/true", who.s, userlen, resp.s + passat, passlen, extra, &deadline, &wstat) ;
+    if (r < 0)
+    {
+      if (errno == E2BIG) r = CHECKPW_BAD ;
+      else
+      {
+        ylog("error", "ip", remoteip, "cmd", "AUTH", "code", "454", "reason", "checkpassword-spawn", "errno", strerror(errno), (char *)0) ;
+        r = CHECKPW_TEMP ;
+        wstat = -1 ;
+      }
+    }
+  }
+  auth_wipe() ;
+  if (r == CHECKPW_OK)
+  {
+    authed = 1 ;
+    authuser.len = 0 ;
+    catb(&authuser, who.s, who.len + 1) ;
+    authuser.len-- ;
+    ylog("auth", "ip", remoteip, "user", who.s, "mech", mech, (char *)0) ;
+    reply("235 2.7.0 Authentication successful\r\n") ;
+    return ;
+  }
+  if (r == CHECKPW_BAD)
+  {
+    authfails++ ;
+    ylog("auth-fail", "ip", remoteip, "user", who.s, "mech", mech, (char *)0) ;
+    auth_delay() ;
+    if (authfails >= MAXAUTHFAIL)
+    {
+      ylog("reject", "ip", remoteip, "cmd", "AUTH", "code", "421", "reason", "too-many-auth-failures", (char *)0) ;
+      reply("421 4.7.0 too many failed authentication attempts\r\n") ;
+      flush() ;
+      _exit(0) ;
+    }
+    reply("535 5.7.8 Authentication credentials invalid\r\n") ;
+    return ;
+  }
+  {
+    char st[INT_FMT + 8] ;
+    if (wstat == -1) strcpy(st, "timeout") ;
+    else if (WIFSIGNALED(wstat)) { memcpy(st, "signal-", 7) ; st[7 + uint_fmt(st + 7, WTERMSIG(wstat))] = 0 ; }
+    else st[uint_fmt(st, WEXITSTATUS(wstat))] = 0 ;
+    ylog("error", "ip", remoteip, "cmd", "AUTH", "user", who.s, "code", "454", "reason", "checkpassword", "status", st, (char *)0) ;
+  }
+  reply("454 4.7.0 Temporary authentication failure\r\n") ;
+}
+
+static void smtp_auth (struct smtpcmd const *c)
+{
+  if (!tls)
+  {
+    auth_wipe() ;
+    ylog("reject", "ip", remoteip, "cmd", "AUTH", "code", "538", "reason", "no-tls", (char *)0) ;
+    errreply("538 5.7.11 Encryption required for requested authentication mechanism\r\n", "AUTH") ;
+    return ;
+  }
+  if (authed) { auth_wipe() ; errreply("503 5.5.1 already authenticated\r\n", "AUTH") ; return ; }
+  if (!seenhelo || !esmtp) { auth_wipe() ; errreply("503 5.5.1 send EHLO first\r\n", "AUTH") ; return ; }
+  if (seenmail) { auth_wipe() ; errreply("503 5.5.1 AUTH not allowed in a mail transaction\r\n", "AUTH") ; return ; }
+  if (c->error) { auth_wipe() ; errreply("501 5.5.4 syntax: AUTH mechanism [initial-response]\r\n", "AUTH") ; return ; }
+  char const *a = line.s + c->arg ;
+  size_t alen = c->arglen, m = 0 ;
+  while (m < alen && a[m] != ' ' && a[m] != '\t') m++ ;
+  size_t ir = m ;
+  while (ir < alen && (a[ir] == ' ' || a[ir] == '\t')) ir++ ;
+  int hasir = ir < alen ;
+  if (hasir && (memchr(a + ir, ' ', alen - ir) || memchr(a + ir, '\t', alen - ir)))
+  {
+    auth_wipe() ;
+    errreply("501 5.5.4 syntax: AUTH mechanism [initial-response]\r\n", "AUTH") ;
+    return ;
+  }
+  resp.len = 0 ;
+  if (!stralloc_ready(&resp, 1)) die_nomem() ;
+  if (m == 5 && case_equalb(a, 5, "PLAIN"))
+  {
+    struct sasl_plain p ;
+    if (!(hasir ? auth_decode(a + ir, alen - ir, 1) : auth_read(""))) goto end ;
+    if (!sasl_plain_split(resp.s, resp.len, &p))
+    {
+      errreply("501 5.5.2 malformed PLAIN response\r\n", "AUTH") ;
+      goto end ;
+    }
+    if (p.authzidlen && (p.authzidlen != p.authcidlen || !case_equalb(resp.s + p.authzid, p.authzidlen, resp.s + p.authcid)))
+    {
+      errreply("535 5.7.8 authorization identity must be the authentication identity\r\n", "AUTH") ;
+      goto end ;
+    }
+    auth_check("PLAIN", p.authcid, p.authcidlen, p.passwd, p.passwdlen) ;
+  }
+  else if (m == 5 && case_equalb(a, 5, "LOGIN"))
+  {
+    /* "Username:", "Password:" */
+    if (!(hasir ? auth_decode(a + ir, alen - ir, 1) : auth_read("VXNlcm5hbWU6"))) goto end ;
+    size_t userlen = resp.len ;
+    if (!auth_read("UGFzc3dvcmQ6")) goto end ;
+    if (memchr(resp.s, 0, resp.len))
+    {
+      errreply("501 5.5.2 NUL byte in LOGIN response\r\n", "AUTH") ;
+      goto end ;
+    }
+    auth_check("LOGIN", 0, userlen, userlen, resp.len - userlen) ;
+  }
+  else errreply("504 5.5.4 unrecognized authentication type\r\n", "AUTH") ;
+ end:
+  auth_wipe() ;
+}
+
 /* ---------- main ---------- */
 
-int main (void)
+int main (int argc, char const *const *argv)
 {
+  {
+    subgetopt l = SUBGETOPT_ZERO ;
+    for (;;)
+    {
+      int opt = subgetopt_r(argc, argv, "s", &l) ;
+      if (opt == -1) break ;
+      switch (opt)
+      {
+        case 's' : submission = 1 ; break ;
+        default : strerr_dieusage(EX_PERM, USAGE) ;
+      }
+    }
+    if (l.ind < argc) strerr_dieusage(EX_PERM, USAGE) ;
+  }
   remoteip = getenv("TCPREMOTEIP") ;
   if (!remoteip || !*remoteip) remoteip = "unknown" ;
   remotehost = getenv("TCPREMOTEHOST") ;
@@ -963,20 +1407,34 @@ int main (void)
   if (sig_restore(SIGCHLD) < 0) strerr_diefu1sys(EX_TEMP, "restore SIGCHLD") ;
   if (ndelay_on(0) < 0) strerr_diefu1sys(EX_TEMP, "set fd 0 non-blocking") ;
   if (ndelay_on(1) < 0) strerr_diefu1sys(EX_TEMP, "set fd 1 non-blocking") ;
+  tls_init() ;
 
   if (control_readline(&me, "me", "localhost") < 0) die_control("me") ;
   if (!me.len) { cat(&me, "localhost") ; if (!stralloc_0(&me)) die_nomem() ; me.len-- ; }
   {
     unsigned long t ;
-    if (control_readulong(&t, "timeoutsmtpd", TIMEOUT_DEFAULT) < 0) die_control("timeoutsmtpd") ;
+    if (!env_ulong("TIMEOUTSMTPD", &t)
+     && control_readulong(&t, "timeoutsmtpd", TIMEOUT_DEFAULT) < 0) die_control("timeoutsmtpd") ;
     if (!t) t = TIMEOUT_DEFAULT ;
     if (t > 86400) t = 86400 ;
     timeout = t ;
   }
   {
+    unsigned long a ;
+    char const *x = getenv("ANYSENDER") ;
+    if (x) anysender = *x && strcmp(x, "0") ;
+    else if (control_readulong(&a, "submission_anysender", 0) < 0) die_control("submission_anysender") ;
+    else anysender = !!a ;
+  }
+  {
     stralloc g = STRALLOC_ZERO ;
-    int r = control_readline(&g, "smtpgreeting", 0) ;
+    char const *x = getenv("SMTPGREETING") ;
+    int r = 1 ;
+    if (x) cat(&g, x) ;
+    else r = control_readline(&g, "smtpgreeting", 0) ;
     if (r < 0) die_control("smtpgreeting") ;
+    for (size_t i = 0 ; i < g.len ; i++)
+      if (g.s[i] == '\r' || g.s[i] == '\n') g.len = i ;
     cat(&out, "220 ") ;
     if (r > 0 && g.len) catb(&out, g.s, g.len) ;
     else { catb(&out, me.s, me.len) ; cat(&out, " ESMTP yubin") ; }
@@ -999,6 +1457,8 @@ int main (void)
       case SMTPCMD_MAIL : smtp_mail(&c) ; break ;
       case SMTPCMD_RCPT : smtp_rcpt(&c) ; break ;
       case SMTPCMD_DATA : smtp_data(&c) ; break ;
+      case SMTPCMD_STARTTLS : smtp_starttls(&c) ; break ;
+      case SMTPCMD_AUTH : smtp_auth(&c) ; break ;
       case SMTPCMD_RSET :
         if (c.error) { errreply("501 5.5.4 syntax: RSET\r\n", "RSET") ; break ; }
         reset_transaction() ;
@@ -1019,7 +1479,7 @@ int main (void)
         reply("252 2.5.2 send some mail, I'll try my best\r\n") ;
         break ;
       case SMTPCMD_HELP :
-        reply("214 2.0.0 commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP\r\n") ;
+        reply("214 2.0.0 commands: HELO EHLO STARTTLS AUTH MAIL RCPT DATA RSET NOOP QUIT VRFY HELP\r\n") ;
         break ;
       case SMTPCMD_EMPTY :
         errreply("500 5.5.2 empty command\r\n", "") ;

@@ -1,0 +1,228 @@
+/* yubin-checkpassword: the checkpassword interface over <root>/users/passwd.
+ *
+ *   yubin-checkpassword prog...
+ *
+ * Reads login\0password\0extra\0 (at most 512 bytes) on fd 3, checks the
+ * password against the user's scrypt hash (password.h), and on success
+ * becomes the user where it can and execs prog with USER, HOME and SHELL
+ * set.  Exit 1: bad credentials; 2: misuse; 111: temporary trouble.
+ * See yubin-checkpassword.8 for privileges (it may be installed setgid to
+ * the group that owns users/passwd). */
+
+#include <errno.h>
+#include <grp.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include <skalibs/bytestr.h>
+#include <skalibs/djbunix.h>
+#include <skalibs/stralloc.h>
+#include <skalibs/strerr.h>
+#include <skalibs/types.h>
+
+#include "password.h"
+#include "root.h"
+
+#define USAGE "yubin-checkpassword prog..."
+#define EX_BAD 1
+#define EX_MISUSE 2
+#define EX_TEMP 111
+#define INPUT_MAX 512
+#define NAME_MAX_LEN 64
+
+char const *PROG = "yubin-checkpassword" ;
+
+/* A hash of a random password with the default parameters: verified when
+ * the user is unknown or has no usable hash, so that a wrong user name
+ * costs the same time as a wrong password. */
+static char const dummy_hash[] = "$scrypt$ln=15,r=8,p=1$BE54nxuF0dKq8mos74Pd4w$NbwZ0qJGNga+4XuOKRGEf1rHW3z4w1INQj6v1MbwTfM" ;
+
+static char up[INPUT_MAX + 1] ;
+static size_t uplen = 0 ;
+static stralloc text = STRALLOC_ZERO ;   /* users/passwd: holds hashes, wiped */
+
+static void wipe (void)
+{
+  byte_zzero(up, sizeof(up)) ;
+  if (text.s) byte_zzero(text.s, text.a) ;
+}
+
+static void die (int code, char const *s1, char const *s2) gccattr_noreturn ;
+static void die (int code, char const *s1, char const *s2)
+{
+  wipe() ;
+  if (s1) strerr_dief(code, s1, s2 ? s2 : "") ;
+  _exit(code) ;
+}
+
+static void diesys (int code, char const *s1, char const *s2) gccattr_noreturn ;
+static void diesys (int code, char const *s1, char const *s2)
+{
+  int e = errno ;
+  wipe() ;
+  errno = e ;
+  strerr_diefusys(code, s1, s2 ? s2 : "") ;
+}
+
+/* A setgid (not setuid) run trusts no environment: its instance is the
+ * one it is installed in (<root>/bin/yubin-checkpassword), provided that
+ * instance's users/passwd belongs to the group it runs as; otherwise the
+ * compiled-in root (yubin_root() ignores the environment when setgid). */
+static int passwd_path (stralloc *sa)
+{
+  if (getegid() != getgid() && geteuid() == getuid())
+  {
+    char buf[PATH_MAX] ;
+    ssize_t r = readlink("/proc/self/exe", buf, sizeof(buf) - 1) ;
+    if (r > 0)
+    {
+      buf[r] = 0 ;
+      char *slash = strrchr(buf, '/') ;
+      if (slash && slash > buf)
+      {
+        *slash = 0 ;
+        slash = strrchr(buf, '/') ;
+        if (slash && slash > buf && !strcmp(slash, "/bin"))
+        {
+          struct stat st ;
+          *slash = 0 ;
+          sa->len = 0 ;
+          if (!stralloc_cats(sa, buf) || !stralloc_cats(sa, "/users/passwd") || !stralloc_0(sa)) return 0 ;
+          if (!stat(sa->s, &st) && st.st_gid == getegid()) return 1 ;
+        }
+      }
+    }
+  }
+  return yubin_path(sa, "users/passwd") ;
+}
+
+struct user
+{
+  char const *hash ;     /* NUL-terminated in text */
+  uid_t uid ;
+  gid_t gid ;
+  char const *home ;     /* NUL-terminated in text */
+  char name[NAME_MAX_LEN + 1] ;
+} ;
+
+/* Find login (any case) in text: 1 found (fields NUL-terminated in place),
+ * 0 not found, -1 its line is malformed. */
+static int find_user (char const *login, size_t loginlen, struct user *u)
+{
+  size_t pos = 0 ;
+  while (pos < text.len)
+  {
+    char *l = text.s + pos ;
+    size_t len = byte_chr(l, text.len - pos, '\n') ;
+    pos += len + 1 ;
+    if (len && l[len-1] == '\r') len-- ;
+    size_t c1 = byte_chr(l, len, ':') ;
+    if (c1 != loginlen || !case_equalb(l, loginlen, login)) continue ;
+    if (c1 >= len) return -1 ;
+    char *f[5] ;
+    size_t k = 0, start = 0 ;
+    for (size_t i = 0 ; i <= len && k < 4 ; i++)
+      if (i == len || l[i] == ':')
+      {
+        f[k++] = l + start ;
+        if (i < len) l[i] = 0 ;
+        start = i + 1 ;
+      }
+    if (k < 4 || start > len) return -1 ;
+    f[4] = l + start ;
+    l[len] = 0 ;
+    uint32_t id ;
+    if (!*f[2] || f[2][uint32_scan(f[2], &id)]) return -1 ;
+    u->uid = id ;
+    if (!*f[3] || f[3][uint32_scan(f[3], &id)]) return -1 ;
+    u->gid = id ;
+    if (f[4][0] != '/') return -1 ;
+    u->hash = f[1] ;
+    u->home = f[4] ;
+    memcpy(u->name, l, loginlen) ;
+    u->name[loginlen] = 0 ;
+    case_lowerb(u->name, loginlen) ;
+    return 1 ;
+  }
+  return 0 ;
+}
+
+int main (int argc, char const *const *argv)
+{
+  if (argc < 2) strerr_dieusage(EX_MISUSE, USAGE) ;
+
+  /* login\0password\0extra\0 on fd 3 */
+  for (;;)
+  {
+    ssize_t r = read(3, up + uplen, sizeof(up) - uplen) ;
+    if (r < 0)
+    {
+      if (errno == EINTR) continue ;
+      diesys(errno == EBADF ? EX_MISUSE : EX_TEMP, "read fd 3", 0) ;
+    }
+    if (!r) break ;
+    uplen += r ;
+    if (uplen > INPUT_MAX) die(EX_MISUSE, "more than 512 bytes on fd 3", 0) ;
+  }
+  close(3) ;
+  char const *login = up ;
+  size_t loginlen = byte_chr(up, uplen, 0) ;
+  if (loginlen >= uplen) die(EX_MISUSE, "malformed input on fd 3", 0) ;
+  char const *pass = up + loginlen + 1 ;
+  if (byte_chr(pass, uplen - loginlen - 1, 0) >= uplen - loginlen - 1) die(EX_MISUSE, "malformed input on fd 3", 0) ;
+
+  stralloc fn = STRALLOC_ZERO ;
+  if (!passwd_path(&fn)) diesys(EX_TEMP, "allocate memory", 0) ;
+  if (!openslurpclose(&text, fn.s)) diesys(EX_TEMP, "read ", fn.s) ;
+  if (!stralloc_0(&text)) diesys(EX_TEMP, "allocate memory", 0) ;
+  text.len-- ;
+
+  struct user u = { .hash = 0 } ;
+  int found = 0 ;
+  if (loginlen && loginlen <= NAME_MAX_LEN && !memchr(login, ':', loginlen) && !memchr(login, '\n', loginlen))
+  {
+    found = find_user(login, loginlen, &u) ;
+    if (found < 0) die(EX_TEMP, fn.s, ": malformed line for the user") ;
+  }
+  int real = found && u.hash[0] == '$' ;
+  int ok = password_verify(real ? u.hash : dummy_hash, pass) ;
+  if (ok < 0) diesys(EX_TEMP, "verify the password", 0) ;
+  if (!real) ok = 0 ;
+  byte_zzero(up, sizeof(up)) ;
+  if (!ok) die(EX_BAD, 0, 0) ;
+
+  /* Good credentials.  Keep what we need, wipe the hashes. */
+  stralloc home = STRALLOC_ZERO ;
+  if (!stralloc_cats(&home, u.home) || !stralloc_0(&home)) diesys(EX_TEMP, "allocate memory", 0) ;
+  uid_t uid = u.uid ;
+  gid_t gid = u.gid ;
+  wipe() ;
+  stralloc_free(&text) ;
+  stralloc_free(&fn) ;
+
+  /* privileges: root becomes the user; setgid drops its group; anyone
+     else stays who it is */
+  if (!geteuid())
+  {
+    if (!uid) strerr_dief(EX_TEMP, "refusing to run ", argv[1], " as root for user ", u.name) ;
+    if (setgroups(1, &gid) < 0) strerr_diefusys(EX_TEMP, "setgroups") ;
+    if (setresgid(gid, gid, gid) < 0) strerr_diefusys(EX_TEMP, "setgid") ;
+    if (setresuid(uid, uid, uid) < 0) strerr_diefusys(EX_TEMP, "setuid") ;
+  }
+  else
+  {
+    gid_t g = getgid() ;
+    uid_t x = getuid() ;
+    if (setresgid(g, g, g) < 0) strerr_diefusys(EX_TEMP, "drop the group") ;
+    if (setresuid(x, x, x) < 0) strerr_diefusys(EX_TEMP, "drop the user") ;
+  }
+  if (chdir(home.s) < 0 && getuid() == uid) strerr_diefusys(EX_TEMP, "chdir to ", home.s) ;
+  if (setenv("USER", u.name, 1) < 0 || setenv("HOME", home.s, 1) < 0 || setenv("SHELL", "/bin/false", 1) < 0)
+    strerr_diefusys(EX_TEMP, "set the environment") ;
+  stralloc_free(&home) ;
+  execvp(argv[1], (char *const *)argv + 1) ;
+  strerr_diefusys(EX_TEMP, "exec ", argv[1]) ;
+}
