@@ -2,20 +2,31 @@
  * ban repeat offenders (nftables set, tcprules deny list, program hook).
  * See yubin-banwatch.8 and yubin-banwatch.conf.5. */
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/inotify.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <skalibs/allreadwrite.h>
 #include <skalibs/buffer.h>
 #include <skalibs/djbunix.h>
 #include <skalibs/genalloc.h>
+#include <skalibs/iopause.h>
 #include <skalibs/random.h>
+#include <skalibs/selfpipe.h>
 #include <skalibs/sgetopt.h>
+#include <skalibs/socket.h>
 #include <skalibs/stralloc.h>
 #include <skalibs/strerr.h>
 
@@ -152,12 +163,6 @@ static void aindex_del (aindex *ix, banaddr const *k)
   }
   ix->s[i].val = 0 ;
   ix->used-- ;
-}
-
-__attribute__((unused)) static void aindex_free (aindex *ix)
-{
-  free(ix->s) ;
-  ix->s = 0 ; ix->mask = 0 ; ix->used = 0 ;
 }
 
 /* ======================================================================
@@ -956,7 +961,7 @@ static void hist_add (hist *h, int64_t t)
 }
 
 /* forget history older than history_ms */
-__attribute__((unused)) static void hist_sweep (void)
+static void hist_sweep (void)
 {
   for (size_t i = 0 ; i < genalloc_len(hist, &hists) ; i++)
   {
@@ -1014,6 +1019,42 @@ static void say_ban (char const *verb, ban const *b, int64_t dur, unsigned int p
   else ylog(verb, "ip", a, "jail", jail_name(b->jail), (char *)0) ;
 }
 
+/* a new entry in the ban table, nothing else */
+static ban *ban_insert (banaddr const *k, int64_t start, int64_t until, uint32_t acts, unsigned int jidx)
+{
+  uint32_t idx ;
+  if (genalloc_len(uint32_t, &banfree))
+  {
+    idx = genalloc_s(uint32_t, &banfree)[genalloc_len(uint32_t, &banfree) - 1] ;
+    genalloc_setlen(uint32_t, &banfree, genalloc_len(uint32_t, &banfree) - 1) ;
+  }
+  else
+  {
+    ban z ;
+    memset(&z, 0, sizeof z) ;
+    if (!genalloc_append(ban, &bans, &z)) strerr_diefu1sys(111, "grow the ban table") ;
+    idx = genalloc_len(ban, &bans) - 1 ;
+  }
+  ban *b = BAN(idx) ;
+  b->key = *k ; b->start = start ; b->until = until ; b->actions = acts ;
+  b->jail = jidx ; b->live = 1 ; b->gen++ ;
+  aindex_put(&banix, k, idx + 1) ;
+  nactive++ ;
+  heap_push(until, idx, b->gen) ;
+  return b ;
+}
+
+/* forget a ban, nothing else */
+static void ban_drop (ban *b)
+{
+  aindex_del(&banix, &b->key) ;
+  b->live = 0 ;
+  b->gen++ ;
+  nactive-- ;
+  uint32_t idx = b - BAN(0) ;
+  if (!genalloc_append(uint32_t, &banfree, &idx)) strerr_diefu1sys(111, "grow the ban table") ;
+}
+
 /* ban key for dur ms from jail (or JAIL_MANUAL with the given actions) */
 static void ban_add (banaddr const *k, unsigned int jidx, int64_t dur, uint32_t acts, unsigned int prior)
 {
@@ -1037,25 +1078,7 @@ static void ban_add (banaddr const *k, unsigned int jidx, int64_t dur, uint32_t 
   }
   else
   {
-    uint32_t idx ;
-    if (genalloc_len(uint32_t, &banfree))
-    {
-      idx = genalloc_s(uint32_t, &banfree)[genalloc_len(uint32_t, &banfree) - 1] ;
-      genalloc_setlen(uint32_t, &banfree, genalloc_len(uint32_t, &banfree) - 1) ;
-    }
-    else
-    {
-      ban z ;
-      memset(&z, 0, sizeof z) ;
-      if (!genalloc_append(ban, &bans, &z)) strerr_diefu1sys(111, "grow the ban table") ;
-      idx = genalloc_len(ban, &bans) - 1 ;
-    }
-    b = BAN(idx) ;
-    b->key = *k ; b->start = now ; b->until = until ; b->actions = acts ;
-    b->jail = jidx ; b->live = 1 ; b->gen++ ;
-    aindex_put(&banix, k, idx + 1) ;
-    nactive++ ;
-    heap_push(until, idx, b->gen) ;
+    b = ban_insert(k, now, until, acts, jidx) ;
     journal_ban(b) ;
     actions_ban(b, acts, 0) ;
   }
@@ -1072,13 +1095,8 @@ static void ban_remove (ban *b, char const *why)
   actions_unban(b) ;
   journal_unban(&b->key) ;
   say_ban(why, b, 0, 0) ;
-  aindex_del(&banix, &b->key) ;
-  b->live = 0 ;
-  b->gen++ ;
-  nactive-- ;
+  ban_drop(b) ;
   st_unbans++ ;
-  uint32_t idx = b - BAN(0) ;
-  if (!genalloc_append(uint32_t, &banfree, &idx)) strerr_diefu1sys(111, "grow the ban table") ;
 }
 
 static void bans_expire (void)
@@ -1152,7 +1170,7 @@ static fcount *counter_get (jail *j, banaddr const *k, int64_t **ring)
   return genalloc_s(fcount, &j->recs) + idx ;
 }
 
-__attribute__((unused)) static void counter_reset (banaddr const *k)
+static void counter_reset (banaddr const *k)
 {
   for (size_t i = 0 ; i < genalloc_len(jail, &jails) ; i++)
   {
@@ -1329,7 +1347,19 @@ static void reader_finish (reader *r, uint16_t const *jl, size_t n)
 
 /* read fd until EOF or EAGAIN; returns bytes read, -1 on error, and sets
  * *eof on end of file */
-static ssize_t reader_fill (reader *r, int fd, uint16_t const *jl, size_t n, int *eof)
+#define TAILN 64
+
+/* keep the last TAILN bytes read from a file (truncation check) */
+static void tail_update (char *tail, size_t *taillen, char const *p, size_t w)
+{
+  if (w >= TAILN) { memcpy(tail, p + w - TAILN, TAILN) ; *taillen = TAILN ; return ; }
+  size_t keep = *taillen < TAILN - w ? *taillen : TAILN - w ;
+  memmove(tail, tail + *taillen - keep, keep) ;
+  memcpy(tail + keep, p, w) ;
+  *taillen = keep + w ;
+}
+
+static ssize_t reader_fill (reader *r, int fd, uint16_t const *jl, size_t n, int *eof, char *tail, size_t *taillen)
 {
   ssize_t total = 0 ;
   *eof = 0 ;
@@ -1343,6 +1373,7 @@ static ssize_t reader_fill (reader *r, int fd, uint16_t const *jl, size_t n, int
       return -1 ;
     }
     if (!w) { *eof = 1 ; break ; }
+    if (tail) tail_update(tail, taillen, r->buf + r->len, w) ;
     r->len += w ;
     total += w ;
     reader_lines(r, jl, n) ;
@@ -1351,13 +1382,1408 @@ static ssize_t reader_fill (reader *r, int fd, uint16_t const *jl, size_t n, int
 }
 
 /* ======================================================================
+ * journal: <confdir>/journal, one line per ban and unban, compacted on
+ * start and when it grows; history lines keep what growing ban times and
+ * recidive need
+ *   B start until actions jail key     U time key     H t,t,t key
+ * ====================================================================== */
+
+static char *journal_path ;
+static int journal_fd = -1 ;
+static stralloc jbuf = STRALLOC_ZERO ;   /* records not yet written */
+static uint64_t journal_size = 0, journal_base = 0 ;
+
+static int cat_key (stralloc *sa, banaddr const *k)
+{
+  char a[BANADDR_FMT] ;
+  return stralloc_catb(sa, a, banaddr_fmt(a, k)) ;
+}
+
+static int cat_i64 (stralloc *sa, int64_t v)
+{
+  char tmp[24] ;
+  return stralloc_catb(sa, tmp, (size_t)snprintf(tmp, sizeof tmp, "%lld", (long long)v)) ;
+}
+
+static int cat_actions (stralloc *sa, uint32_t acts)
+{
+  int first = 1 ;
+  for (size_t i = 0 ; i < genalloc_len(action, &actions) ; i++)
+  {
+    if (!(acts & ((uint32_t)1 << i))) continue ;
+    if (!first && !stralloc_catb(sa, ",", 1)) return 0 ;
+    if (!stralloc_cats(sa, ACTION(i)->name)) return 0 ;
+    first = 0 ;
+  }
+  return first ? stralloc_catb(sa, "-", 1) : 1 ;
+}
+
+static int cat_banrec (stralloc *sa, ban const *b)
+{
+  return stralloc_catb(sa, "B ", 2) && cat_i64(sa, b->start) && stralloc_catb(sa, " ", 1)
+      && cat_i64(sa, b->until) && stralloc_catb(sa, " ", 1) && cat_actions(sa, b->actions)
+      && stralloc_catb(sa, " ", 1) && stralloc_cats(sa, jail_name(b->jail))
+      && stralloc_catb(sa, " ", 1) && cat_key(sa, &b->key) && stralloc_catb(sa, "\n", 1) ;
+}
+
+static void journal_ban (ban const *b)
+{
+  if (replaying) return ;
+  if (!cat_banrec(&jbuf, b)) strerr_diefu1sys(111, "write the journal") ;
+}
+
+static void journal_unban (banaddr const *k)
+{
+  if (replaying) return ;
+  if (!stralloc_catb(&jbuf, "U ", 2) || !cat_i64(&jbuf, now) || !stralloc_catb(&jbuf, " ", 1)
+   || !cat_key(&jbuf, k) || !stralloc_catb(&jbuf, "\n", 1)) strerr_diefu1sys(111, "write the journal") ;
+}
+
+static void journal_compact (void)
+{
+  stralloc sa = STRALLOC_ZERO ;
+  hist_sweep() ;
+  if (!stralloc_cats(&sa, "# yubin-banwatch journal (B start until actions jail key, U time key, H times key)\n"))
+    strerr_diefu1sys(111, "compact the journal") ;
+  for (size_t i = 0 ; i < genalloc_len(hist, &hists) ; i++)
+  {
+    hist const *h = HIST(i) ;
+    if (!h->key.family || !h->n) continue ;
+    if (!stralloc_catb(&sa, "H ", 2)) strerr_diefu1sys(111, "compact the journal") ;
+    for (unsigned int k = h->n ; k-- ; )
+      if (!cat_i64(&sa, h->t[k]) || !stralloc_catb(&sa, k ? "," : " ", 1)) strerr_diefu1sys(111, "compact the journal") ;
+    if (!cat_key(&sa, &h->key) || !stralloc_catb(&sa, "\n", 1)) strerr_diefu1sys(111, "compact the journal") ;
+  }
+  for (size_t i = 0 ; i < genalloc_len(ban, &bans) ; i++)
+    if (BAN(i)->live && !cat_banrec(&sa, BAN(i))) strerr_diefu1sys(111, "compact the journal") ;
+  if (!openwritenclose_suffix_sync(journal_path, sa.s, sa.len, ".tmp"))
+    strerr_diefu2sys(111, "write ", journal_path) ;
+  if (journal_fd >= 0) fd_close(journal_fd) ;
+  journal_fd = openc_append(journal_path) ;
+  if (journal_fd < 0) strerr_diefu2sys(111, "open ", journal_path) ;
+  journal_size = journal_base = sa.len ;
+  stralloc_free(&sa) ;
+}
+
+static void journal_flush (void)
+{
+  if (!jbuf.len) return ;
+  if (allwrite(journal_fd, jbuf.s, jbuf.len) < jbuf.len || fd_sync(journal_fd) < 0)
+    strerr_warnwu2sys("write ", journal_path) ;
+  journal_size += jbuf.len ;
+  jbuf.len = 0 ;
+  if (journal_size > 65536 && journal_size > 4 * journal_base) journal_compact() ;
+}
+
+static unsigned int jail_byname (char const *name)
+{
+  for (size_t i = 0 ; i < genalloc_len(jail, &jails) ; i++)
+    if (!strcmp(JAIL(i)->name, name)) return i ;
+  return JAIL_MANUAL ;
+}
+
+static uint32_t actions_byname (char *list)
+{
+  uint32_t acts = 0 ;
+  for (char *p = strtok(list, ",") ; p ; p = strtok(0, ","))
+  {
+    unsigned int a = action_find(p) ;
+    if (a != (unsigned int)-1) acts |= (uint32_t)1 << a ;
+  }
+  return acts ;
+}
+
+static int scan_i64 (char const *s, int64_t *v)
+{
+  char *end ;
+  errno = 0 ;
+  long long x = strtoll(s, &end, 10) ;
+  if (!*s || *end || errno) return 0 ;
+  *v = x ;
+  return 1 ;
+}
+
+typedef struct fsaved_s fsaved ;
+struct fsaved_s { banaddr key ; unsigned int jail ; int64_t t ; } ;
+static genalloc fsaved_list = GENALLOC_ZERO ;   /* fsaved */
+
+/* at stop: the failures still counting, so a restart does not forget them */
+static void counters_save (void)
+{
+  for (size_t i = 0 ; i < genalloc_len(jail, &jails) ; i++)
+  {
+    jail const *j = JAIL(i) ;
+    if (FILTER(j->filter)->type == F_RECIDIVE) continue ;
+    for (size_t r = 0 ; r < genalloc_len(fcount, &j->recs) ; r++)
+    {
+      fcount const *c = genalloc_s(fcount, &j->recs) + r ;
+      int64_t const *ring = genalloc_s(int64_t, &j->ring) + r * j->maxretry ;
+      int first = 1 ;
+      if (!c->key.family || !c->n || c->last < now - j->findtime) continue ;
+      if (!stralloc_catb(&jbuf, "F ", 2) || !stralloc_cats(&jbuf, j->name) || !stralloc_catb(&jbuf, " ", 1))
+        strerr_diefu1sys(111, "write the journal") ;
+      for (unsigned int k = 0 ; k < c->n ; k++)
+      {
+        if (ring[k] < now - j->findtime) continue ;
+        if ((!first && !stralloc_catb(&jbuf, ",", 1)) || !cat_i64(&jbuf, ring[k])) strerr_diefu1sys(111, "write the journal") ;
+        first = 0 ;
+      }
+      if (!stralloc_catb(&jbuf, " ", 1) || !cat_key(&jbuf, &c->key) || !stralloc_catb(&jbuf, "\n", 1))
+        strerr_diefu1sys(111, "write the journal") ;
+    }
+  }
+}
+
+static void counters_restore (void)
+{
+  fsaved const *f = genalloc_s(fsaved, &fsaved_list) ;
+  for (size_t i = 0 ; i < genalloc_len(fsaved, &fsaved_list) ; i++)
+    if (f[i].t >= now - JAIL(f[i].jail)->findtime) jail_fail(f[i].jail, &f[i].key, f[i].t, 1) ;
+  genalloc_free(fsaved, &fsaved_list) ;
+}
+
+static void journal_load (void)
+{
+  stralloc sa = STRALLOC_ZERO ;
+  unsigned int lineno = 0, bad = 0 ;
+  if (!openslurpclose(&sa, journal_path))
+  {
+    if (errno == ENOENT) return ;
+    strerr_diefu2sys(111, "read ", journal_path) ;
+  }
+  if (!stralloc_0(&sa)) strerr_diefu1sys(111, "read the journal") ;
+  for (char *p = sa.s ; *p ; )
+  {
+    char *nl = strchr(p, '\n'), *w[7] ;
+    unsigned int n = 0 ;
+    if (!nl) break ;   /* a torn last record */
+    *nl = 0 ;
+    lineno++ ;
+    for (char *q = strtok(p, " ") ; q && n < 7 ; q = strtok(0, " ")) w[n++] = q ;
+    p = nl + 1 ;
+    if (!n || w[0][0] == '#') continue ;
+    banaddr k ;
+    int64_t t1, t2 ;
+    if (w[0][0] == 'B' && n == 6 && scan_i64(w[1], &t1) && scan_i64(w[2], &t2)
+     && banaddr_scancidr(&k, w[5], strlen(w[5])))
+    {
+      uint32_t acts = actions_byname(w[3]) ;
+      unsigned int j = jail_byname(w[4]) ;
+      ban *b = ban_find(&k) ;
+      if (!b) ban_insert(&k, t1, t2, acts, j) ;
+      else if (t2 > b->until)
+      {
+        b->until = t2 ; b->start = t1 ; b->jail = j ; b->actions |= acts ; b->gen++ ;
+        heap_push(t2, b - BAN(0), b->gen) ;
+      }
+      hist *h = hist_get(&k) ;
+      if (!h->n || h->t[0] < t1) hist_add(h, t1) ;
+    }
+    else if (w[0][0] == 'U' && n == 3 && scan_i64(w[1], &t1) && banaddr_scancidr(&k, w[2], strlen(w[2])))
+    {
+      ban *b = ban_find(&k) ;
+      if (b) ban_drop(b) ;
+    }
+    else if (w[0][0] == 'F' && n == 4 && banaddr_scancidr(&k, w[3], strlen(w[3])))
+    {
+      /* failure counts saved at the last stop: counted again once the
+       * bans are known */
+      unsigned int j = jail_byname(w[1]) ;
+      if (j == JAIL_MANUAL) continue ;
+      for (char *q = strtok(w[2], ",") ; q ; q = strtok(0, ","))
+      {
+        fsaved f = { k, j, 0 } ;
+        if (scan_i64(q, &f.t) && !genalloc_append(fsaved, &fsaved_list, &f)) strerr_diefu1sys(111, "read the journal") ;
+      }
+    }
+    else if (w[0][0] == 'H' && n == 3 && banaddr_scancidr(&k, w[2], strlen(w[2])))
+    {
+      hist *h = hist_get(&k) ;
+      for (char *q = strtok(w[1], ",") ; q ; q = strtok(0, ","))
+        if (scan_i64(q, &t1) && (!h->n || h->t[0] < t1)) hist_add(h, t1) ;
+    }
+    else bad++ ;
+  }
+  stralloc_free(&sa) ;
+  if (bad)
+  {
+    char tmp[16] ;
+    snprintf(tmp, sizeof tmp, "%u", bad) ;
+    strerr_warnw("ignored ", tmp, " malformed lines in ", journal_path) ;
+  }
+  /* bans that ran out while we were down */
+  for (size_t i = 0 ; i < genalloc_len(ban, &bans) ; i++)
+    if (BAN(i)->live && BAN(i)->until <= now) ban_drop(BAN(i)) ;
+}
+
+/* recidive counters from the ban history */
+static void recidive_rebuild (void)
+{
+  for (size_t r = 0 ; r < genalloc_len(jail, &jails) ; r++)
+  {
+    if (FILTER(JAIL(r)->filter)->type != F_RECIDIVE) continue ;
+    for (size_t i = 0 ; i < genalloc_len(hist, &hists) ; i++)
+    {
+      hist const *h = HIST(i) ;
+      if (!h->key.family) continue ;
+      for (unsigned int k = h->n ; k-- ; )
+        if (h->t[k] >= now - JAIL(r)->findtime) jail_fail(r, &h->key, h->t[k], 1) ;
+    }
+  }
+}
+
+/* ======================================================================
+ * actions: nft (a batch per round, one nft process at a time),
+ * tcprules (the deny list rebuilt when bans change), exec (a program per
+ * event, one at a time)
+ * ====================================================================== */
+
+typedef struct xevent_s xevent ;
+struct xevent_s { char ev[8] ; banaddr key ; uint16_t jail ; int64_t secs ; } ;
+static genalloc xevents[MAXACTIONS] ;   /* xevent, per exec action */
+
+static int64_t ceil_secs (int64_t ms)
+{
+  int64_t s = (ms + 999) / 1000 ;
+  return s < 1 ? 1 : s ;
+}
+
+static void nft_setname (char *buf, unsigned int fam, unsigned int len)
+{
+  if (len == (fam == 4 ? 32u : 128u)) snprintf(buf, 32, "banned%u", fam) ;
+  else snprintf(buf, 32, "banned%u_%u", fam, len) ;
+}
+
+/* the set for this family and prefix length, and its rule; flushed when
+ * made, so elements left from an earlier run never come back */
+static int nft_ensure_set (action *a, stralloc *sa, unsigned int fam, unsigned int len)
+{
+  unsigned char *have = fam == 4 ? a->have4 : a->have6 ;
+  char name[32], tmp[512] ;
+  if (have[len]) return 1 ;
+  nft_setname(name, fam, len) ;
+  int full = len == (fam == 4 ? 32u : 128u) ;
+  snprintf(tmp, sizeof tmp,
+    "add set inet %s %s { type ipv%u_addr ; flags %stimeout ; }\n"
+    "flush set inet %s %s\n"
+    "add rule inet %s %s %s saddr @%s %s\n",
+    a->table, name, fam, full ? "" : "interval,",
+    a->table, name,
+    a->table, a->chain, fam == 4 ? "ip" : "ip6", name, a->verdict) ;
+  if (!stralloc_cats(sa, tmp)) return 0 ;
+  have[len] = 1 ;
+  return 1 ;
+}
+
+static int nft_element (action *a, stralloc *sa, banaddr const *k, int64_t ms, int add)
+{
+  char name[32], key[BANADDR_FMT], tmp[512] ;
+  if (!nft_ensure_set(a, sa, k->family, k->len)) return 0 ;
+  nft_setname(name, k->family, k->len) ;
+  banaddr_fmt(key, k) ;
+  /* add, delete, add: works whether the element is there or not (the
+   * kernel may have expired it), and sets the new timeout */
+  snprintf(tmp, sizeof tmp,
+    "add element inet %s %s { %s timeout 1s }\n"
+    "delete element inet %s %s { %s }\n",
+    a->table, name, key, a->table, name, key) ;
+  if (!stralloc_cats(sa, tmp)) return 0 ;
+  if (!add) return 1 ;
+  snprintf(tmp, sizeof tmp, "add element inet %s %s { %s timeout %llds }\n",
+    a->table, name, key, (long long)ceil_secs(ms)) ;
+  return stralloc_cats(sa, tmp) ;
+}
+
+static void exec_queue (unsigned int ai, char const *ev, ban const *b)
+{
+  xevent x ;
+  memset(&x, 0, sizeof x) ;
+  strcpy(x.ev, ev) ;
+  x.key = b->key ;
+  x.jail = b->jail ;
+  x.secs = strcmp(ev, "unban") && b->until > now ? ceil_secs(b->until - now) : 0 ;
+  if (!genalloc_append(xevent, xevents + ai, &x)) strerr_diefu1sys(111, "queue an action") ;
+}
+
+static void actions_ban (ban const *b, uint32_t acts, int extend)
+{
+  if (replaying) return ;
+  for (unsigned int i = 0 ; i < genalloc_len(action, &actions) ; i++)
+  {
+    if (!(acts & ((uint32_t)1 << i))) continue ;
+    action *a = ACTION(i) ;
+    if (a->type == A_NFT)
+    {
+      if (!nft_element(a, &a->pending, &b->key, b->until - now, 1)) strerr_diefu1sys(111, "queue an action") ;
+    }
+    else if (a->type == A_TCPRULES) a->dirty = 1 ;
+    else exec_queue(i, extend == 2 ? "restore" : "ban", b) ;
+  }
+}
+
+static void actions_unban (ban const *b)
+{
+  if (replaying) return ;
+  for (unsigned int i = 0 ; i < genalloc_len(action, &actions) ; i++)
+  {
+    if (!(b->actions & ((uint32_t)1 << i))) continue ;
+    action *a = ACTION(i) ;
+    if (a->type == A_NFT)
+    {
+      if (!nft_element(a, &a->pending, &b->key, 0, 0)) strerr_diefu1sys(111, "queue an action") ;
+    }
+    else if (a->type == A_TCPRULES) a->dirty = 1 ;
+    else exec_queue(i, "unban", b) ;
+  }
+}
+
+extern char **environ ;
+
+/* fork and exec argv with fd0 as stdin (-1: /dev/null) */
+static pid_t spawn (char const *const *argv, char const *const *envp, int fd0)
+{
+  pid_t pid = fork() ;
+  if (pid < 0) { strerr_warnwu2sys("fork for ", argv[0]) ; return 0 ; }
+  if (!pid)
+  {
+    sigset_t set ;
+    sigemptyset(&set) ;
+    sigprocmask(SIG_SETMASK, &set, 0) ;
+    signal(SIGPIPE, SIG_DFL) ;
+    if (fd0 < 0) fd0 = open("/dev/null", O_RDONLY) ;
+    if (fd0 < 0 || (fd0 ? dup2(fd0, 0) < 0 : fcntl(0, F_SETFD, 0) < 0)) _exit(127) ;
+    execve(argv[0], (char *const *)argv, (char *const *)envp) ;
+    strerr_warnwu2sys("exec ", argv[0]) ;
+    _exit(127) ;
+  }
+  return pid ;
+}
+
+static int memfd_of (char const *s, size_t len)
+{
+  int fd = memfd_create("banwatch", MFD_CLOEXEC) ;
+  if (fd < 0) return -1 ;
+  if (allwrite(fd, s, len) < len || lseek(fd, 0, SEEK_SET) < 0) { fd_close(fd) ; return -1 ; }
+  return fd ;
+}
+
+static void action_start_nft (action *a, stralloc *batch)
+{
+  char const *argv[4] = { a->nft, "-f", "/dev/stdin", 0 } ;
+  int fd = memfd_of(batch->s, batch->len) ;
+  if (fd < 0) { strerr_warnwu1sys("make a batch for nft") ; return ; }
+  a->pid = spawn(argv, (char const *const *)environ, fd) ;
+  fd_close(fd) ;
+  if (a->pid) { a->started = now ; a->runs++ ; batch->len = 0 ; }
+}
+
+static void action_start_tcprules (action *a)
+{
+  stralloc sa = STRALLOC_ZERO ;
+  int ok = stralloc_cats(&sa, "# written by yubin-banwatch: its bans, then the rules in ")
+        && stralloc_cats(&sa, a->base ? a->base : "(none)") && stralloc_cats(&sa, "\n") ;
+  unsigned int bit = (unsigned int)(a - ACTION(0)) ;
+  for (size_t i = 0 ; ok && i < genalloc_len(ban, &bans) ; i++)
+  {
+    ban const *b = BAN(i) ;
+    if (b->live && (b->actions & ((uint32_t)1 << bit))) ok = banaddr_tcprules(&sa, &b->key) ;
+  }
+  if (ok && a->base)
+  {
+    size_t before = sa.len ;
+    if (!openslurpclose(&sa, a->base))
+    {
+      if (errno != ENOENT) strerr_warnwu2sys("read ", a->base) ;
+      sa.len = before ;
+    }
+    else if (sa.len > before && sa.s[sa.len-1] != '\n') ok = stralloc_catb(&sa, "\n", 1) ;
+  }
+  if (!ok) { strerr_warnwu1sys("build the deny list") ; stralloc_free(&sa) ; return ; }
+  if (!openwritenclose_suffix(a->list, sa.s, sa.len, ".tmp"))
+  {
+    strerr_warnwu2sys("write ", a->list) ;
+    stralloc_free(&sa) ;
+    return ;
+  }
+  int fd = memfd_of(sa.s, sa.len) ;
+  stralloc_free(&sa) ;
+  if (fd < 0) { strerr_warnwu1sys("make the input of tcprules") ; return ; }
+  char const *argv[4] = { a->tcprules, a->cdb, a->cdbtmp, 0 } ;
+  a->pid = spawn(argv, (char const *const *)environ, fd) ;
+  fd_close(fd) ;
+  if (a->pid) { a->started = now ; a->runs++ ; a->dirty = 0 ; }
+}
+
+static void action_start_exec (action *a, unsigned int ai)
+{
+  genalloc *q = xevents + ai ;
+  if (!genalloc_len(xevent, q)) return ;
+  xevent x = genalloc_s(xevent, q)[0] ;
+  char addr[BANADDR_FMT], secs[24] ;
+  char e1[32], e2[BANADDR_FMT + 20], e3[100], e4[48] ;
+  banaddr_fmt(addr, &x.key) ;
+  snprintf(secs, sizeof secs, "%lld", (long long)x.secs) ;
+  snprintf(e1, sizeof e1, "BANWATCH_EVENT=%s", x.ev) ;
+  snprintf(e2, sizeof e2, "BANWATCH_ADDR=%s", addr) ;
+  snprintf(e3, sizeof e3, "BANWATCH_JAIL=%s", jail_name(x.jail)) ;
+  snprintf(e4, sizeof e4, "BANWATCH_BANTIME=%s", secs) ;
+  genalloc av = GENALLOC_ZERO, ev = GENALLOC_ZERO ;
+  char const *z = 0 ;
+  char const *extra[4] = { x.ev, addr, jail_name(x.jail), secs } ;
+  char const *envx[4] = { e1, e2, e3, e4 } ;
+  int ok = 1 ;
+  for (char **p = a->argv ; ok && *p ; p++) ok = genalloc_append(char const *, &av, (char const **)p) ;
+  for (int i = 0 ; ok && i < 4 ; i++) ok = genalloc_append(char const *, &av, extra + i) ;
+  ok = ok && genalloc_append(char const *, &av, &z) ;
+  for (char **p = environ ; ok && *p ; p++)
+    if (strncmp(*p, "BANWATCH_", 9)) ok = genalloc_append(char const *, &ev, (char const **)p) ;
+  for (int i = 0 ; ok && i < 4 ; i++) ok = genalloc_append(char const *, &ev, envx + i) ;
+  ok = ok && genalloc_append(char const *, &ev, &z) ;
+  if (ok)
+  {
+    a->pid = spawn(genalloc_s(char const *, &av), genalloc_s(char const *, &ev), -1) ;
+    if (a->pid)
+    {
+      a->started = now ; a->runs++ ;
+      memmove(genalloc_s(xevent, q), genalloc_s(xevent, q) + 1, (genalloc_len(xevent, q) - 1) * sizeof(xevent)) ;
+      genalloc_setlen(xevent, q, genalloc_len(xevent, q) - 1) ;
+    }
+  }
+  else strerr_warnwu1sys("run an exec action") ;
+  genalloc_free(char const *, &av) ;
+  genalloc_free(char const *, &ev) ;
+}
+
+static void actions_flush (void)
+{
+  for (unsigned int i = 0 ; i < genalloc_len(action, &actions) ; i++)
+  {
+    action *a = ACTION(i) ;
+    if (a->pid) continue ;
+    if (a->type == A_NFT && a->pending.len) action_start_nft(a, &a->pending) ;
+    else if (a->type == A_TCPRULES && a->dirty) action_start_tcprules(a) ;
+    else if (a->type == A_EXEC) action_start_exec(a, i) ;
+  }
+}
+
+static int actions_busy (void)
+{
+  for (unsigned int i = 0 ; i < genalloc_len(action, &actions) ; i++)
+  {
+    action const *a = ACTION(i) ;
+    if (a->pid || (a->type == A_NFT && a->pending.len) || (a->type == A_TCPRULES && a->dirty)
+     || (a->type == A_EXEC && genalloc_len(xevent, xevents + i))) return 1 ;
+  }
+  return 0 ;
+}
+
+static void actions_reap (void)
+{
+  for (;;)
+  {
+    int wstat ;
+    pid_t pid = waitpid(-1, &wstat, WNOHANG) ;
+    if (pid <= 0) break ;
+    for (unsigned int i = 0 ; i < genalloc_len(action, &actions) ; i++)
+    {
+      action *a = ACTION(i) ;
+      if (a->pid != pid) continue ;
+      a->pid = 0 ;
+      if (!WIFEXITED(wstat) || WEXITSTATUS(wstat))
+      {
+        char st[16] ;
+        snprintf(st, sizeof st, "%d", WIFEXITED(wstat) ? WEXITSTATUS(wstat) : 128 + WTERMSIG(wstat)) ;
+        a->fails++ ;
+        ylog("action-fail", "action", a->name, "status", st, (char *)0) ;
+      }
+    }
+  }
+}
+
+/* a stuck child is killed after 30 s; returns the next such deadline */
+static int64_t actions_watchdog (void)
+{
+  int64_t next = -1 ;
+  for (unsigned int i = 0 ; i < genalloc_len(action, &actions) ; i++)
+  {
+    action *a = ACTION(i) ;
+    if (!a->pid) continue ;
+    if (now >= a->started + 30000) { kill(a->pid, SIGKILL) ; a->started = now ; }
+    if (next < 0 || a->started + 30000 < next) next = a->started + 30000 ;
+  }
+  return next ;
+}
+
+/* at start: the table, chain, sets and every active ban, in one
+ * transaction, before anything else happens */
+static void nft_setup (action *a, unsigned int ai)
+{
+  stralloc sa = STRALLOC_ZERO ;
+  char tmp[512] ;
+  snprintf(tmp, sizeof tmp,
+    "add table inet %s\n"
+    "add chain inet %s %s { type filter hook %s priority %d ; policy accept ; }\n"
+    "flush chain inet %s %s\n",
+    a->table, a->table, a->chain, a->hook, a->priority, a->table, a->chain) ;
+  if (!stralloc_cats(&sa, tmp)
+   || !nft_ensure_set(a, &sa, 4, 32) || !nft_ensure_set(a, &sa, 6, 128)) strerr_diefu1sys(111, "set up nft") ;
+  for (size_t i = 0 ; i < genalloc_len(jail, &jails) ; i++)
+  {
+    jail const *j = JAIL(i) ;
+    if (!(j->actions & ((uint32_t)1 << ai))) continue ;
+    if (!nft_ensure_set(a, &sa, 4, j->prefix4) || !nft_ensure_set(a, &sa, 6, j->prefix6)) strerr_diefu1sys(111, "set up nft") ;
+  }
+  for (size_t i = 0 ; i < genalloc_len(ban, &bans) ; i++)
+  {
+    ban const *b = BAN(i) ;
+    if (!b->live || !(b->actions & ((uint32_t)1 << ai))) continue ;
+    if (!nft_ensure_set(a, &sa, b->key.family, b->key.len)) strerr_diefu1sys(111, "set up nft") ;
+    char key[BANADDR_FMT], name[32] ;
+    banaddr_fmt(key, &b->key) ;
+    nft_setname(name, b->key.family, b->key.len) ;
+    snprintf(tmp, sizeof tmp, "add element inet %s %s { %s timeout %llds }\n",
+      a->table, name, key, (long long)ceil_secs(b->until - now)) ;
+    if (!stralloc_cats(&sa, tmp)) strerr_diefu1sys(111, "set up nft") ;
+  }
+  action_start_nft(a, &sa) ;
+  if (!a->pid) strerr_diefu1x(111, "run nft") ;
+  int wstat ;
+  if (waitpid(a->pid, &wstat, 0) < 0) strerr_diefu1sys(111, "wait for nft") ;
+  a->pid = 0 ;
+  if (!WIFEXITED(wstat) || WEXITSTATUS(wstat))
+    strerr_dief(111, "nft could not set up table inet ", a->table, " (not root? no CAP_NET_ADMIN? see the nft error above)") ;
+  stralloc_free(&sa) ;
+}
+
+/* ======================================================================
+ * sources: stdin, and log files followed with inotify across rotation
+ * (a renamed file is read until it stops growing) and truncation
+ * ====================================================================== */
+
+#define ROTATE_GRACE 30000
+#define DIR_RETRY 5000
+#define POS_SAVE 5000
+
+typedef struct src_s src ;
+struct src_s
+{
+  char const *path ;        /* absolute; "-" is stdin */
+  char *dir ;
+  char const *base ;
+  uint16_t jl[MAXJAILS] ;
+  size_t njl ;
+  int fd, wd ;              /* the file at path */
+  dev_t dev ;
+  ino_t ino ;
+  uint64_t off ;            /* bytes read from fd */
+  reader r ;
+  char tail[TAILN] ;
+  size_t taillen ;
+  int ofd, owd ;            /* the file before the last rotation */
+  reader ro ;
+  int64_t odeadline ;
+  int dirwd ;
+  int want, owant, recheck ;
+  uint64_t nrot, ntrunc ;
+} ;
+
+static genalloc srcs = GENALLOC_ZERO ;   /* src */
+#define SRC(i) (genalloc_s(src, &srcs) + (i))
+static int ifd = -1 ;
+static int64_t dirretry_at = -1 ;
+static int64_t possave_at = -1 ;
+static char *pos_path ;
+
+typedef struct savedpos_s savedpos ;
+struct savedpos_s { char *path ; uint64_t dev, ino, off ; int skip ; } ;
+static genalloc savedpos_list = GENALLOC_ZERO ;   /* savedpos */
+
+static void positions_load (void)
+{
+  stralloc sa = STRALLOC_ZERO ;
+  if (!openslurpclose(&sa, pos_path))
+  {
+    if (errno == ENOENT) return ;
+    strerr_diefu2sys(111, "read ", pos_path) ;
+  }
+  if (!stralloc_0(&sa)) strerr_diefu1sys(111, "read positions") ;
+  for (char *p = sa.s ; *p ; )
+  {
+    char *nl = strchr(p, '\n') ;
+    if (!nl) break ;
+    *nl = 0 ;
+    savedpos sp ;
+    unsigned long long dev, ino, off ;
+    int skip, n = 0 ;
+    if (sscanf(p, "%llu %llu %llu %d %n", &dev, &ino, &off, &skip, &n) == 4 && n && p[n] == '/')
+    {
+      sp.path = strdup(p + n) ;
+      sp.dev = dev ; sp.ino = ino ; sp.off = off ; sp.skip = !!skip ;
+      if (!sp.path || !genalloc_append(savedpos, &savedpos_list, &sp)) strerr_diefu1sys(111, "read positions") ;
+    }
+    p = nl + 1 ;
+  }
+  stralloc_free(&sa) ;
+}
+
+static void positions_save (void)
+{
+  stralloc sa = STRALLOC_ZERO ;
+  int ok = 1 ;
+  for (size_t i = 0 ; ok && i < genalloc_len(src, &srcs) ; i++)
+  {
+    src const *s = SRC(i) ;
+    char tmp[96] ;
+    if (s->fd < 0 || !strcmp(s->path, "-")) continue ;
+    snprintf(tmp, sizeof tmp, "%llu %llu %llu %d ", (unsigned long long)s->dev, (unsigned long long)s->ino,
+      (unsigned long long)(s->off - s->r.len), s->r.skipping) ;
+    ok = stralloc_cats(&sa, tmp) && stralloc_cats(&sa, s->path) && stralloc_catb(&sa, "\n", 1) ;
+  }
+  if (!ok || !openwritenclose_suffix(pos_path, sa.s ? sa.s : "", sa.len, ".tmp"))
+    strerr_warnwu2sys("write ", pos_path) ;
+  stralloc_free(&sa) ;
+  possave_at = -1 ;
+}
+
+static void positions_dirty (void)
+{
+  if (possave_at < 0) possave_at = now + POS_SAVE ;
+}
+
+static int watch_fd (int fd, uint32_t mask)
+{
+  char p[64] ;
+  snprintf(p, sizeof p, "/proc/self/fd/%d", fd) ;
+  return inotify_add_watch(ifd, p, mask) ;
+}
+
+static void src_watchdir (src *s)
+{
+  s->dirwd = inotify_add_watch(ifd, s->dir, IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR) ;
+  if (s->dirwd < 0)
+  {
+    if (errno != ENOENT && errno != ENOTDIR) strerr_warnwu2sys("watch ", s->dir) ;
+    if (dirretry_at < 0) dirretry_at = now + DIR_RETRY ;
+  }
+}
+
+static void src_attach (src *s, int fd, struct stat const *st, uint64_t off, int skip)
+{
+  s->fd = fd ;
+  s->dev = st->st_dev ; s->ino = st->st_ino ;
+  s->off = off ;
+  s->taillen = 0 ;
+  s->r.len = 0 ; s->r.skipping = skip ;
+  if (off && lseek(fd, (off_t)off, SEEK_SET) < 0) { s->off = 0 ; s->r.skipping = 0 ; }
+  s->wd = watch_fd(fd, IN_MODIFY | IN_MOVE_SELF | IN_DELETE_SELF) ;
+  if (s->wd < 0) strerr_warnwu2sys("watch ", s->path) ;
+  positions_dirty() ;
+}
+
+static void src_read (src *s)
+{
+  struct stat st ;
+  int eof ;
+  if (s->fd < 0) return ;
+  if (fstat(s->fd, &st) < 0) { strerr_warnwu2sys("stat ", s->path) ; return ; }
+  int trunc = (uint64_t)st.st_size < s->off ;
+  if (!trunc && s->taillen && s->off >= s->taillen)
+  {
+    char buf[TAILN] ;
+    ssize_t r = pread(s->fd, buf, s->taillen, (off_t)(s->off - s->taillen)) ;
+    trunc = r != (ssize_t)s->taillen || memcmp(buf, s->tail, s->taillen) ;
+  }
+  if (trunc)
+  {
+    ylog("truncated", "path", s->path, (char *)0) ;
+    s->ntrunc++ ;
+    if (lseek(s->fd, 0, SEEK_SET) < 0) { strerr_warnwu2sys("seek in ", s->path) ; return ; }
+    s->off = 0 ; s->taillen = 0 ; s->r.len = 0 ; s->r.skipping = 0 ;
+  }
+  ssize_t got = reader_fill(&s->r, s->fd, s->jl, s->njl, &eof, s->tail, &s->taillen) ;
+  if (got < 0) { strerr_warnwu2sys("read ", s->path) ; return ; }
+  if (got) { s->off += got ; positions_dirty() ; }
+}
+
+static void src_read_old (src *s)
+{
+  int eof ;
+  if (s->ofd < 0) return ;
+  if (reader_fill(&s->ro, s->ofd, s->jl, s->njl, &eof, 0, 0) < 0) strerr_warnwu2sys("read the rotated ", s->path) ;
+}
+
+static void src_close_old (src *s)
+{
+  if (s->ofd < 0) return ;
+  src_read_old(s) ;
+  reader_finish(&s->ro, s->jl, s->njl) ;
+  if (s->owd >= 0) inotify_rm_watch(ifd, s->owd) ;
+  fd_close(s->ofd) ;
+  s->ofd = s->owd = -1 ;
+  s->odeadline = -1 ;
+}
+
+/* the file at path is gone or replaced: keep reading the old one for a while */
+static void src_retire (src *s)
+{
+  if (s->fd < 0) return ;
+  src_read(s) ;
+  src_close_old(s) ;
+  reader t = s->ro ;
+  s->ro = s->r ; s->r = t ;
+  s->ofd = s->fd ; s->owd = s->wd ;
+  s->odeadline = now + ROTATE_GRACE ;
+  s->fd = s->wd = -1 ;
+  s->nrot++ ;
+  ylog("rotated", "path", s->path, (char *)0) ;
+}
+
+/* lines written to a file that was rotated while we were not running */
+static void src_drain_lost (src *s, savedpos const *sp)
+{
+  DIR *d = opendir(s->dir) ;
+  if (!d) return ;
+  for (;;)
+  {
+    errno = 0 ;
+    struct dirent *e = readdir(d) ;
+    if (!e) break ;
+    if ((uint64_t)e->d_ino != sp->ino) continue ;
+    stralloc fn = STRALLOC_ZERO ;
+    struct stat st ;
+    if (!stralloc_cats(&fn, s->dir) || !stralloc_cats(&fn, "/") || !stralloc_cats(&fn, e->d_name) || !stralloc_0(&fn)) break ;
+    int fd = open2(fn.s, O_RDONLY | O_NONBLOCK | O_CLOEXEC) ;
+    if (fd >= 0 && !fstat(fd, &st) && (uint64_t)st.st_dev == sp->dev && (uint64_t)st.st_ino == sp->ino
+     && (uint64_t)st.st_size > sp->off && lseek(fd, (off_t)sp->off, SEEK_SET) >= 0)
+    {
+      reader r ;
+      int eof ;
+      reader_init(&r) ;
+      r.skipping = sp->skip ;
+      if (reader_fill(&r, fd, s->jl, s->njl, &eof, 0, 0) < 0) strerr_warnwu2sys("read ", fn.s) ;
+      reader_finish(&r, s->jl, s->njl) ;
+      reader_free(&r) ;
+    }
+    if (fd >= 0) fd_close(fd) ;
+    stralloc_free(&fn) ;
+    break ;
+  }
+  closedir(d) ;
+}
+
+/* is the file at path still the one we read? */
+static void src_check (src *s)
+{
+  struct stat st ;
+  if (stat(s->path, &st) < 0)
+  {
+    if (errno != ENOENT && errno != ENOTDIR) strerr_warnwu2sys("stat ", s->path) ;
+    src_retire(s) ;
+    return ;
+  }
+  if (s->fd >= 0 && st.st_dev == s->dev && st.st_ino == s->ino) return ;
+  int fd = open2(s->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) ;
+  if (fd < 0) { if (errno != ENOENT) strerr_warnwu2sys("open ", s->path) ; return ; }
+  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+  {
+    strerr_warnw("not a regular file: ", s->path) ;
+    fd_close(fd) ;
+    return ;
+  }
+  src_retire(s) ;
+  src_attach(s, fd, &st, 0, 0) ;
+  src_read(s) ;
+}
+
+static void src_open_first (src *s)
+{
+  struct stat st ;
+  savedpos const *sp = 0 ;
+  for (size_t i = 0 ; i < genalloc_len(savedpos, &savedpos_list) ; i++)
+    if (!strcmp(genalloc_s(savedpos, &savedpos_list)[i].path, s->path)) sp = genalloc_s(savedpos, &savedpos_list) + i ;
+  int fd = open2(s->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) ;
+  if (fd < 0)
+  {
+    if (errno != ENOENT && errno != ENOTDIR) strerr_warnwu2sys("open ", s->path) ;
+    if (sp) src_drain_lost(s, sp) ;
+    return ;
+  }
+  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+  {
+    strerr_warnw("not a regular file: ", s->path) ;
+    fd_close(fd) ;
+    return ;
+  }
+  uint64_t off = 0 ;
+  int skip = 0 ;
+  if (sp && sp->dev == (uint64_t)st.st_dev && sp->ino == (uint64_t)st.st_ino)
+  {
+    if (sp->off <= (uint64_t)st.st_size) { off = sp->off ; skip = sp->skip ; }
+  }
+  else if (sp) src_drain_lost(s, sp) ;
+  else if (start_at_end && st.st_size > 0)
+  {
+    char c ;
+    off = st.st_size ;
+    /* starting inside a line: skip to its end */
+    if (pread(fd, &c, 1, st.st_size - 1) == 1 && c != '\n') skip = 1 ;
+  }
+  src_attach(s, fd, &st, off, skip) ;
+  src_read(s) ;
+}
+
+static src *src_get (char const *path)
+{
+  for (size_t i = 0 ; i < genalloc_len(src, &srcs) ; i++)
+    if (!strcmp(SRC(i)->path, path)) return SRC(i) ;
+  src z ;
+  memset(&z, 0, sizeof z) ;
+  z.path = path ;
+  z.fd = z.wd = z.ofd = z.owd = z.dirwd = -1 ;
+  z.odeadline = -1 ;
+  if (strcmp(path, "-"))
+  {
+    char const *slash = strrchr(path, '/') ;
+    z.dir = strndup(path, slash == path ? 1 : (size_t)(slash - path)) ;
+    z.base = slash + 1 ;
+    if (!z.dir) strerr_diefu1sys(111, "set up sources") ;
+    if (!*z.base) strerr_dief(100, "logpath is a directory: ", path) ;
+  }
+  if (!genalloc_append(src, &srcs, &z)) strerr_diefu1sys(111, "set up sources") ;
+  return SRC(genalloc_len(src, &srcs) - 1) ;
+}
+
+static void sources_setup (void)
+{
+  for (size_t i = 0 ; i < genalloc_len(jail, &jails) ; i++)
+  {
+    jail const *j = JAIL(i) ;
+    for (size_t k = 0 ; k < genalloc_len(char *, &j->logpaths) ; k++)
+    {
+      src *s = src_get(genalloc_s(char *, &j->logpaths)[k]) ;
+      s->jl[s->njl++] = i ;
+    }
+  }
+  ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC) ;
+  if (ifd < 0) strerr_diefu1sys(111, "inotify_init1") ;
+  for (size_t i = 0 ; i < genalloc_len(src, &srcs) ; i++)
+  {
+    src *s = SRC(i) ;
+    reader_init(&s->r) ;
+    reader_init(&s->ro) ;
+    if (!strcmp(s->path, "-"))
+    {
+      s->fd = 0 ;
+      if (ndelay_on(0) < 0) strerr_diefu1sys(111, "make stdin non-blocking") ;
+      continue ;
+    }
+    src_watchdir(s) ;
+    src_open_first(s) ;
+  }
+}
+
+static void sources_event (struct inotify_event const *ev)
+{
+  for (size_t i = 0 ; i < genalloc_len(src, &srcs) ; i++)
+  {
+    src *s = SRC(i) ;
+    if (!strcmp(s->path, "-")) continue ;
+    if (ev->mask & IN_Q_OVERFLOW) { s->want = s->owant = s->recheck = 1 ; continue ; }
+    if (ev->wd == s->wd && s->fd >= 0)
+    {
+      if (ev->mask & IN_MODIFY) s->want = 1 ;
+      if (ev->mask & (IN_MOVE_SELF | IN_DELETE_SELF)) s->want = s->recheck = 1 ;
+      if (ev->mask & IN_IGNORED) s->wd = -1 ;
+    }
+    if (ev->wd == s->owd && s->ofd >= 0)
+    {
+      if (ev->mask & IN_MODIFY) s->owant = 1 ;
+      if (ev->mask & IN_IGNORED) s->owd = -1 ;
+    }
+    if (ev->wd == s->dirwd)
+    {
+      if (ev->mask & IN_IGNORED) { s->dirwd = -1 ; if (dirretry_at < 0) dirretry_at = now + DIR_RETRY ; }
+      else if (ev->len && !strcmp(ev->name, s->base)) s->recheck = 1 ;
+    }
+  }
+}
+
+static void sources_inotify (void)
+{
+  char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event)))) ;
+  for (;;)
+  {
+    ssize_t r = read(ifd, buf, sizeof buf) ;
+    if (r < 0)
+    {
+      if (errno == EINTR) continue ;
+      if (errno == EAGAIN) break ;
+      strerr_diefu1sys(111, "read inotify events") ;
+    }
+    if (!r) break ;
+    for (char *p = buf ; p < buf + r ; )
+    {
+      struct inotify_event const *ev = (struct inotify_event const *)p ;
+      sources_event(ev) ;
+      p += sizeof(struct inotify_event) + ev->len ;
+    }
+  }
+  for (size_t i = 0 ; i < genalloc_len(src, &srcs) ; i++)
+  {
+    src *s = SRC(i) ;
+    if (s->owant) { s->owant = 0 ; src_read_old(s) ; }
+    if (s->want) { s->want = 0 ; src_read(s) ; }
+    if (s->recheck) { s->recheck = 0 ; src_check(s) ; }
+  }
+}
+
+/* timers: rotated files past their grace, directories that did not exist */
+static int64_t sources_timers (void)
+{
+  int64_t next = -1 ;
+  if (dirretry_at >= 0 && now >= dirretry_at)
+  {
+    dirretry_at = -1 ;
+    for (size_t i = 0 ; i < genalloc_len(src, &srcs) ; i++)
+    {
+      src *s = SRC(i) ;
+      if (!strcmp(s->path, "-") || s->dirwd >= 0) continue ;
+      src_watchdir(s) ;
+      if (s->dirwd >= 0) src_check(s) ;
+    }
+  }
+  if (dirretry_at >= 0) next = dirretry_at ;
+  for (size_t i = 0 ; i < genalloc_len(src, &srcs) ; i++)
+  {
+    src *s = SRC(i) ;
+    if (s->ofd < 0) continue ;
+    if (now >= s->odeadline) { src_close_old(s) ; continue ; }
+    if (next < 0 || s->odeadline < next) next = s->odeadline ;
+  }
+  return next ;
+}
+
+/* ======================================================================
+ * control socket: one request line, a reply, close (yubin-banctl)
+ * ====================================================================== */
+
+#define MAXCLIENTS 16
+
+typedef struct client_s client ;
+struct client_s
+{
+  int fd ;
+  char in[1024] ;
+  size_t inlen ;
+  stralloc out ;
+  size_t outpos ;
+  int64_t deadline ;
+} ;
+
+static client clients[MAXCLIENTS] ;
+static unsigned int nclients = 0 ;
+static int lfd = -1 ;
+static char *sock_path ;
+
+static void control_listen (void)
+{
+  struct stat st ;
+  if (!lstat(sock_path, &st) && S_ISSOCK(st.st_mode)) unlink(sock_path) ;
+  lfd = ipc_stream_nbcoe() ;
+  if (lfd < 0) strerr_diefu1sys(111, "create a socket") ;
+  mode_t m = umask(077) ;
+  if (ipc_bind(lfd, sock_path) < 0) strerr_diefu2sys(111, "bind to ", sock_path) ;
+  umask(m) ;
+  if (ipc_listen(lfd, 16) < 0) strerr_diefu2sys(111, "listen on ", sock_path) ;
+}
+
+static void cat_fmt (stralloc *sa, char const *fmt, ...) __attribute__((format(printf, 2, 3))) ;
+static void cat_fmt (stralloc *sa, char const *fmt, ...)
+{
+  char tmp[1024] ;
+  va_list ap ;
+  va_start(ap, fmt) ;
+  int n = vsnprintf(tmp, sizeof tmp, fmt, ap) ;
+  va_end(ap) ;
+  if (n < 0) return ;
+  if ((size_t)n >= sizeof tmp) n = sizeof tmp - 1 ;
+  if (!stralloc_catb(sa, tmp, n)) strerr_diefu1sys(111, "answer a client") ;
+}
+
+static void cmd_list (stralloc *o)
+{
+  cat_fmt(o, "+%zu bans\n", nactive) ;
+  for (size_t i = 0 ; i < genalloc_len(ban, &bans) ; i++)
+  {
+    ban const *b = BAN(i) ;
+    char a[BANADDR_FMT], u[32] ;
+    stralloc acts = STRALLOC_ZERO ;
+    if (!b->live) continue ;
+    banaddr_fmt(a, &b->key) ;
+    fmt_iso(u, b->until) ;
+    if (!cat_actions(&acts, b->actions) || !stralloc_0(&acts)) strerr_diefu1sys(111, "answer a client") ;
+    cat_fmt(o, "%s jail=%s left=%llds until=%s actions=%s\n", a, jail_name(b->jail),
+      (long long)ceil_secs(b->until - now), u, acts.s) ;
+    stralloc_free(&acts) ;
+  }
+}
+
+static void cmd_jails (stralloc *o)
+{
+  cat_fmt(o, "+%zu jails\n", genalloc_len(jail, &jails)) ;
+  for (size_t i = 0 ; i < genalloc_len(jail, &jails) ; i++)
+  {
+    jail const *j = JAIL(i) ;
+    size_t banned = 0 ;
+    stralloc acts = STRALLOC_ZERO ;
+    for (size_t k = 0 ; k < genalloc_len(ban, &bans) ; k++) banned += BAN(k)->live && BAN(k)->jail == i ;
+    if (!cat_actions(&acts, j->actions) || !stralloc_0(&acts)) strerr_diefu1sys(111, "answer a client") ;
+    cat_fmt(o, "%s filter=%s maxretry=%u findtime=%llds bantime=%llds bantime.max=%llds prefix4=%u prefix6=%u"
+      " actions=%s banned=%zu bans=%llu matched=%llu ignored=%llu badhost=%llu tracked=%zu\n",
+      j->name, FILTER(j->filter)->name, j->maxretry, (long long)(j->findtime / 1000), (long long)(j->bantime / 1000),
+      (long long)(j->bantime_max / 1000), j->prefix4, j->prefix6, acts.s, banned,
+      (unsigned long long)j->nbans, (unsigned long long)j->nmatch, (unsigned long long)j->nignored,
+      (unsigned long long)j->nbadhost, j->ix.used) ;
+    stralloc_free(&acts) ;
+  }
+}
+
+static void cmd_stats (stralloc *o)
+{
+  cat_fmt(o, "+stats\n") ;
+  cat_fmt(o, "lines=%llu matched=%llu bans=%llu unbans=%llu active=%zu overlong=%llu malformed=%llu history=%zu\n",
+    (unsigned long long)st_lines, (unsigned long long)st_matched, (unsigned long long)st_bans,
+    (unsigned long long)st_unbans, nactive, (unsigned long long)st_long, (unsigned long long)st_badline, histix.used) ;
+  for (size_t i = 0 ; i < genalloc_len(src, &srcs) ; i++)
+  {
+    src const *s = SRC(i) ;
+    cat_fmt(o, "source %s open=%d offset=%llu rotations=%llu truncations=%llu\n", s->path, s->fd >= 0,
+      (unsigned long long)s->off, (unsigned long long)s->nrot, (unsigned long long)s->ntrunc) ;
+  }
+  for (size_t i = 0 ; i < genalloc_len(action, &actions) ; i++)
+  {
+    action const *a = ACTION(i) ;
+    cat_fmt(o, "action %s type=%s runs=%llu failures=%llu\n", a->name,
+      a->type == A_NFT ? "nft" : a->type == A_TCPRULES ? "tcprules" : "exec",
+      (unsigned long long)a->runs, (unsigned long long)a->fails) ;
+  }
+}
+
+static void cmd_ban (stralloc *o, char **w, unsigned int n)
+{
+  banaddr k ;
+  unsigned int jidx = JAIL_MANUAL ;
+  int64_t dur = -1 ;
+  if (n < 2 || n > 4) { cat_fmt(o, "-usage: ban ADDRESS[/LEN] [JAIL] [DURATION]\n") ; return ; }
+  if (!banaddr_scancidr(&k, w[1], strlen(w[1]))) { cat_fmt(o, "-bad address: %s\n", w[1]) ; return ; }
+  if (k.len < (k.family == 4 ? 8 : 16)) { cat_fmt(o, "-refusing to ban a network wider than /%u\n", k.family == 4 ? 8 : 16) ; return ; }
+  for (unsigned int i = 2 ; i < n ; i++)
+  {
+    unsigned int j = jail_byname(w[i]) ;
+    if (j != JAIL_MANUAL && jidx == JAIL_MANUAL && dur < 0 && i == 2) { jidx = j ; continue ; }
+    if (dur < 0 && banparse_duration(w[i], strlen(w[i]), &dur) && dur > 0) continue ;
+    cat_fmt(o, "-unknown jail or bad duration: %s\n", w[i]) ;
+    return ;
+  }
+  for (size_t i = 0 ; i < genalloc_len(banaddr, &global_ignore) ; i++)
+    if (banaddr_contains(genalloc_s(banaddr, &global_ignore) + i, &k))
+    { cat_fmt(o, "-%s is in ignoreip\n", w[1]) ; return ; }
+  unsigned int prior = 0 ;
+  uint32_t acts ;
+  if (jidx != JAIL_MANUAL)
+  {
+    acts = JAIL(jidx)->actions ;
+    if (dur < 0) dur = jail_bantime(JAIL(jidx), &k, &prior) ;
+  }
+  else
+  {
+    acts = genalloc_len(action, &actions) >= 32 ? 0xffffffffu : ((uint32_t)1 << genalloc_len(action, &actions)) - 1 ;
+    if (dur < 0) dur = manual_bantime ;
+  }
+  ban_add(&k, jidx, dur, acts, prior) ;
+  char a[BANADDR_FMT] ;
+  banaddr_fmt(a, &k) ;
+  cat_fmt(o, "+banned %s jail=%s for %llds\n", a, jail_name(jidx), (long long)ceil_secs(dur)) ;
+}
+
+static void cmd_unban (stralloc *o, char **w, unsigned int n)
+{
+  banaddr k ;
+  unsigned int count = 0 ;
+  if (n != 2) { cat_fmt(o, "-usage: unban ADDRESS[/LEN]\n") ; return ; }
+  if (!banaddr_scancidr(&k, w[1], strlen(w[1]))) { cat_fmt(o, "-bad address: %s\n", w[1]) ; return ; }
+  ban *b = ban_find(&k) ;
+  if (b) { ban_remove(b, "unban") ; count++ ; }
+  else
+    for (size_t i = 0 ; i < genalloc_len(ban, &bans) ; i++)
+      if (BAN(i)->live && banaddr_contains(&BAN(i)->key, &k)) { ban_remove(BAN(i), "unban") ; count++ ; }
+  for (size_t i = 0 ; i < genalloc_len(jail, &jails) ; i++)
+  {
+    banaddr m = k ;
+    jail const *j = JAIL(i) ;
+    unsigned int len = k.family == 4 ? j->prefix4 : j->prefix6 ;
+    if (m.len > len) banaddr_mask(&m, len) ;
+    counter_reset(&m) ;
+  }
+  if (count) cat_fmt(o, "+unbanned %u\n", count) ;
+  else cat_fmt(o, "-not banned: %s\n", w[1]) ;
+}
+
+static void control_request (client *c)
+{
+  char *w[8] ;
+  unsigned int n = 0 ;
+  c->in[c->inlen] = 0 ;
+  for (char *p = strtok(c->in, " \t\r") ; p && n < 8 ; p = strtok(0, " \t\r")) w[n++] = p ;
+  if (!n) cat_fmt(&c->out, "-empty request\n") ;
+  else if (!strcmp(w[0], "list") && n == 1) cmd_list(&c->out) ;
+  else if (!strcmp(w[0], "jails") && n == 1) cmd_jails(&c->out) ;
+  else if (!strcmp(w[0], "stats") && n == 1) cmd_stats(&c->out) ;
+  else if (!strcmp(w[0], "ban")) cmd_ban(&c->out, w, n) ;
+  else if (!strcmp(w[0], "unban")) cmd_unban(&c->out, w, n) ;
+  else if (!strcmp(w[0], "rebuild") && n == 1)
+  {
+    for (size_t i = 0 ; i < genalloc_len(action, &actions) ; i++)
+      if (ACTION(i)->type == A_TCPRULES) ACTION(i)->dirty = 1 ;
+    cat_fmt(&c->out, "+rebuilding\n") ;
+  }
+  else cat_fmt(&c->out, "-unknown command (list, jails, stats, ban, unban, rebuild)\n") ;
+}
+
+static void client_close (unsigned int i)
+{
+  fd_close(clients[i].fd) ;
+  stralloc_free(&clients[i].out) ;
+  clients[i] = clients[--nclients] ;
+}
+
+static void control_accept (void)
+{
+  for (;;)
+  {
+    int dummy ;
+    int fd = ipc_accept_nbcoe(lfd, 0, 0, &dummy) ;
+    if (fd < 0) return ;
+    if (nclients >= MAXCLIENTS) { fd_close(fd) ; continue ; }
+    client *c = clients + nclients++ ;
+    memset(c, 0, sizeof *c) ;
+    c->fd = fd ;
+    c->deadline = now + 5000 ;
+  }
+}
+
+/* returns 0 when the client is done */
+static int client_io (client *c, short revents)
+{
+  if (!c->out.len)
+  {
+    if (!(revents & (POLLIN | POLLHUP | POLLERR))) return 1 ;
+    ssize_t r = read(c->fd, c->in + c->inlen, sizeof(c->in) - 1 - c->inlen) ;
+    if (r < 0) return errno == EAGAIN || errno == EINTR ;
+    if (!r) return 0 ;
+    c->inlen += r ;
+    char *nl = memchr(c->in, '\n', c->inlen) ;
+    if (!nl && c->inlen < sizeof(c->in) - 1) return 1 ;
+    if (nl) c->inlen = nl - c->in ;
+    control_request(c) ;
+  }
+  while (c->outpos < c->out.len)
+  {
+    ssize_t w = write(c->fd, c->out.s + c->outpos, c->out.len - c->outpos) ;
+    if (w < 0) return errno == EAGAIN || errno == EINTR ;
+    c->outpos += w ;
+  }
+  return 0 ;
+}
+
+/* ======================================================================
+ * the daemon
+ * ====================================================================== */
+
+static int stdin_src = -1 ;   /* index of the "-" source, if any */
+
+static void daemon_stop (void)
+{
+  for (size_t i = 0 ; i < genalloc_len(src, &srcs) ; i++) src_close_old(SRC(i)) ;
+  positions_save() ;
+  now = wallclock() ;
+  bans_expire() ;
+  journal_flush() ;
+  counters_save() ;
+  if (jbuf.len && (allwrite(journal_fd, jbuf.s, jbuf.len) < jbuf.len || fd_sync(journal_fd) < 0))
+    strerr_warnwu2sys("write ", journal_path) ;
+  /* let the last action runs finish (bounded) */
+  for (int tries = 0 ; tries < 50 ; tries++)
+  {
+    actions_reap() ;
+    actions_flush() ;
+    if (!actions_busy()) break ;
+    struct timespec ts = { 0, 100000000 } ;
+    nanosleep(&ts, 0) ;
+  }
+  if (lfd >= 0) unlink(sock_path) ;
+  ylog("stop", (char *)0) ;
+  exit(0) ;
+}
+
+static char *confpath (char const *name)
+{
+  stralloc sa = STRALLOC_ZERO ;
+  if (!stralloc_cats(&sa, confdir) || !stralloc_cats(&sa, "/") || !stralloc_cats(&sa, name) || !stralloc_0(&sa))
+    strerr_diefu1sys(111, "build a path") ;
+  return sa.s ;
+}
+
+static int run_daemon (void)
+{
+  tain deadline ;
+  int spfd ;
+  journal_path = confpath("journal") ;
+  pos_path = confpath("positions") ;
+  sock_path = confpath("control") ;
+  signal(SIGPIPE, SIG_IGN) ;
+  spfd = selfpipe_init() ;
+  if (spfd < 0) strerr_diefu1sys(111, "selfpipe_init") ;
+  {
+    sigset_t set ;
+    sigemptyset(&set) ;
+    sigaddset(&set, SIGTERM) ;
+    sigaddset(&set, SIGINT) ;
+    sigaddset(&set, SIGHUP) ;
+    sigaddset(&set, SIGCHLD) ;
+    if (!selfpipe_trapset(&set)) strerr_diefu1sys(111, "trap signals") ;
+  }
+  tain_now_set_stopwatch_g() ;
+  journal_load() ;
+  journal_compact() ;
+  recidive_rebuild() ;
+  counters_restore() ;
+  for (unsigned int i = 0 ; i < genalloc_len(action, &actions) ; i++)
+  {
+    action *a = ACTION(i) ;
+    if (a->type == A_NFT) nft_setup(a, i) ;
+    else if (a->type == A_TCPRULES) a->dirty = 1 ;
+  }
+  for (size_t i = 0 ; i < genalloc_len(ban, &bans) ; i++)
+  {
+    ban const *b = BAN(i) ;
+    if (!b->live) continue ;
+    for (unsigned int k = 0 ; k < genalloc_len(action, &actions) ; k++)
+      if (ACTION(k)->type == A_EXEC && (b->actions & ((uint32_t)1 << k))) exec_queue(k, "restore", b) ;
+  }
+  control_listen() ;
+  positions_load() ;
+  {
+    char nj[24], nb[24] ;
+    snprintf(nj, sizeof nj, "%zu", genalloc_len(jail, &jails)) ;
+    snprintf(nb, sizeof nb, "%zu", nactive) ;
+    ylog("start", "jails", nj, "bans", nb, (char *)0) ;
+  }
+  sources_setup() ;
+  for (size_t i = 0 ; i < genalloc_len(src, &srcs) ; i++)
+    if (!strcmp(SRC(i)->path, "-")) stdin_src = i ;
+
+  for (;;)
+  {
+    iopause_fd x[4 + MAXCLIENTS] ;
+    unsigned int n = 0, xsp, xin, xstdin = 0, xl ;
+    int64_t next, t ;
+    now = wallclock() ;
+    bans_expire() ;
+    actions_flush() ;
+    journal_flush() ;
+    if (possave_at >= 0 && now >= possave_at) positions_save() ;
+    next = heap_next() ;
+    t = sources_timers() ;
+    if (t >= 0 && (next < 0 || t < next)) next = t ;
+    t = actions_watchdog() ;
+    if (t >= 0 && (next < 0 || t < next)) next = t ;
+    if (possave_at >= 0 && (next < 0 || possave_at < next)) next = possave_at ;
+    for (unsigned int i = 0 ; i < nclients ; )
+    {
+      if (now >= clients[i].deadline) { client_close(i) ; continue ; }
+      if (next < 0 || clients[i].deadline < next) next = clients[i].deadline ;
+      i++ ;
+    }
+    x[n].fd = spfd ; x[n].events = IOPAUSE_READ ; xsp = n++ ;
+    x[n].fd = ifd ; x[n].events = IOPAUSE_READ ; xin = n++ ;
+    x[n].fd = lfd ; x[n].events = IOPAUSE_READ ; xl = n++ ;
+    if (stdin_src >= 0 && SRC(stdin_src)->fd >= 0) { x[n].fd = 0 ; x[n].events = IOPAUSE_READ ; xstdin = n++ ; }
+    unsigned int xc = n ;
+    for (unsigned int i = 0 ; i < nclients ; i++)
+    {
+      x[n].fd = clients[i].fd ;
+      x[n].events = clients[i].out.len ? IOPAUSE_WRITE : IOPAUSE_READ ;
+      n++ ;
+    }
+    tain_now_g() ;
+    if (next < 0) tain_add_g(&deadline, &tain_infinite_relative) ;
+    else
+    {
+      tain rel ;
+      int64_t ms = next - now ;
+      if (ms < 0) ms = 0 ;
+      if (ms > 86400000) ms = 86400000 ;
+      tain_from_millisecs(&rel, (int)ms) ;
+      tain_add_g(&deadline, &rel) ;
+    }
+    int r = iopause_g(x, n, &deadline) ;
+    if (r < 0)
+    {
+      if (errno == EINTR) continue ;
+      strerr_diefu1sys(111, "iopause") ;
+    }
+    now = wallclock() ;
+    if (x[xsp].revents & IOPAUSE_READ)
+    {
+      for (;;)
+      {
+        int sig = selfpipe_read() ;
+        if (sig <= 0) { if (sig < 0) strerr_diefu1sys(111, "read the selfpipe") ; break ; }
+        if (sig == SIGCHLD) actions_reap() ;
+        else if (sig == SIGHUP)
+        {
+          for (size_t i = 0 ; i < genalloc_len(src, &srcs) ; i++)
+            if (strcmp(SRC(i)->path, "-")) { SRC(i)->want = SRC(i)->recheck = 1 ; }
+          sources_inotify() ;
+        }
+        else daemon_stop() ;
+      }
+    }
+    if (x[xin].revents & IOPAUSE_READ) sources_inotify() ;
+    if (xstdin && (x[xstdin].revents & IOPAUSE_READ))
+    {
+      src *s = SRC(stdin_src) ;
+      int eof ;
+      if (reader_fill(&s->r, 0, s->jl, s->njl, &eof, 0, 0) < 0) eof = 1 ;
+      if (eof)
+      {
+        reader_finish(&s->r, s->jl, s->njl) ;
+        fd_close(0) ;
+        if (open("/dev/null", O_RDONLY) != 0) strerr_diefu1sys(111, "open /dev/null as stdin") ;
+        s->fd = -1 ;
+      }
+    }
+    for (unsigned int i = 0, k = xc ; i < nclients ; k++)
+    {
+      if (x[k].revents && !client_io(clients + i, x[k].revents))
+      {
+        /* client_close moves the last client here: keep x[] in step */
+        x[k] = x[xc + nclients - 1] ;
+        client_close(i) ;
+        k-- ;
+        continue ;
+      }
+      i++ ;
+    }
+    if (x[xl].revents & IOPAUSE_READ) control_accept() ;
+  }
+}
+
+/* ======================================================================
  * replay mode: one pass over a file, bans printed, nothing applied
  * ====================================================================== */
 
-static void journal_ban (ban const *b) { (void)b ; }
-static void journal_unban (banaddr const *k) { (void)k ; }
-static void actions_ban (ban const *b, uint32_t acts, int extend) { (void)b ; (void)acts ; (void)extend ; }
-static void actions_unban (ban const *b) { (void)b ; }
 
 static int replay (char const *file, char const *jailname)
 {
@@ -1380,7 +2806,7 @@ static int replay (char const *file, char const *jailname)
   reader_init(&r) ;
   for (;;)
   {
-    if (reader_fill(&r, fd, jl, n, &eof) < 0) strerr_diefu2sys(111, "read ", file) ;
+    if (reader_fill(&r, fd, jl, n, &eof, 0, 0) < 0) strerr_diefu2sys(111, "read ", file) ;
     if (eof) break ;
   }
   reader_finish(&r, jl, n) ;
@@ -1449,5 +2875,5 @@ int main (int argc, char const *const *argv)
     now = 0 ;
     return replay(replayfile, replayjail) ;
   }
-  strerr_dief(100, "daemon mode is not built yet") ;
+  return run_daemon() ;
 }

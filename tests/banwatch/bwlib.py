@@ -140,3 +140,79 @@ def stamp(t):
 
 def authfail(t, ip, user="alice", prog="smtpd"):
     return "%s%s: auth-fail ip=%s user=%s mech=PLAIN\n" % (stamp(t), prog, ip, user)
+
+
+def wait_for(cond, timeout=5.0, step=0.005):
+    """Poll cond() until true or timeout; returns its last value."""
+    end = time.time() + timeout
+    while True:
+        v = cond()
+        if v or time.time() > end:
+            return v
+        time.sleep(step)
+
+
+class Daemon:
+    """yubin-banwatch running in the background on a Root."""
+
+    def __init__(self, root, stdin=subprocess.DEVNULL, args=()):
+        self.root = root
+        self.errpath = root.path("banwatch.stderr")
+        self.err = open(self.errpath, "ab")
+        self.p = subprocess.Popen([BANWATCH] + list(args), env=root.env, stdin=stdin,
+                                  stdout=self.err, stderr=self.err)
+        # ready when the control socket answers
+        ok = wait_for(lambda: self.p.poll() is not None or self.ctl("stats")[0] == 0, 10, 0.02)
+        if self.p.poll() is not None:
+            raise RuntimeError("banwatch exited %s: %s" % (self.p.returncode, self.stderr()))
+        if not ok:
+            raise RuntimeError("banwatch did not answer: %s" % self.stderr())
+
+    def ctl(self, *args, timeout=10):
+        r = subprocess.run([BANCTL] + list(args), env=self.root.env, capture_output=True, timeout=timeout)
+        return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+
+    def bans(self):
+        rc, out, err = self.ctl("list")
+        return [l.split()[0] for l in out.splitlines() if l.strip()] if rc == 0 else None
+
+    def stats(self):
+        rc, out, err = self.ctl("stats")
+        if rc:
+            return {}
+        return dict(x.split("=", 1) for x in out.splitlines()[0].split())
+
+    def stderr(self):
+        if not self.err.closed:
+            self.err.flush()
+        with open(self.errpath, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self, sig=None):
+        """SIGTERM (or sig); returns (exit status, sanitizer report or '')."""
+        import signal as _s
+        if self.p.poll() is None:
+            self.p.send_signal(sig or _s.SIGTERM)
+            try:
+                self.p.wait(15)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.err.close()
+        e = self.stderr()
+        bad = ""
+        for mark in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if mark in e:
+                bad = e[e.index(mark):][:1500]
+        return self.p.returncode, bad
+
+
+def denied(root, ip, cdb="control/tcp.smtp.cdb"):
+    """What tcpserver -x would do for ip, through tcprulescheck."""
+    e = dict(root.env)
+    e["TCPREMOTEIP"] = ip
+    r = subprocess.run(["tcprulescheck", root.path(cdb)], env=e, capture_output=True, timeout=10)
+    return "deny connection" in r.stdout.decode()
