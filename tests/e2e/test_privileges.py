@@ -70,6 +70,18 @@ def main():
                     bad.append((pid, u, g))
             check("%s-runs-as-%s [%s]" % (name, user, who), pids and not bad,
                   "no such process" if not pids else "uids/gids %r, want uid %d" % (bad, want[user]))
+        # the only root processes: supervision and the local-delivery spawner
+        if root:
+            allowed = {"s6-svscan", "s6-supervise", "yubin-lspawn"}
+            rootprocs = []
+            for pid, exe, cwd, cmd in inst.processes():
+                try:
+                    u, g = uids(pid)
+                except OSError:
+                    continue
+                if 0 in u and os.path.basename(exe) not in allowed:
+                    rootprocs.append("%d %s" % (pid, cmd[:80]))
+            check("only-lspawn-and-s6-as-root", not rootprocs, "root: %r" % rootprocs)
         c.cmd(b"QUIT")
         c.close()
 
