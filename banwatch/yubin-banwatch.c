@@ -405,7 +405,7 @@ static char *cf_path (char const *v)
 enum { F_KV, F_REGEX, F_RECIDIVE } ;
 
 typedef struct evsel_s evsel ;
-struct evsel_s { char prog[65] ; char verb[65] ; } ;  /* prog "" = any */
+struct evsel_s { char prog[65] ; char verb[65] ; char key[33] ; char val[65] ; } ;  /* "" = any */
 
 typedef struct filter_s filter ;
 struct filter_s
@@ -430,7 +430,18 @@ static void filter_events (filter *f, cfsec const *s, char const *key, cfline co
     evsel e ;
     char *colon = strchr(buf, ':') ;
     char *verb = buf ;
-    e.prog[0] = 0 ;
+    char *slash = strchr(buf, '/') ;
+    memset(&e, 0, sizeof e) ;
+    if (slash)
+    {
+      char *eq = strchr(slash, '=') ;
+      *slash++ = 0 ;
+      if (!eq || eq == slash || strlen(eq + 1) > 64 || (size_t)(eq - slash) > 32 || !eq[1])
+        cflerr(w.l, "bad event condition (verb/key=value): ", slash, 0) ;
+      memcpy(e.key, slash, eq - slash) ;
+      strcpy(e.val, eq + 1) ;
+      if (colon > slash) colon = 0 ;
+    }
     if (colon)
     {
       *colon = 0 ; verb = colon + 1 ;
@@ -485,15 +496,26 @@ static unsigned int filter_make (char const *name, cfsec const *s, cfline const 
   return genalloc_len(filter, &filters) - 1 ;
 }
 
-static unsigned int filter_builtin (char const *name, int type, char const *verb)
+/* verbs: "verb" or "verb/key=value", separated by blanks */
+static unsigned int filter_builtin (char const *name, int type, char const *verbs)
 {
   filter f = { name, type, 0, GENALLOC_ZERO, GENALLOC_ZERO, GENALLOC_ZERO } ;
-  if (verb)
+  for (char const *p = verbs ; p && *p ; )
   {
     evsel e ;
-    e.prog[0] = 0 ;
-    strcpy(e.verb, verb) ;
+    size_t n = strcspn(p, " "), v = strcspn(p, "/") ;
+    memset(&e, 0, sizeof e) ;
+    if (v > n) v = n ;
+    memcpy(e.verb, p, v) ;
+    if (v < n)
+    {
+      size_t k = strcspn(p + v + 1, "=") ;
+      memcpy(e.key, p + v + 1, k) ;
+      memcpy(e.val, p + v + 2 + k, n - v - 2 - k) ;
+    }
     if (!genalloc_append(evsel, &f.ev, &e)) strerr_diefu1sys(111, "read configuration") ;
+    p += n ;
+    while (*p == ' ') p++ ;
   }
   if (!genalloc_append(filter, &filters, &f)) strerr_diefu1sys(111, "read configuration") ;
   return genalloc_len(filter, &filters) - 1 ;
@@ -530,6 +552,8 @@ static unsigned int filter_find (char const *name, cfline const *where)
     }
   }
   if (!strcmp(name, "yubin-auth")) return filter_builtin("yubin-auth", F_KV, "auth-fail") ;
+  if (!strcmp(name, "yubin-abuse"))
+    return filter_builtin("yubin-abuse", F_KV, "reject/reason=too-many-errors reject/reason=too-many-auth-failures") ;
   if (!strcmp(name, "recidive")) return filter_builtin("recidive", F_RECIDIVE, 0) ;
   cflerr(where, "unknown filter: ", name, " (no [filter] section, no filter.d file, not built in)") ;
   return 0 ;
@@ -1236,13 +1260,19 @@ static void recidive_feed (banaddr const *k, int64_t t)
  * lines
  * ====================================================================== */
 
-static int kv_wanted (filter const *f, banline_kv const *kv)
+static int kv_wanted (filter const *f, banline_kv const *kv, char const *s, size_t n)
 {
   evsel const *e = genalloc_s(evsel, &f->ev) ;
   for (size_t i = 0 ; i < genalloc_len(evsel, &f->ev) ; i++)
   {
     if (strlen(e[i].verb) != kv->verblen || memcmp(e[i].verb, kv->verb, kv->verblen)) continue ;
     if (e[i].prog[0] && (strlen(e[i].prog) != kv->proglen || memcmp(e[i].prog, kv->prog, kv->proglen))) continue ;
+    if (e[i].key[0])
+    {
+      char const *v ;
+      size_t vlen ;
+      if (!banline_kv_field(s, n, e[i].key, &v, &vlen) || vlen != strlen(e[i].val) || memcmp(v, e[i].val, vlen)) continue ;
+    }
     return 1 ;
   }
   return 0 ;
@@ -1276,7 +1306,7 @@ static void line_process (char const *s, size_t len, uint16_t const *jl, size_t 
     if (f->type == F_KV)
     {
       if (!kvstate) kvstate = banline_kv_parse(&kv, s, len) ? 1 : -1 ;
-      if (kvstate < 0 || !kv.ip || !kv_wanted(f, &kv)) continue ;
+      if (kvstate < 0 || !kv.ip || !kv_wanted(f, &kv, s, len)) continue ;
       if (!banaddr_scanip(&a, kv.ip, kv.iplen)) { j->nbadhost++ ; continue ; }
     }
     else if (f->type == F_REGEX)
@@ -1675,6 +1705,7 @@ static int nft_ensure_set (action *a, stralloc *sa, unsigned int fam, unsigned i
   return 1 ;
 }
 
+/* add: 0 delete, 1 add or replace, 2 add a new element */
 static int nft_element (action *a, stralloc *sa, banaddr const *k, int64_t ms, int add)
 {
   char name[32], key[BANADDR_FMT], tmp[512] ;
@@ -1682,12 +1713,14 @@ static int nft_element (action *a, stralloc *sa, banaddr const *k, int64_t ms, i
   nft_setname(name, k->family, k->len) ;
   banaddr_fmt(key, k) ;
   /* add, delete, add: works whether the element is there or not (the
-   * kernel may have expired it), and sets the new timeout */
-  snprintf(tmp, sizeof tmp,
+   * kernel may have expired it), and sets the new timeout.  A new ban
+   * needs only the add: every element banwatch stops using is deleted
+   * (unban and expiry do add+delete), so none is left behind. */
+  if (add != 2) snprintf(tmp, sizeof tmp,
     "add element inet %s %s { %s timeout 1s }\n"
     "delete element inet %s %s { %s }\n",
     a->table, name, key, a->table, name, key) ;
-  if (!stralloc_cats(sa, tmp)) return 0 ;
+  if (add != 2 && !stralloc_cats(sa, tmp)) return 0 ;
   if (!add) return 1 ;
   snprintf(tmp, sizeof tmp, "add element inet %s %s { %s timeout %llds }\n",
     a->table, name, key, (long long)ceil_secs(ms)) ;
@@ -1714,7 +1747,7 @@ static void actions_ban (ban const *b, uint32_t acts, int extend)
     action *a = ACTION(i) ;
     if (a->type == A_NFT)
     {
-      if (!nft_element(a, &a->pending, &b->key, b->until - now, 1)) strerr_diefu1sys(111, "queue an action") ;
+      if (!nft_element(a, &a->pending, &b->key, b->until - now, extend ? 1 : 2)) strerr_diefu1sys(111, "queue an action") ;
     }
     else if (a->type == A_TCPRULES) a->dirty = 1 ;
     else exec_queue(i, extend == 2 ? "restore" : "ban", b) ;

@@ -457,6 +457,27 @@ int banline_kv_parse (banline_kv *kv, char const *s, size_t n)
   return 1 ;
 }
 
+int banline_kv_field (char const *s, size_t n, char const *key, char const **v, size_t *vlen)
+{
+  size_t klen = strlen(key) ;
+  char const *colon = memchr(s, ' ', n) ;   /* after "prog:" */
+  if (!colon) return 0 ;
+  size_t i = colon - s + 1 ;
+  while (i < n && s[i] != ' ') i++ ;         /* the verb */
+  while (i < n)
+  {
+    size_t k = ++i ;
+    while (i < n && s[i] != ' ') i++ ;
+    if (i - k > klen && !memcmp(s + k, key, klen) && s[k + klen] == '=')
+    {
+      *v = s + k + klen + 1 ;
+      *vlen = i - k - klen - 1 ;
+      return 1 ;
+    }
+  }
+  return 0 ;
+}
+
 /* ---- fail2ban-style patterns ---- */
 
 #define HOSTRE "([0-9A-Fa-f:.]+)"

@@ -71,6 +71,9 @@ struct banline_kv_s
   size_t iplen ;
 } ;
 extern int banline_kv_parse (banline_kv *, char const *, size_t) ;
+/* The value of key in a line that banline_kv_parse accepted: 1 and *v,
+ * *vlen set, or 0 if the line has no such key. */
+extern int banline_kv_field (char const *, size_t, char const *, char const **, size_t *) ;
 
 /* A fail2ban-style pattern: POSIX extended regex, <HOST> stands for an
  * IPv4 or IPv6 address.  A failregex (host=1) must have exactly one <HOST>

@@ -155,11 +155,11 @@ def wait_for(cond, timeout=5.0, step=0.005):
 class Daemon:
     """yubin-banwatch running in the background on a Root."""
 
-    def __init__(self, root, stdin=subprocess.DEVNULL, args=()):
+    def __init__(self, root, stdin=subprocess.DEVNULL, args=(), prefix=()):
         self.root = root
         self.errpath = root.path("banwatch.stderr")
         self.err = open(self.errpath, "ab")
-        self.p = subprocess.Popen([BANWATCH] + list(args), env=root.env, stdin=stdin,
+        self.p = subprocess.Popen(list(prefix) + [BANWATCH] + list(args), env=root.env, stdin=stdin,
                                   stdout=self.err, stderr=self.err)
         # ready when the control socket answers
         ok = wait_for(lambda: self.p.poll() is not None or self.ctl("stats")[0] == 0, 10, 0.02)

@@ -45,6 +45,40 @@ def t_maxretry():
         check("replay-other-verbs-ignored", not bans, "bans=%r" % bans)
 
 
+def t_events():
+    conf = """
+[jail abuse]
+filter = yubin-abuse
+maxretry = 2
+findtime = 60
+bantime = 60
+[jail custom]
+type = yubin
+events = pop3d:reject/reason=bad-command imapd:auth-fail
+maxretry = 2
+findtime = 60
+bantime = 60
+"""
+    with Root(conf) as r:
+        L = lambda t, l: "%s%s\n" % (stamp(T0 + t), l)
+        log = (L(0, "smtpd: reject ip=192.0.2.30 cmd=AUTH code=421 reason=too-many-auth-failures")
+               + L(1, "smtpd: reject ip=192.0.2.30 cmd=RCPT code=421 reason=too-many-errors")
+               + L(2, "smtpd: reject ip=192.0.2.31 cmd=MAIL code=530 reason=auth-required")
+               + L(3, "smtpd: reject ip=192.0.2.31 cmd=MAIL code=530 reason=auth-required")
+               + L(4, "smtpd: reject ip=192.0.2.32 cmd=x reason=too-many-errorsX")
+               + L(5, "smtpd: reject ip=192.0.2.32 cmd=x reason=too-many-errorsX")
+               + L(6, "pop3d: reject ip=192.0.2.33 reason=bad-command")
+               + L(7, "pop3d: reject ip=192.0.2.33 reason=bad-command")
+               + L(8, "smtpd: reject ip=192.0.2.34 reason=bad-command")
+               + L(9, "smtpd: reject ip=192.0.2.34 reason=bad-command")
+               + L(10, "imapd: auth-fail ip=192.0.2.35 user=x")
+               + L(11, "imapd: auth-fail ip=192.0.2.35 user=x"))
+        rc, bans, _, s, err = replay(r, log)
+        got = sorted((b[0], b[1]) for b in bans)
+        want = [("192.0.2.30", "abuse"), ("192.0.2.33", "custom"), ("192.0.2.35", "custom")]
+        check("replay-yubin-abuse-and-events", rc == 0 and got == want, "bans=%r %s" % (bans, err))
+
+
 def t_window():
     conf = """
 [jail w]
@@ -278,6 +312,7 @@ def t_badconf():
 
 def main():
     t_maxretry()
+    t_events()
     t_window()
     t_bantime()
     t_recidive()
