@@ -9,6 +9,7 @@
 #include <spawn.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include <skalibs/allreadwrite.h>
@@ -96,7 +97,8 @@ static int reap (pid_t pid, int *wstat, tain const *deadline)
 }
 
 int checkpw_run (char const *prog, char const *next, char const *login, size_t loginlen,
-                 char const *pass, size_t passlen, char const *extra, tain const *deadline, int *wstat)
+                 char const *pass, size_t passlen, char const *extra, int nice,
+                 tain const *deadline, int *wstat)
 {
   char buf[CHECKPW_MAX] ;
   size_t extralen = strlen(extra) ;
@@ -114,6 +116,9 @@ int checkpw_run (char const *prog, char const *next, char const *login, size_t l
   if (e) { errno = e ; goto err ; }
   fd_close(pd[0]) ; pd[0] = -1 ;
   fd_close(po[1]) ; po[1] = -1 ;
+  /* before it has its input, so it has done no work yet; best effort:
+     the priority is a courtesy, not a guarantee */
+  if (nice > 0 && setpriority(PRIO_PROCESS, pid, nice) < 0) errno = 0 ;
 
   size_t n = 0 ;
   memcpy(buf, login, loginlen) ; n += loginlen ; buf[n++] = 0 ;

@@ -25,13 +25,16 @@ enum checkpw_result
   CHECKPW_TEMP = 2,    /* anything else: exit 2 or 111, a signal, the deadline */
 } ;
 
-/* Run prog with next as its argument; login and pass must hold no NUL and,
+/* Run prog with next as its argument, niced by nice (0: not at all; a
+ * session that already failed a login may be made to wait behind others);
+ * login and pass must hold no NUL and,
  * with extra and the three NULs, fit CHECKPW_MAX (else errno = E2BIG and
  * -1).  Waits at most until deadline, then kills it (CHECKPW_TEMP).
  * Returns the result, with the wait status in *wstat (-1 if killed at
  * the deadline), or -1 if prog could not be run (errno set).  The copy
  * of the password it makes is wiped. */
 extern int checkpw_run (char const *prog, char const *next, char const *login, size_t loginlen,
-                        char const *pass, size_t passlen, char const *extra, tain const *deadline, int *wstat) ;
+                        char const *pass, size_t passlen, char const *extra, int nice,
+                        tain const *deadline, int *wstat) ;
 
 #endif

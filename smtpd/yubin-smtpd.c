@@ -1068,6 +1068,15 @@ static void smtp_data (struct smtpcmd const *c)
 
 /* ---------- STARTTLS (RFC 3207 over yubin-tlsd's UCSPI-TLS protocol) ---------- */
 
+/* sa = s, NUL-terminated (len excludes the NUL) */
+static void setstr (stralloc *sa, char const *s)
+{
+  sa->len = 0 ;
+  cat(sa, s) ;
+  if (!stralloc_0(sa)) die_nomem() ;
+  sa->len-- ;
+}
+
 static int scan_fd (char const *x, int *fd)
 {
   unsigned int u ;
@@ -1085,8 +1094,9 @@ static void tls_init (void)
   {
     /* implicit TLS: yubin-tlsd did the handshake before starting us */
     tls = 1 ;
-    cat(&tlsproto, p) ;
-    cat(&tlscipher, getenv("SSL_CIPHER") ? getenv("SSL_CIPHER") : "unknown") ;
+    setstr(&tlsproto, *p ? p : "unknown") ;
+    p = getenv("SSL_CIPHER") ;
+    setstr(&tlscipher, p && *p ? p : "unknown") ;
     return ;
   }
   int c, r, w ;
@@ -1141,13 +1151,13 @@ static void tls_params (void)
     char *eq = strchr(s, '=') ;
     if (!eq || eq == s) continue ;
     *eq = 0 ;
-    if (!strcmp(s, "SSL_PROTOCOL")) { tlsproto.len = 0 ; cat(&tlsproto, eq + 1) ; }
-    else if (!strcmp(s, "SSL_CIPHER")) { tlscipher.len = 0 ; cat(&tlscipher, eq + 1) ; }
+    if (!strcmp(s, "SSL_PROTOCOL") && eq[1]) setstr(&tlsproto, eq + 1) ;
+    else if (!strcmp(s, "SSL_CIPHER") && eq[1]) setstr(&tlscipher, eq + 1) ;
     if (setenv(s, eq + 1, 1) < 0) die_nomem() ;
     *eq = '=' ;
   }
-  if (!tlsproto.len) cat(&tlsproto, "unknown") ;
-  if (!tlscipher.len) cat(&tlscipher, "unknown") ;
+  if (!tlsproto.len) setstr(&tlsproto, "unknown") ;
+  if (!tlscipher.len) setstr(&tlscipher, "unknown") ;
 }
 
 static void smtp_starttls (struct smtpcmd const *c)
@@ -1271,7 +1281,9 @@ static void auth_check (char const *mech, size_t userat, size_t userlen, size_t 
     tain deadline ;
     tain_now_g() ;
     tain_addsec_g(&deadline, timeout) ;
-    r = checkpw_run(cpprog.s, "/bin/true", who.s, userlen, resp.s + passat, passlen, extra, &deadline, &wstat) ;
+    /* a session that already failed pays for its guesses at a lower CPU
+       priority than everyone else's logins */
+    r = checkpw_run(cpprog.s, "/bin/true", who.s, userlen, resp.s + passat, passlen, extra, authfails ? 10 : 0, &deadline, &wstat) ;
     if (r < 0)
     {
       if (errno == E2BIG) r = CHECKPW_BAD ;
