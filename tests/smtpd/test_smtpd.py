@@ -14,6 +14,7 @@ binaries (default build/bin).
 import email.utils
 import os
 import re
+import select
 import shutil
 import smtplib
 import socket
@@ -289,6 +290,10 @@ class Client:
     def cmd(self, line, code, what=None):
         self.send(line + "\r\n" if isinstance(line, str) else line + b"\r\n")
         return self.expect(code, what or (line if isinstance(line, str) else line.decode(errors="replace")))
+
+    def cmd_any(self, line):
+        self.send(line + "\r\n" if isinstance(line, str) else line + b"\r\n")
+        return self.reply()
 
     def closed(self, timeout=IO_TIMEOUT):
         """Read until EOF; return what came."""
@@ -987,6 +992,216 @@ def byte_at_a_time(inst):
     inst.finish()
     got = inst.committed()
     check(len(got) == 1 and got[0][0].split(b"\n", 3)[3] == b"Subject: slow\n\n.dot\nend\n", "body")
+
+
+@case
+def ehlo_without_tls(inst):
+    c = inst.session()
+    kw = [ln[4:] for ln in greet_ehlo(c)[1:]]
+    check(b"SMTPUTF8" in kw, "no SMTPUTF8: %r" % kw)
+    check(b"STARTTLS" not in kw and not any(k.startswith(b"AUTH") for k in kw), "STARTTLS/AUTH offered: %r" % kw)
+    lines = c.cmd("AUTH PLAIN AGFsaWNlAHB3", 538)
+    check(lines == [b"538 5.7.11 Encryption required for requested authentication mechanism"], "AUTH %r" % lines)
+    c.cmd("STARTTLS", 502)
+    c.cmd("QUIT", 221)
+    c.closed()
+    # a half-set or bogus SSLCTLFD offers nothing
+    for extra in ({"SSLCTLFD": "7"}, {"SSLCTLFD": "x", "SSLREADFD": "8", "SSLWRITEFD": "9"},
+                  {"SSLCTLFD": "1", "SSLREADFD": "8", "SSLWRITEFD": "9"}):
+        c = inst.session(extra)
+        kw = [ln[4:] for ln in greet_ehlo(c)[1:]]
+        check(b"STARTTLS" not in kw, "STARTTLS offered with %r" % extra)
+        c.cmd("QUIT", 221)
+        c.closed()
+    inst.finish()
+
+
+@case
+def usage(inst):
+    r = subprocess.run([SMTPD, "-x"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       env=inst.env(), timeout=IO_TIMEOUT)
+    check(r.returncode == 100 and b"usage" in r.stderr, "exit %d %r" % (r.returncode, r.stderr))
+    r = subprocess.run([SMTPD, "-s", "extra"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, env=inst.env(), timeout=IO_TIMEOUT)
+    check(r.returncode == 100, "exit %d with an operand" % r.returncode)
+
+
+def ucspi_tls_session(inst, extra=None):
+    """smtpd with the UCSPI-TLS fds of yubin-tlsd -S, played by the test:
+    returns (client socket, control socket, read-pipe w end, write-pipe r
+    end, process)."""
+    a, b = socket.socketpair()
+    ctl_here, ctl_there = socket.socketpair()
+    rd_r, rd_w = os.pipe()      # SSLREADFD: cleartext from the "client"
+    wr_r, wr_w = os.pipe()      # SSLWRITEFD: to the "client"
+    env = {"SSLCTLFD": str(ctl_there.fileno()), "SSLREADFD": str(rd_r), "SSLWRITEFD": str(wr_w)}
+    env.update(extra or {})
+    log = open(os.path.join(inst.root, "log.%d" % len(inst.logs)), "w+b")
+    inst.logs.append(log)
+    p = subprocess.Popen([SMTPD], stdin=b.fileno(), stdout=b.fileno(), stderr=log, env=inst.env(env),
+                         pass_fds=(ctl_there.fileno(), rd_r, wr_w))
+    inst.procs.append(p)
+    b.close()
+    ctl_there.close()
+    os.close(rd_r)
+    os.close(wr_w)
+    return Client(a, p), ctl_here, rd_w, wr_r, p
+
+
+@case
+def starttls_control_protocol(inst):
+    c, ctl, rd_w, wr_r, p = ucspi_tls_session(inst)
+    kw = [ln[4:] for ln in greet_ehlo(c)[1:]]
+    check(b"STARTTLS" in kw and not any(k.startswith(b"AUTH") for k in kw), "EHLO %r" % kw)
+    c.cmd("MAIL FROM:<a@example.net>", 250)
+    # pipelined cleartext behind STARTTLS must be thrown away
+    c.send(b"STARTTLS\r\nRCPT TO:<alice@example.org>\r\nNOOP\r\n")
+    lines = c.expect(220, "STARTTLS")
+    check(lines == [b"220 2.0.0 Ready to start TLS"], "reply %r" % lines)
+    ctl.settimeout(IO_TIMEOUT)
+    check(ctl.recv(16) == b"y", "no 'y' on the control socket")
+    ctl.sendall(b"SSL_PROTOCOL=TLSv1.3\0SSL_CIPHER=TLS_AES_128_GCM_SHA256\0\0")
+    ctl.close()
+    # the "TLS" side: what smtpd writes comes on wr_r, we write on rd_w
+    r = os.fdopen(wr_r, "rb", buffering=0)
+    w = os.fdopen(rd_w, "wb", buffering=0)
+
+    class PipeSock:
+        def settimeout(self, t):
+            pass
+
+        def sendall(self, d):
+            w.write(d)
+
+        def recv(self, n):
+            return os.read(r.fileno(), n)
+
+        def close(self):
+            w.close()
+            r.close()
+    tc = Client(PipeSock(), p)
+    ready, _, _ = select.select([r], [], [], 1.0)
+    check(not ready, "something was answered over TLS before EHLO: %r" % (os.read(r.fileno(), 4096) if ready else b""))
+    tc.cmd("RCPT TO:<alice@example.org>", 503, "transaction forgotten")
+    tc.cmd("MAIL FROM:<a@example.net>", 503, "HELO forgotten")
+    kw = [ln[4:] for ln in tc.cmd("EHLO again.example", 250)[1:]]
+    check(b"AUTH PLAIN LOGIN" in kw and b"STARTTLS" not in kw, "EHLO over TLS %r" % kw)
+    tc.cmd("STARTTLS", 503)
+    tc.cmd("MAIL FROM:<a@example.net>", 250)
+    tc.cmd("RCPT TO:<alice@example.org>", 250)
+    tc.cmd("DATA", 354)
+    tc.send(b"Subject: over tls\r\n\r\nx\r\n.\r\n")
+    tc.expect(250)
+    tc.cmd("QUIT", 221)
+    tc.close()
+    c.close()
+    inst.finish()
+    got = inst.committed()
+    check(len(got) == 1, "queued %d" % len(got))
+    check(b"\t(using TLSv1.3 with cipher TLS_AES_128_GCM_SHA256)\n" in got[0][0] and
+          b" with ESMTPS id " in got[0][0], "Received: %r" % got[0][0][:300])
+    check(b"smtpd: tls ip=127.0.0.1 proto=TLSv1.3 cipher=TLS_AES_128_GCM_SHA256" in inst.logtext(), "no tls line")
+
+
+@case
+def starttls_handshake_fails(inst):
+    c, ctl, rd_w, wr_r, p = ucspi_tls_session(inst)
+    greet_ehlo(c)
+    c.send(b"STARTTLS\r\n")
+    c.expect(220)
+    ctl.settimeout(IO_TIMEOUT)
+    check(ctl.recv(16) == b"y", "no 'y'")
+    ctl.close()        # EOF before the parameters: the handshake failed
+    try:
+        p.wait(IO_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise Failure("smtpd did not exit after a failed handshake")
+    c.s.settimeout(1)
+    try:
+        extra = c.s.recv(100)
+    except socket.timeout:
+        extra = b""
+    check(extra == b"", "smtpd wrote after the failed handshake: %r" % extra)
+    os.close(rd_w)
+    os.close(wr_r)
+    c.close()
+    inst.finish()
+    check(b"reason=tls-handshake-failed" in inst.logtext(), "no log line")
+
+
+@case
+def env_overrides(inst):
+    c = inst.session({"SMTPGREETING": "mx.example hi", "MAXRCPT": "2", "DATABYTES": "100"})
+    lines = c.expect(220)
+    check(lines == [b"220 mx.example hi"], "greeting %r" % lines)
+    kw = [ln[4:] for ln in c.cmd("EHLO x", 250)[1:]]
+    check(b"SIZE 100" in kw, "SIZE %r" % kw)
+    c.cmd("MAIL FROM:<a@example.net>", 250)
+    c.cmd("RCPT TO:<alice@example.org>", 250)
+    c.cmd("RCPT TO:<bob@example.org>", 250)
+    c.cmd("RCPT TO:<alice@example.org>", 452)
+    c.cmd("QUIT", 221)
+    c.closed()
+    c = inst.session({"TIMEOUTSMTPD": "1"})
+    c.expect(220)
+    t0 = time.time()
+    data = c.closed(10)
+    check(data == b"451 4.4.2 timeout\r\n" and time.time() - t0 < 8, "TIMEOUTSMTPD: %r" % data)
+    inst.finish()
+
+
+@case
+def ip_literal_relay(inst):
+    inst2 = Instance({"rcpthosts": "example.org\n[192.0.2.7]\n"})
+    try:
+        c = inst2.session()
+        greet_ehlo(c)
+        c.cmd("MAIL FROM:<x@example.net>", 250)
+        for t in ("user@[127.0.0.1]", "user@[192.0.2.8]", "user@[IPv6:::1]", "postmaster@[127.0.0.1]"):
+            code, lines = c.cmd_any("RCPT TO:<%s>" % t)
+            check(code in (550, 553), "%s accepted: %r" % (t, lines))
+        c.cmd("RCPT TO:<user@[192.0.2.7]>", 250, "literal listed in rcpthosts")
+        c.cmd("DATA", 354)
+        c.send(b"x\r\n.\r\n")
+        c.expect(250)
+        c.cmd("QUIT", 221)
+        c.closed()
+        inst2.finish()
+        got = inst2.committed()
+        check(len(got) == 1 and got[0][2] == [b"user@[192.0.2.7]"], "queued %r" % [g[2] for g in got])
+    finally:
+        inst2.cleanup()
+
+
+@case
+def smtputf8(inst):
+    c = inst.session()
+    greet_ehlo(c)
+    lines = c.cmd("MAIL FROM:<j\u00fcrgen@example.net>".encode(), 553)
+    check(lines[0].startswith(b"553 5.6.7"), "without SMTPUTF8: %r" % lines)
+    c.cmd("MAIL FROM:<a@example.net>", 250)
+    lines = c.cmd("RCPT TO:<\u00fcser@relayed.example.net>".encode(), 553)
+    check(lines[0].startswith(b"553 5.6.7"), "RCPT without SMTPUTF8: %r" % lines)
+    c.cmd("RSET", 250)
+    c.cmd("MAIL FROM:<j\u00fcrgen@b\u00fccher.example> SMTPUTF8 BODY=8BITMIME".encode(), 250)
+    c.cmd("RCPT TO:<\u00fcser@relayed.example.net>".encode(), 250)
+    c.cmd("RCPT TO:<alice@example.org>", 250)
+    c.cmd("RCPT TO:<\u00fcser@example.org>".encode(), 550, "unknown UTF-8 local user")
+    c.cmd(b"MAIL FROM:<\xff@example.net> SMTPUTF8", 503, "nested")
+    c.cmd("DATA", 354)
+    c.send("Subject: gr\u00fc\u00dfe\r\n\r\nhi\r\n.\r\n".encode())
+    c.expect(250)
+    c.cmd(b"MAIL FROM:<\xff@example.net> SMTPUTF8", 501, "invalid UTF-8")
+    c.cmd("QUIT", 221)
+    c.closed()
+    inst.finish()
+    got = inst.committed()
+    check(len(got) == 1, "queued %d" % len(got))
+    msg, sender, rcpts = got[0]
+    check(sender == "j\u00fcrgen@b\u00fccher.example".encode(), "sender %r" % sender)
+    check(rcpts == ["\u00fcser@relayed.example.net".encode(), b"alice@example.org"], "recipients %r" % rcpts)
+    check(b" with UTF8SMTP id " in msg.split(b"\n\n")[0], "Received %r" % msg[:300])
+    check(b"smtputf8=1" in inst.logtext(), "no smtputf8 in the mail log line")
 
 
 def main():
