@@ -1460,8 +1460,12 @@ int main (int argc, char const *const *argv)
     struct smtpcmd c ;
     getcmdline() ;
     smtpcmd_parse(line.s, line.len, &c) ;
-    if (c.error == SMTPCMD_ENUL) { errreply("500 5.5.2 NUL byte in command\r\n", smtpcmd_name(c.verb)) ; continue ; }
-    if (c.error == SMTPCMD_ETOOLONG) { errreply("500 5.5.2 line too long\r\n", smtpcmd_name(c.verb)) ; continue ; }
+    if (c.error == SMTPCMD_ENUL || c.error == SMTPCMD_ETOOLONG)
+    {
+      if (c.verb == SMTPCMD_AUTH) auth_wipe() ;   /* it may hold a password */
+      errreply(c.error == SMTPCMD_ENUL ? "500 5.5.2 NUL byte in command\r\n" : "500 5.5.2 line too long\r\n", smtpcmd_name(c.verb)) ;
+      continue ;
+    }
     switch (c.verb)
     {
       case SMTPCMD_HELO : smtp_helo(&c, 0) ; break ;
