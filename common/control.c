@@ -110,13 +110,14 @@ int control_domain_in_list (char const *list, size_t listlen, char const *domain
   {
     char const *e = list + i ;
     size_t elen = strlen(e) ;
+    i += elen + 1 ;
+    if (elen && e[elen-1] == '.') elen-- ;   /* "example.com." is example.com */
     if (elen && e[0] == '.')
     {
       /* ".example.com" matches strict subdomains of example.com */
       if (dlen > elen && case_equalb(domain + dlen - elen, elen, e)) return 1 ;
     }
     else if (elen == dlen && case_equalb(domain, dlen, e)) return 1 ;
-    i += elen + 1 ;
   }
   return 0 ;
 }

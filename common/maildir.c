@@ -93,6 +93,14 @@ int maildir_deliver (char const *dir, char const *prefix, size_t prefixlen, int 
   if (!stralloc_cats(&new, dir) || !stralloc_cats(&new, "/new/")
    || !stralloc_catb(&new, uniq.s, uniq.len) || !stralloc_0(&new)) goto end ;
 
+  if (name)
+  {
+    name->len = 0 ;
+    if (!stralloc_catb(name, "new/", 4) || !stralloc_catb(name, uniq.s, uniq.len)
+     || !stralloc_0(name)) goto end ;
+    name->len-- ;
+  }
+
   int out = open(tmp.s, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) ;
   if (out < 0) goto end ;
   if (!copy_message(out, prefix, prefixlen, fd) || fsync(out) < 0)
@@ -123,12 +131,6 @@ int maildir_deliver (char const *dir, char const *prefix, size_t prefixlen, int 
     goto end ;
   }
   ok = 1 ;
-  if (name)
-  {
-    name->len = 0 ;
-    ok = stralloc_catb(name, "new/", 4) && stralloc_catb(name, uniq.s, uniq.len)
-      && stralloc_0(name) && (name->len--, 1) ;
-  }
  end:
   e = errno ;
   stralloc_free(&uniq) ;
@@ -147,7 +149,13 @@ int maildir_make (char const *dir)
   {
     path.len = 0 ;
     ok = stralloc_cats(&path, dir) && stralloc_cats(&path, sub[i]) && stralloc_0(&path) ;
-    if (ok && mkdir(path.s, 0700) < 0 && errno != EEXIST) ok = 0 ;
+    if (ok && mkdir(path.s, 0700) < 0)
+    {
+      struct stat st ;
+      if (errno != EEXIST) ok = 0 ;
+      else if (stat(path.s, &st) < 0) ok = 0 ;
+      else if (!S_ISDIR(st.st_mode)) { errno = ENOTDIR ; ok = 0 ; }
+    }
   }
   int e = errno ;
   stralloc_free(&path) ;

@@ -20,6 +20,8 @@ int ylog_escape (stralloc *sa, char const *s, size_t len)
 {
   static char const hex[] = "0123456789abcdef" ;
   if (!len) return stralloc_catb(sa, "\"\"", 2) ;
+  /* "-" stands for a missing value: a real "-" is escaped */
+  if (len == 1 && s[0] == '-') return stralloc_catb(sa, "\\x2d", 4) ;
   int cut = len > YLOG_VALUE_MAX ;
   if (cut) len = YLOG_VALUE_MAX ;
   if (!stralloc_readyplus(sa, len * 4 + 3)) return 0 ;
