@@ -204,27 +204,30 @@ static void read_passwd (stralloc *text, genalloc *list)
   stralloc_free(&fn) ;
 }
 
-/* Owner of an existing file, to keep it when root rewrites it. */
-static int old_owner (char const *fn, uid_t *uid, gid_t *gid)
+/* Owner and mode of an existing file, to keep them when it is rewritten. */
+static int old_stat (char const *fn, struct stat *st)
 {
-  struct stat st ;
-  if (stat(fn, &st) < 0)
+  if (stat(fn, st) < 0)
   {
     if (errno == ENOENT) return 0 ;
     strerr_diefusys(EX_TEMP, "stat ", fn) ;
   }
-  *uid = st.st_uid ; *gid = st.st_gid ;
   return 1 ;
 }
 
-/* Open fn.tmp for writing with mode, owned like fn (when root). */
-static int open_tmp (char const *fn, char const *tmp, unsigned int mode)
+/* Open fn.tmp for writing, owned like fn (when root).  A new file gets
+   mode; an existing one keeps its mode within keep (so an operator's
+   0640 root:yubinauth passwd stays readable by yubin-checkpassword, and
+   never becomes world-readable). */
+static int open_tmp (char const *fn, char const *tmp, unsigned int mode, unsigned int keep)
 {
-  uid_t uid ; gid_t gid ;
+  struct stat st ;
+  int old = old_stat(fn, &st) ;
+  if (old) mode = st.st_mode & keep ;
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode) ;
   if (fd < 0) strerr_diefusys(EX_TEMP, "create ", tmp) ;
   if (fchmod(fd, mode) < 0) strerr_diefusys(EX_TEMP, "chmod ", tmp) ;
-  if (!geteuid() && old_owner(fn, &uid, &gid) && fchown(fd, uid, gid) < 0)
+  if (!geteuid() && old && fchown(fd, st.st_uid, st.st_gid) < 0)
     strerr_diefusys(EX_TEMP, "chown ", tmp) ;
   return fd ;
 }
@@ -239,7 +242,7 @@ static void write_cdb_tmp (char const *s, genalloc const *list, char const *fn, 
 {
   cdbmaker c = CDBMAKER_ZERO ;
   stralloc val = STRALLOC_ZERO ;
-  int fd = open_tmp(fn, tmp, 0644) ;
+  int fd = open_tmp(fn, tmp, 0644, 0644) ;
   if (!cdbmake_start(&c, fd)) strerr_diefusys(EX_TEMP, "write ", tmp) ;
   for (size_t i = 0 ; i < genalloc_len(struct entry, list) ; i++)
   {
@@ -277,7 +280,7 @@ static void commit (char const *newtext, size_t newlen, char const *cdbsrc, gena
   upath(&cfn, "users.cdb") ; upath(&ctmp, "users.cdb.tmp") ;
   if (newtext)
   {
-    int fd = open_tmp(fn.s, tmp.s, 0600) ;
+    int fd = open_tmp(fn.s, tmp.s, 0600, 0640) ;
     if (allwrite(fd, newtext, newlen) < newlen) strerr_diefusys(EX_TEMP, "write ", tmp.s) ;
     finish_tmp(fd, tmp.s) ;
   }
