@@ -31,25 +31,31 @@ static size_t exe_dir (char *buf, size_t max)
   return slash - buf ;
 }
 
+/* A set-id program trusts an instance only if no one but root could have
+ * put it there: the root and its bin/ owned by uid 0 and writable by no one
+ * else (an attacker can't build such a tree around a hard link). */
+static int trusted_dir (char const *path)
+{
+  struct stat st ;
+  return !stat(path, &st) && S_ISDIR(st.st_mode) && st.st_uid == 0 && !(st.st_mode & 022) ;
+}
+
 /* <exe dir>/.. if it looks like an instance root this process may trust */
 static int root_from_exe (char *buf, size_t max)
 {
   size_t n = exe_dir(buf, max) ;
   if (!n) return 0 ;
+  if (is_privileged() && !trusted_dir(buf)) return 0 ;
   char *slash = strrchr(buf, '/') ;
   if (!slash || strcmp(slash, "/bin")) return 0 ;
   *slash = 0 ;
   if (slash == buf) return 0 ;
   size_t len = slash - buf ;
   if (len + sizeof("/control") > max) return 0 ;
+  if (is_privileged() && !trusted_dir(buf)) return 0 ;
   struct stat st ;
   memcpy(buf + len, "/control", sizeof("/control")) ;
   int ok = !stat(buf, &st) && S_ISDIR(st.st_mode) ;
-  if (ok && is_privileged())
-  {
-    memcpy(buf + len, "/queue", sizeof("/queue")) ;
-    ok = !stat(buf, &st) && S_ISDIR(st.st_mode) && st.st_uid == geteuid() ;
-  }
   buf[len] = 0 ;
   return ok ;
 }

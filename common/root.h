@@ -7,9 +7,10 @@
 /* The instance root, without trailing slash.  Order:
  *  1. $YUBIN_ROOT, unless the process is setuid/setgid (then env is ignored);
  *  2. the directory above the running binary's bin/ (/proc/self/exe), if it
- *     holds a control/ directory and, for a setuid process, a queue/
- *     directory owned by the effective uid (so an installed instance such as
- *     ./run/bin/yubin-queue finds ./run without any environment);
+ *     holds a control/ directory and, for a setuid or setgid process, it and
+ *     its bin/ belong to root and are writable by no one else (so an
+ *     installed instance such as ./run/bin/yubin-queue finds ./run without
+ *     any environment, and a hard link elsewhere finds nothing);
  *  3. the compiled default YUBIN_ROOT_DEFAULT (make ROOT=...).
  * Computed once, cached.  Never fails (falls back to 3). */
 extern char const *yubin_root(void);

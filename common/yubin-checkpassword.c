@@ -24,6 +24,7 @@
 #include <skalibs/types.h>
 
 #include "password.h"
+#include "control.h"
 #include "root.h"
 
 #define USAGE "yubin-checkpassword prog..."
@@ -67,36 +68,29 @@ static void diesys (int code, char const *s1, char const *s2)
   strerr_diefusys(code, s1, s2 ? s2 : "") ;
 }
 
-/* A setgid (not setuid) run trusts no environment: its instance is the
- * one it is installed in (<root>/bin/yubin-checkpassword), provided that
- * instance's users/passwd belongs to the group it runs as; otherwise the
- * compiled-in root (yubin_root() ignores the environment when setgid). */
-static int passwd_path (stralloc *sa)
+/* Mail clients log in with the whole address: "user@domain" is the user
+ * "user" when domain is one of the instance's local domains.  Returns the
+ * length of the name to look up. */
+static size_t login_local_part (char const *login, size_t len)
 {
-  if (getegid() != getgid() && geteuid() == getuid())
+  size_t at = byte_rchr(login, len, '@') ;
+  if (at >= len) return len ;
+  char domain[256] ;
+  size_t dlen = len - at - 1 ;
+  if (!dlen || dlen >= sizeof(domain)) return len ;
+  memcpy(domain, login + at + 1, dlen) ;
+  domain[dlen] = 0 ;
+  stralloc locals = STRALLOC_ZERO ;
+  int r = control_readlist(&locals, "locals") ;
+  if (r < 0) diesys(EX_TEMP, "read control/locals", 0) ;
+  if (!r)
   {
-    char buf[PATH_MAX] ;
-    ssize_t r = readlink("/proc/self/exe", buf, sizeof(buf) - 1) ;
-    if (r > 0)
-    {
-      buf[r] = 0 ;
-      char *slash = strrchr(buf, '/') ;
-      if (slash && slash > buf)
-      {
-        *slash = 0 ;
-        slash = strrchr(buf, '/') ;
-        if (slash && slash > buf && !strcmp(slash, "/bin"))
-        {
-          struct stat st ;
-          *slash = 0 ;
-          sa->len = 0 ;
-          if (!stralloc_cats(sa, buf) || !stralloc_cats(sa, "/users/passwd") || !stralloc_0(sa)) return 0 ;
-          if (!stat(sa->s, &st) && st.st_gid == getegid()) return 1 ;
-        }
-      }
-    }
+    if (control_readline(&locals, "me", "localhost") < 0) diesys(EX_TEMP, "read control/me", 0) ;
+    locals.len++ ;   /* keep the NUL: a one-entry list */
   }
-  return yubin_path(sa, "users/passwd") ;
+  int local = control_domain_in_list(locals.s, locals.len, domain) ;
+  stralloc_free(&locals) ;
+  return local ? at : len ;
 }
 
 struct user
@@ -175,11 +169,12 @@ int main (int argc, char const *const *argv)
   if (byte_chr(pass, uplen - loginlen - 1, 0) >= uplen - loginlen - 1) die(EX_MISUSE, "malformed input on fd 3", 0) ;
 
   stralloc fn = STRALLOC_ZERO ;
-  if (!passwd_path(&fn)) diesys(EX_TEMP, "allocate memory", 0) ;
+  if (!yubin_path(&fn, "users/passwd")) diesys(EX_TEMP, "allocate memory", 0) ;
   if (!openslurpclose(&text, fn.s)) diesys(EX_TEMP, "read ", fn.s) ;
   if (!stralloc_0(&text)) diesys(EX_TEMP, "allocate memory", 0) ;
   text.len-- ;
 
+  loginlen = login_local_part(login, loginlen) ;
   struct user u = { .hash = 0 } ;
   int found = 0 ;
   if (loginlen && loginlen <= NAME_MAX_LEN && !memchr(login, ':', loginlen) && !memchr(login, '\n', loginlen))

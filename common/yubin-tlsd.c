@@ -722,6 +722,11 @@ int main (int argc, char const *const *argv)
     stralloc_free(&key) ;
   }
 
+  /* Installed setgid to the group that may read the key (package/setup):
+     give that group up for good, saved set-group-ID included. */
+  if (getegid() != getgid() && setresgid(getgid(), getgid(), getgid()) < 0)
+    strerr_diefusys(EX_TEMP, "drop the key group") ;
+
   /* then nothing is read from the network with them */
   drop_privileges(uidarg, gidarg) ;
 

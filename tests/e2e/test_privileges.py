@@ -112,8 +112,21 @@ def main():
                   "owner %d:%d" % (st.st_uid, st.st_gid))
             check("maildir-file-private", not st.st_mode & 0o077, "mode %o" % st.st_mode)
 
+        # password hashes: only the setgid yubin-checkpassword may read them
         pw = os.stat(inst.path("users", "passwd"))
-        check("users-passwd-0600", stat.S_IMODE(pw.st_mode) == 0o600, "mode %o" % pw.st_mode)
+        if root:
+            import grp
+            check("users-passwd-root-yubinauth-0640",
+                  stat.S_IMODE(pw.st_mode) == 0o640 and pw.st_uid == 0
+                  and pw.st_gid == grp.getgrnam("yubinauth").gr_gid,
+                  "mode %o owner %d:%d" % (pw.st_mode, pw.st_uid, pw.st_gid))
+            key = os.stat(inst.path("control", "key.pem"))
+            check("tls-key-root-yubintls-0640",
+                  stat.S_IMODE(key.st_mode) == 0o640 and key.st_uid == 0
+                  and key.st_gid == grp.getgrnam("yubintls").gr_gid,
+                  "mode %o owner %d:%d" % (key.st_mode, key.st_uid, key.st_gid))
+        else:
+            check("users-passwd-0600", stat.S_IMODE(pw.st_mode) == 0o600, "mode %o" % pw.st_mode)
         logs = os.stat(inst.path("log", "smtpd", "current"))
         check("log-owned-by-yubinl [%s]" % who, logs.st_uid == want["yubinl"], "owner %d" % logs.st_uid)
 

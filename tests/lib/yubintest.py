@@ -112,6 +112,8 @@ class Instance:
         self.bin = bin or bin_dir()
         self.ip = "127.0.0.1"
         self.smtp_port = free_port(self.ip)
+        self.submission_port = free_port(self.ip)
+        self.smtps_port = free_port(self.ip)
         self.domain = domain or DOMAIN
         self.extra_env = env or {}
         self.start_timeout = start_timeout
@@ -146,6 +148,8 @@ class Instance:
             "BIN": self.bin,
             "YUBIN_IP": self.ip,
             "YUBIN_SMTP_PORT": str(self.smtp_port),
+            "YUBIN_SUBMISSION_PORT": str(self.submission_port),
+            "YUBIN_SMTPS_PORT": str(self.smtps_port),
             "YUBIN_DOMAIN": self.domain,
             "YUBIN_ROOT": self.dir,
         })
@@ -278,7 +282,7 @@ class Instance:
         """FAIL if a sanitizer (build/asan) reported anything in the logs."""
         name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
         found = []
-        for s in ("smtpd", "qmgr"):
+        for s in ("smtpd", "submission", "smtps", "qmgr"):
             for line in self.log(s).splitlines():
                 if any(m in line for m in self.SANITIZER_MARKS):
                     found.append("log/%s: %s" % (s, line.strip()))
