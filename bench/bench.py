@@ -30,13 +30,14 @@ def env_int(name, default):
 
 
 SESSIONS = [int(s) for s in os.environ.get("BENCH_SESSIONS", "1 10 32").split()]
-N_ONE = env_int("BENCH_N1", 2000)        # messages for 1 session
-N_MANY = env_int("BENCH_N", 5000)        # messages for more sessions
+N_ONE = env_int("BENCH_N1", 1500)        # messages for 1 session
+N_MANY = env_int("BENCH_N", 4000)        # messages for more sessions
 N_FSYNC = env_int("BENCH_FSYNC_N", 300)  # messages for the strace run
 N_WARM = env_int("BENCH_WARMUP", 100)    # warm-up messages (not measured)
 SIZE = env_int("BENCH_SIZE", 2048)       # smtp-source -l (body bytes)
 REPEAT = max(1, env_int("BENCH_REPEAT", 3))  # timed runs per cell; median
 REUSE = os.environ.get("BENCH_REUSE", "0") == "1"  # smtp-source -d
+FS = os.environ.get("BENCH_FS", "tmp")         # tmp, or ext4: a fresh loop image
 KEEP = os.environ.get("BENCH_KEEP", "0") == "1"    # keep the temp dir
 SYSTEMS = os.environ.get("BENCH_SYSTEMS", "yubin postfix").split()
 BIN = os.path.abspath(os.environ.get("YUBIN_BIN", os.path.join(TOP, "build/bin")))
@@ -469,8 +470,9 @@ class Yubin:
         self.pids.update(self.tree())
 
     def queue_files(self):
-        # Anything regular under queue/ but the trigger and lock files.
-        return files_under(os.path.join(self.dir, "queue"), skip=("trigger", "lock"))
+        # Message files (qmgr/README): tmp/, new/, cur/ and env/ of queue/.
+        q = os.path.join(self.dir, "queue")
+        return sum(files_under(os.path.join(q, d)) for d in ("tmp", "new", "cur", "env"))
 
     def stop(self):
         if self.svscan is not None:
@@ -504,13 +506,15 @@ def settle(system, deadline_s=30):
     end = time.monotonic() + deadline_s
     stable = 0
     while time.monotonic() < end:
-        if system.queue_files() == 0:
+        left = system.queue_files()
+        if left == 0:
             stable += 1
             if stable >= 3:
                 return True
         else:
             stable = 0
-        time.sleep(0.05)
+        time.sleep(0.02)
+    say("warning: %s: %d files still in the queue after %ds" % (system.name, left, deadline_s))
     return False
 
 
@@ -696,6 +700,21 @@ def details(sessions, res, fs, systems):
     return "\n".join(lines)
 
 
+def mount_ext4(base, mnt):
+    """A fresh journaled ext4 (loop-mounted sparse image) for both systems."""
+    if os.geteuid() != 0:
+        raise BenchError("BENCH_FS=ext4 needs root (mount)")
+    img = os.path.join(base, "fs.img")
+    with open(img, "wb") as f:
+        f.truncate(4 << 30)
+    run(["mkfs.ext4", "-q", "-F", img])
+    os.makedirs(mnt)
+    run(["mount", "-o", "loop", img, mnt])
+    os.chmod(mnt, 0o755)
+    say("both systems on a fresh journaled ext4 (loop image) at", mnt)
+    return mnt
+
+
 def main():
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
@@ -729,12 +748,19 @@ def main():
     res, fs = {}, {}
     t_start = time.monotonic()
     ok = False
+    mnt = None
     try:
+        where = base
+        if FS == "ext4":
+            mnt = os.path.join(base, "fs")
+            where = mount_ext4(base, mnt)
+        elif FS != "tmp":
+            raise BenchError("BENCH_FS is tmp or ext4, not %r" % FS)
         for name in systems:
             if name == "yubin":
-                sysm = Yubin(base)
+                sysm = Yubin(where)
             elif name == "postfix":
-                sysm = Postfix(base, env_int("BENCH_POSTFIX_LOCAL_CONC", 20))
+                sysm = Postfix(where, env_int("BENCH_POSTFIX_LOCAL_CONC", 20))
             else:
                 raise BenchError("unknown system %r" % name)
             started.append(sysm)
@@ -778,6 +804,10 @@ def main():
                 sysm.stop()
             except Exception as e:  # keep cleaning the others
                 say("stopping %s: %s" % (sysm.name, e))
+        if mnt is not None and os.path.ismount(mnt):
+            if subprocess.run(["umount", mnt], stderr=subprocess.DEVNULL).returncode != 0:
+                time.sleep(1)
+                subprocess.run(["umount", "-l", mnt], stderr=subprocess.DEVNULL)
         if KEEP:
             say("kept", base)
         else:
@@ -793,6 +823,8 @@ def main():
             " msg/s is the median of %d runs; fsync counts from a separate strace run of %d msgs" % (
                 SIZE, SIZE + 200, mode, N_ONE, N_MANY, REPEAT, N_FSYNC),
             "bench took %.0fs" % took]
+    if FS == "ext4":
+        head.append("filesystem: a fresh journaled ext4 on a loop device (BENCH_FS=ext4)")
     head += ["note: " + x for x in notes]
     text = "\n".join(head) + "\n\n" + table(SESSIONS, res, fs) + "\n\n" + \
         details(SESSIONS, res, fs, [s.name for s in started]) + "\n"
@@ -800,9 +832,12 @@ def main():
         text += "\nINCOMPLETE: the bench failed or was interrupted\n"
     print()
     print(text, end="")
-    with open(os.path.join(HERE, "results-latest.txt"), "w") as f:
-        f.write(text)
-    say("saved bench/results-latest.txt")
+    try:
+        with open(os.path.join(HERE, "results-latest.txt"), "w") as f:
+            f.write(text)
+        say("saved bench/results-latest.txt")
+    except OSError as e:
+        say("unable to save bench/results-latest.txt: %s" % e)
     return 0 if ok else 1
 
 
