@@ -109,12 +109,17 @@ static int keyeq (banaddr const *x, banaddr const *y)
   return !memcmp(x, y, sizeof(banaddr)) ;
 }
 
-static uint32_t aindex_get (aindex const *ix, banaddr const *k)
+static uint32_t aindex_get_h (aindex const *ix, banaddr const *k, uint64_t h)
 {
-  if (!ix->s) return 0 ;
-  for (size_t i = addr_hash(k) & ix->mask ; ix->s[i].val ; i = (i + 1) & ix->mask)
+  if (!ix->used) return 0 ;
+  for (size_t i = h & ix->mask ; ix->s[i].val ; i = (i + 1) & ix->mask)
     if (keyeq(&ix->s[i].key, k)) return ix->s[i].val ;
   return 0 ;
+}
+
+static uint32_t aindex_get (aindex const *ix, banaddr const *k)
+{
+  return ix->used ? aindex_get_h(ix, k, addr_hash(k)) : 0 ;
 }
 
 static void aindex_insert (aslot *s, size_t mask, banaddr const *k, uint32_t v)
@@ -405,7 +410,7 @@ static char *cf_path (char const *v)
 enum { F_KV, F_REGEX, F_RECIDIVE } ;
 
 typedef struct evsel_s evsel ;
-struct evsel_s { char prog[65] ; char verb[65] ; char key[33] ; char val[65] ; } ;  /* "" = any */
+struct evsel_s { char prog[65] ; char verb[65] ; char key[33] ; char val[65] ; size_t proglen, verblen ; } ;  /* "" = any */
 
 typedef struct filter_s filter ;
 struct filter_s
@@ -450,6 +455,7 @@ static void filter_events (filter *f, cfsec const *s, char const *key, cfline co
     }
     if (!*verb || strlen(verb) > 64) cflerr(w.l, "bad event (prog:verb or verb): ", verb, 0) ;
     strcpy(e.verb, verb) ;
+    e.verblen = strlen(e.verb) ; e.proglen = strlen(e.prog) ;
     if (!genalloc_append(evsel, &f->ev, &e)) strerr_diefu1sys(111, "read configuration") ;
   }
   if (!genalloc_len(evsel, &f->ev) && where) cflerr(where, "filter has no events", 0, 0) ;
@@ -513,6 +519,7 @@ static unsigned int filter_builtin (char const *name, int type, char const *verb
       memcpy(e.key, p + v + 1, k) ;
       memcpy(e.val, p + v + 2 + k, n - v - 2 - k) ;
     }
+    e.verblen = strlen(e.verb) ; e.proglen = 0 ;
     if (!genalloc_append(evsel, &f.ev, &e)) strerr_diefu1sys(111, "read configuration") ;
     p += n ;
     while (*p == ' ') p++ ;
@@ -1164,9 +1171,9 @@ static void counters_sweep (jail *j)
   j->sweep_at = live * 2 > 4096 ? live * 2 : 4096 ;
 }
 
-static fcount *counter_get (jail *j, banaddr const *k, int64_t **ring)
+static fcount *counter_get (jail *j, banaddr const *k, uint64_t h, int64_t **ring)
 {
-  uint32_t v = aindex_get(&j->ix, k) ;
+  uint32_t v = aindex_get_h(&j->ix, k, h) ;
   uint32_t idx ;
   if (v) idx = v - 1 ;
   else
@@ -1227,11 +1234,13 @@ static void jail_fail (unsigned int jidx, banaddr const *a, int64_t t, int feedo
   if (ignored(j, a)) { j->nignored++ ; return ; }
   banaddr_mask(&k, k.family == 4 ? j->prefix4 : j->prefix6) ;
   j->nmatch++ ;
-  ban const *b = ban_find(&k) ;
+  uint64_t h = addr_hash(&k) ;
+  uint32_t bv = aindex_get_h(&banix, &k, h) ;
+  ban const *b = bv ? BAN(bv - 1) : 0 ;
   /* already banned: late lines (recidive counts the bans of other jails) */
   if (b && b->until > now && (FILTER(j->filter)->type != F_RECIDIVE || b->jail == jidx)) return ;
   int64_t *ring ;
-  fcount *c = counter_get(j, &k, &ring) ;
+  fcount *c = counter_get(j, &k, h, &ring) ;
   if (c->n < j->maxretry) ring[c->n++] = t ;
   else
   {
@@ -1260,13 +1269,25 @@ static void recidive_feed (banaddr const *k, int64_t t)
  * lines
  * ====================================================================== */
 
+static int kv_wanted_head (filter const *f, banline_kv const *kv)
+{
+  evsel const *e = genalloc_s(evsel, &f->ev) ;
+  for (size_t i = 0 ; i < genalloc_len(evsel, &f->ev) ; i++)
+  {
+    if (e[i].verblen != kv->verblen || memcmp(e[i].verb, kv->verb, kv->verblen)) continue ;
+    if (e[i].proglen && (e[i].proglen != kv->proglen || memcmp(e[i].prog, kv->prog, kv->proglen))) continue ;
+    return 1 ;
+  }
+  return 0 ;
+}
+
 static int kv_wanted (filter const *f, banline_kv const *kv, char const *s, size_t n)
 {
   evsel const *e = genalloc_s(evsel, &f->ev) ;
   for (size_t i = 0 ; i < genalloc_len(evsel, &f->ev) ; i++)
   {
-    if (strlen(e[i].verb) != kv->verblen || memcmp(e[i].verb, kv->verb, kv->verblen)) continue ;
-    if (e[i].prog[0] && (strlen(e[i].prog) != kv->proglen || memcmp(e[i].prog, kv->prog, kv->proglen))) continue ;
+    if (e[i].verblen != kv->verblen || memcmp(e[i].verb, kv->verb, kv->verblen)) continue ;
+    if (e[i].proglen && (e[i].proglen != kv->proglen || memcmp(e[i].prog, kv->prog, kv->proglen))) continue ;
     if (e[i].key[0])
     {
       char const *v ;
@@ -1283,11 +1304,11 @@ static void line_process (char const *s, size_t len, uint16_t const *jl, size_t 
 {
   int64_t t ;
   banline_kv kv ;
-  int kvstate = 0 ;   /* 0 not parsed, 1 yubin line, -1 not one */
+  int kvstate = 0 ;   /* 0 not looked at, 1 "prog: verb", 2 whole yubin line, -1 not one */
+  int nul = -1 ;      /* holds a NUL: not known yet */
   st_lines++ ;
   while (len && !*s) { s++ ; len-- ; }   /* a hole left by a truncation */
   if (!len) return ;
-  if (memchr(s, 0, len)) { st_badline++ ; return ; }
   size_t off = banline_stamp(s, len, &t, replaying ? wallnow : now) ;
   if (replaying)
   {
@@ -1305,12 +1326,19 @@ static void line_process (char const *s, size_t len, uint16_t const *jl, size_t 
     if (t < now - j->findtime) continue ;   /* too old to count */
     if (f->type == F_KV)
     {
-      if (!kvstate) kvstate = banline_kv_parse(&kv, s, len) ? 1 : -1 ;
-      if (kvstate < 0 || !kv.ip || !kv_wanted(f, &kv, s, len)) continue ;
+      /* most lines are not failures: look at "prog: verb" first, check
+       * every byte (NULs included) only of a line that can matter */
+      if (!kvstate) kvstate = banline_kv_head(&kv, s, len) ? 1 : -1 ;
+      if (kvstate < 0 || !kv_wanted_head(f, &kv)) continue ;
+      if (kvstate == 1) kvstate = banline_kv_parse(&kv, s, len) ? 2 : -1 ;
+      if (kvstate < 0) { st_badline++ ; continue ; }
+      if (!kv.ip || !kv_wanted(f, &kv, s, len)) continue ;
       if (!banaddr_scanip(&a, kv.ip, kv.iplen)) { j->nbadhost++ ; continue ; }
     }
     else if (f->type == F_REGEX)
     {
+      if (nul < 0) nul = !!memchr(s, 0, len) ;
+      if (nul) { st_badline++ ; continue ; }
       banpat const *p = genalloc_s(banpat, &f->fail) ;
       size_t np = genalloc_len(banpat, &f->fail), k ;
       int r = 0 ;

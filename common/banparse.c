@@ -33,6 +33,7 @@ void banaddr_mask (banaddr *b, unsigned int len)
 {
   unsigned int max = b->family == 4 ? 32 : 128 ;
   if (len > max) len = max ;
+  if (len == max && b->len == max) return ;   /* a whole address: nothing to clear */
   b->len = len ;
   for (unsigned int i = 0 ; i < 16 ; i++)
   {
@@ -60,7 +61,33 @@ int banaddr_scan (banaddr *b, char const *s, size_t n, int cidr)
       haslen = 1 ;
     }
   }
-  if (!alen || alen >= sizeof(buf) || memchr(s, 0, alen)) return 0 ;
+  if (!alen || alen >= sizeof(buf)) return 0 ;
+  if (alen <= 15 && !memchr(s, ':', alen))
+  {
+    /* dotted quad, the common case, without a copy: exactly 4 decimal
+     * parts of 1 to 3 digits, no leading zero, each at most 255 */
+    unsigned int part = 0, digits = 0, val = 0 ;
+    for (size_t i = 0 ; i <= alen ; i++)
+    {
+      char c = i < alen ? s[i] : '.' ;
+      if (c >= '0' && c <= '9')
+      {
+        if (digits && !val) return 0 ;
+        val = val * 10 + (c - '0') ;
+        if (++digits > 3 || val > 255) return 0 ;
+      }
+      else if (c == '.' && digits && part < 4) { r.a[part++] = val ; val = 0 ; digits = 0 ; }
+      else return 0 ;
+    }
+    if (part != 4) return 0 ;
+    r.family = 4 ;
+    if (!haslen) len = 32 ;
+    else if (len > 32) return 0 ;
+    banaddr_mask(&r, len) ;
+    *b = r ;
+    return 1 ;
+  }
+  if (memchr(s, 0, alen)) return 0 ;
   memcpy(buf, s, alen) ;
   buf[alen] = 0 ;
   if (memchr(buf, ':', alen))
@@ -298,36 +325,52 @@ static int64_t local_epoch (unsigned int y, unsigned int mo, unsigned int d, uns
   return cbase + mi * 60 + sec ;
 }
 
-static int xdigit (char c)
-{
-  if (c >= '0' && c <= '9') return c - '0' ;
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10 ;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10 ;
-  return -1 ;
-}
-
 static size_t skip_blanks (char const *s, size_t n, size_t i)
 {
   while (i < n && (s[i] == ' ' || s[i] == '\t')) i++ ;
   return i ;
 }
 
+/* hex digit value + 1, 0 for anything else */
+static unsigned char const hexval1[256] =
+{
+  ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10,
+  ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+  ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+} ;
+#define hexval(c) ((int)hexval1[(unsigned char)(c)] - 1)
+
 static size_t stamp_tai64n (char const *s, size_t n, int64_t *ms)
 {
-  uint64_t sec = 0 ;
+  /* lines come in bursts within a second: keep the last seconds label */
+  static char lastlabel[17] ;
+  static time_t lastu = -1 ;
   uint32_t nano = 0 ;
+  time_t u ;
   if (n < 25) return 0 ;
-  for (size_t i = 1 ; i < 25 ; i++)
+  for (size_t i = 17 ; i < 25 ; i++)
   {
-    int x = xdigit(s[i]) ;
+    int x = hexval(s[i]) ;
     if (x < 0) return 0 ;
-    if (i <= 16) sec = (sec << 4) | x ; else nano = (nano << 4) | x ;
+    nano = (nano << 4) | x ;
   }
   if (nano >= 1000000000) return 0 ;
-  tai t = { sec } ;
-  time_t u ;
-  if (sec < TAI_MAGIC || sec > TAI_MAGIC + 253402300799ULL) return 0 ;   /* 1970 to 9999 */
-  if (!time_sysclock_from_tai(&u, &t) || u < 0 || u > 253402300799LL) return 0 ;
+  if (lastu >= 0 && !memcmp(s, lastlabel, 17)) u = lastu ;
+  else
+  {
+    uint64_t sec = 0 ;
+    for (size_t i = 1 ; i < 17 ; i++)
+    {
+      int x = hexval(s[i]) ;
+      if (x < 0) return 0 ;
+      sec = (sec << 4) | x ;
+    }
+    if (sec < TAI_MAGIC || sec > TAI_MAGIC + 253402300799ULL) return 0 ;   /* 1970 to 9999 */
+    tai t = { sec } ;
+    if (!time_sysclock_from_tai(&u, &t) || u < 0 || u > 253402300799LL) return 0 ;
+    memcpy(lastlabel, s, 17) ;
+    lastu = u ;
+  }
   *ms = (int64_t)u * 1000 + nano / 1000000 ;
   return 25 ;
 }
@@ -420,13 +463,26 @@ size_t banline_stamp (char const *s, size_t n, int64_t *ms, int64_t now)
 
 /* ---- yubin key=value lines ---- */
 
-static int isname (unsigned char c)
+/* 1: a name byte [A-Za-z0-9._-]; 2: a value byte (printable, not '=') */
+static unsigned char const kvclass[256] =
 {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-      || c == '-' || c == '_' || c == '.' ;
-}
+  ['-'] = 3, ['.'] = 3, ['_'] = 3,
+  ['0'] = 3, ['1'] = 3, ['2'] = 3, ['3'] = 3, ['4'] = 3, ['5'] = 3, ['6'] = 3, ['7'] = 3, ['8'] = 3, ['9'] = 3,
+  ['A'] = 3, ['B'] = 3, ['C'] = 3, ['D'] = 3, ['E'] = 3, ['F'] = 3, ['G'] = 3, ['H'] = 3, ['I'] = 3,
+  ['J'] = 3, ['K'] = 3, ['L'] = 3, ['M'] = 3, ['N'] = 3, ['O'] = 3, ['P'] = 3, ['Q'] = 3, ['R'] = 3,
+  ['S'] = 3, ['T'] = 3, ['U'] = 3, ['V'] = 3, ['W'] = 3, ['X'] = 3, ['Y'] = 3, ['Z'] = 3,
+  ['a'] = 3, ['b'] = 3, ['c'] = 3, ['d'] = 3, ['e'] = 3, ['f'] = 3, ['g'] = 3, ['h'] = 3, ['i'] = 3,
+  ['j'] = 3, ['k'] = 3, ['l'] = 3, ['m'] = 3, ['n'] = 3, ['o'] = 3, ['p'] = 3, ['q'] = 3, ['r'] = 3,
+  ['s'] = 3, ['t'] = 3, ['u'] = 3, ['v'] = 3, ['w'] = 3, ['x'] = 3, ['y'] = 3, ['z'] = 3,
+  ['!'] = 2, ['"'] = 2, ['#'] = 2, ['$'] = 2, ['%'] = 2, ['&'] = 2, ['\''] = 2, ['('] = 2, [')'] = 2,
+  ['*'] = 2, ['+'] = 2, [','] = 2, ['/'] = 2, [':'] = 2, [';'] = 2, ['<'] = 2, ['>'] = 2, ['?'] = 2,
+  ['@'] = 2, ['['] = 2, ['\\'] = 2, [']'] = 2, ['^'] = 2, ['`'] = 2, ['{'] = 2, ['|'] = 2, ['}'] = 2,
+  ['~'] = 2,
+} ;
+#define isname(c) (kvclass[(unsigned char)(c)] & 1)
+#define isvalue(c) (kvclass[(unsigned char)(c)] & 2)
 
-int banline_kv_parse (banline_kv *kv, char const *s, size_t n)
+int banline_kv_head (banline_kv *kv, char const *s, size_t n)
 {
   size_t i = 0 ;
   while (i < n && isname(s[i])) i++ ;
@@ -435,9 +491,16 @@ int banline_kv_parse (banline_kv *kv, char const *s, size_t n)
   i += 2 ;
   size_t v = i ;
   while (i < n && isname(s[i])) i++ ;
-  if (i == v) return 0 ;
+  if (i == v || (i < n && s[i] != ' ')) return 0 ;
   kv->verb = s + v ; kv->verblen = i - v ;
   kv->ip = 0 ; kv->iplen = 0 ;
+  return 1 ;
+}
+
+int banline_kv_parse (banline_kv *kv, char const *s, size_t n)
+{
+  if (!banline_kv_head(kv, s, n)) return 0 ;
+  size_t i = kv->verb + kv->verblen - s ;
   while (i < n)
   {
     if (s[i] != ' ') return 0 ;
@@ -446,7 +509,7 @@ int banline_kv_parse (banline_kv *kv, char const *s, size_t n)
     if (i == k || i >= n || s[i] != '=') return 0 ;
     size_t klen = i - k ;
     size_t vs = ++i ;
-    while (i < n && (unsigned char)s[i] > 0x20 && (unsigned char)s[i] < 0x7f && s[i] != '=') i++ ;
+    while (i < n && isvalue(s[i])) i++ ;
     if (i == vs || (i < n && s[i] != ' ')) return 0 ;
     if (klen == 2 && s[k] == 'i' && s[k+1] == 'p')
     {
@@ -558,11 +621,83 @@ static void find_literal (banpat *bp, char const *p, size_t n)
   if (bp->litlen < 2) bp->litlen = 0 ;
 }
 
+/* ---- <HOST> without capturing ----
+ * glibc's regexec is ten times slower when it must report groups.  An
+ * anchored pattern "^P<HOST>S$" whose <HOST> sits outside any group,
+ * with a literal right before it and one right after it, is matched as
+ * "^P$" on the text before the address and "^S$" on the text after it,
+ * neither reporting groups: each place where the literal before occurs
+ * gives the one candidate split.  A line with no valid split does not
+ * match; with two or more (ambiguous) the full regex decides. */
+
+enum { TK_LIT, TK_QUANT, TK_PLUS, TK_OTHER } ;
+
+static int token (char const *p, size_t n, size_t *i, char *c)
+{
+  char x = p[*i] ;
+  if (x == '\\')
+  {
+    char e = *i + 1 < n ? p[*i + 1] : 0 ;
+    *i += 2 ;
+    if (e && strchr(".[]()*+?{}|^$\\/-<>", e)) { *c = e ; return TK_LIT ; }
+    return TK_OTHER ;
+  }
+  if (x == '[') { size_t j = bracket_end(p, n, *i) ; *i = j ? j : n ; return TK_OTHER ; }
+  (*i)++ ;
+  if (x == '*' || x == '?') return TK_QUANT ;
+  if (x == '{') { while (*i < n && p[*i] != '}') (*i)++ ; if (*i < n) (*i)++ ; return TK_QUANT ; }
+  if (x == '+') return TK_PLUS ;
+  if (x == '(' || x == ')' || x == '|' || x == '.' || x == '^' || x == '$') return TK_OTHER ;
+  *c = x ;
+  return TK_LIT ;
+}
+
+#define ISHOST(c) (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F') || (c) == ':' || (c) == '.')
+
+static void fast_setup (banpat *bp, char const *p, size_t n, size_t hostpos)
+{
+  char tmp[1024] ;
+  size_t i = 0, len = 0 ;
+  int lastlit = 0 ;
+  /* the literal that ends the prefix */
+  while (i < hostpos)
+  {
+    char c ;
+    int t = token(p, hostpos, &i, &c) ;
+    if (t == TK_LIT) { if (len < sizeof bp->prelit) bp->prelit[len++] = c ; else return ; lastlit = 1 ; continue ; }
+    len = 0 ; lastlit = 0 ;
+  }
+  if (!lastlit || !len) return ;
+  bp->prelen = len ;
+  /* the literal that starts the suffix */
+  len = 0 ;
+  for (i = hostpos + 6 ; i < n ; )
+  {
+    char c ;
+    size_t before = i ;
+    int t = token(p, n, &i, &c) ;
+    if (t == TK_LIT) { if (len < sizeof bp->postlit) bp->postlit[len++] = c ; else break ; continue ; }
+    if (t == TK_QUANT && len) len-- ;
+    (void)before ;
+    break ;
+  }
+  if (!len || ISHOST(bp->postlit[0])) { bp->prelen = 0 ; return ; }
+  bp->postlen = len ;
+  if (hostpos + 2 > sizeof tmp || n - hostpos - 6 + 2 > sizeof tmp) { bp->prelen = 0 ; return ; }
+  memcpy(tmp, p, hostpos) ; tmp[hostpos] = '$' ; tmp[hostpos + 1] = 0 ;
+  if (regcomp(&bp->pre, tmp, REG_EXTENDED | REG_NOSUB)) { bp->prelen = 0 ; return ; }
+  tmp[0] = '^' ; memcpy(tmp + 1, p + hostpos + 6, n - hostpos - 6) ; tmp[n - hostpos - 5] = 0 ;
+  if (regcomp(&bp->post, tmp, REG_EXTENDED | REG_NOSUB)) { regfree(&bp->pre) ; bp->prelen = 0 ; return ; }
+  bp->fast = 1 ;
+}
+
 int banpat_compile (banpat *bp, char const *p, int host, char *err, size_t errlen)
 {
   stralloc re = STRALLOC_ZERO ;
   size_t n = strlen(p) ;
   unsigned int hosts = 0, group = 0 ;
+  int depth = 0, hostdepth = -1, topalt = 0, backref = 0 ;
+  size_t hostpos = 0 ;
   memset(bp, 0, sizeof *bp) ;
   err[0] = 0 ;
   for (size_t i = 0 ; i < n ; )
@@ -570,6 +705,7 @@ int banpat_compile (banpat *bp, char const *p, int host, char *err, size_t errle
     if (n - i >= 6 && !memcmp(p + i, "<HOST>", 6))
     {
       hosts++ ;
+      hostpos = i ; hostdepth = depth ;
       bp->hostgroup = ++group ;
       if (!stralloc_cats(&re, HOSTRE)) goto nomem ;
       i += 6 ;
@@ -578,6 +714,7 @@ int banpat_compile (banpat *bp, char const *p, int host, char *err, size_t errle
     if (p[i] == '\\')
     {
       if (i + 1 >= n) { snprintf(err, errlen, "pattern ends with a backslash") ; goto fail ; }
+      if (p[i+1] >= '1' && p[i+1] <= '9') backref = 1 ;
       if (!stralloc_catb(&re, p + i, 2)) goto nomem ;
       i += 2 ;
       continue ;
@@ -590,7 +727,9 @@ int banpat_compile (banpat *bp, char const *p, int host, char *err, size_t errle
       i = j ;
       continue ;
     }
-    if (p[i] == '(') group++ ;
+    if (p[i] == '(') { group++ ; depth++ ; }
+    else if (p[i] == ')' && depth) depth-- ;
+    else if (p[i] == '|' && !depth) topalt = 1 ;
     if (!stralloc_catb(&re, p + i, 1)) goto nomem ;
     i++ ;
   }
@@ -618,6 +757,8 @@ int banpat_compile (banpat *bp, char const *p, int host, char *err, size_t errle
   bp->m = malloc(bp->nm * sizeof(regmatch_t)) ;
   if (!bp->m) { regfree(&bp->re) ; goto nomem ; }
   find_literal(bp, p, n) ;
+  if (hosts == 1 && hostdepth == 0 && !topalt && !backref && n >= 2 && p[0] == '^' && p[n-1] == '$')
+    fast_setup(bp, p, n, hostpos) ;
   stralloc_free(&re) ;
   return 1 ;
  nomem:
@@ -631,13 +772,46 @@ void banpat_free (banpat *bp)
 {
   if (!bp->m) return ;
   regfree(&bp->re) ;
+  if (bp->fast) { regfree(&bp->pre) ; regfree(&bp->post) ; bp->fast = 0 ; }
   free(bp->m) ;
   bp->m = 0 ;
+}
+
+static int banpat_match_full (banpat const *bp, char const *s, size_t n, banaddr *host) ;
+
+static int banpat_match_fast (banpat const *bp, char const *s, size_t n, banaddr *host)
+{
+  size_t hi = 0, hj = 0, from = 0 ;
+  int found = 0 ;
+  for (;;)
+  {
+    char const *q = memmem(s + from, n - from, bp->prelit, bp->prelen) ;
+    if (!q) break ;
+    size_t i = q - s + bp->prelen, j = i ;
+    from = q - s + 1 ;
+    while (j < n && ISHOST(s[j])) j++ ;
+    if (j == i || n - j < bp->postlen || memcmp(s + j, bp->postlit, bp->postlen)) continue ;
+    regmatch_t m ;
+    m.rm_so = 0 ; m.rm_eo = i ;
+    if (regexec(&bp->pre, s, 1, &m, REG_STARTEND)) continue ;
+    m.rm_so = 0 ; m.rm_eo = n - j ;
+    if (regexec(&bp->post, s + j, 1, &m, REG_STARTEND)) continue ;
+    if (found++) return banpat_match_full(bp, s, n, host) ;   /* ambiguous */
+    hi = i ; hj = j ;
+  }
+  if (!found) return 0 ;
+  return banaddr_scanip(host, s + hi, hj - hi) ? 1 : -1 ;
 }
 
 int banpat_match (banpat const *bp, char const *s, size_t n, banaddr *host)
 {
   if (bp->litlen && !memmem(s, n, bp->lit, bp->litlen)) return 0 ;
+  if (bp->fast) return banpat_match_fast(bp, s, n, host) ;
+  return banpat_match_full(bp, s, n, host) ;
+}
+
+static int banpat_match_full (banpat const *bp, char const *s, size_t n, banaddr *host)
+{
   bp->m[0].rm_so = 0 ;
   bp->m[0].rm_eo = n ;
   if (regexec(&bp->re, s, bp->nm, bp->m, REG_STARTEND)) return 0 ;

@@ -71,6 +71,9 @@ struct banline_kv_s
   size_t iplen ;
 } ;
 extern int banline_kv_parse (banline_kv *, char const *, size_t) ;
+/* Only "prog: verb" (ip stays 0): enough to know whether a line can
+ * matter before checking every byte of it. */
+extern int banline_kv_head (banline_kv *, char const *, size_t) ;
 /* The value of key in a line that banline_kv_parse accepted: 1 and *v,
  * *vlen set, or 0 if the line has no such key. */
 extern int banline_kv_field (char const *, size_t, char const *, char const **, size_t *) ;
@@ -88,6 +91,10 @@ struct banpat_s
   unsigned int hostgroup ;   /* 0: no <HOST> */
   size_t litlen ;
   char lit[64] ;             /* a literal every match contains (prefilter) */
+  int fast ;                 /* <HOST> found without reporting groups: */
+  regex_t pre, post ;        /* "^P$" and "^S$" of "^P<HOST>S$" */
+  size_t prelen, postlen ;
+  char prelit[32], postlit[32] ;   /* the literals around <HOST> */
 } ;
 /* Returns 1, or 0 with a message in err. */
 extern int banpat_compile (banpat *, char const *, int, char *, size_t) ;

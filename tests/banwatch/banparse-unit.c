@@ -415,6 +415,65 @@ static void t_pattern (void)
   result("banparse-patterns-prefilter", ok, why) ;
 }
 
+/* the fast <HOST> path (no groups reported) agrees with the full regex */
+static void t_fastpath (void)
+{
+  int ok = 1 ;
+  char const *pats[] = { sshd_fail, sshd_inv, postfix, "^a(b|c)* x=<HOST>:( y)?$", "^(z )?q <HOST>( |  )p.*$" } ;
+  char const *samples[] =
+  {
+    "host sshd[12]: Failed password for invalid user x from 1.2.3.4 port 22 ssh2",
+    "host sshd[12]: Invalid user x from 1.2.3.4 port 22",
+    "mx postfix/smtpd[1]: warning: unknown[198.51.100.7]: SASL LOGIN authentication failed: x",
+    "abcb x=1.2.3.4: y", "z q 1.2.3.4  p zz",
+  } ;
+  static char const *const frag[] =
+  {
+    "host sshd[12]: ", "Failed password for ", "invalid user ", "from ", "1.2.3.4", "2001:db8::5", " port 22",
+    " ssh2", "Invalid user ", "x ", "mx postfix/smtpd[1]: warning: ", "unknown[", "198.51.100.7", "]: SASL LOGIN authentication failed",
+    ": x", "ab", "c", " x=", ":", " y", "z ", "q ", "  ", " p", "abcdef", "::ffff:1.2.3.4", "a.b",
+  } ;
+  srandom(99) ;
+  unsigned int fastn = 0, tried = 0, matched = 0 ;
+  for (size_t k = 0 ; k < sizeof pats / sizeof *pats ; k++)
+  {
+    banpat p ;
+    char err[256] ;
+    if (!banpat_compile(&p, pats[k], 1, err, sizeof err)) { CHECK(0, "compile %s: %s", pats[k], err) ; continue ; }
+    fastn += p.fast ;
+    banpat full = p ;
+    full.fast = 0 ;
+    for (int it = 0 ; it < 20000 && ok ; it++)
+    {
+      /* a matching line with fragments spliced in at random places */
+      char line[512] ;
+      size_t n = strlen(samples[k]) ;
+      memcpy(line, samples[k], n + 1) ;
+      int edits = random() % 4 ;
+      for (int q = 0 ; q < edits ; q++)
+      {
+        char const *f = frag[random() % (sizeof frag / sizeof *frag)] ;
+        size_t l = strlen(f), at = random() % (n + 1), cut = random() % 3 == 0 ? random() % 4 : 0 ;
+        if (at + cut > n) cut = n - at ;
+        if (n - cut + l >= sizeof line) break ;
+        memmove(line + at + l, line + at + cut, n - at - cut + 1) ;
+        memcpy(line + at, f, l) ;
+        n = n - cut + l ;
+      }
+      banaddr a1, a2 ;
+      memset(&a1, 0, sizeof a1) ; memset(&a2, 0, sizeof a2) ;
+      int r1 = banpat_match(&p, line, n, &a1), r2 = banpat_match(&full, line, n, &a2) ;
+      tried++ ;
+      matched += r2 == 1 ;
+      CHECK(r1 == r2 && (r1 != 1 || banaddr_equal(&a1, &a2)), "pattern %s line '%s': fast %d, full %d", pats[k], line, r1, r2) ;
+    }
+    banpat_free(&p) ;
+  }
+  CHECK(fastn == 3, "fast path used by %u of 5 patterns (want the 3 shipped ones)", fastn) ;
+  printf("# fast path: %u lines, %u matches\n", tried, matched) ;
+  result("banparse-patterns-fast-path-agrees", ok, why) ;
+}
+
 static void t_duration (void)
 {
   int ok = 1 ;
@@ -445,6 +504,7 @@ int main (void)
   t_stamp() ;
   t_kv() ;
   t_pattern() ;
+  t_fastpath() ;
   t_duration() ;
   return 0 ;
 }
