@@ -1299,6 +1299,8 @@ static int kv_wanted (filter const *f, banline_kv const *kv, char const *s, size
   return 0 ;
 }
 
+static char linebuf[READBUF / 2 + 1] ;   /* maxline is at most READBUF / 2 */
+
 /* Offer one line (without its newline) to the jails in jl[0..n). */
 static void line_process (char const *s, size_t len, uint16_t const *jl, size_t n)
 {
@@ -1337,17 +1339,22 @@ static void line_process (char const *s, size_t len, uint16_t const *jl, size_t 
     }
     else if (f->type == F_REGEX)
     {
-      if (nul < 0) nul = !!memchr(s, 0, len) ;
+      if (nul < 0)
+      {
+        /* regexec reads a C string: a copy of the line, with a NUL */
+        nul = !!memchr(s, 0, len) ;
+        if (!nul) { memcpy(linebuf, s, len) ; linebuf[len] = 0 ; }
+      }
       if (nul) { st_badline++ ; continue ; }
       banpat const *p = genalloc_s(banpat, &f->fail) ;
       size_t np = genalloc_len(banpat, &f->fail), k ;
       int r = 0 ;
-      for (k = 0 ; k < np ; k++) if ((r = banpat_match(p + k, s, len, &a))) break ;
+      for (k = 0 ; k < np ; k++) if ((r = banpat_match(p + k, linebuf, len, &a))) break ;
       if (r < 0) { j->nbadhost++ ; continue ; }
       if (!r) continue ;
       p = genalloc_s(banpat, &f->ign) ;
       np = genalloc_len(banpat, &f->ign) ;
-      for (k = 0 ; k < np ; k++) { banaddr dummy ; if (banpat_match(p + k, s, len, &dummy)) break ; }
+      for (k = 0 ; k < np ; k++) { banaddr dummy ; if (banpat_match(p + k, linebuf, len, &dummy)) break ; }
       if (k < np) { j->nignored++ ; continue ; }
     }
     else continue ;
@@ -1384,7 +1391,6 @@ static void reader_lines (reader *r, uint16_t const *jl, size_t n)
     char *nl = memchr(r->buf + start, '\n', r->len - start) ;
     if (!nl) break ;
     size_t end = nl - r->buf ;
-    *nl = 0 ;   /* lines are C strings for regexec */
     if (r->skipping) { r->skipping = 0 ; st_long++ ; }
     else if (end - start > maxline) st_long++ ;
     else line_process(r->buf + start, end - start, jl, n) ;
@@ -1399,7 +1405,7 @@ static void reader_lines (reader *r, uint16_t const *jl, size_t n)
 /* an unterminated last line, at the end of a file that won't grow */
 static void reader_finish (reader *r, uint16_t const *jl, size_t n)
 {
-  if (r->len && !r->skipping) { r->buf[r->len] = 0 ; line_process(r->buf, r->len, jl, n) ; }
+  if (r->len && !r->skipping) line_process(r->buf, r->len, jl, n) ;
   r->len = 0 ; r->skipping = 0 ;
 }
 
@@ -2846,6 +2852,26 @@ static int run_daemon (void)
  * ====================================================================== */
 
 
+/* a regular file, mapped: no copy; pages already read are given back so
+ * the peak memory stays small whatever the size of the file */
+static void replay_mapped (char const *base, size_t size, uint16_t const *jl, size_t n)
+{
+  size_t pos = 0, dropped = 0, pg = (size_t)sysconf(_SC_PAGESIZE) ;
+  while (pos < size)
+  {
+    char const *nl = memchr(base + pos, '\n', size - pos) ;
+    size_t end = nl ? (size_t)(nl - base) : size ;
+    if (end - pos > maxline) st_long++ ;
+    else line_process(base + pos, end - pos, jl, n) ;
+    pos = end + 1 ;
+    if (pos - dropped >= ((size_t)1 << 20) && pos < size)
+    {
+      size_t upto = pos & ~(pg - 1) ;
+      if (madvise((char *)base + dropped, upto - dropped, MADV_DONTNEED) == 0) dropped = upto ;
+    }
+  }
+}
+
 static int replay (char const *file, char const *jailname)
 {
   uint16_t jl[MAXJAILS] ;
@@ -2864,14 +2890,27 @@ static int replay (char const *file, char const *jailname)
     fd = open_readb(file) ;
     if (fd < 0) strerr_diefu2sys(111, "open ", file) ;
   }
-  reader_init(&r) ;
-  for (;;)
+  struct stat st ;
+  void *map = MAP_FAILED ;
+  if (!fstat(fd, &st) && S_ISREG(st.st_mode) && st.st_size > 0)
+    map = mmap(0, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0) ;
+  if (map != MAP_FAILED)
   {
-    if (reader_fill(&r, fd, jl, n, &eof, 0, 0) < 0) strerr_diefu2sys(111, "read ", file) ;
-    if (eof) break ;
+    if (madvise(map, st.st_size, MADV_SEQUENTIAL) < 0) { /* only a hint */ }
+    replay_mapped(map, st.st_size, jl, n) ;
+    munmap(map, st.st_size) ;
   }
-  reader_finish(&r, jl, n) ;
-  reader_free(&r) ;
+  else
+  {
+    reader_init(&r) ;
+    for (;;)
+    {
+      if (reader_fill(&r, fd, jl, n, &eof, 0, 0) < 0) strerr_diefu2sys(111, "read ", file) ;
+      if (eof) break ;
+    }
+    reader_finish(&r, jl, n) ;
+    reader_free(&r) ;
+  }
   if (fd) fd_close(fd) ;
   bans_expire() ;
   {

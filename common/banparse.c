@@ -34,13 +34,10 @@ void banaddr_mask (banaddr *b, unsigned int len)
   unsigned int max = b->family == 4 ? 32 : 128 ;
   if (len > max) len = max ;
   if (len == max && b->len == max) return ;   /* a whole address: nothing to clear */
+  unsigned int full = len / 8 ;
   b->len = len ;
-  for (unsigned int i = 0 ; i < 16 ; i++)
-  {
-    unsigned int bit = i * 8 ;
-    if (bit >= len) b->a[i] = 0 ;
-    else if (bit + 8 > len) b->a[i] &= (unsigned char)(0xff << (bit + 8 - len)) ;
-  }
+  if (len % 8) b->a[full++] &= (unsigned char)(0xff << (8 - len % 8)) ;
+  memset(b->a + full, 0, 16 - full) ;
 }
 
 int banaddr_scan (banaddr *b, char const *s, size_t n, int cidr)
@@ -81,9 +78,12 @@ int banaddr_scan (banaddr *b, char const *s, size_t n, int cidr)
     }
     if (part != 4) return 0 ;
     r.family = 4 ;
-    if (!haslen) len = 32 ;
-    else if (len > 32) return 0 ;
-    banaddr_mask(&r, len) ;
+    r.len = 32 ;
+    if (haslen)
+    {
+      if (len > 32) return 0 ;
+      banaddr_mask(&r, len) ;
+    }
     *b = r ;
     return 1 ;
   }
@@ -111,9 +111,12 @@ int banaddr_scan (banaddr *b, char const *s, size_t n, int cidr)
     if (inet_pton(AF_INET, buf, r.a) != 1) return 0 ;
     r.family = 4 ;
   }
-  if (!haslen) len = r.family == 4 ? 32 : 128 ;
-  else if (len > (r.family == 4 ? 32u : 128u)) return 0 ;
-  banaddr_mask(&r, len) ;
+  r.len = r.family == 4 ? 32 : 128 ;
+  if (haslen)
+  {
+    if (len > r.len) return 0 ;
+    banaddr_mask(&r, len) ;
+  }
   *b = r ;
   return 1 ;
 }
@@ -439,10 +442,17 @@ static size_t stamp_syslog (char const *s, size_t n, int64_t *ms, int64_t now)
   if (s[6] != ' ' || !num(s + 7, 2, &h) || !num(s + 10, 2, &mi) || !num(s + 13, 2, &sec)) return 0 ;
   if (d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return 0 ;
   if (n > 15 && s[15] != ' ' && s[15] != '\t') return 0 ;
+  static time_t lasthour = -1 ;
+  static unsigned int lastyear ;
   time_t nows = (time_t)(now / 1000) ;
-  struct tm tm ;
-  if (!localtime_r(&nows, &tm)) return 0 ;
-  unsigned int y = tm.tm_year + 1900 ;
+  if (nows / 3600 != lasthour)   /* the year of now, asked once an hour */
+  {
+    struct tm tm ;
+    if (!localtime_r(&nows, &tm)) return 0 ;
+    lastyear = tm.tm_year + 1900 ;
+    lasthour = nows / 3600 ;
+  }
+  unsigned int y = lastyear ;
   int64_t t = local_epoch(y, mo, d, h, mi, sec) ;
   if (t > nows + 86400) t = local_epoch(y - 1, mo, d, h, mi, sec) ;
   if (t < 0) return 0 ;
@@ -568,6 +578,21 @@ static size_t bracket_end (char const *p, size_t n, size_t i)
   return 0 ;
 }
 
+/* the byte of a literal to look for first: the least common in logs */
+static size_t rarest (char const *lit, size_t len)
+{
+  size_t best = 0 ;
+  int bestscore = 1000 ;
+  for (size_t i = 0 ; i < len ; i++)
+  {
+    unsigned char c = lit[i] ;
+    int score = c == ' ' ? 100 : (c >= 'a' && c <= 'z') ? 50 - (c == 'q' || c == 'x' || c == 'z' || c == 'j' || c == 'k') * 20
+              : (c >= '0' && c <= '9') ? 40 : (c >= 'A' && c <= 'Z') ? 20 : 10 ;
+    if (score < bestscore) { bestscore = score ; best = i ; }
+  }
+  return best ;
+}
+
 /* The longest literal that every match must contain: taken outside groups
  * only, never when there is a top-level alternation. */
 static void find_literal (banpat *bp, char const *p, size_t n)
@@ -683,6 +708,7 @@ static void fast_setup (banpat *bp, char const *p, size_t n, size_t hostpos)
   }
   if (!len || ISHOST(bp->postlit[0])) { bp->prelen = 0 ; return ; }
   bp->postlen = len ;
+  bp->prekey = rarest(bp->prelit, bp->prelen) ;
   if (hostpos + 2 > sizeof tmp || n - hostpos - 6 + 2 > sizeof tmp) { bp->prelen = 0 ; return ; }
   memcpy(tmp, p, hostpos) ; tmp[hostpos] = '$' ; tmp[hostpos + 1] = 0 ;
   if (regcomp(&bp->pre, tmp, REG_EXTENDED | REG_NOSUB)) { bp->prelen = 0 ; return ; }
@@ -757,6 +783,7 @@ int banpat_compile (banpat *bp, char const *p, int host, char *err, size_t errle
   bp->m = malloc(bp->nm * sizeof(regmatch_t)) ;
   if (!bp->m) { regfree(&bp->re) ; goto nomem ; }
   find_literal(bp, p, n) ;
+  bp->litkey = rarest(bp->lit, bp->litlen) ;
   if (hosts == 1 && hostdepth == 0 && !topalt && !backref && n >= 2 && p[0] == '^' && p[n-1] == '$')
     fast_setup(bp, p, n, hostpos) ;
   stralloc_free(&re) ;
@@ -779,13 +806,28 @@ void banpat_free (banpat *bp)
 
 static int banpat_match_full (banpat const *bp, char const *s, size_t n, banaddr *host) ;
 
+/* memmem for the short literals of patterns: memchr to the rarest byte
+ * of the needle (glibc's memmem is slow on short lines) */
+static char const *findlit (char const *s, size_t n, char const *lit, size_t len, size_t key)
+{
+  if (n < len) return 0 ;
+  char const *p = s + key, *end = s + n - (len - key) + 1 ;
+  for (;;)
+  {
+    p = memchr(p, lit[key], end - p) ;
+    if (!p) return 0 ;
+    if (!memcmp(p - key, lit, len)) return p - key ;
+    p++ ;
+  }
+}
+
 static int banpat_match_fast (banpat const *bp, char const *s, size_t n, banaddr *host)
 {
   size_t hi = 0, hj = 0, from = 0 ;
   int found = 0 ;
   for (;;)
   {
-    char const *q = memmem(s + from, n - from, bp->prelit, bp->prelen) ;
+    char const *q = findlit(s + from, n - from, bp->prelit, bp->prelen, bp->prekey) ;
     if (!q) break ;
     size_t i = q - s + bp->prelen, j = i ;
     from = q - s + 1 ;
@@ -805,7 +847,7 @@ static int banpat_match_fast (banpat const *bp, char const *s, size_t n, banaddr
 
 int banpat_match (banpat const *bp, char const *s, size_t n, banaddr *host)
 {
-  if (bp->litlen && !memmem(s, n, bp->lit, bp->litlen)) return 0 ;
+  if (bp->litlen && !findlit(s, n, bp->lit, bp->litlen, bp->litkey)) return 0 ;
   if (bp->fast) return banpat_match_fast(bp, s, n, host) ;
   return banpat_match_full(bp, s, n, host) ;
 }

@@ -93,7 +93,7 @@ struct banpat_s
   char lit[64] ;             /* a literal every match contains (prefilter) */
   int fast ;                 /* <HOST> found without reporting groups: */
   regex_t pre, post ;        /* "^P$" and "^S$" of "^P<HOST>S$" */
-  size_t prelen, postlen ;
+  size_t prelen, postlen, prekey, litkey ;
   char prelit[32], postlit[32] ;   /* the literals around <HOST> */
 } ;
 /* Returns 1, or 0 with a message in err. */

@@ -108,16 +108,17 @@ class Root:
         self.cleanup()
 
 
-def replay(root, log, jail=None, timeout=60):
-    """Run yubin-banwatch -r on log (bytes or str); returns (rc, bans,
-    unbans, summary, stderr) where bans is a list of (addr, jail, secs)."""
+def replay(root, log, jail=None, timeout=60, pipe=False):
+    """Run yubin-banwatch -r on log (bytes or str): a file (mapped), or
+    with pipe=True its stdin (read in chunks); returns (rc, bans, unbans,
+    summary, stderr) where bans is a list of (addr, jail, secs)."""
     if isinstance(log, str):
         log = log.encode()
-    p = root.write("replay.log", log)
+    p = "-" if pipe else root.write("replay.log", log)
     cmd = [BANWATCH, "-r", p]
     if jail:
         cmd += ["-j", jail]
-    r = subprocess.run(cmd, env=root.env, capture_output=True, timeout=timeout)
+    r = subprocess.run(cmd, env=root.env, capture_output=True, timeout=timeout, input=log if pipe else None)
     bans, unbans, summary = [], [], {}
     for line in r.stdout.decode(errors="replace").splitlines():
         w = line.split()

@@ -276,6 +276,10 @@ bantime = 1h
               "rc=%d bans=%r want %r %s" % (rc, got, want, err[-300:]))
         check("replay-hostile-overlong-counted", int(s.get("overlong", 0)) >= 10, "summary=%r" % s)
         check("replay-hostile-no-crash", rc == 0 and "runtime error" not in err and "Sanitizer" not in err, err[-500:])
+        # the same through a pipe (read in chunks, lines cut across reads)
+        rc2, bans2, _, s2, err2 = replay(r, data, pipe=True)
+        check("replay-hostile-pipe-same", rc2 == 0 and sorted(banned(bans2)) == got and s2 == s,
+              "rc=%d bans=%r summary=%r vs %r %s" % (rc2, banned(bans2), s2, s, err2[-300:]))
         # byte soup only
         rc, bans, _, s, err = replay(r, bytes(rng.getrandbits(8) for _ in range(200000)))
         check("replay-random-bytes", rc == 0 and not bans, "rc=%d %s" % (rc, err[-300:]))
