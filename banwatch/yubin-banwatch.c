@@ -588,6 +588,7 @@ struct action_s
   char *cdbtmp ;
   char *list ;
   char *base ;
+  int basewd ;          /* inotify on the directory of base */
   /* exec */
   char **argv ;
   /* runtime */
@@ -2320,6 +2321,8 @@ static src *src_get (char const *path)
   return SRC(genalloc_len(src, &srcs) - 1) ;
 }
 
+static void actions_watch (void) ;
+
 static void sources_setup (void)
 {
   for (size_t i = 0 ; i < genalloc_len(jail, &jails) ; i++)
@@ -2333,6 +2336,7 @@ static void sources_setup (void)
   }
   ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC) ;
   if (ifd < 0) strerr_diefu1sys(111, "inotify_init1") ;
+  actions_watch() ;
   for (size_t i = 0 ; i < genalloc_len(src, &srcs) ; i++)
   {
     src *s = SRC(i) ;
@@ -2349,8 +2353,31 @@ static void sources_setup (void)
   }
 }
 
+/* the operator's rules of a tcprules action: rebuild when they change */
+static void actions_watch (void)
+{
+  for (size_t i = 0 ; i < genalloc_len(action, &actions) ; i++)
+  {
+    action *a = ACTION(i) ;
+    a->basewd = -1 ;
+    if (a->type != A_TCPRULES || !a->base) continue ;
+    char *dir = strdup(a->base), *slash = strrchr(dir ? dir : "", '/') ;
+    if (!dir) strerr_diefu1sys(111, "watch rules") ;
+    if (slash) *(slash == dir ? slash + 1 : slash) = 0 ;
+    a->basewd = inotify_add_watch(ifd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ONLYDIR) ;
+    if (a->basewd < 0) strerr_warnwu2sys("watch ", dir) ;
+    free(dir) ;
+  }
+}
+
 static void sources_event (struct inotify_event const *ev)
 {
+  for (size_t i = 0 ; i < genalloc_len(action, &actions) ; i++)
+  {
+    action *a = ACTION(i) ;
+    if (a->type == A_TCPRULES && a->basewd >= 0 && ev->wd == a->basewd && ev->len
+     && !strcmp(ev->name, strrchr(a->base, '/') + 1)) a->dirty = 1 ;
+  }
   for (size_t i = 0 ; i < genalloc_len(src, &srcs) ; i++)
   {
     src *s = SRC(i) ;

@@ -69,6 +69,9 @@ def t_file_ban_and_expiry():
         ok = wait_for(lambda: not denied(r, "192.0.2.10"), 6, 0.05)
         check("daemon-bantime-unbans", ok and d.bans() == [], "%r %s" % (d.bans(), r.read("banwatch/deny.rules")))
         check("daemon-unban-logged", "unban ip=192.0.2.10 jail=yubin" in d.stderr(), d.stderr())
+        # the operator edits control/tcp.smtp: the cdb follows
+        r.write("control/tcp.smtp", '127.0.0.1:allow,RELAYCLIENT=""\n192.0.2.12:deny\n')
+        check("daemon-operator-rules-followed", wait_for(lambda: denied(r, "192.0.2.12"), 5), r.read("banwatch/deny.rules"))
         finish("daemon-file", d)
 
 

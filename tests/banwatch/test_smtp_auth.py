@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""End to end: password guessing against a real yubin instance's SMTP AUTH
+(submission, STARTTLS then AUTH PLAIN with a wrong password, one session
+per guess) gets the client banned by yubin-banwatch following the
+instance's s6-log files, through the tcprules deny list that tcpserver -x
+reads: the next connection is dropped before the banner; after
+yubin-banctl unban it is served again."""
+
+import os
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+from bwlib import BANCTL, BANWATCH, check, info, run, wait_for  # noqa: E402
+from yubintest import Instance  # noqa: E402
+
+CONF = """
+[action deny]
+type = tcprules
+cdb = control/tcp.smtp.cdb
+rules = control/tcp.smtp
+
+[jail yubin-auth]
+filter = yubin-auth
+logpath = log/smtpd/current log/submission/current log/smtps/current
+maxretry = 3
+findtime = 60s
+bantime = 60s
+action = deny
+"""
+
+
+def tls_context():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def banner(ip, port):
+    """The first bytes the server sends on a new connection ('' if it
+    closes at once, as tcpserver does for a denied address)."""
+    try:
+        with socket.create_connection((ip, port), timeout=5) as s:
+            s.settimeout(5)
+            return s.recv(100).decode(errors="replace")
+    except OSError as e:
+        return "error: %s" % e
+
+
+def guess(inst, user, pw):
+    """One AUTH PLAIN in one session (smtplib's login() would go on with
+    LOGIN after a 535, two failures per session)."""
+    import base64
+    try:
+        with smtplib.SMTP(inst.ip, inst.submission_port, timeout=20) as s:
+            s.starttls(context=tls_context())
+            s.ehlo()
+            code, _ = s.docmd("AUTH", "PLAIN " + base64.b64encode(("\0%s\0%s" % (user, pw)).encode()).decode())
+            return "accepted" if code == 235 else code
+    except (smtplib.SMTPException, OSError) as e:
+        return "error: %s" % e
+
+
+def main():
+    with Instance() as inst:
+        with open(inst.path("banwatch", "banwatch.conf") if os.path.isdir(inst.path("banwatch"))
+                  else (os.makedirs(inst.path("banwatch")) or inst.path("banwatch", "banwatch.conf")), "w") as f:
+            f.write(CONF)
+        env = dict(os.environ, YUBIN_ROOT=inst.dir)
+        err = open(inst.path("banwatch.stderr"), "wb")
+        bw = subprocess.Popen([BANWATCH], env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+        try:
+            ctl = lambda *a: subprocess.run([BANCTL] + list(a), env=env, capture_output=True, timeout=10)
+            ok = wait_for(lambda: bw.poll() is not None or ctl("stats").returncode == 0, 10, 0.05)
+            if not check("auth-banwatch-started", ok and bw.poll() is None, open(inst.path("banwatch.stderr")).read()):
+                return
+            check("auth-connect-before", banner(inst.ip, inst.submission_port).startswith("220"))
+            user = "demo@" + inst.domain
+            codes = [guess(inst, user, "wrong-%d" % i) for i in range(3)]
+            check("auth-wrong-passwords-535", codes == [535, 535, 535], codes)
+            banned = wait_for(lambda: "127.0.0.1" in ctl("list").stdout.decode(), 10, 0.05)
+            check("auth-guessing-banned", banned, "list=%r log=%s" % (ctl("list").stdout, inst.log("submission")[-500:]))
+            b = wait_for(lambda: banner(inst.ip, inst.submission_port) == "", 5, 0.05)
+            check("auth-banned-client-dropped-submission", b, banner(inst.ip, inst.submission_port))
+            check("auth-banned-client-dropped-smtp", banner(inst.ip, inst.smtp_port) == "", banner(inst.ip, inst.smtp_port))
+            r = ctl("unban", "127.0.0.1")
+            ok = wait_for(lambda: banner(inst.ip, inst.submission_port).startswith("220"), 5, 0.05)
+            check("auth-unban-serves-again", r.returncode == 0 and ok, r.stdout + r.stderr)
+            # a right password after the unban still works (counters were reset)
+            check("auth-login-after-unban", guess(inst, user, inst.demo_password) == "accepted")
+        finally:
+            if bw.poll() is None:
+                bw.terminate()
+                try:
+                    bw.wait(10)
+                except subprocess.TimeoutExpired:
+                    bw.kill()
+                    bw.wait()
+            err.close()
+            e = open(inst.path("banwatch.stderr")).read()
+            bad = any(m in e for m in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"))
+            check("auth-banwatch-clean-exit", bw.returncode == 0 and not bad, "exit %s %s" % (bw.returncode, e[-800:]))
+
+
+run(main)
