@@ -53,6 +53,14 @@ endef
 $(foreach s,$(PROGSRC),$(eval $(call PROG_RULE,$(s))))
 # yubin-tlsd is the only program that links libssl (DESIGN.md: TLS in its own process).
 $(B)/bin/yubin-tlsd: LDLIBS += -lssl
+# The programs exec'd once per connection, message or delivery are linked
+# statically: no dynamic loader at start-up (about 0.1 ms of CPU per exec
+# here, measured with posix_spawn of a static and a dynamic empty program).
+# yubin-tlsd stays dynamic so that it gets Debian's OpenSSL security updates.
+HOTPATH := yubin-smtpd yubin-queue yubin-local
+ifneq ($(SAN),1)
+$(patsubst %,$(B)/bin/%,$(HOTPATH)): LDFLAGS += -static
+endif
 
 MANPAGES := $(sort $(foreach d,$(PROGDIRS),$(wildcard $(d)/*.[1-9])))
 
