@@ -902,7 +902,8 @@ typedef struct hent_s hent ;
 struct hent_s { int64_t until ; uint32_t idx ; uint32_t gen ; } ;
 static genalloc heap = GENALLOC_ZERO ;      /* hent, min-heap on until */
 
-static uint64_t st_lines, st_matched, st_bans, st_unbans, st_badline, st_long ;
+static uint64_t st_lines, st_matched, st_bans, st_unbans, st_badline, st_long, st_full ;
+#define TRACK_MAX (1u << 20)   /* addresses counted at once, per jail */
 
 static void heap_push (int64_t until, uint32_t idx, uint32_t gen)
 {
@@ -1180,6 +1181,10 @@ static fcount *counter_get (jail *j, banaddr const *k, uint64_t h, int64_t **rin
   else
   {
     if (j->ix.used >= j->sweep_at) counters_sweep(j) ;
+    /* a flood of fresh addresses (a whole IPv6 /48 walked /64 by /64)
+     * must not take all the memory: past TRACK_MAX live entries, new
+     * addresses are not counted until old ones age out */
+    if (j->ix.used >= TRACK_MAX) { st_full++ ; return 0 ; }
     if (genalloc_len(uint32_t, &j->freel))
     {
       idx = genalloc_s(uint32_t, &j->freel)[genalloc_len(uint32_t, &j->freel) - 1] ;
@@ -1242,6 +1247,7 @@ static void jail_fail (unsigned int jidx, banaddr const *a, int64_t t, int feedo
   if (b && b->until > now && (FILTER(j->filter)->type != F_RECIDIVE || b->jail == jidx)) return ;
   int64_t *ring ;
   fcount *c = counter_get(j, &k, h, &ring) ;
+  if (!c) return ;
   if (c->n < j->maxretry) ring[c->n++] = t ;
   else
   {
@@ -2545,9 +2551,10 @@ static void cmd_jails (stralloc *o)
 static void cmd_stats (stralloc *o)
 {
   cat_fmt(o, "+stats\n") ;
-  cat_fmt(o, "lines=%llu matched=%llu bans=%llu unbans=%llu active=%zu overlong=%llu malformed=%llu history=%zu\n",
+  cat_fmt(o, "lines=%llu matched=%llu bans=%llu unbans=%llu active=%zu overlong=%llu malformed=%llu history=%zu untracked=%llu\n",
     (unsigned long long)st_lines, (unsigned long long)st_matched, (unsigned long long)st_bans,
-    (unsigned long long)st_unbans, nactive, (unsigned long long)st_long, (unsigned long long)st_badline, histix.used) ;
+    (unsigned long long)st_unbans, nactive, (unsigned long long)st_long, (unsigned long long)st_badline, histix.used,
+    (unsigned long long)st_full) ;
   for (size_t i = 0 ; i < genalloc_len(src, &srcs) ; i++)
   {
     src const *s = SRC(i) ;
