@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
@@ -29,6 +30,7 @@
 
 #include "control.h"
 #include "exitcodes.h"
+#include "localdeliver.h"
 #include "queue.h"
 #include "root.h"
 #include "users.h"
@@ -52,6 +54,7 @@ struct job
 static genalloc jobs = GENALLOC_ZERO ;   /* struct job */
 static unsigned int njobs = 0 ;
 static stralloc localprog = STRALLOC_ZERO ;
+static int localexec = 0 ;   /* exec localprog instead of delivering in-process */
 static stralloc pmuser = STRALLOC_ZERO ;
 static int qfd ;
 static uid_t queueuid ;
@@ -178,7 +181,12 @@ static struct job *job_slot (void)
   return genalloc_s(struct job, &jobs) + n ;
 }
 
-/* The child: become the user, run yubin-local.  Never returns. */
+/* The child: become the user, deliver.  Never returns.
+ * By default the delivery runs right here, in the forked child, through
+ * the code of yubin-local (common/localdeliver.c): a fork but no exec per
+ * delivery, the costliest step of the hot path.  With $YUBIN_LOCAL set
+ * (e.g. to qmail-local, or a wrapper), that program is exec'd instead,
+ * with the same command line. */
 static void child (int msgfd, int errfd, struct yubin_user const *u, char const *const *argv)
 {
   selfpipe_finish() ;
@@ -190,6 +198,13 @@ static void child (int msgfd, int errfd, struct yubin_user const *u, char const 
       strerr_diefu1sys(EX_TEMP, "set the user's uid and gid (#4.3.0)") ;
   }
   if (chdir(u->home.s) < 0) strerr_diefusys(EX_TEMP, "switch to ", u->home.s, " (#4.3.0)") ;
+  if (!localexec)
+  {
+    PROG = "local" ;
+    int argc = 0 ;
+    while (argv[argc]) argc++ ;
+    _exit(localdeliver_main(argc, argv)) ;
+  }
   execv(localprog.s, (char *const *)argv) ;
   strerr_diefusys(EX_TEMP, "run ", localprog.s, " (#4.3.0)") ;
 }
@@ -320,7 +335,15 @@ int main (int argc, char const *const *argv)
 
   if (!fd_ensure_open(2, 1)) _exit(EX_TEMP) ;
   amroot = !geteuid() ;
-  if (!yubin_sibling(&localprog, "yubin-local")) strerr_diefu1sys(EX_TEMP, "find yubin-local") ;
+  {
+    char const *x = getenv("YUBIN_LOCAL") ;
+    if (x && *x)
+    {
+      if (!stralloc_copyb(&localprog, x, strlen(x) + 1)) dienomem() ;
+      localexec = 1 ;
+    }
+    else if (!yubin_sibling(&localprog, "yubin-local")) strerr_diefu1sys(EX_TEMP, "find yubin-local") ;
+  }
   if (control_readline(&pmuser, "postmaster", "postmaster") < 0)
     strerr_diefu1sys(EX_TEMP, "read control/postmaster") ;
   if (!pmuser.len && !stralloc_copys(&pmuser, "postmaster")) dienomem() ;

@@ -121,6 +121,7 @@ class Root:
         self.procs = []
         self.sanitizer = []
         self.amroot = os.geteuid() == 0
+        self.real_local = real_local
         self.uid = 65534 if self.amroot else os.geteuid()
         self.gid = 65534 if self.amroot else os.getegid()
         for d in ("bin", "control", "queue", "users", "home"):
@@ -157,6 +158,11 @@ class Root:
     def env(self):
         e = dict(os.environ)
         e["YUBIN_ROOT"] = self.dir
+        # the fake is a program: lspawn execs it instead of delivering in-process
+        if self.real_local:
+            e.pop("YUBIN_LOCAL", None)
+        else:
+            e["YUBIN_LOCAL"] = self.path("bin", "yubin-local")
         e.pop("UID", None)
         e.pop("GID", None)
         return e
