@@ -5,6 +5,7 @@ instance root with a banwatch/ configuration directory; replay() runs
 yubin-banwatch -r over a log and returns its bans.
 """
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -153,6 +154,20 @@ def wait_for(cond, timeout=5.0, step=0.005):
         time.sleep(step)
 
 
+_started = []
+
+
+def _kill_started():
+    """No test leaves a banwatch behind, even when it crashes."""
+    for p in _started:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+atexit.register(_kill_started)
+
+
 class Daemon:
     """yubin-banwatch running in the background on a Root."""
 
@@ -162,11 +177,14 @@ class Daemon:
         self.err = open(self.errpath, "ab")
         self.p = subprocess.Popen(list(prefix) + [BANWATCH] + list(args), env=root.env, stdin=stdin,
                                   stdout=self.err, stderr=self.err)
+        _started.append(self.p)
         # ready when the control socket answers
         ok = wait_for(lambda: self.p.poll() is not None or self.ctl("stats")[0] == 0, 10, 0.02)
         if self.p.poll() is not None:
             raise RuntimeError("banwatch exited %s: %s" % (self.p.returncode, self.stderr()))
         if not ok:
+            self.p.kill()
+            self.p.wait()
             raise RuntimeError("banwatch did not answer: %s" % self.stderr())
 
     def ctl(self, *args, timeout=10):
