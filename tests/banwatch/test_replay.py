@@ -306,12 +306,13 @@ def t_badconf():
                                env=r.env, capture_output=True, timeout=30)
             err = p.stderr.decode(errors="replace")
             check("config-error-" + name, p.returncode == 100 and want in err, "rc=%d stderr=%s" % (p.returncode, err.strip()))
-    with Root(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "banwatch", "conf", "banwatch.conf")).read(),
-              shipped_filters=True) as r:
-        import subprocess
-        p = subprocess.run([os.environ.get("YUBIN_BIN", os.path.join(os.path.dirname(__file__), "..", "..", "build", "bin")) + "/yubin-banwatch", "-C"],
-                           env=r.env, capture_output=True, timeout=30)
-        check("config-shipped-example-valid", p.returncode == 0, p.stderr.decode(errors="replace"))
+    for conf in ("banwatch.conf", "banwatch-root.conf"):
+        with Root(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "banwatch", "conf", conf)).read(),
+                  shipped_filters=True) as r:
+            import subprocess
+            p = subprocess.run([os.environ.get("YUBIN_BIN", os.path.join(os.path.dirname(__file__), "..", "..", "build", "bin")) + "/yubin-banwatch", "-C"],
+                               env=r.env, capture_output=True, timeout=30)
+            check("config-shipped-valid-" + conf, p.returncode == 0 and b"3 jails" in p.stdout, p.stderr.decode(errors="replace"))
 
 
 def main():
