@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """End to end: password guessing against a real yubin instance's SMTP AUTH
 (submission, STARTTLS then AUTH PLAIN with a wrong password, one session
-per guess) gets the client banned by yubin-banwatch following the
+per guess) gets the client banned by the instance's own banwatch service
+(as make run starts it: under s6, as yubinb when root) following the
 instance's s6-log files, through the tcprules deny list that tcpserver -x
 reads: the next connection is dropped before the banner; after
-yubin-banctl unban it is served again."""
+yubin-banctl unban it is served again.  The test's configuration differs
+from the shipped one only in what a loopback test needs: no ignoreip for
+127.0.0.0/8, short times."""
 
 import os
 import smtplib
@@ -23,7 +26,7 @@ from yubintest import Instance  # noqa: E402
 CONF = """
 [action deny]
 type = tcprules
-cdb = control/tcp.smtp.cdb
+cdb = banwatch/tcp.smtp.cdb
 rules = control/tcp.smtp
 
 [jail yubin-auth]
@@ -70,43 +73,35 @@ def guess(inst, user, pw):
 
 def main():
     with Instance() as inst:
-        with open(inst.path("banwatch", "banwatch.conf") if os.path.isdir(inst.path("banwatch"))
-                  else (os.makedirs(inst.path("banwatch")) or inst.path("banwatch", "banwatch.conf")), "w") as f:
+        conf = inst.path("banwatch", "banwatch.conf")
+        st = os.stat(inst.path("banwatch"))
+        with open(conf, "w") as f:
             f.write(CONF)
+        os.chown(conf, st.st_uid, st.st_gid)
         env = dict(os.environ, YUBIN_ROOT=inst.dir)
-        err = open(inst.path("banwatch.stderr"), "wb")
-        bw = subprocess.Popen([BANWATCH], env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
-        try:
-            ctl = lambda *a: subprocess.run([BANCTL] + list(a), env=env, capture_output=True, timeout=10)
-            ok = wait_for(lambda: bw.poll() is not None or ctl("stats").returncode == 0, 10, 0.05)
-            if not check("auth-banwatch-started", ok and bw.poll() is None, open(inst.path("banwatch.stderr")).read()):
-                return
-            check("auth-connect-before", banner(inst.ip, inst.submission_port).startswith("220"))
-            user = "demo@" + inst.domain
-            codes = [guess(inst, user, "wrong-%d" % i) for i in range(3)]
-            check("auth-wrong-passwords-535", codes == [535, 535, 535], codes)
-            banned = wait_for(lambda: "127.0.0.1" in ctl("list").stdout.decode(), 10, 0.05)
-            check("auth-guessing-banned", banned, "list=%r log=%s" % (ctl("list").stdout, inst.log("submission")[-500:]))
-            b = wait_for(lambda: banner(inst.ip, inst.submission_port) == "", 5, 0.05)
-            check("auth-banned-client-dropped-submission", b, banner(inst.ip, inst.submission_port))
-            check("auth-banned-client-dropped-smtp", banner(inst.ip, inst.smtp_port) == "", banner(inst.ip, inst.smtp_port))
-            r = ctl("unban", "127.0.0.1")
-            ok = wait_for(lambda: banner(inst.ip, inst.submission_port).startswith("220"), 5, 0.05)
-            check("auth-unban-serves-again", r.returncode == 0 and ok, r.stdout + r.stderr)
-            # a right password after the unban still works (counters were reset)
-            check("auth-login-after-unban", guess(inst, user, inst.demo_password) == "accepted")
-        finally:
-            if bw.poll() is None:
-                bw.terminate()
-                try:
-                    bw.wait(10)
-                except subprocess.TimeoutExpired:
-                    bw.kill()
-                    bw.wait()
-            err.close()
-            e = open(inst.path("banwatch.stderr")).read()
-            bad = any(m in e for m in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"))
-            check("auth-banwatch-clean-exit", bw.returncode == 0 and not bad, "exit %s %s" % (bw.returncode, e[-800:]))
+        ctl = lambda *a: subprocess.run([BANCTL] + list(a), env=env, capture_output=True, timeout=10)
+        inst.svc("banwatch", "-r")      # the service rereads its configuration
+        time.sleep(0.5)
+        ok = wait_for(lambda: ctl("jails").returncode == 0 and b"yubin-auth" in ctl("jails").stdout, 10, 0.05)
+        if not check("auth-banwatch-service-up", ok, inst.log("banwatch")[-800:]):
+            return
+        check("auth-connect-before", banner(inst.ip, inst.submission_port).startswith("220"))
+        user = "demo@" + inst.domain
+        codes = [guess(inst, user, "wrong-%d" % i) for i in range(3)]
+        check("auth-wrong-passwords-535", codes == [535, 535, 535], codes)
+        banned = wait_for(lambda: "127.0.0.1" in ctl("list").stdout.decode(), 10, 0.05)
+        check("auth-guessing-banned", banned, "list=%r log=%s" % (ctl("list").stdout, inst.log("banwatch")[-500:]))
+        b = wait_for(lambda: banner(inst.ip, inst.submission_port) == "", 5, 0.05)
+        check("auth-banned-client-dropped-submission", b, banner(inst.ip, inst.submission_port))
+        check("auth-banned-client-dropped-smtp", banner(inst.ip, inst.smtp_port) == "", banner(inst.ip, inst.smtp_port))
+        r = ctl("unban", "127.0.0.1")
+        ok = wait_for(lambda: banner(inst.ip, inst.submission_port).startswith("220"), 5, 0.05)
+        check("auth-unban-serves-again", r.returncode == 0 and ok, r.stdout + r.stderr)
+        # a right password after the unban still works (counters were reset)
+        check("auth-login-after-unban", guess(inst, user, inst.demo_password) == "accepted")
+        log = inst.log("banwatch")
+        bad = [m for m in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:") if m in log]
+        check("auth-banwatch-log-clean", not bad, log[-800:])
 
 
 run(main)

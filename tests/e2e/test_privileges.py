@@ -51,10 +51,10 @@ def main():
     root = is_root()
     with Instance() as inst:
         if root:
-            want = {n: pwd.getpwnam(n).pw_uid for n in ("yubind", "yubinq", "yubinl", "yubinv")}
+            want = {n: pwd.getpwnam(n).pw_uid for n in ("yubind", "yubinq", "yubinl", "yubinv", "yubinb")}
         else:
             me = os.getuid()
-            want = {n: me for n in ("yubind", "yubinq", "yubinl", "yubinv")}
+            want = {n: me for n in ("yubind", "yubinq", "yubinl", "yubinv", "yubinb")}
         who = "root" if root else "user"
 
         # an open session keeps one yubin-smtpd alive to look at
@@ -62,7 +62,8 @@ def main():
         c.reply()
         time.sleep(0.1)
         for name, user in (("yubin-smtpd", "yubind"), ("tcpserver", "yubind"),
-                           ("yubin-qmgr", "yubinq"), ("s6-log", "yubinl")):
+                           ("yubin-qmgr", "yubinq"), ("s6-log", "yubinl"),
+                           ("yubin-banwatch", "yubinb")):
             pids = procs_named(inst, name)
             bad = []
             for pid in pids:

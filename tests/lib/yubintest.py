@@ -151,6 +151,9 @@ class Instance:
             "YUBIN_SUBMISSION_PORT": str(self.submission_port),
             "YUBIN_SMTPS_PORT": str(self.smtps_port),
             "YUBIN_DOMAIN": self.domain,
+            # never the machine's own nftables ruleset: firewall tests make
+            # their own network namespace (tests/banwatch/test_netns.py)
+            "YUBIN_FIREWALL": "no",
             "YUBIN_ROOT": self.dir,
         })
         e.update(self.extra_env)
@@ -282,7 +285,7 @@ class Instance:
         """FAIL if a sanitizer (build/asan) reported anything in the logs."""
         name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
         found = []
-        for s in ("smtpd", "submission", "smtps", "qmgr"):
+        for s in ("smtpd", "submission", "smtps", "qmgr", "banwatch"):
             for line in self.log(s).splitlines():
                 if any(m in line for m in self.SANITIZER_MARKS):
                     found.append("log/%s: %s" % (s, line.strip()))
