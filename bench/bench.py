@@ -209,6 +209,28 @@ def run(cmd, **kw):
     return r.stdout
 
 
+def postfix_version():
+    try:
+        out = subprocess.run(["postconf", "-d", "mail_version"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, timeout=10).stdout
+        return out.split("=", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "?"
+
+
+def tree_version():
+    """The yubin tree's commit (and whether it has local changes), for the header."""
+    try:
+        rev = subprocess.run(["git", "-C", TOP, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", TOP, "status", "--porcelain", "--untracked-files=no"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return (rev or "?") + (" with local changes" if dirty else "")
+
+
 def host_info():
     cpu = "?"
     try:
@@ -232,6 +254,10 @@ def host_info():
         if len(out) > 1:
             parts = out[1].split()
             fs = "%s on %s" % (parts[1], parts[0])
+            jt = "/sys/fs/ext4/%s/journal_task" % os.path.basename(parts[0])
+            if parts[1] == "ext4" and os.path.exists(jt):
+                with open(jt) as f:
+                    fs += " (no journal)" if "none" in f.read() else " (journal)"
     except OSError:
         pass
     kern = os.uname().release
@@ -819,6 +845,8 @@ def main():
     mode = "several messages per session (smtp-source -d)" if REUSE else "one message per session"
     head = ["yubin bench, %s" % time.strftime("%Y-%m-%d %H:%M %Z"),
             "host: %s" % host_info(),
+            "yubin: tree %s, programs from %s; postfix %s" % (
+                tree_version(), BIN, postfix_version()),
             "smtp-source -l %d (~%d-byte messages), %s; %d msgs at 1 session, %d at more;"
             " msg/s is the median of %d runs; fsync counts from a separate strace run of %d msgs" % (
                 SIZE, SIZE + 200, mode, N_ONE, N_MANY, REPEAT, N_FSYNC),
