@@ -6,6 +6,7 @@ Method and how to read the output: bench/README.  Run with `make bench`
 directory and is stopped on exit, error, Ctrl-C or SIGTERM.
 """
 
+import glob
 import os
 import pwd
 import re
@@ -43,7 +44,9 @@ SYSTEMS = os.environ.get("BENCH_SYSTEMS", "yubin postfix").split()
 BIN = os.path.abspath(os.environ.get("YUBIN_BIN", os.path.join(TOP, "build/bin")))
 POLL = 0.005                             # seconds between Maildir polls
 DOMAIN = "bench.test"
-PF_USER = "yubinbench"
+# The Postfix recipient: a system user made for this run (and removed after
+# it), named per run so that two benches at once cannot delete each other's.
+PF_USER = os.environ.get("BENCH_POSTFIX_USER", "yubinbench%d" % os.getpid())
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 STRACE = shutil.which("strace")
 SYNC_CALLS = ("fsync", "fdatasync", "syncfs", "sync_file_range", "sync", "msync")
@@ -766,6 +769,12 @@ def main():
             % (100 * idle_busy))
         notes.append("the machine was %.0f%% busy before the bench started (other load): noisy"
                      % (100 * idle_busy))
+
+    others = [d for d in glob.glob(os.path.join(tempfile.gettempdir(), "yubin-bench.*"))
+              if os.path.isdir(d)]
+    if others:
+        say("warning: %s exist: another bench running (or one killed with -9)?" % " ".join(others))
+        notes.append("another bench's directory existed at the start: %s" % " ".join(others))
 
     base = tempfile.mkdtemp(prefix="yubin-bench.")
     os.chmod(base, 0o755)
