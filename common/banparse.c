@@ -12,6 +12,8 @@
 
 #include "banparse.h"
 
+#define REPEAT_MAX 1000
+
 /* ---- addresses ---- */
 
 static int scan_digits (char const *s, size_t n, unsigned int max, unsigned int *u)
@@ -722,6 +724,7 @@ int banpat_compile (banpat *bp, char const *p, int host, char *err, size_t errle
   stralloc re = STRALLOC_ZERO ;
   size_t n = strlen(p) ;
   unsigned int hosts = 0, group = 0 ;
+  unsigned long repeats = 1 ;   /* product of the interval counts */
   int depth = 0, hostdepth = -1, topalt = 0, backref = 0 ;
   size_t hostpos = 0 ;
   memset(bp, 0, sizeof *bp) ;
@@ -752,6 +755,40 @@ int banpat_compile (banpat *bp, char const *p, int host, char *err, size_t errle
       if (!stralloc_catb(&re, p + i, j - i)) goto nomem ;
       i = j ;
       continue ;
+    }
+    if (p[i] == '{')
+    {
+      /* glibc's regcomp expands intervals: x{333}{3333} is a million
+         copies and takes minutes.  Patterns are the operator's, but a typo
+         must not hang banwatch at start: bound every count and their
+         product. */
+      size_t j = i + 1 ;
+      unsigned long count = 0, maxcount = 0 ;
+      while (j < n && p[j] != '}')
+      {
+        if (p[j] >= '0' && p[j] <= '9')
+        {
+          count = count * 10 + (p[j] - '0') ;
+          if (count > REPEAT_MAX) break ;
+          if (count > maxcount) maxcount = count ;
+        }
+        else if (p[j] == ',') count = 0 ;
+        else break ;
+        j++ ;
+      }
+      if (j < n && p[j] == '}')
+      {
+        if (maxcount > REPEAT_MAX || (repeats *= maxcount ? maxcount : 1) > REPEAT_MAX)
+        {
+          snprintf(err, errlen, "repetition counts over %d in one pattern", REPEAT_MAX) ;
+          goto fail ;
+        }
+      }
+      else if (count > REPEAT_MAX)
+      {
+        snprintf(err, errlen, "repetition counts over %d in one pattern", REPEAT_MAX) ;
+        goto fail ;
+      }
     }
     if (p[i] == '(') { group++ ; depth++ ; }
     else if (p[i] == ')' && depth) depth-- ;
