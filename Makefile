@@ -55,9 +55,11 @@ $(foreach s,$(PROGSRC),$(eval $(call PROG_RULE,$(s))))
 $(B)/bin/yubin-tlsd: LDLIBS += -lssl
 # The programs exec'd once per connection, message or delivery are linked
 # statically: no dynamic loader at start-up (about 0.1 ms of CPU per exec
-# here, measured with posix_spawn of a static and a dynamic empty program).
+# here, measured with posix_spawn of a static and a dynamic empty program);
+# yubin-lspawn too, which forks once per delivery (a smaller address space
+# to copy).
 # yubin-tlsd stays dynamic so that it gets Debian's OpenSSL security updates.
-HOTPATH := yubin-smtpd yubin-queue yubin-local
+HOTPATH := yubin-smtpd yubin-queue yubin-local yubin-lspawn
 ifneq ($(SAN),1)
 $(patsubst %,$(B)/bin/%,$(HOTPATH)): LDFLAGS += -static
 endif
