@@ -453,6 +453,7 @@ class Yubin:
             "YUBIN_SMTP_PORT": str(self.port),
             "YUBIN_DOMAIN": DOMAIN,
             "YUBIN_ME": DOMAIN,
+            "YUBIN_FIREWALL": "no",   # never the machine's own nftables ruleset
         })
         # the other listeners must not collide with a running `make run`
         for v in ("YUBIN_SUBMISSION_PORT", "YUBIN_SMTPS_PORT", "YUBIN_POP3_PORT", "YUBIN_IMAP_PORT"):
