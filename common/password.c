@@ -17,6 +17,7 @@
 
 #include <skalibs/stralloc.h>
 
+#include "base64.h"
 #include "password.h"
 
 #define LN_DEFAULT 15
@@ -30,7 +31,7 @@
 #define MEM_MAX (256UL << 20)
 #define WORK_MAX ((uint64_t)16 * R_DEFAULT * P_DEFAULT << LN_DEFAULT)   /* 16 x the default cost */
 
-static char const b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/" ;
+#define b64 base64_alphabet
 
 /* unpadded standard base64 of in[0..n) into out; returns the length */
 static size_t b64_encode (char *out, unsigned char const *in, size_t n)
@@ -60,15 +61,6 @@ static size_t b64_encode (char *out, unsigned char const *in, size_t n)
   return o ;
 }
 
-static int b64_value (char c)
-{
-  if (c >= 'A' && c <= 'Z') return c - 'A' ;
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26 ;
-  if (c >= '0' && c <= '9') return c - '0' + 52 ;
-  if (c == '+') return 62 ;
-  if (c == '/') return 63 ;
-  return -1 ;
-}
 
 /* Strict decoding of s[0..n) into out (BIN_MAX bytes): no padding, no
  * stray bits.  Returns the length, or 0 if invalid. */
@@ -80,7 +72,7 @@ static size_t b64_decode (unsigned char *out, char const *s, size_t n)
   if (n % 4 == 1 || n / 4 * 3 + 2 > BIN_MAX + 2) return 0 ;
   for (i = 0 ; i < n ; i++)
   {
-    int v = b64_value(s[i]) ;
+    int v = base64_digit((unsigned char)s[i]) ;
     if (v < 0) return 0 ;
     acc = acc << 6 | (uint32_t)v ;
     bits += 6 ;

@@ -5,19 +5,11 @@
 
 #include <skalibs/stralloc.h>
 
+#include "base64.h"
 #include "sasl.h"
 
-static char const b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/" ;
+#define b64 base64_alphabet
 
-static int b64_value (unsigned char c)
-{
-  if (c >= 'A' && c <= 'Z') return c - 'A' ;
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26 ;
-  if (c >= '0' && c <= '9') return c - '0' + 52 ;
-  if (c == '+') return 62 ;
-  if (c == '/') return 63 ;
-  return -1 ;
-}
 
 int sasl_b64decode (stralloc *out, char const *s, size_t len)
 {
@@ -31,7 +23,7 @@ int sasl_b64decode (stralloc *out, char const *s, size_t len)
   if (!stralloc_readyplus(out, len / 4 * 3 + 3)) return -1 ;
   for (size_t i = 0 ; i < len ; i++)
   {
-    int v = b64_value((unsigned char)s[i]) ;
+    int v = base64_digit((unsigned char)s[i]) ;
     if (v < 0) { out->len = start ; return 0 ; }
     acc = (acc << 6 | (uint32_t)v) & 0xffffff ;
     bits += 6 ;
