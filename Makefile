@@ -52,7 +52,18 @@ $(B)/bin/$(notdir $(basename $(1))): $(B)/obj/$(basename $(1)).o $(LIB)
 endef
 $(foreach s,$(PROGSRC),$(eval $(call PROG_RULE,$(s))))
 # yubin-tlsd is the only program that links libssl (DESIGN.md: TLS in its own process).
+# It starts once per TLS connection, and OpenSSL 3 as a shared library costs
+# about 3 ms of dynamic linking and start-up per process here: it is linked
+# statically (TLS_STATIC=1, the default), so after a Debian OpenSSL security
+# update rebuild and reinstall it (make && make install, or make run).
+# TLS_STATIC=0 links OpenSSL as a shared library instead.
+TLS_STATIC ?= 1
+ifeq ($(TLS_STATIC)$(SAN),1)
+$(B)/bin/yubin-tlsd: LDFLAGS += -static
+$(B)/bin/yubin-tlsd: LDLIBS := -l:libskarnet.a -l:libssl.a -l:libcrypto.a -lpthread
+else
 $(B)/bin/yubin-tlsd: LDLIBS += -lssl
+endif
 # The programs exec'd once per connection, message or delivery are linked
 # statically: no dynamic loader at start-up (about 0.1 ms of CPU per exec
 # here, measured with posix_spawn of a static and a dynamic empty program);
