@@ -68,9 +68,11 @@ endif
 # statically: no dynamic loader at start-up (about 0.1 ms of CPU per exec
 # here, measured with posix_spawn of a static and a dynamic empty program);
 # yubin-lspawn too, which forks once per delivery (a smaller address space
-# to copy).
+# to copy); yubin-checkpassword runs once per AUTH and would otherwise load
+# the shared libcrypto each time (rebuild it after an OpenSSL update, as
+# yubin-tlsd).
 # yubin-tlsd stays dynamic so that it gets Debian's OpenSSL security updates.
-HOTPATH := yubin-smtpd yubin-queue yubin-local yubin-lspawn
+HOTPATH := yubin-smtpd yubin-queue yubin-local yubin-lspawn yubin-checkpassword
 ifneq ($(SAN),1)
 $(patsubst %,$(B)/bin/%,$(HOTPATH)): LDFLAGS += -static
 endif
