@@ -92,6 +92,11 @@ static int scrypt (char const *password, unsigned char const *salt, size_t saltl
 {
   uint64_t n = (uint64_t)1 << ln ;
   uint64_t maxmem = 128 * r * p + 128 * r * (n + 2) + (1 << 16) ;
+  /* yubin-checkpassword runs once per login: no openssl.cnf, no table of
+     every legacy algorithm name (about half a millisecond each). */
+  if (!OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ADD_ALL_CIPHERS
+                           | OPENSSL_INIT_NO_ADD_ALL_DIGESTS | OPENSSL_INIT_NO_ATEXIT, 0))
+    return 0 ;
   return EVP_PBE_scrypt(password, strlen(password), salt, saltlen, n, r, p, maxmem, key, keylen) ;
 }
 
