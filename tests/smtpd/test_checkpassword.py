@@ -21,22 +21,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
 BIN = os.path.abspath(os.environ.get("YUBIN_BIN", "build/bin"))
 CP = os.path.join(BIN, "yubin-checkpassword")
 TIMEOUT = 30
 
-results = {"pass": 0, "fail": 0}
 
 
-class Failure(Exception):
-    pass
-
-
-def check(cond, why):
-    if not cond:
-        raise Failure(why)
+import test_smtpd as T  # noqa: E402  (the shared case runner)
+from test_smtpd import Failure, check  # noqa: E402
 
 
 def phc(password, ln=15):
@@ -251,28 +244,7 @@ def main():
     if not os.access(CP, os.X_OK):
         print("FAIL setup: %s not found (set YUBIN_BIN)" % CP)
         return 1
-    only = sys.argv[1:]
-    for fn in CASES:
-        if only and fn.__name__ not in only:
-            continue
-        root = Root()
-        try:
-            fn(root)
-            print("PASS %s" % fn.__name__)
-            results["pass"] += 1
-        except Failure as e:
-            print("FAIL %s: %s" % (fn.__name__, str(e).replace("\n", "\\n")[:1500]))
-            results["fail"] += 1
-        except Exception as e:
-            print("FAIL %s: %s: %s" % (fn.__name__, type(e).__name__, e))
-            traceback.print_exc(file=sys.stdout)
-            results["fail"] += 1
-        finally:
-            root.cleanup()
-        sys.stdout.flush()
-    print("%d passed, %d failed" % (results["pass"], results["fail"]))
-    return 1 if results["fail"] else 0
-
+    return T.run_cases(CASES, Root)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -30,7 +30,6 @@ BIN = os.environ.get("YUBIN_BIN", "build/bin")
 SMTPD = os.path.abspath(os.path.join(BIN, "yubin-smtpd"))
 IO_TIMEOUT = 20.0
 
-results = {"pass": 0, "fail": 0}
 
 ENHANCED = re.compile(rb"^[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
 
@@ -1202,17 +1201,19 @@ def smtputf8(inst):
     check(b"smtputf8=1" in inst.logtext(), "no smtputf8 in the mail log line")
 
 
-def main():
-    if not os.access(SMTPD, os.X_OK):
-        print("FAIL setup: %s not found (set YUBIN_BIN)" % SMTPD)
-        return 1
+def run_cases(cases, fixture, timed=False):
+    """Run each case (or those named on the command line) with a fresh
+    fixture, print PASS/FAIL lines and the closing count; the exit status.
+    Shared by test_smtpd, test_submission and test_checkpassword."""
+    results = {"pass": 0, "fail": 0}
     only = sys.argv[1:]
-    for fn in CASES:
+    for fn in cases:
         if only and fn.__name__ not in only:
             continue
-        inst = Instance()
+        f = fixture()
+        t0 = time.time()
         try:
-            fn(inst)
+            fn(f)
             print("PASS %s" % fn.__name__)
             results["pass"] += 1
         except Failure as e:
@@ -1223,11 +1224,19 @@ def main():
             traceback.print_exc(file=sys.stdout)
             results["fail"] += 1
         finally:
-            inst.cleanup()
+            f.cleanup()
+        if timed:
+            print("# %s: %.1fs" % (fn.__name__, time.time() - t0))
         sys.stdout.flush()
     print("%d passed, %d failed" % (results["pass"], results["fail"]))
     return 1 if results["fail"] else 0
 
+
+def main():
+    if not os.access(SMTPD, os.X_OK):
+        print("FAIL setup: %s not found (set YUBIN_BIN)" % SMTPD)
+        return 1
+    return run_cases(CASES, Instance)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -42,7 +41,6 @@ SMTPD = os.path.join(BIN, "yubin-smtpd")
 PASSWORD = "correct horse battery staple"
 IO_TIMEOUT = 20.0
 
-results = {"pass": 0, "fail": 0}
 
 
 def phc(password, ln=15):
@@ -746,30 +744,7 @@ def main():
         if not os.access(prog, os.X_OK):
             print("FAIL setup: %s not found (set YUBIN_BIN)" % prog)
             return 1
-    only = sys.argv[1:]
-    for fn in CASES:
-        if only and fn.__name__ not in only:
-            continue
-        inst = TLSInstance()
-        t0 = time.time()
-        try:
-            fn(inst)
-            print("PASS %s" % fn.__name__)
-            results["pass"] += 1
-        except Failure as e:
-            print("FAIL %s: %s" % (fn.__name__, str(e).replace("\n", "\\n")[:1500]))
-            results["fail"] += 1
-        except Exception as e:
-            print("FAIL %s: %s: %s" % (fn.__name__, type(e).__name__, e))
-            traceback.print_exc(file=sys.stdout)
-            results["fail"] += 1
-        finally:
-            inst.cleanup()
-        print("# %s: %.1fs" % (fn.__name__, time.time() - t0))
-        sys.stdout.flush()
-    print("%d passed, %d failed" % (results["pass"], results["fail"]))
-    return 1 if results["fail"] else 0
-
+    return T.run_cases(CASES, TLSInstance, timed=True)
 
 if __name__ == "__main__":
     sys.exit(main())
