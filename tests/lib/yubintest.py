@@ -184,6 +184,9 @@ class Instance:
         deadline = time.monotonic() + self.start_timeout
         try:
             self.wait_smtp(deadline)
+            # the other listeners start on their own: wait until they accept
+            for port in (self.submission_port, self.smtps_port):
+                self.wait_listening(port, deadline)
             self.wait_up("qmgr", deadline)
             if not self.wait_log("qmgr", "qmgr: start", deadline):
                 raise StartError("no 'qmgr: start' in log/qmgr/current")
@@ -210,6 +213,18 @@ class Instance:
                 last = e
             time.sleep(0.05)
         raise StartError("SMTP port %d not answering: %r" % (self.smtp_port, last))
+
+    def wait_listening(self, port, deadline):
+        """Until something accepts TCP connections on port."""
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((self.ip, port), timeout=2):
+                    return
+            except OSError as e:
+                last = e
+            time.sleep(0.05)
+        raise StartError("port %d not listening: %r" % (port, last))
 
     def svstat(self, service):
         r = subprocess.run(["s6-svstat", self.path("service", service)],
