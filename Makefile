@@ -5,9 +5,24 @@
 #   make run        install deps, build, start a local instance under s6
 #   make test       deps, build (normal + ASan/UBSan), every test
 #   make bench      yubin against Postfix, printed as ratios
+#   make unit       build the C unit tests (tests/*/t-*.c) into $(B)/unit/
+#   make fuzz       build the libFuzzer targets (tests/fuzz/fuzz-*.c) with
+#                   clang into build/fuzz/
 #
-# Programs are found, not listed: every <dir>/yubin-*.c is one program,
-# linked with libyubin (common/*.c) and skalibs (static).
+# How a program is made (the skalibs way):
+#   - every <dir>/yubin-NAME.c in PROGDIRS is one program, yubin-NAME;
+#   - <dir>/deps-exe/yubin-NAME, if present, lists the other modules it
+#     links, one source path per line (from the top of the tree), '#'
+#     starts a comment;
+#   - every program also links libyubin.a, made of common/*.c: the code
+#     that two or more programs share, and nothing else;
+#   - C unit tests tests/<dir>/t-NAME.c and fuzz targets
+#     tests/fuzz/fuzz-NAME.c list their modules the same way, in
+#     tests/<dir>/deps-exe/t-NAME and tests/fuzz/deps-exe/fuzz-NAME.
+# Headers: common/ is on the include path; a module of a program folder is
+# included with its path from the top ("smtpd/address.h") by outsiders.
+# The compiler flags are written here and only here: the test and fuzz
+# scripts build through this Makefile.
 
 B       ?= build
 PREFIX  ?= /usr/local
@@ -15,42 +30,65 @@ DESTDIR ?=
 ROOT    ?= /var/yubin
 CC      ?= cc
 SAN     ?=
+FUZZ    ?=
 
-PROGDIRS := smtpd qmgr remote local pop3d imapd banwatch common
+PROGDIRS := smtpd qmgr remote local pop3d imapd banwatch \
+            common/tlsd common/checkpassword common/users
 PROGSRC  := $(sort $(foreach d,$(PROGDIRS),$(wildcard $(d)/yubin-*.c)))
 PROGS    := $(patsubst %.c,$(B)/bin/%,$(notdir $(PROGSRC)))
-LIBSRC   := $(sort $(filter-out common/yubin-%.c,$(wildcard common/*.c)))
-LIBOBJ   := $(patsubst %.c,$(B)/obj/%.o,$(LIBSRC))
+LIBSRC   := $(sort $(wildcard common/*.c))
 LIB      := $(B)/libyubin.a
+UNITSRC  := $(sort $(wildcard tests/*/t-*.c))
+UNITS    := $(patsubst %.c,$(B)/unit/%,$(notdir $(UNITSRC)))
+FUZZSRC  := $(sort $(wildcard tests/fuzz/fuzz-*.c))
+FUZZERS  := $(patsubst %.c,$(B)/%,$(notdir $(FUZZSRC)))
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
-CPPFLAGS += -D_GNU_SOURCE -Icommon -DYUBIN_ROOT_DEFAULT='"$(ROOT)"'
+CPPFLAGS += -D_GNU_SOURCE -I. -Icommon -DYUBIN_ROOT_DEFAULT='"$(ROOT)"'
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 $(WARN) -fno-strict-aliasing
 ifeq ($(SAN),1)
 CFLAGS   += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS  += -fsanitize=address,undefined
 endif
+ifeq ($(FUZZ),1)
+CC       := clang
+CFLAGS   += -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS  += -fsanitize=fuzzer,address,undefined
+endif
 # skalibs statically (start-up cost is on the hot path), OpenSSL only where used.
 LDLIBS   += -Wl,--as-needed -l:libskarnet.a -lcrypto
 
-.PHONY: all install run test bench soak clean fuzz asan
+# $(call modules,dir/NAME.c): dir/NAME.c and the modules in dir/deps-exe/NAME
+modules = $(1) $(shell sed 's/\#.*//' $(dir $(1))deps-exe/$(basename $(notdir $(1))) 2>/dev/null)
+objects = $(patsubst %.c,$(B)/obj/%.o,$(call modules,$(1)))
+
+.PHONY: all install run test bench soak clean fuzz fuzz-targets unit asan
 all: $(PROGS)
 
-$(B)/obj/%.o: %.c $(wildcard common/*.h)
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+$(B)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
 
-$(LIB): $(LIBOBJ)
-	@mkdir -p $(dir $@)
+$(LIB): $(patsubst %.c,$(B)/obj/%.o,$(LIBSRC))
+	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
 
-define PROG_RULE
-$(B)/bin/$(notdir $(basename $(1))): $(B)/obj/$(basename $(1)).o $(LIB)
-	@mkdir -p $(B)/bin
-	$$(CC) $$(LDFLAGS) -o $$@ $$< $(LIB) $$(LDLIBS)
+# LINK_RULE target source: the target links the source's modules and libyubin
+define LINK_RULE
+$(1): $(call objects,$(2)) $(LIB)
+	@mkdir -p $$(@D)
+	$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o,$$^) $(LIB) $$(LDLIBS)
 endef
-$(foreach s,$(PROGSRC),$(eval $(call PROG_RULE,$(s))))
+$(foreach s,$(PROGSRC),$(eval $(call LINK_RULE,$(B)/bin/$(notdir $(basename $(s))),$(s))))
+$(foreach s,$(UNITSRC),$(eval $(call LINK_RULE,$(B)/unit/$(notdir $(basename $(s))),$(s))))
+$(foreach s,$(FUZZSRC),$(eval $(call LINK_RULE,$(B)/$(notdir $(basename $(s))),$(s))))
+
+unit: $(UNITS)
+fuzz-targets: $(FUZZERS)
+fuzz:
+	$(MAKE) B=build/fuzz FUZZ=1 fuzz-targets
 # yubin-tlsd is the only program that links libssl (DESIGN.md: TLS in its own process).
 # It starts once per TLS connection, and OpenSSL 3 as a shared library costs
 # about 3 ms of dynamic linking and start-up per process here: it is linked
@@ -71,7 +109,6 @@ endif
 # to copy); yubin-checkpassword runs once per AUTH and would otherwise load
 # the shared libcrypto each time (rebuild it after an OpenSSL update, as
 # yubin-tlsd).
-# yubin-tlsd stays dynamic so that it gets Debian's OpenSSL security updates.
 HOTPATH := yubin-smtpd yubin-queue yubin-local yubin-lspawn yubin-checkpassword
 ifneq ($(SAN),1)
 $(patsubst %,$(B)/bin/%,$(HOTPATH)): LDFLAGS += -static
@@ -85,7 +122,7 @@ install: all
 	for m in $(MANPAGES); do s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
 
 asan:
-	$(MAKE) B=build/asan SAN=1 all
+	$(MAKE) B=build/asan SAN=1 all unit
 
 run:
 	sh package/deps
@@ -94,7 +131,7 @@ run:
 
 test:
 	sh package/deps
-	$(MAKE) all
+	$(MAKE) all unit
 	$(MAKE) asan
 	sh tests/run
 
@@ -108,8 +145,6 @@ soak:
 	$(MAKE) all
 	sh tests/run --soak
 
-fuzz:
-	sh tests/fuzz/build
 
 clean:
 	rm -rf build

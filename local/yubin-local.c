@@ -7,7 +7,7 @@
  * also calls in its forked child to save an exec per delivery.
  * See yubin-local.8. */
 
-#include "localdeliver.h"
+#include "deliver.h"
 
 char const *PROG = "local" ;
 

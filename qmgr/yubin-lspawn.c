@@ -30,10 +30,10 @@
 
 #include "control.h"
 #include "exitcodes.h"
-#include "localdeliver.h"
-#include "queue.h"
+#include "local/deliver.h"
+#include "qmgr/queue.h"
 #include "root.h"
-#include "users.h"
+#include "userdb.h"
 #include "ylog.h"
 
 #define JOBS_MAX 1000         /* more than any sane concurrencylocal */

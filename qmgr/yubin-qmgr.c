@@ -32,6 +32,7 @@
 
 #include "control.h"
 #include "exitcodes.h"
+#include "qq.h"
 #include "queue.h"
 #include "root.h"
 #include "ylog.h"

@@ -23,6 +23,7 @@
 #include <skalibs/types.h>
 
 #include "exitcodes.h"
+#include "qq.h"
 #include "queue.h"
 #include "root.h"
 #include "ylog.h"

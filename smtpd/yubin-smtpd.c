@@ -32,7 +32,7 @@
 #include "root.h"
 #include "sasl.h"
 #include "smtpcmd.h"
-#include "users.h"
+#include "userdb.h"
 #include "ylog.h"
 
 extern char **environ ;

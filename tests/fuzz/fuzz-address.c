@@ -17,7 +17,7 @@
 #include <skalibs/stralloc.h>
 #include <skalibs/strerr.h>
 
-#include "address.h"
+#include "smtpd/address.h"
 
 char const *PROG = "fuzz-address" ;
 

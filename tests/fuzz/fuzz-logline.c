@@ -15,7 +15,7 @@
 
 #include <skalibs/stralloc.h>
 
-#include "banparse.h"
+#include "banwatch/banparse.h"
 
 static banpat pats[3] ;
 static int ready = 0 ;

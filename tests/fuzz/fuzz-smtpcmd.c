@@ -17,8 +17,8 @@
 #include <skalibs/stralloc.h>
 #include <skalibs/strerr.h>
 
-#include "address.h"
-#include "smtpcmd.h"
+#include "smtpd/address.h"
+#include "smtpd/smtpcmd.h"
 
 char const *PROG = "fuzz-smtpcmd" ;
 

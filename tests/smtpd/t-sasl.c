@@ -5,7 +5,7 @@
 
 #include <skalibs/stralloc.h>
 
-#include "sasl.h"
+#include "smtpd/sasl.h"
 
 static int fails = 0 ;
 

@@ -9,7 +9,7 @@
 #include <skalibs/types.h>
 
 #include "root.h"
-#include "users.h"
+#include "userdb.h"
 
 #define USER_NAME_MAX 64
 

@@ -11,7 +11,7 @@
 
 #include <skalibs/stralloc.h>
 
-#include "pem.h"
+#include "common/tlsd/pem.h"
 
 char const *PROG = "t-pem" ;
 

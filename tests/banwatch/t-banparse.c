@@ -1,4 +1,4 @@
-/* Unit tests for common/banparse.c, built and run by tests/banwatch/test-banparse.
+/* Unit tests for banwatch/banparse.c (built by `make unit`).
  * Prints "PASS name" or "FAIL name: why" per case. */
 
 #include <stdio.h>
@@ -8,7 +8,7 @@
 
 #include <skalibs/stralloc.h>
 
-#include "banparse.h"
+#include "banwatch/banparse.h"
 
 static int failed ;
 

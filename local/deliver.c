@@ -25,7 +25,7 @@
 #include "maildir.h"
 #include "ylog.h"
 
-#include "localdeliver.h"
+#include "deliver.h"
 
 #define USAGE "yubin-local [ -nN ] user homedir local dash ext domain sender defaultdelivery"
 #define dieusage() strerr_dieusage(EX_PERM, USAGE)

@@ -22,7 +22,7 @@
 #include <skalibs/stralloc.h>
 #include <skalibs/strerr.h>
 
-#include "users.h"
+#include "userdb.h"
 
 char const *PROG = "t-users" ;
 
