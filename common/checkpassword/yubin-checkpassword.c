@@ -23,16 +23,16 @@
 #include <skalibs/strerr.h>
 #include <skalibs/types.h>
 
+#include "passwd.h"
 #include "password.h"
 #include "control.h"
+#include "exitcodes.h"
 #include "root.h"
 
 #define USAGE "yubin-checkpassword prog..."
 #define EX_BAD 1
 #define EX_MISUSE 2
-#define EX_TEMP 111
 #define INPUT_MAX 512
-#define NAME_MAX_LEN 64
 
 char const *PROG = "yubin-checkpassword" ;
 
@@ -99,43 +99,32 @@ struct user
   uid_t uid ;
   gid_t gid ;
   char const *home ;     /* NUL-terminated in text */
-  char name[NAME_MAX_LEN + 1] ;
+  char name[PASSWD_NAME_MAX + 1] ;
 } ;
 
-/* Find login (any case) in text: 1 found (fields NUL-terminated in place),
- * 0 not found, -1 its line is malformed. */
+/* Find login (any case) in text: 1 found (hash and home NUL-terminated
+ * in place), 0 not found, -1 its line is malformed.  Only the login's own
+ * line matters: a bad line of another user does not lock everyone out. */
 static int find_user (char const *login, size_t loginlen, struct user *u)
 {
   size_t pos = 0 ;
   while (pos < text.len)
   {
-    char *l = text.s + pos ;
-    size_t len = byte_chr(l, text.len - pos, '\n') ;
-    pos += len + 1 ;
-    if (len && l[len-1] == '\r') len-- ;
-    size_t c1 = byte_chr(l, len, ':') ;
-    if (c1 != loginlen || !case_equalb(l, loginlen, login)) continue ;
-    if (c1 >= len) return -1 ;
-    char *f[5] ;
-    size_t k = 0, start = 0 ;
-    for (size_t i = 0 ; i <= len && k < 4 ; i++)
-      if (i == len || l[i] == ':')
-      {
-        f[k++] = l + start ;
-        if (i < len) l[i] = 0 ;
-        start = i + 1 ;
-      }
-    if (k < 4 || start > len) return -1 ;
-    f[4] = l + start ;
-    l[len] = 0 ;
-    uint32_t id ;
-    if (!*f[2] || f[2][uint32_scan(f[2], &id)]) return -1 ;
-    u->uid = id ;
-    if (!*f[3] || f[3][uint32_scan(f[3], &id)]) return -1 ;
-    u->gid = id ;
-    if (f[4][0] != '/') return -1 ;
-    u->hash = f[1] ;
-    u->home = f[4] ;
+    struct passwd_entry e ;
+    char const *why ;
+    int r = passwd_parse_line(text.s, text.len, pos, &e, &why) ;
+    pos += e.linelen + 1 ;
+    if (!r) continue ;
+    char const *l = text.s + e.line ;
+    size_t namelen = r > 0 ? e.namelen : byte_chr(l, e.linelen, ':') ;
+    if (namelen != loginlen || !case_equalb(l, loginlen, login)) continue ;
+    if (r < 0) return -1 ;
+    text.s[e.hash + e.hashlen] = 0 ;
+    text.s[e.home + e.homelen] = 0 ;
+    u->hash = text.s + e.hash ;
+    u->home = text.s + e.home ;
+    u->uid = e.uid ;
+    u->gid = e.gid ;
     memcpy(u->name, l, loginlen) ;
     u->name[loginlen] = 0 ;
     case_lowerb(u->name, loginlen) ;
@@ -177,7 +166,7 @@ int main (int argc, char const *const *argv)
   loginlen = login_local_part(login, loginlen) ;
   struct user u = { .hash = 0 } ;
   int found = 0 ;
-  if (loginlen && loginlen <= NAME_MAX_LEN && !memchr(login, ':', loginlen) && !memchr(login, '\n', loginlen))
+  if (loginlen && loginlen <= PASSWD_NAME_MAX && !memchr(login, ':', loginlen) && !memchr(login, '\n', loginlen))
   {
     found = find_user(login, loginlen, &u) ;
     if (found < 0) die(EX_TEMP, fn.s, ": malformed line for the user") ;

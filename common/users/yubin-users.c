@@ -37,6 +37,7 @@
 
 #include "exitcodes.h"
 #include "maildir.h"
+#include "passwd.h"
 #include "password.h"
 #include "root.h"
 
@@ -44,22 +45,10 @@
 #define dieusage() strerr_dieusage(EX_PERM, USAGE)
 #define dienomem() strerr_diefu(EX_TEMP, "allocate memory")
 
-#define NAME_MAX_LEN 64
 #define PASSWORD_MAX 1024
 #define RANDOM_PASSWORD_LEN 22
 
 char const *PROG = "yubin-users" ;
-
-/* One parsed line of passwd: offsets into the text it was parsed from. */
-struct entry
-{
-  size_t line, linelen ;   /* the whole line, without its '\n' */
-  size_t name, namelen ;
-  size_t hash, hashlen ;
-  uid_t uid ;
-  gid_t gid ;
-  size_t home, homelen ;
-} ;
 
 static stralloc users_dir = STRALLOC_ZERO ;   /* <root>/users */
 
@@ -74,39 +63,10 @@ static char const *upath (stralloc *sa, char const *file)
   return sa->s ;
 }
 
-/* The name rules: [a-z0-9._-], 1..64, not starting with '-' or '.', not
- * ending with '.', no "..".  Returns 0 if ok, else a reason. */
-static char const *name_problem (char const *s, size_t len)
-{
-  if (!len) return "empty" ;
-  if (len > NAME_MAX_LEN) return "longer than 64 characters" ;
-  for (size_t i = 0 ; i < len ; i++)
-  {
-    char c = s[i] ;
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
-      return "only lowercase letters, digits, '.', '_' and '-' are allowed" ;
-  }
-  if (s[0] == '-') return "may not start with '-'" ;
-  if (s[0] == '.' || s[len-1] == '.') return "may not start or end with '.'" ;
-  for (size_t i = 1 ; i < len ; i++)
-    if (s[i] == '.' && s[i-1] == '.') return "may not contain \"..\"" ;
-  return 0 ;
-}
-
 static void check_name (char const *name)
 {
-  char const *why = name_problem(name, strlen(name)) ;
+  char const *why = passwd_name_problem(name, strlen(name)) ;
   if (why) strerr_dief(EX_PERM, "invalid user name \"", name, "\": ", why) ;
-}
-
-/* A decimal uid/gid field s[0..len): 1 ok, 0 bad. */
-static int scan_id (char const *s, size_t len, uint32_t *u)
-{
-  char buf[UINT32_FMT + 1] ;
-  if (!len || len >= sizeof(buf)) return 0 ;
-  memcpy(buf, s, len) ;
-  buf[len] = 0 ;
-  return uint32_scan(buf, u) == len ;
 }
 
 /* Parse passwd text into entries.  Comments ('#' first) and blank lines
@@ -116,60 +76,22 @@ static int parse_passwd (char const *s, size_t len, genalloc *list, unsigned int
 {
   size_t pos = 0 ;
   unsigned int n = 0 ;
-  genalloc_setlen(struct entry, list, 0) ;
+  genalloc_setlen(struct passwd_entry, list, 0) ;
   while (pos < len)
   {
-    size_t linelen = byte_chr(s + pos, len - pos, '\n') ;
-    char const *l = s + pos ;
-    struct entry e = { .line = pos, .linelen = linelen } ;
-    size_t f[5], flen[5], k = 0, start = 0 ;
-    size_t end = linelen && l[linelen-1] == '\r' ? linelen - 1 : linelen ;  /* hand-edited CRLF */
-    n++ ;
-    *lineno = n ;
+    struct passwd_entry e ;
+    *lineno = ++n ;
+    int r = passwd_parse_line(s, len, pos, &e, why) ;
+    if (r < 0) return 0 ;
+    pos += e.linelen + 1 ;
+    if (!r) continue ;
+    for (size_t i = 0 ; i < genalloc_len(struct passwd_entry, list) ; i++)
     {
-      size_t i = 0 ;
-      while (i < linelen && (l[i] == ' ' || l[i] == '\t' || l[i] == '\r')) i++ ;
-      if (i == linelen || l[i] == '#') goto next ;
-    }
-    /* name:hash:uid:gid:home -- home is the rest of the line */
-    for (size_t i = 0 ; i <= end && k < 4 ; i++)
-      if (i == end || l[i] == ':')
-      {
-        f[k] = pos + start ; flen[k] = i - start ; k++ ;
-        start = i + 1 ;
-      }
-    if (k < 4 || start > end) { *why = "expected name:hash:uid:gid:home" ; return 0 ; }
-    f[4] = pos + start ; flen[4] = end - start ;
-    e.name = f[0] ; e.namelen = flen[0] ;
-    e.hash = f[1] ; e.hashlen = flen[1] ;
-    e.home = f[4] ; e.homelen = flen[4] ;
-    {
-      char lower[NAME_MAX_LEN] ;
-      if (e.namelen > NAME_MAX_LEN) { *why = "name longer than 64 characters" ; return 0 ; }
-      memcpy(lower, s + e.name, e.namelen) ;
-      case_lowerb(lower, e.namelen) ;
-      *why = name_problem(lower, e.namelen) ;
-      if (*why) return 0 ;
-    }
-    if (!e.hashlen) { *why = "empty password hash (use * for no login)" ; return 0 ; }
-    {
-      uint32_t u ;
-      if (!scan_id(s + f[2], flen[2], &u)) { *why = "bad uid" ; return 0 ; }
-      e.uid = u ;
-      if (!scan_id(s + f[3], flen[3], &u)) { *why = "bad gid" ; return 0 ; }
-      e.gid = u ;
-    }
-    if (!e.homelen || s[e.home] != '/') { *why = "home is not an absolute path" ; return 0 ; }
-    if (memchr(s + e.home, 0, e.homelen) || memchr(s + pos, 0, linelen)) { *why = "NUL byte" ; return 0 ; }
-    for (size_t i = 0 ; i < genalloc_len(struct entry, list) ; i++)
-    {
-      struct entry const *o = genalloc_s(struct entry, list) + i ;
+      struct passwd_entry const *o = genalloc_s(struct passwd_entry, list) + i ;
       if (o->namelen == e.namelen && case_equalb(s + o->name, e.namelen, s + e.name))
       { *why = "duplicate user name" ; return 0 ; }
     }
-    if (!genalloc_append(struct entry, list, &e)) dienomem() ;
-   next:
-    pos += linelen + 1 ;
+    if (!genalloc_append(struct passwd_entry, list, &e)) dienomem() ;
   }
   return 1 ;
 }
@@ -178,9 +100,9 @@ static int parse_passwd (char const *s, size_t len, genalloc *list, unsigned int
 static ssize_t find_entry (char const *s, genalloc const *list, char const *name)
 {
   size_t len = strlen(name) ;
-  for (size_t i = 0 ; i < genalloc_len(struct entry, list) ; i++)
+  for (size_t i = 0 ; i < genalloc_len(struct passwd_entry, list) ; i++)
   {
-    struct entry const *e = genalloc_s(struct entry, list) + i ;
+    struct passwd_entry const *e = genalloc_s(struct passwd_entry, list) + i ;
     if (e->namelen == len && case_equalb(s + e->name, len, name)) return i ;
   }
   return -1 ;
@@ -244,10 +166,10 @@ static void write_cdb_tmp (char const *s, genalloc const *list, char const *fn, 
   stralloc val = STRALLOC_ZERO ;
   int fd = open_tmp(fn, tmp, 0644, 0644) ;
   if (!cdbmake_start(&c, fd)) strerr_diefusys(EX_TEMP, "write ", tmp) ;
-  for (size_t i = 0 ; i < genalloc_len(struct entry, list) ; i++)
+  for (size_t i = 0 ; i < genalloc_len(struct passwd_entry, list) ; i++)
   {
-    struct entry const *e = genalloc_s(struct entry, list) + i ;
-    char key[NAME_MAX_LEN] ;
+    struct passwd_entry const *e = genalloc_s(struct passwd_entry, list) + i ;
+    char key[PASSWD_NAME_MAX] ;
     char fmt[UINT32_FMT] ;
     memcpy(key, s + e->name, e->namelen) ;
     case_lowerb(key, e->namelen) ;
@@ -311,7 +233,7 @@ static void edit (stralloc const *text, genalloc *list, ssize_t idx, char const 
   char const *why ;
   if (idx >= 0)
   {
-    struct entry const *e = genalloc_s(struct entry, list) + idx ;
+    struct passwd_entry const *e = genalloc_s(struct passwd_entry, list) + idx ;
     cut = e->line ;
     cutlen = e->linelen + (e->line + e->linelen < text->len) ;
   }
@@ -600,7 +522,7 @@ static int do_add (int argc, char const *const *argv)
   edit(&text, &list, -1, line.s, line.len, &out) ;
   commit(out.s, out.len, out.s, &list) ;
   stralloc_free(&text) ; stralloc_free(&out) ; stralloc_free(&hash) ;
-  stralloc_free(&home) ; stralloc_free(&line) ; genalloc_free(struct entry, &list) ;
+  stralloc_free(&home) ; stralloc_free(&line) ; genalloc_free(struct passwd_entry, &list) ;
   return 0 ;
 }
 
@@ -616,7 +538,7 @@ static int do_del (int argc, char const *const *argv)
   if (idx < 0) die_unknown(name) ;
   edit(&text, &list, idx, 0, 0, &out) ;
   commit(out.s, out.len, out.s, &list) ;
-  stralloc_free(&text) ; stralloc_free(&out) ; genalloc_free(struct entry, &list) ;
+  stralloc_free(&text) ; stralloc_free(&out) ; genalloc_free(struct passwd_entry, &list) ;
   return 0 ;
 }
 
@@ -633,7 +555,7 @@ static int do_passwd (int argc, char const *const *argv)
   if (idx < 0) die_unknown(name) ;
   make_hash(&hash, o.pwmode) ;
   {
-    struct entry const *e = genalloc_s(struct entry, &list) + idx ;
+    struct passwd_entry const *e = genalloc_s(struct passwd_entry, &list) + idx ;
     /* keep the line as it is, but for the hash field */
     if (!stralloc_catb(&line, text.s + e->line, e->hash - e->line)
      || !stralloc_catb(&line, hash.s, hash.len)
@@ -642,7 +564,7 @@ static int do_passwd (int argc, char const *const *argv)
   edit(&text, &list, idx, line.s, line.len, &out) ;
   commit(out.s, out.len, out.s, &list) ;
   stralloc_free(&text) ; stralloc_free(&out) ; stralloc_free(&hash) ;
-  stralloc_free(&line) ; genalloc_free(struct entry, &list) ;
+  stralloc_free(&line) ; genalloc_free(struct passwd_entry, &list) ;
   return 0 ;
 }
 
@@ -652,9 +574,9 @@ static int do_list (int argc, char const *const *argv)
   genalloc list = GENALLOC_ZERO ;
   if (argc != 1) dieusage() ;
   read_passwd(&text, &list) ;
-  for (size_t i = 0 ; i < genalloc_len(struct entry, &list) ; i++)
+  for (size_t i = 0 ; i < genalloc_len(struct passwd_entry, &list) ; i++)
   {
-    struct entry const *e = genalloc_s(struct entry, &list) + i ;
+    struct passwd_entry const *e = genalloc_s(struct passwd_entry, &list) + i ;
     char fmt[UINT32_FMT] ;
     int nologin = e->hashlen == 1 && text.s[e->hash] == '*' ;
     size_t at = out.len ;
@@ -666,7 +588,7 @@ static int do_list (int argc, char const *const *argv)
      || !stralloc_catb(&out, text.s + e->home, e->homelen) || !stralloc_catb(&out, "\n", 1)) dienomem() ;
   }
   if (buffer_putflush(buffer_1, out.s, out.len) < 0) strerr_diefusys(EX_TEMP, "write to stdout") ;
-  stralloc_free(&text) ; stralloc_free(&out) ; genalloc_free(struct entry, &list) ;
+  stralloc_free(&text) ; stralloc_free(&out) ; genalloc_free(struct passwd_entry, &list) ;
   return 0 ;
 }
 
@@ -678,7 +600,7 @@ static int do_rebuild (int argc, char const *const *argv)
   lock_users() ;
   read_passwd(&text, &list) ;
   commit(0, 0, text.s, &list) ;
-  stralloc_free(&text) ; genalloc_free(struct entry, &list) ;
+  stralloc_free(&text) ; genalloc_free(struct passwd_entry, &list) ;
   return 0 ;
 }
 
