@@ -1,4 +1,4 @@
-/* libFuzzer target: banwatch's log line parsing (common/banparse.c).
+/* libFuzzer target: banwatch's log line parsing (banwatch/banparse.c).
  * The input is one log line.  It goes through what yubin-banwatch does to
  * a line: time stamp, yubin key=value parse, the shipped sshd and Postfix
  * patterns, address and CIDR parsing, tcprules entries, durations; and,
