@@ -1,8 +1,7 @@
-"""Helpers for banwatch's tests (tests/banwatch/test_*).
-
-check(name, cond, why) prints PASS/FAIL lines; Root is a throw-away
-instance root with a banwatch/ configuration directory; replay() runs
-yubin-banwatch -r over a log and returns its bans.
+"""Helpers for banwatch's tests (tests/banwatch/test_*), on top of
+tests/lib/yubintest.py: Root is a throw-away instance root with a banwatch/
+configuration directory; replay() runs yubin-banwatch -r over a log and
+returns its bans; Daemon runs yubin-banwatch in the background.
 """
 
 import atexit
@@ -13,44 +12,12 @@ import sys
 import tempfile
 import time
 
-TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BIN = os.path.abspath(os.environ.get("YUBIN_BIN") or os.path.join(TOP, "build", "bin"))
-BANWATCH = os.path.join(BIN, "yubin-banwatch")
-BANCTL = os.path.join(BIN, "yubin-banctl")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from yubintest import TOP, binary, info, sanitizer_report, wait_for  # noqa: E402
+
+BANWATCH = binary("yubin-banwatch")
+BANCTL = binary("yubin-banctl")
 SHIPPED = os.path.join(TOP, "banwatch", "conf")
-
-_failed = [0]
-
-
-def check(name, cond, why=""):
-    if cond:
-        print("PASS %s" % name, flush=True)
-    else:
-        _failed[0] += 1
-        lines = str(why or "failed").splitlines() or ["failed"]
-        print("FAIL %s: %s" % (name, lines[0]), flush=True)
-        for l in lines[1:20]:
-            print("#   " + l, flush=True)
-    return bool(cond)
-
-
-def skip(name, why):
-    print("SKIP %s: %s" % (name, why), flush=True)
-
-
-def info(*a):
-    print("#", *a, flush=True)
-
-
-def run(main):
-    name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
-    try:
-        main()
-    except Exception as e:
-        import traceback
-        traceback.print_exc(file=sys.stdout)
-        check(name + "-crashed", False, "%s: %s" % (type(e).__name__, e))
-    sys.exit(1 if _failed[0] else 0)
 
 
 def env_for(root):
@@ -144,16 +111,6 @@ def authfail(t, ip, user="alice", prog="smtpd"):
     return "%s%s: auth-fail ip=%s user=%s mech=PLAIN\n" % (stamp(t), prog, ip, user)
 
 
-def wait_for(cond, timeout=5.0, step=0.005):
-    """Poll cond() until true or timeout; returns its last value."""
-    end = time.time() + timeout
-    while True:
-        v = cond()
-        if v or time.time() > end:
-            return v
-        time.sleep(step)
-
-
 _started = []
 
 
@@ -221,12 +178,7 @@ class Daemon:
                 self.p.kill()
                 self.p.wait()
         self.err.close()
-        e = self.stderr()
-        bad = ""
-        for mark in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
-            if mark in e:
-                bad = e[e.index(mark):][:1500]
-        return self.p.returncode, bad
+        return self.p.returncode, sanitizer_report(self.stderr()) or ""
 
 
 def denied(root, ip, cdb="control/tcp.smtp.cdb"):

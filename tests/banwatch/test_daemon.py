@@ -9,8 +9,11 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bwlib import BANCTL, Daemon, Root, check, denied, info, run, wait_for  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+from bwlib import BANCTL, Daemon, Root, denied  # noqa: E402
+from yubintest import check, info, run, wait_for  # noqa: E402
 
 CONF = """
 [action deny]

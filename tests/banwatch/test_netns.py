@@ -13,8 +13,11 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bwlib import Daemon, Root, check, info, run, skip, wait_for  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+from bwlib import Daemon, Root  # noqa: E402
+from yubintest import check, info, run, skip, wait_for  # noqa: E402
 
 TAG = "%d" % os.getpid()
 SRV = "yubintest-%s-s" % TAG

@@ -7,20 +7,12 @@ client address; relaying needs AUTH; the TLS processes are not root."""
 
 import os
 import smtplib
-import ssl
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from yubintest import Instance, check, is_root, run  # noqa: E402
-
-
-def tls_context():
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE     # the instance's certificate is self-signed
-    return ctx
+from yubintest import Instance, check, is_root, run, tls_client_ctx  # noqa: E402
 
 
 def body(marker):
@@ -40,7 +32,7 @@ def main():
             check("submission-no-auth-before-tls", not s.has_extn("auth"), str(s.esmtp_features))
             code, _ = s.docmd("AUTH", "PLAIN AGRlbW8AeA==")
             check("auth-before-starttls-538", code == 538, "got %d" % code)
-            s.starttls(context=tls_context())
+            s.starttls(context=tls_client_ctx())
             s.ehlo("client.example.org")
             check("auth-offered-after-tls", "PLAIN" in s.esmtp_features.get("auth", ""),
                   str(s.esmtp_features))
@@ -48,7 +40,7 @@ def main():
             s.sendmail(user, [user], body("sub-smtplib"))
 
         # smtps (465): implicit TLS
-        with smtplib.SMTP_SSL(inst.ip, inst.smtps_port, timeout=30, context=tls_context()) as s:
+        with smtplib.SMTP_SSL(inst.ip, inst.smtps_port, timeout=30, context=tls_client_ctx()) as s:
             s.login(user, pw)
             s.sendmail(user, [user], body("sub-smtps"))
 
@@ -88,7 +80,7 @@ def main():
 
         # a wrong password: 535, and an auth-fail line with the client address
         with smtplib.SMTP(inst.ip, inst.submission_port, timeout=30) as s:
-            s.starttls(context=tls_context())
+            s.starttls(context=tls_client_ctx())
             try:
                 s.login(user, pw + "x")
                 check("wrong-password-535", False, "login succeeded")
@@ -102,13 +94,13 @@ def main():
 
         # without AUTH, submission takes no mail at all, not even for local users
         with smtplib.SMTP(inst.ip, inst.submission_port, timeout=30) as s:
-            s.starttls(context=tls_context())
+            s.starttls(context=tls_client_ctx())
             s.ehlo("client.example.org")
             code, _ = s.mail(user)
             check("submission-mail-without-auth-530", code == 530, "got %d" % code)
         # after AUTH an outside recipient is accepted (relaying by the user)
         with smtplib.SMTP(inst.ip, inst.submission_port, timeout=30) as s:
-            s.starttls(context=tls_context())
+            s.starttls(context=tls_client_ctx())
             s.login(user, pw)
             s.mail(user)
             code, _ = s.rcpt("someone@example.org")

@@ -1,43 +1,70 @@
-"""Harness for yubin's end-to-end tests.
+"""The one helper module of yubin's Python tests (tests/*/test_*.py).
 
-An Instance is a real yubin instance (package/setup) in a temporary
-directory, on free loopback ports, with its services under s6-svscan:
+Every test program puts tests/lib on sys.path and imports what it needs:
 
-    from yubintest import Instance, check, run
+    HERE = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+    from yubintest import check, run
 
-    def main():
+What is here:
+  - PASS/FAIL lines: check(name, cond, why) prints one case; skip, info;
+    done() is the exit status; run(main) runs main, turns a crash into a
+    FAIL line and exits.  Tests written as one function per case use
+    expect(cond, why) (raises Failure) and run_cases(cases, fixture).
+  - binaries: bin_dir() and binary(name), from YUBIN_BIN (default
+    build/bin); is_root().
+  - free_port(), wait_for(cond, timeout), minimal_env() (PATH and the
+    sanitizer options only), sanitizer_report(text).
+  - cdb files (D. J. Bernstein's format, as skalibs reads and writes them):
+    cdb_write, cdb_get, cdb_items.
+  - PHC password hashes as yubin's password.c reads them: phc_scrypt,
+    phc_scrypt_verify.
+  - TLS: make_cert (openssl), tls_client_ctx (no verification).
+  - Instance: a real yubin instance (package/setup) in a temporary
+    directory, on free loopback ports, with its services under s6-svscan,
+    for the end-to-end tests (tests/e2e/):
+
         with Instance() as inst:
             s = smtplib.SMTP(inst.ip, inst.smtp_port)
             ...
             files = inst.wait_messages(1)
             check("delivered", len(files) == 1, "got %d" % len(files))
 
-    run(main)
+    YUBIN_KEEP=1 keeps the instance directory after the test (its path is
+    printed).  Start-up, waits and shutdown have deadlines, and leftover
+    processes are killed.
 
-YUBIN_BIN (default build/bin) chooses the programs.  YUBIN_KEEP=1 keeps the
-instance directory after the test (its path is printed).  Everything is
-bounded: start-up, waits and shutdown have deadlines, and leftover processes
-are killed.
+Helpers of one program only live beside its tests (tests/banwatch/bwlib.py,
+tests/qmgr/qmgrtest.py) and import this module.
 """
 
 import atexit
+import base64
+import hashlib
+import hmac
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DOMAIN = "yubin.test"
 
+# ---------------------------------------------------------------- PASS/FAIL
+
 _results = {"pass": 0, "fail": 0}
+WHY_LINES = 40
 
 
 def check(name, cond, why=""):
-    """Print 'PASS name' or 'FAIL name: why'; return cond as a bool."""
+    """Print 'PASS name' or 'FAIL name: why' (further lines of why as
+    '#   ' lines); return cond as a bool."""
     if cond:
         _results["pass"] += 1
         print("PASS %s" % name, flush=True)
@@ -45,7 +72,7 @@ def check(name, cond, why=""):
         _results["fail"] += 1
         lines = str(why or "failed").splitlines() or ["failed"]
         print("FAIL %s: %s" % (name, lines[0]), flush=True)
-        for l in lines[1:]:
+        for l in lines[1:WHY_LINES]:
             print("#   " + l, flush=True)
     return bool(cond)
 
@@ -54,31 +81,104 @@ def skip(name, why):
     print("SKIP %s: %s" % (name, why), flush=True)
 
 
+def info(*a):
+    print("#", *a, flush=True)
+
+
 def done():
     """Exit status for the test program: 1 if anything failed."""
     return 1 if _results["fail"] else 0
 
 
+def _prog_name():
+    return os.path.splitext(os.path.basename(sys.argv[0]))[0]
+
+
 def run(main):
     """Run main(), turn a start failure or a crash into a FAIL line, and
     exit with done()'s status."""
-    name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+    name = _prog_name()
     try:
         main()
     except StartError as e:
         check(name + "-instance-start", False, str(e))
     except Exception as e:  # a crashed test is a failed test, with its trace
-        import traceback
         traceback.print_exc(file=sys.stdout)
         check(name + "-crashed", False, "%s: %s" % (type(e).__name__, e))
     sys.exit(done())
 
 
-def info(*a):
-    print("#", *a, flush=True)
+class Failure(Exception):
+    """A failed expectation inside a case of run_cases."""
+
+
+def expect(cond, why):
+    """In a case of run_cases: fail the case with why unless cond."""
+    if not cond:
+        raise Failure(why)
+
+
+def case_list():
+    """A list of cases and the decorator that appends to it:
+    CASES, case = case_list()."""
+    cases = []
+
+    def case(fn):
+        cases.append(fn)
+        return fn
+    return cases, case
+
+
+def run_cases(cases, fixture, timed=False):
+    """Run each case with a fresh fixture() (cleaned up after with its
+    cleanup()), one PASS/FAIL line per case; a case is a function (named
+    after itself) or a (name, function) pair; the function gets the
+    fixture.  Names on the command line choose the cases to run.
+    Returns done()."""
+    only = sys.argv[1:]
+    n = {"pass": 0, "fail": 0}
+    for c in cases:
+        name, fn = c if isinstance(c, tuple) else (c.__name__, c)
+        if only and name not in only and fn.__name__ not in only:
+            continue
+        t0 = time.time()
+        f = fixture()
+        try:
+            fn(f)
+            ok, why = True, ""
+        except Failure as e:
+            ok, why = False, str(e).replace("\n", "\\n")[:1500]
+        except Exception as e:  # a crash of the test itself is a failure too
+            traceback.print_exc(file=sys.stdout)
+            ok, why = False, "%s: %s" % (type(e).__name__, e)
+        finally:
+            f.cleanup()
+        n["pass" if check(name, ok, why) else "fail"] += 1
+        if timed:
+            info("%s: %.1fs" % (name, time.time() - t0))
+    print("%d passed, %d failed" % (n["pass"], n["fail"]), flush=True)
+    return done()
+
+
+# ---------------------------------------------------------------- programs
+
+def bin_dir():
+    """YUBIN_BIN (default build/bin), absolute."""
+    b = os.environ.get("YUBIN_BIN") or "build/bin"
+    return b if os.path.isabs(b) else os.path.join(TOP, b)
+
+
+def binary(name):
+    """The path of program name (yubin-smtpd, ...) in bin_dir()."""
+    return os.path.join(bin_dir(), name)
+
+
+def is_root():
+    return os.geteuid() == 0
 
 
 def free_port(ip="127.0.0.1"):
+    """A TCP port nothing listens on now (bind port 0)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         s.bind((ip, 0))
@@ -87,14 +187,177 @@ def free_port(ip="127.0.0.1"):
         s.close()
 
 
-def bin_dir():
-    b = os.environ.get("YUBIN_BIN", "build/bin")
-    return b if os.path.isabs(b) else os.path.join(TOP, b)
+def wait_for(cond, timeout=5.0, step=0.005):
+    """Poll cond() until true or timeout; returns its last value."""
+    end = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v or time.monotonic() > end:
+            return v
+        time.sleep(step)
 
 
-def is_root():
-    return os.geteuid() == 0
+SANITIZER_ENV = ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")
 
+
+def minimal_env(extra=None):
+    """PATH and the sanitizer options of our environment, and extra (a
+    value None removes the variable)."""
+    e = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    for k in SANITIZER_ENV:
+        if k in os.environ:
+            e[k] = os.environ[k]
+    for k, v in (extra or {}).items():
+        if v is None:
+            e.pop(k, None)
+        else:
+            e[k] = v
+    return e
+
+
+SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",
+                   "runtime error:")
+
+
+def sanitizer_report(text, size=1500):
+    """The sanitizer report in text (from its first line, at most size
+    characters), or None."""
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    pos = 0
+    for line in text.splitlines(True):
+        if any(m in line for m in SANITIZER_MARKS):
+            return text[pos:pos + size]
+        pos += len(line)
+    return None
+
+
+# ---------------------------------------------------------------- cdb
+
+def cdb_hash(key):
+    h = 5381
+    for c in key:
+        h = (((h << 5) + h) ^ c) & 0xFFFFFFFF
+    return h
+
+
+def cdb_write(path, items):
+    """Write a cdb from (key, value) bytes pairs, atomically (path.tmp)."""
+    out = bytearray(2048)
+    tables = [[] for _ in range(256)]
+    for k, v in items:
+        pos = len(out)
+        out += struct.pack("<II", len(k), len(v)) + k + v
+        h = cdb_hash(k)
+        tables[h & 255].append((h, pos))
+    header = []
+    for t in tables:
+        n = len(t) * 2
+        slots = [(0, 0)] * n
+        for h, pos in t:
+            j = (h >> 8) % n
+            while slots[j][1]:
+                j = (j + 1) % n
+            slots[j] = (h, pos)
+        header.append((len(out), n))
+        for h, pos in slots:
+            out += struct.pack("<II", h, pos)
+    out[0:2048] = b"".join(struct.pack("<II", p, n) for p, n in header)
+    with open(path + ".tmp", "wb") as f:
+        f.write(out)
+    os.rename(path + ".tmp", path)
+
+
+def cdb_get(data, key):
+    """The value of key in the cdb data (bytes), or None."""
+    h = cdb_hash(key)
+    tpos, tlen = struct.unpack_from("<II", data, (h & 255) * 8)
+    if not tlen:
+        return None
+    slot = (h >> 8) % tlen
+    for _ in range(tlen):
+        hh, rpos = struct.unpack_from("<II", data, tpos + slot * 8)
+        if not rpos:
+            return None
+        if hh == h:
+            klen, dlen = struct.unpack_from("<II", data, rpos)
+            if data[rpos + 8:rpos + 8 + klen] == key:
+                return data[rpos + 8 + klen:rpos + 8 + klen + dlen]
+        slot = (slot + 1) % tlen
+    return None
+
+
+def cdb_items(data):
+    """Every record of the cdb data, as a dict."""
+    end = min([struct.unpack_from("<I", data, i * 8)[0] for i in range(256)] + [len(data)])
+    pos, out = 2048, {}
+    while pos < end:
+        klen, dlen = struct.unpack_from("<II", data, pos)
+        k = data[pos + 8:pos + 8 + klen]
+        out[k] = data[pos + 8 + klen:pos + 8 + klen + dlen]
+        pos += 8 + klen + dlen
+    return out
+
+
+# ---------------------------------------------------------------- passwords
+
+def _b64(x):
+    return base64.b64encode(x).decode().rstrip("=")
+
+
+def _unb64(s):
+    return base64.b64decode(s + "=" * (-len(s) % 4))
+
+
+def phc_scrypt(password, ln=15):
+    """$scrypt$ln=..,r=8,p=1$salt$hash of password (a fresh salt)."""
+    salt = os.urandom(16)
+    h = hashlib.scrypt(password.encode(), salt=salt, n=1 << ln, r=8, p=1, dklen=32, maxmem=64 << 20)
+    return "$scrypt$ln=%d,r=8,p=1$%s$%s" % (ln, _b64(salt), _b64(h))
+
+
+def phc_scrypt_verify(phc, password):
+    """Whether a $scrypt$ln=..,r=..,p=..$salt$hash string is the hash of
+    password (checked with hashlib)."""
+    parts = phc.split("$")
+    if len(parts) != 5 or parts[1] != "scrypt":
+        return False
+    params = dict(kv.split("=") for kv in parts[2].split(","))
+    salt, want = _unb64(parts[3]), _unb64(parts[4])
+    n, r, p = 1 << int(params["ln"]), int(params["r"]), int(params["p"])
+    got = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p,
+                         maxmem=256 * 1024 * 1024, dklen=len(want))
+    return hmac.compare_digest(got, want)
+
+
+# ---------------------------------------------------------------- TLS
+
+def make_cert(keyfile, certfile, cn):
+    """A self-signed P-256 certificate for cn; the key 0600."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", keyfile, "-out", certfile, "-days", "2", "-subj", "/CN=" + cn],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+    os.chmod(keyfile, 0o600)
+    os.chmod(certfile, 0o644)
+
+
+def tls_client_ctx(minv=None, maxv=None, ciphers=None):
+    """A client context that does not verify (test certificates are
+    self-signed)."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    if minv:
+        ctx.minimum_version = minv
+    if maxv:
+        ctx.maximum_version = maxv
+    return ctx
+
+
+# ---------------------------------------------------------------- instances
 
 def _on_term(sig, frame):
     print("FAIL %s: killed by SIGTERM (timeout?)" % os.path.basename(sys.argv[0]), flush=True)
@@ -293,16 +556,13 @@ class Instance:
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",
-                       "runtime error:")
-
     def check_sanitizers(self):
         """FAIL if a sanitizer (build/asan) reported anything in the logs."""
-        name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+        name = _prog_name()
         found = []
         for s in ("smtpd", "submission", "smtps", "qmgr", "banwatch"):
             for line in self.log(s).splitlines():
-                if any(m in line for m in self.SANITIZER_MARKS):
+                if any(m in line for m in SANITIZER_MARKS):
                     found.append("log/%s: %s" % (s, line.strip()))
         check(name + "-no-sanitizer-reports", not found, "\n".join(found[:20]))
 

@@ -10,21 +10,12 @@ import subprocess
 import sys
 import tempfile
 
-BIN = os.environ.get("YUBIN_BIN", "build/bin")
-LOCAL = os.path.join(os.path.abspath(BIN), "yubin-local")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+from yubintest import binary, check, expect, run, run_cases  # noqa: E402
+
+LOCAL = binary("yubin-local")
 TIMEOUT = 60
-
-failures = 0
-
-
-def report(name, ok, why=""):
-    global failures
-    if ok:
-        print("PASS %s" % name)
-    else:
-        failures += 1
-        print("FAIL %s: %s" % (name, why))
-    sys.stdout.flush()
 
 
 class Env:
@@ -46,8 +37,7 @@ class Env:
 
     def read_new(self):
         names = self.files("new")
-        if len(names) != 1:
-            raise AssertionError("expected 1 file in new/, got %d" % len(names))
+        expect(len(names) == 1, "expected 1 file in new/, got %d" % len(names))
         with open(os.path.join(self.md, "new", names[0]), "rb") as f:
             return f.read()
 
@@ -55,7 +45,7 @@ class Env:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def run(env, msg, args=None, offset=0, stdin_fd=None, extra_env=None):
+def deliver(env, msg, args=None, offset=0, stdin_fd=None, extra_env=None):
     """Run yubin-local with msg (bytes) on stdin from a file at offset."""
     if args is None:
         args = ["alice", env.home, "alice", "", "", "example.org", "bob@example.net", "./Maildir/"]
@@ -84,37 +74,19 @@ PREFIX = b"Return-Path: <bob@example.net>\nDelivered-To: alice@example.org\n"
 MSG = b"From: bob@example.net\nTo: alice@example.org\nSubject: hi\n\nHello.\n.leading dot\n"
 
 
-def case(name, fn):
-    env = Env()
-    try:
-        fn(env)
-        report(name, True)
-    except AssertionError as ex:
-        report(name, False, str(ex))
-    except Exception as ex:  # a crash of the test itself is a failure too
-        report(name, False, "%s: %s" % (type(ex).__name__, ex))
-    finally:
-        env.cleanup()
-
-
-def expect(cond, why):
-    if not cond:
-        raise AssertionError(why)
-
-
 def expect_rc(got, want, err):
     expect(got == want, "exit %d, wanted %d; stderr: %r" % (got, want, err[-300:]))
 
 
 def t_exact(env):
-    rc, out, err = run(env, MSG)
+    rc, out, err = deliver(env, MSG)
     expect_rc(rc, 0, err)
     data = env.read_new()
     expect(data == PREFIX + MSG, "content %r" % data[:200])
 
 
 def t_log(env):
-    rc, out, err = run(env, MSG)
+    rc, out, err = deliver(env, MSG)
     expect_rc(rc, 0, err)
     name = env.files("new")[0]
     want = b"local: delivered to=alice@example.org file=new/" + name.encode() + b"\n"
@@ -123,7 +95,7 @@ def t_log(env):
 
 def t_ext(env):
     args = ["alice", env.home, "alice-lists", "-", "lists", "example.org", "bob@example.net", "./Maildir/"]
-    rc, out, err = run(env, MSG, args)
+    rc, out, err = deliver(env, MSG, args)
     expect_rc(rc, 0, err)
     data = env.read_new()
     want = b"Return-Path: <bob@example.net>\nDelivered-To: alice-lists@example.org\n" + MSG
@@ -132,7 +104,7 @@ def t_ext(env):
 
 def t_null_sender(env):
     args = ["alice", env.home, "alice", "", "", "example.org", "", "./Maildir/"]
-    rc, out, err = run(env, MSG, args)
+    rc, out, err = deliver(env, MSG, args)
     expect_rc(rc, 0, err)
     data = env.read_new()
     expect(data.startswith(b"Return-Path: <>\nDelivered-To: alice@example.org\n"), "content %r" % data[:100])
@@ -140,7 +112,7 @@ def t_null_sender(env):
 
 def t_newline_in_args(env):
     args = ["alice", env.home, "alice", "", "", "example.org", "evil\nX-Injected: 1", "./Maildir/"]
-    rc, out, err = run(env, MSG, args)
+    rc, out, err = deliver(env, MSG, args)
     expect_rc(rc, 0, err)
     data = env.read_new()
     expect(data.startswith(b"Return-Path: <evil_X-Injected: 1>\n"), "content %r" % data[:100])
@@ -149,14 +121,14 @@ def t_newline_in_args(env):
 def t_binary(env):
     body = bytes(range(256)) * 64 + b"\r\n\r\x00\xff\n\n\x00"
     msg = b"Subject: bin\n\n" + body
-    rc, out, err = run(env, msg)
+    rc, out, err = deliver(env, msg)
     expect_rc(rc, 0, err)
     data = env.read_new()
     expect(data == PREFIX + msg, "binary body changed (len %d vs %d)" % (len(data), len(PREFIX + msg)))
 
 
 def t_empty(env):
-    rc, out, err = run(env, b"")
+    rc, out, err = deliver(env, b"")
     expect_rc(rc, 0, err)
     data = env.read_new()
     expect(data == PREFIX, "content %r" % data)
@@ -166,7 +138,7 @@ def t_big(env):
     line = b"".join(b"%07d abcdefghijklmnopqrstuvwxyz 0123456789 ABCDEFGHIJKLMNOPQRSTUVWXYZ\n" % i for i in range(1000))
     msg = b"Subject: big\n\n" + line * (5 * 1024 * 1024 // len(line) + 1)
     expect(len(msg) > 5 * 1024 * 1024, "test message too small")
-    rc, out, err = run(env, msg)
+    rc, out, err = deliver(env, msg)
     expect_rc(rc, 0, err)
     data = env.read_new()
     expect(len(data) == len(PREFIX + msg), "size %d, wanted %d" % (len(data), len(PREFIX + msg)))
@@ -178,7 +150,7 @@ def t_offset(env):
     # scanned for loops (it even holds our Delivered-To line).
     junk = b"Delivered-To: alice@example.org\n" + b"J" * (4096 - 33) + b"\n"
     expect(len(junk) == 4096, "bad junk length %d" % len(junk))
-    rc, out, err = run(env, junk + MSG, offset=4096)
+    rc, out, err = deliver(env, junk + MSG, offset=4096)
     expect_rc(rc, 0, err)
     data = env.read_new()
     expect(data == PREFIX + MSG, "content %r" % data[:200])
@@ -187,7 +159,7 @@ def t_offset(env):
 def t_offset_loop(env):
     junk = b"X" * 4095 + b"\n"
     msg = b"Delivered-To: alice@example.org\n" + MSG
-    rc, out, err = run(env, junk + msg, offset=4096)
+    rc, out, err = deliver(env, junk + msg, offset=4096)
     expect_rc(rc, 100, err)
     expect(env.files("new") == [] and env.files("tmp") == [], "a file was left")
 
@@ -195,14 +167,14 @@ def t_offset_loop(env):
 def t_offset_big(env):
     junk = b"\0" * 4096
     msg = b"Subject: x\n\n" + os.urandom(300000)
-    rc, out, err = run(env, junk + msg, offset=4096)
+    rc, out, err = deliver(env, junk + msg, offset=4096)
     expect_rc(rc, 0, err)
     expect(env.read_new() == PREFIX + msg, "content differs")
 
 
 def t_loop(env):
     msg = b"Received: x\nDelivered-To: alice@example.org\nSubject: loop\n\nbody\n"
-    rc, out, err = run(env, msg)
+    rc, out, err = deliver(env, msg)
     expect_rc(rc, 100, err)
     expect(b"looping" in err, "stderr %r" % err)
     expect(err.count(b"\n") == 1, "more than one line on stderr: %r" % err)
@@ -211,7 +183,7 @@ def t_loop(env):
 
 def t_loop_case(env):
     msg = b"DELIVERED-TO: Alice@EXAMPLE.org\r\nSubject: loop\n\nbody\n"
-    rc, out, err = run(env, msg)
+    rc, out, err = deliver(env, msg)
     expect_rc(rc, 100, err)
 
 
@@ -220,27 +192,27 @@ def t_loop_late_header(env):
     msg = b"".join(b"X-Filler-%d: %s\n" % (i, b"y" * 60) for i in range(2000))
     msg += b"Delivered-To: alice@example.org\n\nbody\n"
     expect(len(msg) > 65536, "header not long enough")
-    rc, out, err = run(env, msg)
+    rc, out, err = deliver(env, msg)
     expect_rc(rc, 100, err)
 
 
 def t_no_loop_body(env):
     msg = b"Subject: fwd\n\nDelivered-To: alice@example.org\n"
-    rc, out, err = run(env, msg)
+    rc, out, err = deliver(env, msg)
     expect_rc(rc, 0, err)
     expect(env.read_new() == PREFIX + msg, "content differs")
 
 
 def t_no_loop_other(env):
     msg = b"Delivered-To: alice@example.org.evil\nDelivered-To: bob@example.org\nDelivered-To: alice-x@example.org\n\nbody\n"
-    rc, out, err = run(env, msg)
+    rc, out, err = deliver(env, msg)
     expect_rc(rc, 0, err)
     expect(env.read_new() == PREFIX + msg, "content differs")
 
 
 def t_missing_maildir(env):
     shutil.rmtree(env.md)
-    rc, out, err = run(env, MSG)
+    rc, out, err = deliver(env, MSG)
     expect_rc(rc, 111, err)
     expect(b"does not exist" in err, "unclear message %r" % err)
     expect(err.count(b"\n") == 1, "more than one line on stderr: %r" % err)
@@ -248,13 +220,13 @@ def t_missing_maildir(env):
 
 def t_missing_home(env):
     args = ["alice", env.home + "-gone", "alice", "", "", "example.org", "bob@example.net", "./Maildir/"]
-    rc, out, err = run(env, MSG, args)
+    rc, out, err = deliver(env, MSG, args)
     expect_rc(rc, 111, err)
 
 
 def t_writable_home(env):
     os.chmod(env.home, 0o777)
-    rc, out, err = run(env, MSG)
+    rc, out, err = deliver(env, MSG)
     expect_rc(rc, 111, err)
     expect(env.files("new") == [], "delivered anyway")
 
@@ -264,14 +236,14 @@ def t_bad_args(env):
                  ["alice", env.home, "alice", "", "", "example.org", "bob@x", "./Maildir/", "extra"],
                  ["alice", "relative/home", "alice", "", "", "example.org", "bob@x", "./Maildir/"],
                  ["-x", "alice", env.home, "alice", "", "", "example.org", "bob@x", "./Maildir/"]):
-        rc, out, err = run(env, MSG, args)
+        rc, out, err = deliver(env, MSG, args)
         expect(rc == 100, "args %r: exit %d, wanted 100" % (args, rc))
     expect(env.files("new") == [], "delivered anyway")
 
 
 def t_mbox(env):
     args = ["alice", env.home, "alice", "", "", "example.org", "bob@x", "./Mailbox"]
-    rc, out, err = run(env, MSG, args)
+    rc, out, err = deliver(env, MSG, args)
     expect_rc(rc, 100, err)
     expect(b"mbox" in err, "stderr %r" % err)
     expect(not os.path.exists(os.path.join(env.home, "Mailbox")), "Mailbox created")
@@ -279,27 +251,27 @@ def t_mbox(env):
 
 def t_program(env):
     args = ["alice", env.home, "alice", "", "", "example.org", "bob@x", "|cat > /dev/null"]
-    rc, out, err = run(env, MSG, args)
+    rc, out, err = deliver(env, MSG, args)
     expect_rc(rc, 100, err)
 
 
 def t_absolute_maildir(env):
     args = ["alice", env.home, "alice", "", "", "example.org", "bob@example.net", env.md + "/"]
-    rc, out, err = run(env, MSG, args)
+    rc, out, err = deliver(env, MSG, args)
     expect_rc(rc, 0, err)
     expect(env.read_new() == PREFIX + MSG, "content differs")
 
 
 def t_dash_n(env):
     args = ["-n", "alice", env.home, "alice", "", "", "example.org", "bob@x", "./Maildir/"]
-    rc, out, err = run(env, MSG, args)
+    rc, out, err = deliver(env, MSG, args)
     expect_rc(rc, 0, err)
     expect(out == b"maildir ./Maildir/\n", "stdout %r" % out)
     expect(env.files("new") == [], "-n delivered")
 
 
 def t_mode_tmp(env):
-    rc, out, err = run(env, MSG)
+    rc, out, err = deliver(env, MSG)
     expect_rc(rc, 0, err)
     name = env.files("new")[0]
     st = os.stat(os.path.join(env.md, "new", name))
@@ -310,7 +282,7 @@ def t_mode_tmp(env):
 
 def t_unique(env):
     for i in range(20):
-        rc, out, err = run(env, MSG + b"%d\n" % i)
+        rc, out, err = deliver(env, MSG + b"%d\n" % i)
         expect_rc(rc, 0, err)
     names = env.files("new")
     expect(len(names) == 20, "%d files for 20 deliveries" % len(names))
@@ -322,7 +294,7 @@ def t_pipe(env):
     os.write(w, MSG)
     os.close(w)
     try:
-        rc, out, err = run(env, MSG, stdin_fd=r)
+        rc, out, err = deliver(env, MSG, stdin_fd=r)
     finally:
         os.close(r)
     expect_rc(rc, 111, err)
@@ -331,8 +303,8 @@ def t_pipe(env):
 
 def main():
     if not os.access(LOCAL, os.X_OK):
-        print("FAIL local-binary: %s not found (set YUBIN_BIN)" % LOCAL)
-        return 1
+        check("local-binary", False, "%s not found (set YUBIN_BIN)" % LOCAL)
+        return
     cases = [
         ("local-exact-bytes", t_exact),
         ("local-log-line", t_log),
@@ -362,10 +334,7 @@ def main():
         ("local-unique-names", t_unique),
         ("local-pipe-stdin-111", t_pipe),
     ]
-    for name, fn in cases:
-        case(name, fn)
-    return 1 if failures else 0
+    run_cases(cases, Env)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+run(main)

@@ -4,77 +4,20 @@
 Binaries from $YUBIN_BIN; each case gets its own YUBIN_ROOT (a temp dir
 with control/ and users/).  Prints PASS name / FAIL name: why per case."""
 
-import base64
-import hashlib
-import hmac
 import os
 import shutil
 import stat
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 
-BIN = os.environ.get("YUBIN_BIN", "build/bin")
-USERS = os.path.join(os.path.abspath(BIN), "yubin-users")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+from yubintest import binary, cdb_get, cdb_items, check, expect, phc_scrypt_verify, run, run_cases  # noqa: E402
+
+USERS = binary("yubin-users")
 TIMEOUT = 120
-
-failures = 0
-
-
-def report(name, ok, why=""):
-    global failures
-    if ok:
-        print("PASS %s" % name)
-    else:
-        failures += 1
-        print("FAIL %s: %s" % (name, why))
-    sys.stdout.flush()
-
-
-def expect(cond, why):
-    if not cond:
-        raise AssertionError(why)
-
-
-# --- cdb reading (D. J. Bernstein's format, as skalibs writes it) ---
-
-def cdb_hash(key):
-    h = 5381
-    for c in key:
-        h = ((h << 5) + h) & 0xFFFFFFFF
-        h ^= c
-    return h
-
-
-def cdb_get(data, key):
-    h = cdb_hash(key)
-    tpos, tlen = struct.unpack_from("<II", data, (h & 255) * 8)
-    if not tlen:
-        return None
-    slot = (h >> 8) % tlen
-    for _ in range(tlen):
-        hh, rpos = struct.unpack_from("<II", data, tpos + slot * 8)
-        if not rpos:
-            return None
-        if hh == h:
-            klen, dlen = struct.unpack_from("<II", data, rpos)
-            if data[rpos + 8:rpos + 8 + klen] == key:
-                return data[rpos + 8 + klen:rpos + 8 + klen + dlen]
-        slot = (slot + 1) % tlen
-    return None
-
-
-def cdb_items(data):
-    end = min([struct.unpack_from("<I", data, i * 8)[0] for i in range(256)] + [len(data)])
-    pos, out = 2048, {}
-    while pos < end:
-        klen, dlen = struct.unpack_from("<II", data, pos)
-        k = data[pos + 8:pos + 8 + klen]
-        out[k] = data[pos + 8 + klen:pos + 8 + klen + dlen]
-        pos += 8 + klen + dlen
-    return out
 
 
 # --- the environment ---
@@ -115,33 +58,6 @@ class Env:
 
     def cleanup(self):
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def case(name, fn):
-    env = Env()
-    try:
-        fn(env)
-        report(name, True)
-    except AssertionError as ex:
-        report(name, False, str(ex))
-    except Exception as ex:
-        report(name, False, "%s: %s" % (type(ex).__name__, ex))
-    finally:
-        env.cleanup()
-
-
-def scrypt_ok(phc, password):
-    """Verify a $scrypt$ln=..,r=..,p=..$salt$hash string with hashlib."""
-    parts = phc.split("$")
-    if len(parts) != 5 or parts[1] != "scrypt":
-        return False
-    params = dict(kv.split("=") for kv in parts[2].split(","))
-    b64 = lambda s: base64.b64decode(s + "=" * (-len(s) % 4))
-    salt, want = b64(parts[3]), b64(parts[4])
-    n, r, p = 1 << int(params["ln"]), int(params["r"]), int(params["p"])
-    got = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p,
-                         maxmem=256 * 1024 * 1024, dklen=len(want))
-    return hmac.compare_digest(got, want)
 
 
 # --- cases ---
@@ -241,8 +157,8 @@ def t_passwd_stdin(env):
     env.ok("passwd", "alice", stdin=b"correct horse\n")
     h = env.entry("alice")[1].decode()
     expect(h.startswith("$scrypt$"), "hash %r does not start with $scrypt$" % h)
-    expect(scrypt_ok(h, "correct horse"), "hash %r does not verify with hashlib.scrypt" % h)
-    expect(not scrypt_ok(h, "correct horse\n"), "newline was hashed")
+    expect(phc_scrypt_verify(h, "correct horse"), "hash %r does not verify with hashlib.scrypt" % h)
+    expect(not phc_scrypt_verify(h, "correct horse\n"), "newline was hashed")
     # the other fields are kept
     expect(env.entry("alice")[2:] == [str(os.getuid()).encode(), str(os.getgid()).encode(),
                                       os.path.join(env.root, "home", "alice").encode()], "fields changed")
@@ -251,7 +167,7 @@ def t_passwd_stdin(env):
 def t_add_p(env):
     env.ok("add", "alice", "-p", stdin=b"s3cret\r\n")
     h = env.entry("alice")[1].decode()
-    expect(h.startswith("$scrypt$") and scrypt_ok(h, "s3cret"), "hash %r" % h)
+    expect(h.startswith("$scrypt$") and phc_scrypt_verify(h, "s3cret"), "hash %r" % h)
 
 
 def t_passwd_random(env):
@@ -260,7 +176,7 @@ def t_passwd_random(env):
     pw = out.rstrip("\n")
     expect(out.endswith("\n") and len(pw) >= 16 and pw.isalnum(), "printed %r" % out)
     h = env.entry("alice")[1].decode()
-    expect(h.startswith("$scrypt$") and scrypt_ok(h, pw), "hash does not match the printed password")
+    expect(h.startswith("$scrypt$") and phc_scrypt_verify(h, pw), "hash does not match the printed password")
     out2 = env.ok("passwd", "alice", "-r").decode()
     expect(out2 != out, "same random password twice")
 
@@ -378,8 +294,8 @@ def t_concurrent(env):
 
 def main():
     if not os.access(USERS, os.X_OK):
-        print("FAIL users-binary: %s not found (set YUBIN_BIN)" % USERS)
-        return 1
+        check("users-binary", False, "%s not found (set YUBIN_BIN)" % USERS)
+        return
     cases = [
         ("users-add-defaults", t_add_default),
         ("users-add-options", t_add_options),
@@ -404,10 +320,7 @@ def main():
         ("users-unknown-system-user-100", t_unknown_system_user),
         ("users-concurrent-add", t_concurrent),
     ]
-    for name, fn in cases:
-        case(name, fn)
-    return 1 if failures else 0
+    run_cases(cases, Env)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+run(main)

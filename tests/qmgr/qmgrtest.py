@@ -1,4 +1,5 @@
-"""Helpers for the queue tests (yubin-queue, yubin-qmgr, yubin-lspawn).
+"""Helpers for the queue tests (yubin-queue, yubin-qmgr, yubin-lspawn), on
+top of tests/lib/yubintest.py.
 
 A Root is a throw-away instance directory holding copies of the queue
 programs (copies, not symlinks: yubin_sibling() follows /proc/self/exe), a
@@ -9,46 +10,13 @@ import os
 import re
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 
-_results = {"pass": 0, "fail": 0}
-SANITIZER = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
-
-
-def sanitizer_report(text):
-    """the first line of a sanitizer report in text, or None"""
-    for line in text.splitlines():
-        if any(s in line for s in SANITIZER):
-            return line
-    return None
-
-
-def check(name, cond, why=""):
-    if cond:
-        _results["pass"] += 1
-        print("PASS %s" % name, flush=True)
-    else:
-        _results["fail"] += 1
-        print("FAIL %s: %s" % (name, why or "failed"), flush=True)
-    return bool(cond)
-
-
-def done():
-    return 1 if _results["fail"] else 0
-
-
-def info(*a):
-    print("#", *a, flush=True)
-
-
-def bin_dir():
-    top = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-    b = os.environ.get("YUBIN_BIN", "build/bin")
-    return b if os.path.isabs(b) else os.path.join(top, b)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from yubintest import bin_dir, cdb_write, check, info, sanitizer_report, wait_for  # noqa: E402
 
 
 def ids_of(delivered):
@@ -59,39 +27,6 @@ def ids_of(delivered):
         return None
     groups = [int(g) for g in re.findall(r"(\d+)(?:\([^)]*\))?", m.group(3) or "")]
     return int(m.group(1)), int(m.group(2)), groups
-
-
-def cdb_write(path, items):
-    """A djb cdb (what yubin's users.c reads) from (key, value) bytes pairs."""
-    def h(k):
-        v = 5381
-        for c in k:
-            v = ((v << 5) + v) & 0xffffffff ^ c
-        return v
-    tables = [[] for _ in range(256)]
-    body = bytearray()
-    pos = 2048
-    for k, v in items:
-        body += struct.pack("<LL", len(k), len(v)) + k + v
-        hv = h(k)
-        tables[hv & 255].append((hv, pos))
-        pos += 8 + len(k) + len(v)
-    head = bytearray()
-    tail = bytearray()
-    for t in tables:
-        n = 2 * len(t)
-        head += struct.pack("<LL", pos + len(tail), n)
-        slots = [(0, 0)] * n
-        for hv, p in t:
-            i = (hv >> 8) % n
-            while slots[i][1]:
-                i = (i + 1) % n
-            slots[i] = (hv, p)
-        for hv, p in slots:
-            tail += struct.pack("<LL", hv, p)
-    with open(path + ".tmp", "wb") as f:
-        f.write(head + body + tail)
-    os.rename(path + ".tmp", path)
 
 
 FAKE_LOCAL = r"""#!/bin/sh
@@ -270,12 +205,7 @@ class Root:
         return out
 
     def wait(self, cond, timeout=15, step=0.05):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if cond():
-                return True
-            time.sleep(step)
-        return cond()
+        return bool(wait_for(cond, timeout, step))
 
     def wait_empty(self, timeout=15):
         return self.wait(lambda: not self.queue_files(), timeout)
@@ -291,7 +221,7 @@ class Root:
                 continue
             if bad:
                 found.append(log + ": " + bad)
-        return check(name + "_no_sanitizer_reports", not found, "; ".join(found))
+        return check(name + "_no_sanitizer_reports", not found, "\n".join(found))
 
     def cleanup(self):
         for p in self.procs:

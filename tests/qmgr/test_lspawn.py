@@ -8,8 +8,11 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from qmgrtest import Root, cdb_write, check, done, ids_of  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+from qmgrtest import Root, ids_of  # noqa: E402
+from yubintest import cdb_write, check, run  # noqa: E402
 
 MSG = b"Subject: lspawn\n\nhello\n"
 
@@ -170,8 +173,5 @@ def main():
         check("lspawn_refuses_bad_id", rc == 111, "rc=%r" % rc)
         r.check_sanitizer("lspawn")
 
-    return done()
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+run(main)

@@ -12,9 +12,11 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import qmgrtest  # noqa: E402
-from qmgrtest import bin_dir, check, done, info  # noqa: E402
+from yubintest import bin_dir, check, info, run  # noqa: E402
 
 
 class Root(qmgrtest.Root):
@@ -357,8 +359,6 @@ def main():
             check(t.__name__, False, "exception %r" % e)
         info("%s: %.1fs" % (t.__name__, time.monotonic() - t1))
     info("total %.1fs" % (time.monotonic() - t0))
-    return done()
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+run(main)

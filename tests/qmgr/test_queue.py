@@ -8,8 +8,11 @@ import stat
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from qmgrtest import Root, check, done  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+from qmgrtest import Root  # noqa: E402
+from yubintest import check, run  # noqa: E402
 
 MSG = b"Subject: test\n\nline one\nline two\n"
 
@@ -123,8 +126,5 @@ def main():
         rc, err = r.inject("a@b", ["c@d"], MSG)
         check("queue_no_tmp_dir_temporary", 51 <= rc <= 81, "exit %d: %s" % (rc, err))
 
-    return done()
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+run(main)

@@ -10,9 +10,7 @@ YUBIN_ROOT).
 Prints "PASS name" or "FAIL name: why" per case.  YUBIN_BIN selects the
 binaries (default build/bin)."""
 
-import base64
 import grp
-import hashlib
 import os
 import pwd
 import shutil
@@ -22,21 +20,12 @@ import sys
 import tempfile
 import time
 
-BIN = os.path.abspath(os.environ.get("YUBIN_BIN", "build/bin"))
-CP = os.path.join(BIN, "yubin-checkpassword")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+from yubintest import binary, case_list, check, expect, minimal_env, phc_scrypt, run, run_cases  # noqa: E402
+
+CP = binary("yubin-checkpassword")
 TIMEOUT = 30
-
-
-
-import test_smtpd as T  # noqa: E402  (the shared case runner)
-from test_smtpd import Failure, check  # noqa: E402
-
-
-def phc(password, ln=15):
-    salt = os.urandom(16)
-    h = hashlib.scrypt(password.encode(), salt=salt, n=1 << ln, r=8, p=1, dklen=32, maxmem=64 << 20)
-    b = lambda x: base64.b64encode(x).decode().rstrip("=")
-    return "$scrypt$ln=%d,r=8,p=1$%s$%s" % (ln, b(salt), b(h))
 
 
 SHOW = ["/bin/sh", "-c", 'echo "USER=$USER HOME=$HOME SHELL=$SHELL PWD=$(pwd) UID=$(id -u) GID=$(id -g) '
@@ -63,7 +52,8 @@ class Root:
                    "nologin:*:%d:%d:/nonexistent\n"
                    "broken:%s:notanumber:1:/x\n"
                    "rootish:%s:0:0:/root\n"
-                   % (phc("secret"), self.uid, self.gid, self.home, self.uid, self.gid, phc("x"), phc("r00t")))
+                   % (phc_scrypt("secret"), self.uid, self.gid, self.home, self.uid, self.gid, phc_scrypt("x"),
+                      phc_scrypt("r00t")))
 
     def write(self, text):
         with open(self.passwd, "w") as f:
@@ -71,12 +61,7 @@ class Root:
         os.chmod(self.passwd, 0o600)
 
     def env(self, extra=None):
-        e = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "YUBIN_ROOT": self.dir}
-        for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
-            if k in os.environ:
-                e[k] = os.environ[k]
-        e.update(extra or {})
-        return e
+        return minimal_env(dict({"YUBIN_ROOT": self.dir}, **(extra or {})))
 
     def cleanup(self):
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -110,28 +95,23 @@ def run_cp(root, data, argv=None, fd3=True, env=None, prog=CP, preexec=None):
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"), time.monotonic() - t0
 
 
-CASES = []
-
-
-def case(fn):
-    CASES.append(fn)
-    return fn
+CASES, case = case_list()
 
 
 @case
 def good_password(root):
     code, out, err, _ = run_cp(root, b"alice\0secret\0<123.456@example.org>\0")
-    check(code == 0, "exit %d: %s" % (code, err))
+    expect(code == 0, "exit %d: %s" % (code, err))
     want = "USER=alice HOME=%s SHELL=/bin/false PWD=%s UID=%d GID=%d" % (root.home, root.home, root.uid, root.gid)
-    check(out.startswith(want), "got %r, want %r" % (out, want))
+    expect(out.startswith(want), "got %r, want %r" % (out, want))
     if os.geteuid() == 0:
-        check(out.strip().endswith("GROUPS=%d" % root.gid), "supplementary groups kept: %r" % out)
+        expect(out.strip().endswith("GROUPS=%d" % root.gid), "supplementary groups kept: %r" % out)
     # any case for the login; USER is the name as stored
     code, out, err, _ = run_cp(root, b"ALICE\0secret\0\0")
-    check(code == 0 and out.startswith("USER=alice "), "ALICE: exit %d %r %s" % (code, out, err))
+    expect(code == 0 and out.startswith("USER=alice "), "ALICE: exit %d %r %s" % (code, out, err))
     # the extra field may be missing its NUL (qmail-popup sends it; others may not)
     code, out, err, _ = run_cp(root, b"alice\0secret\0")
-    check(code == 0, "no extra field: exit %d %s" % (code, err))
+    expect(code == 0, "no extra field: exit %d %s" % (code, err))
 
 
 @case
@@ -139,43 +119,43 @@ def bad_credentials(root):
     for data in (b"alice\0wrong\0\0", b"alice\0\0\0", b"nosuch\0secret\0\0", b"nologin\0*\0\0",
                  b"nologin\0\0\0", b"\0secret\0\0", b"ali:ce\0secret\0\0", b"a" * 100 + b"\0secret\0\0"):
         code, out, err, _ = run_cp(root, data)
-        check(code == 1, "%r: exit %d %r %s" % (data, code, out, err))
-        check(out == "", "%r: the program ran: %r" % (data, out))
+        expect(code == 1, "%r: exit %d %r %s" % (data, code, out, err))
+        expect(out == "", "%r: the program ran: %r" % (data, out))
 
 
 @case
 def misuse(root):
     code, _, err, _ = run_cp(root, b"alice\0secret\0\0", argv=[])
-    check(code == 2, "no program: exit %d %s" % (code, err))
+    expect(code == 2, "no program: exit %d %s" % (code, err))
     code, _, err, _ = run_cp(root, b"alice\0secret\0\0", fd3=False)
-    check(code == 2, "no fd 3: exit %d %s" % (code, err))
+    expect(code == 2, "no fd 3: exit %d %s" % (code, err))
     code, out, err, _ = run_cp(root, b"alice")
-    check(code == 2 and out == "", "no NUL: exit %d %s" % (code, err))
+    expect(code == 2 and out == "", "no NUL: exit %d %s" % (code, err))
     code, out, err, _ = run_cp(root, b"alice\0secret")
-    check(code == 2 and out == "", "unterminated password: exit %d %s" % (code, err))
+    expect(code == 2 and out == "", "unterminated password: exit %d %s" % (code, err))
     code, out, err, _ = run_cp(root, b"alice\0secret\0" + b"x" * 600 + b"\0")
-    check(code == 2 and out == "", "over 512 bytes: exit %d %s" % (code, err))
+    expect(code == 2 and out == "", "over 512 bytes: exit %d %s" % (code, err))
 
 
 @case
 def temporary_trouble(root):
     code, _, err, _ = run_cp(root, b"broken\0x\0\0")
-    check(code == 111, "malformed line: exit %d %s" % (code, err))
+    expect(code == 111, "malformed line: exit %d %s" % (code, err))
     code, out, err, _ = run_cp(root, b"alice\0secret\0\0", argv=["/nonexistent/program"])
-    check(code == 111, "exec failure: exit %d %s" % (code, err))
+    expect(code == 111, "exec failure: exit %d %s" % (code, err))
     if os.geteuid() == 0:
         code, out, err, _ = run_cp(root, b"rootish\0r00t\0\0")
-        check(code == 111 and out == "", "uid 0 as root: exit %d %r %s" % (code, out, err))
+        expect(code == 111 and out == "", "uid 0 as root: exit %d %r %s" % (code, out, err))
     os.rename(root.passwd, root.passwd + ".away")
     try:
         code, _, err, _ = run_cp(root, b"alice\0secret\0\0")
-        check(code == 111, "no passwd: exit %d %s" % (code, err))
+        expect(code == 111, "no passwd: exit %d %s" % (code, err))
     finally:
         os.rename(root.passwd + ".away", root.passwd)
     # home gone: fatal only when it runs as the user
     shutil.rmtree(root.home)
     code, out, err, _ = run_cp(root, b"alice\0secret\0\0")
-    check(code == 111 and out == "", "missing home: exit %d %r %s" % (code, out, err))
+    expect(code == 111 and out == "", "missing home: exit %d %r %s" % (code, out, err))
 
 
 @case
@@ -185,7 +165,7 @@ def unknown_user_costs_the_same(root):
         unknown.append(run_cp(root, b"nosuchuser\0secret\0\0")[3])
         known.append(run_cp(root, b"alice\0wrong\0\0")[3])
     k, u = statistics.median(known), statistics.median(unknown)
-    check(u > 0.6 * k and u < 1.7 * k, "unknown user %.3fs, wrong password %.3fs" % (u, k))
+    expect(u > 0.6 * k and u < 1.7 * k, "unknown user %.3fs, wrong password %.3fs" % (u, k))
 
 
 @case
@@ -200,9 +180,9 @@ def setgid_install(root):
             break
         except KeyError:
             pass
-    check(group is not None, "no spare group to test with")
+    expect(group is not None, "no spare group to test with")
     nb = pwd.getpwnam("nobody")
-    check(group.gr_gid != nb.pw_gid and "nobody" not in group.gr_mem, "nobody is in %s" % group.gr_name)
+    expect(group.gr_gid != nb.pw_gid and "nobody" not in group.gr_mem, "nobody is in %s" % group.gr_name)
     bindir = os.path.join(root.dir, "bin")
     os.mkdir(bindir)
     prog = os.path.join(bindir, "yubin-checkpassword")
@@ -214,7 +194,7 @@ def setgid_install(root):
     # a decoy root that YUBIN_ROOT points to: must be ignored
     decoy = Root()
     try:
-        decoy.write("alice:%s:1:1:/\n" % phc("decoy"))
+        decoy.write("alice:%s:1:1:/\n" % phc_scrypt("decoy"))
         os.chmod(decoy.passwd, 0o644)
 
         def become_nobody():
@@ -224,27 +204,27 @@ def setgid_install(root):
         env = root.env({"YUBIN_ROOT": decoy.dir, "ASAN_OPTIONS": "detect_leaks=0"})
         code, out, err, _ = run_cp(root, b"alice\0secret\0\0", env=env, prog=prog, preexec=become_nobody,
                                    argv=["/bin/sh", "-c", "id -u; id -g; id -G; cat %s 2>&1; true" % root.passwd])
-        check(code == 0, "setgid: exit %d %s" % (code, err))
+        expect(code == 0, "setgid: exit %d %s" % (code, err))
         lines = out.split("\n")
-        check(lines[0] == str(nb.pw_uid) and lines[1] == str(nb.pw_gid), "ids %r" % lines[:3])
-        check(str(group.gr_gid) not in lines[2].split(), "group kept: %r" % lines[2])
-        check("$scrypt$" not in out, "the program could read passwd: %r" % out)
+        expect(lines[0] == str(nb.pw_uid) and lines[1] == str(nb.pw_gid), "ids %r" % lines[:3])
+        expect(str(group.gr_gid) not in lines[2].split(), "group kept: %r" % lines[2])
+        expect("$scrypt$" not in out, "the program could read passwd: %r" % out)
         code, out, err, _ = run_cp(root, b"alice\0decoy\0\0", env=env, prog=prog, preexec=become_nobody)
-        check(code == 1, "YUBIN_ROOT was honoured by a setgid run: exit %d" % code)
+        expect(code == 1, "YUBIN_ROOT was honoured by a setgid run: exit %d" % code)
         # without the setgid bit, nobody cannot read passwd: 111
         os.chmod(prog, 0o755)
         code, out, err, _ = run_cp(root, b"alice\0secret\0\0", env=root.env({"ASAN_OPTIONS": "detect_leaks=0"}),
                                    prog=prog, preexec=become_nobody)
-        check(code == 111, "unreadable passwd: exit %d %s" % (code, err))
+        expect(code == 111, "unreadable passwd: exit %d %s" % (code, err))
     finally:
         decoy.cleanup()
 
 
 def main():
     if not os.access(CP, os.X_OK):
-        print("FAIL setup: %s not found (set YUBIN_BIN)" % CP)
-        return 1
-    return T.run_cases(CASES, Root)
+        check("setup", False, "%s not found (set YUBIN_BIN)" % CP)
+        return
+    run_cases(CASES, Root)
 
-if __name__ == "__main__":
-    sys.exit(main())
+
+run(main)

@@ -6,7 +6,7 @@ of failed logins).
 
 Each server is tcpserver on a free loopback port running
     yubin-tlsd [-S] [-u nobody -g nogroup] -- yubin-smtpd [-s]
-over a temporary instance (test_smtpd.Instance: control files,
+over a temporary instance (smtpdtest.Instance: control files,
 users.cdb, a fake queue), with control/cert.pem and key.pem made by
 openssl and users/passwd holding alice's scrypt hash.  Clients: python
 smtplib, swaks, curl, and raw sockets.
@@ -16,10 +16,8 @@ binaries (default build/bin)."""
 
 import base64
 import concurrent.futures
-import hashlib
 import os
 import pwd
-import grp
 import re
 import shutil
 import smtplib
@@ -27,37 +25,20 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import test_smtpd as T  # noqa: E402
-from test_smtpd import Failure, check  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+from smtpdtest import IO_TIMEOUT, SMTPD, SMUGGLE_ENDS, Instance  # noqa: E402
+from yubintest import (Failure, binary, case_list, check, expect, free_port, make_cert,  # noqa: E402
+                       phc_scrypt, run, run_cases, tls_client_ctx)
 
-BIN = os.path.abspath(os.environ.get("YUBIN_BIN", "build/bin"))
-TLSD = os.path.join(BIN, "yubin-tlsd")
-SMTPD = os.path.join(BIN, "yubin-smtpd")
+TLSD = binary("yubin-tlsd")
 PASSWORD = "correct horse battery staple"
-IO_TIMEOUT = 20.0
 
 
-
-def phc(password, ln=15):
-    salt = os.urandom(16)
-    h = hashlib.scrypt(password.encode(), salt=salt, n=1 << ln, r=8, p=1, dklen=32, maxmem=64 << 20)
-    b = lambda x: base64.b64encode(x).decode().rstrip("=")
-    return "$scrypt$ln=%d,r=8,p=1$%s$%s" % (ln, b(salt), b(h))
-
-
-def client_ctx():
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-class TLSInstance(T.Instance):
+class TLSInstance(Instance):
     """An Instance with a certificate, users/passwd, and tcpserver +
     yubin-tlsd servers in front of yubin-smtpd."""
 
@@ -66,14 +47,10 @@ class TLSInstance(T.Instance):
         os.chmod(self.root, 0o755)
         os.chmod(self.qdir, 0o777)
         ctl = os.path.join(self.root, "control")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                        "-nodes", "-keyout", os.path.join(ctl, "key.pem"), "-out", os.path.join(ctl, "cert.pem"),
-                        "-days", "2", "-subj", "/CN=example.org"],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
-        os.chmod(os.path.join(ctl, "key.pem"), 0o600)
+        make_cert(os.path.join(ctl, "key.pem"), os.path.join(ctl, "cert.pem"), "example.org")
         with open(os.path.join(self.root, "users", "passwd"), "w") as f:
             f.write("# test users\nalice:%s:1000:1000:/home/alice\nbob:%s:1000:1000:/home/bob\n"
-                    % (phc(PASSWORD), phc("bobs password")))
+                    % (phc_scrypt(PASSWORD), phc_scrypt("bobs password")))
         # the daemon runs as nobody when we are root: in this test instance
         # it may read passwd directly (the real one is 0640, see
         # yubin-checkpassword.8)
@@ -137,26 +114,18 @@ class TLSInstance(T.Instance):
         super().cleanup()
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 class Raw:
     """A byte-exact SMTP client that can switch to TLS."""
 
     def __init__(self, port, implicit=False):
         self.s = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
         if implicit:
-            self.s = client_ctx().wrap_socket(self.s)
+            self.s = tls_client_ctx().wrap_socket(self.s)
         self.buf = b""
 
     def starttls(self):
-        check(not self.buf, "data after 220 to STARTTLS: %r" % self.buf)
-        self.s = client_ctx().wrap_socket(self.s)
+        expect(not self.buf, "data after 220 to STARTTLS: %r" % self.buf)
+        self.s = tls_client_ctx().wrap_socket(self.s)
         return self.s.version(), self.s.cipher()[0]
 
     def send(self, data):
@@ -171,7 +140,7 @@ class Raw:
                     raise Failure("connection closed, pending %r after %r" % (self.buf, lines))
                 self.buf += d
             ln, self.buf = self.buf.split(b"\n", 1)
-            check(ln.endswith(b"\r"), "reply line without CRLF: %r" % ln)
+            expect(ln.endswith(b"\r"), "reply line without CRLF: %r" % ln)
             ln = ln[:-1]
             lines.append(ln)
             if len(ln) < 4 or ln[3:4] != b"-":
@@ -179,7 +148,7 @@ class Raw:
 
     def expect(self, code, what=""):
         c, lines = self.reply()
-        check(c == code, "%s: expected %d, got %r" % (what, code, lines))
+        expect(c == code, "%s: expected %d, got %r" % (what, code, lines))
         return lines
 
     def cmd(self, line, code, what=None):
@@ -221,11 +190,11 @@ def tls_session(port, user=None, password=PASSWORD, implicit=False):
     c.expect(220, "greeting")
     if not implicit:
         kw = c.ehlo()
-        check("STARTTLS" in kw, "STARTTLS not offered: %r" % kw)
+        expect("STARTTLS" in kw, "STARTTLS not offered: %r" % kw)
         c.cmd("STARTTLS", 220)
         c.starttls()
     kw = c.ehlo()
-    check("AUTH PLAIN LOGIN" in kw and "STARTTLS" not in kw, "EHLO over TLS: %r" % kw)
+    expect("AUTH PLAIN LOGIN" in kw and "STARTTLS" not in kw, "EHLO over TLS: %r" % kw)
     if user:
         c.cmd("AUTH PLAIN " + b64("\0%s\0%s" % (user, password)), 235)
     return c
@@ -233,12 +202,7 @@ def tls_session(port, user=None, password=PASSWORD, implicit=False):
 
 # ---------- the cases ----------
 
-CASES = []
-
-
-def case(fn):
-    CASES.append(fn)
-    return fn
+CASES, case = case_list()
 
 
 @case
@@ -246,74 +210,74 @@ def smtplib_starttls_login(inst):
     port = inst.server()
     with smtplib.SMTP("127.0.0.1", port, local_hostname="client.example", timeout=IO_TIMEOUT) as s:
         s.ehlo()
-        check(s.has_extn("starttls"), "no STARTTLS before TLS")
-        check(not s.has_extn("auth"), "AUTH offered before TLS")
-        check(s.has_extn("smtputf8"), "no SMTPUTF8")
-        s.starttls(context=client_ctx())
+        expect(s.has_extn("starttls"), "no STARTTLS before TLS")
+        expect(not s.has_extn("auth"), "AUTH offered before TLS")
+        expect(s.has_extn("smtputf8"), "no SMTPUTF8")
+        s.starttls(context=tls_client_ctx())
         s.ehlo()
-        check(s.has_extn("auth") and not s.has_extn("starttls"), "EHLO after TLS: %r" % s.esmtp_features)
-        check(set(s.esmtp_features["auth"].split()) == {"PLAIN", "LOGIN"}, "AUTH %r" % s.esmtp_features["auth"])
+        expect(s.has_extn("auth") and not s.has_extn("starttls"), "EHLO after TLS: %r" % s.esmtp_features)
+        expect(set(s.esmtp_features["auth"].split()) == {"PLAIN", "LOGIN"}, "AUTH %r" % s.esmtp_features["auth"])
         code, msg = s.login("alice", PASSWORD)
-        check(code == 235 and msg == b"2.7.0 Authentication successful", "login %d %r" % (code, msg))
+        expect(code == 235 and msg == b"2.7.0 Authentication successful", "login %d %r" % (code, msg))
         refused = s.sendmail("alice@example.org", ["someone@other.example", "bob@example.org"],
                              "Subject: via submission\r\n\r\nhello\r\n")
-        check(not refused, "refused %r" % refused)
+        expect(not refused, "refused %r" % refused)
     inst.finish()
     got = inst.committed()
-    check(len(got) == 1, "queued %d" % len(got))
+    expect(len(got) == 1, "queued %d" % len(got))
     msg, sender, rcpts = got[0]
-    check(sender == b"alice@example.org" and rcpts == [b"someone@other.example", b"bob@example.org"],
+    expect(sender == b"alice@example.org" and rcpts == [b"someone@other.example", b"bob@example.org"],
           "envelope %r %r" % (sender, rcpts))
     hdr = re.match(rb"Received: from client\.example \((localhost|127\.0\.0\.1) \[127\.0\.0\.1\]\)\n"
                    rb"\t\(using TLSv1\.[23] with cipher [A-Za-z0-9_-]+\)\n"
                    rb"\t\(authenticated as alice\)\n"
                    rb"\tby example\.org \(yubin\) with ESMTPSA id \S+;\n", msg)
-    check(hdr, "Received: %r" % msg[:400])
-    check(PASSWORD.encode() not in msg and b64("\0alice\0" + PASSWORD).encode() not in msg, "password in the message")
+    expect(hdr, "Received: %r" % msg[:400])
+    expect(PASSWORD.encode() not in msg and b64("\0alice\0" + PASSWORD).encode() not in msg, "password in the message")
     log = inst.logtext()
-    check(re.search(rb"smtpd: tls ip=127\.0\.0\.1 proto=TLSv1\.[23] cipher=", log), "no tls log line")
-    check(b"smtpd: auth ip=127.0.0.1 user=alice mech=PLAIN\n" in log, "no auth log line: %r" % log[-2000:])
-    check(PASSWORD.replace(" ", "\\x20").encode() not in log and PASSWORD.encode() not in log, "password in the log")
+    expect(re.search(rb"smtpd: tls ip=127\.0\.0\.1 proto=TLSv1\.[23] cipher=", log), "no tls log line")
+    expect(b"smtpd: auth ip=127.0.0.1 user=alice mech=PLAIN\n" in log, "no auth log line: %r" % log[-2000:])
+    expect(PASSWORD.replace(" ", "\\x20").encode() not in log and PASSWORD.encode() not in log, "password in the log")
 
 
 @case
 def smtplib_auth_login_mech(inst):
     port = inst.server()
     with smtplib.SMTP("127.0.0.1", port, timeout=IO_TIMEOUT) as s:
-        s.starttls(context=client_ctx())
+        s.starttls(context=tls_client_ctx())
         s.ehlo("client.example")
         s.user, s.password = "Alice", PASSWORD
         code, msg = s.auth("LOGIN", s.auth_login, initial_response_ok=False)
-        check(code == 235, "LOGIN %d %r" % (code, msg))
+        expect(code == 235, "LOGIN %d %r" % (code, msg))
         s.sendmail("ALICE-lists@Example.ORG", ["bob@example.org"], "Subject: login\r\n\r\nx\r\n")
     # raw: LOGIN with an initial response, PLAIN without one, "=" for empty
     c = tls_session(port)
     c.cmd("AUTH LOGIN " + b64("bob"), 334)
     lines = c.cmd(b64("bobs password"), 235)
-    check(lines == [b"235 2.7.0 Authentication successful"], "reply %r" % lines)
+    expect(lines == [b"235 2.7.0 Authentication successful"], "reply %r" % lines)
     c.cmd("AUTH PLAIN", 503, "AUTH after AUTH")
     c.cmd("QUIT", 221)
     c.close()
     c = tls_session(port)
     lines = c.cmd("AUTH PLAIN", 334)
-    check(lines == [b"334 "], "PLAIN challenge %r" % lines)
+    expect(lines == [b"334 "], "PLAIN challenge %r" % lines)
     c.cmd(b64("alice\0alice\0" + PASSWORD), 235)
     c.cmd("QUIT", 221)
     c.close()
     c = tls_session(port)
     lines = c.cmd("AUTH LOGIN", 334)
-    check(lines == [b"334 VXNlcm5hbWU6"], "LOGIN challenge %r" % lines)
+    expect(lines == [b"334 VXNlcm5hbWU6"], "LOGIN challenge %r" % lines)
     lines = c.cmd(b64("alice"), 334)
-    check(lines == [b"334 UGFzc3dvcmQ6"], "LOGIN challenge 2 %r" % lines)
+    expect(lines == [b"334 UGFzc3dvcmQ6"], "LOGIN challenge 2 %r" % lines)
     c.cmd(b64(PASSWORD), 235)
     c.cmd("QUIT", 221)
     c.close()
     inst.finish()
     got = inst.committed()
-    check(len(got) == 1 and got[0][1] == b"ALICE-lists@example.org", "queued %r" % [g[1:] for g in got])
-    check(b"(authenticated as Alice)" in got[0][0], "Received: %r" % got[0][0][:300])
+    expect(len(got) == 1 and got[0][1] == b"ALICE-lists@example.org", "queued %r" % [g[1:] for g in got])
+    expect(b"(authenticated as Alice)" in got[0][0], "Received: %r" % got[0][0][:300])
     log = inst.logtext()
-    check(b"smtpd: auth ip=127.0.0.1 user=bob mech=LOGIN\n" in log, "no LOGIN auth line")
+    expect(b"smtpd: auth ip=127.0.0.1 user=bob mech=LOGIN\n" in log, "no LOGIN auth line")
 
 
 @case
@@ -322,9 +286,9 @@ def auth_before_starttls_refused(inst):
     c = Raw(port)
     c.expect(220)
     kw = c.ehlo()
-    check(not any(k.startswith("AUTH") for k in kw), "AUTH offered in cleartext: %r" % kw)
+    expect(not any(k.startswith("AUTH") for k in kw), "AUTH offered in cleartext: %r" % kw)
     lines = c.cmd("AUTH PLAIN " + b64("\0alice\0" + PASSWORD), 538)
-    check(lines == [b"538 5.7.11 Encryption required for requested authentication mechanism"], "reply %r" % lines)
+    expect(lines == [b"538 5.7.11 Encryption required for requested authentication mechanism"], "reply %r" % lines)
     c.cmd("AUTH LOGIN", 538)
     # still no relaying
     c.cmd("MAIL FROM:<alice@example.org>", 250)
@@ -333,8 +297,8 @@ def auth_before_starttls_refused(inst):
     c.close()
     inst.finish()
     log = inst.logtext()
-    check(b"smtpd: auth " not in log and b"auth-fail" not in log, "an AUTH was tried in cleartext")
-    check(b"checkpassword" not in log, "checkpassword ran")
+    expect(b"smtpd: auth " not in log and b"auth-fail" not in log, "an AUTH was tried in cleartext")
+    expect(b"checkpassword" not in log, "checkpassword ran")
 
 
 @case
@@ -343,13 +307,13 @@ def wrong_password(inst):
     c = tls_session(port)
     t0 = time.time()
     lines = c.cmd("AUTH PLAIN " + b64("\0alice\0wrong"), 535)
-    check(lines == [b"535 5.7.8 Authentication credentials invalid"], "reply %r" % lines)
+    expect(lines == [b"535 5.7.8 Authentication credentials invalid"], "reply %r" % lines)
     t1 = time.time()
     c.cmd("AUTH LOGIN " + b64("nosuchuser"), 334)
     c.cmd(b64("whatever"), 535, "unknown user")
     t2 = time.time()
-    check(t2 - t1 >= 0.9, "second failure not delayed (%.2fs)" % (t2 - t1))
-    check(t1 - t0 < 5, "first failure took %.2fs" % (t1 - t0))
+    expect(t2 - t1 >= 0.9, "second failure not delayed (%.2fs)" % (t2 - t1))
+    expect(t1 - t0 < 5, "first failure took %.2fs" % (t1 - t0))
     # still usable: a good password works
     c.cmd("AUTH PLAIN " + b64("\0alice\0" + PASSWORD), 235)
     c.cmd("QUIT", 221)
@@ -359,17 +323,17 @@ def wrong_password(inst):
     c.cmd("AUTH PLAIN " + b64("\0x ip=192.0.2.1\nsmtpd: auth\0pw"), 535)
     c.cmd("AUTH PLAIN " + b64("\0alice\0bad2"), 535)
     lines = c.cmd("AUTH PLAIN " + b64("\0alice\0bad3"), 421)
-    check(lines[0].startswith(b"421 4.7.0"), "reply %r" % lines)
-    check(c.rest() == b"", "data after 421")
+    expect(lines[0].startswith(b"421 4.7.0"), "reply %r" % lines)
+    expect(c.rest() == b"", "data after 421")
     c.close()
     inst.finish()
     log = inst.logtext()
     fails = re.findall(rb"smtpd: auth-fail ip=127\.0\.0\.1 user=(\S+) mech=(\w+)\n", log)
-    check((b"alice", b"PLAIN") in fails and (b"nosuchuser", b"LOGIN") in fails, "auth-fail lines %r" % fails)
-    check((b"x\\x20ip\\x3d192.0.2.1\\x0asmtpd:\\x20auth", b"PLAIN") in fails, "user not escaped: %r" % fails)
-    check(len(fails) == 5, "auth-fail lines %r" % fails)
-    check(b"reason=too-many-auth-failures" in log, "no 421 log line")
-    check(b"wrong" not in log and b"bad2" not in log, "password in the log")
+    expect((b"alice", b"PLAIN") in fails and (b"nosuchuser", b"LOGIN") in fails, "auth-fail lines %r" % fails)
+    expect((b"x\\x20ip\\x3d192.0.2.1\\x0asmtpd:\\x20auth", b"PLAIN") in fails, "user not escaped: %r" % fails)
+    expect(len(fails) == 5, "auth-fail lines %r" % fails)
+    expect(b"reason=too-many-auth-failures" in log, "no 421 log line")
+    expect(b"wrong" not in log and b"bad2" not in log, "password in the log")
 
 
 @case
@@ -378,9 +342,9 @@ def auth_protocol_errors(inst):
     c = tls_session(port)
     c.cmd("AUTH PLAIN", 334)
     lines = c.cmd("*", 501, "cancel")
-    check(lines[0].startswith(b"501 "), "cancel %r" % lines)
+    expect(lines[0].startswith(b"501 "), "cancel %r" % lines)
     lines = c.cmd("AUTH PLAIN !!!!", 501)
-    check(lines[0].startswith(b"501 5.5.2"), "bad base64 %r" % lines)
+    expect(lines[0].startswith(b"501 5.5.2"), "bad base64 %r" % lines)
     c.cmd("AUTH PLAIN QR==", 501, "stray bits")
     c.cmd("AUTH PLAIN QQ=", 501, "bad padding")
     c.cmd("AUTH PLAIN =", 501, "empty PLAIN")
@@ -413,7 +377,7 @@ def auth_protocol_errors(inst):
     c.cmd("QUIT", 221)
     c.close()
     inst.finish()
-    check(b"auth-fail" not in inst.logtext(), "a protocol error counted as a failed login")
+    expect(b"auth-fail" not in inst.logtext(), "a protocol error counted as a failed login")
 
 
 @case
@@ -421,7 +385,7 @@ def checkpassword_trouble(inst):
     port = inst.server(extra={"CHECKPASSWORD": "/nonexistent/checkpassword"})
     c = tls_session(port)
     lines = c.cmd("AUTH PLAIN " + b64("\0alice\0" + PASSWORD), 454)
-    check(lines == [b"454 4.7.0 Temporary authentication failure"], "reply %r" % lines)
+    expect(lines == [b"454 4.7.0 Temporary authentication failure"], "reply %r" % lines)
     c.cmd("QUIT", 221)
     c.close()
     script = os.path.join(inst.root, "cp111")
@@ -435,8 +399,8 @@ def checkpassword_trouble(inst):
     c.close()
     inst.finish()
     log = inst.logtext()
-    check(b"reason=checkpassword status=111" in log, "no error line: %r" % log[-1500:])
-    check(b"auth-fail" not in log, "temporary trouble logged as auth-fail")
+    expect(b"reason=checkpassword status=111" in log, "no error line: %r" % log[-1500:])
+    expect(b"auth-fail" not in log, "temporary trouble logged as auth-fail")
 
 
 @case
@@ -451,15 +415,15 @@ def starttls_injection(inst):
     c.s.settimeout(1.5)
     try:
         d = c.s.recv(4096)
-        check(False, "reply over TLS to a command sent in cleartext: %r" % d)
+        expect(False, "reply over TLS to a command sent in cleartext: %r" % d)
     except socket.timeout:
         pass
     c.s.settimeout(IO_TIMEOUT)
     c.cmd("MAIL FROM:<a@example.net>", 503, "MAIL before EHLO over TLS (session reset)")
     kw = c.ehlo()
-    check("AUTH PLAIN LOGIN" in kw, "EHLO %r" % kw)
+    expect("AUTH PLAIN LOGIN" in kw, "EHLO %r" % kw)
     c.cmd("QUIT", 221)
-    check(c.rest() == b"", "more replies")
+    expect(c.rest() == b"", "more replies")
     c.close()
     # a client that sends cleartext right after 220 (not pipelined): the
     # handshake fails and the session ends
@@ -469,11 +433,11 @@ def starttls_injection(inst):
     c.cmd("STARTTLS", 220)
     c.send(b"NOOP\r\nNOOP\r\n")
     data = c.rest(10)
-    check(b"250" not in data, "cleartext after STARTTLS answered: %r" % data)
+    expect(b"250" not in data, "cleartext after STARTTLS answered: %r" % data)
     c.close()
     inst.finish()
-    check(b"evil@example.net" not in inst.logtext(), "injected MAIL executed")
-    check(b"reason=tls-handshake-failed" in inst.logtext(), "no handshake-failed line")
+    expect(b"evil@example.net" not in inst.logtext(), "injected MAIL executed")
+    expect(b"reason=tls-handshake-failed" in inst.logtext(), "no handshake-failed line")
 
 
 @case
@@ -492,7 +456,7 @@ def starttls_twice_and_syntax(inst):
     c = Raw(inst.server(starttls=False), implicit=True)
     c.expect(220)
     kw = c.ehlo()
-    check("STARTTLS" not in kw and "AUTH PLAIN LOGIN" in kw, "implicit EHLO %r" % kw)
+    expect("STARTTLS" not in kw and "AUTH PLAIN LOGIN" in kw, "implicit EHLO %r" % kw)
     c.cmd("STARTTLS", 503)
     c.cmd("QUIT", 221)
     c.close()
@@ -507,14 +471,14 @@ def submission_mode(inst):
     c.expect(220)
     c.ehlo()
     lines = c.cmd("MAIL FROM:<alice@example.org>", 530)
-    check(lines == [b"530 5.7.0 Authentication required"], "reply %r" % lines)
+    expect(lines == [b"530 5.7.0 Authentication required"], "reply %r" % lines)
     c.cmd("QUIT", 221)
     c.close()
     c = tls_session(port)
     c.cmd("MAIL FROM:<alice@example.org>", 530, "MAIL before AUTH over TLS")
     c.cmd("AUTH PLAIN " + b64("\0alice\0" + PASSWORD), 235)
     lines = c.cmd("MAIL FROM:<bob@example.org>", 553)
-    check(lines == [b"553 5.7.1 Sender address not owned by user"], "reply %r" % lines)
+    expect(lines == [b"553 5.7.1 Sender address not owned by user"], "reply %r" % lines)
     c.cmd("MAIL FROM:<alice@other.example>", 553)
     c.cmd("MAIL FROM:<alicex@example.org>", 553)
     c.cmd("MAIL FROM:<>", 553)
@@ -556,11 +520,11 @@ def submission_mode(inst):
     c.close()
     inst.finish()
     got = inst.committed()
-    check(len(got) == 2, "queued %d" % len(got))
+    expect(len(got) == 2, "queued %d" % len(got))
     for msg, sender, rcpts in got:
-        check(rcpts == [b"friend@elsewhere.example"], "recipients %r" % rcpts)
-        check(b"with ESMTPSA id" in msg.split(b"\n\n")[0], "Received: %r" % msg[:300])
-    check(b"reason=sender-not-owned" in inst.logtext(), "no sender-not-owned log line")
+        expect(rcpts == [b"friend@elsewhere.example"], "recipients %r" % rcpts)
+        expect(b"with ESMTPSA id" in msg.split(b"\n\n")[0], "Received: %r" % msg[:300])
+    expect(b"reason=sender-not-owned" in inst.logtext(), "no sender-not-owned log line")
 
 
 @case
@@ -583,7 +547,7 @@ def anysender_control_file(inst):
 @case
 def smuggling_over_tls(inst):
     port = inst.server()
-    for end in T.SMUGGLE_ENDS:
+    for end in SMUGGLE_ENDS:
         before = len(inst.committed())
         c = tls_session(port, user="alice")
         c.cmd("MAIL FROM:<alice@example.org>", 250)
@@ -594,11 +558,11 @@ def smuggling_over_tls(inst):
                b"Subject: smuggled\r\n\r\nevil\r\n.\r\nQUIT\r\n")
         data = c.rest()
         replies = [ln for ln in data.split(b"\r\n") if ln]
-        check(len(replies) == 2 and replies[1].startswith(b"221 "), "variant %r: replies %r" % (end, replies))
+        expect(len(replies) == 2 and replies[1].startswith(b"221 "), "variant %r: replies %r" % (end, replies))
         after = inst.committed()
-        check(len(after) - before <= 1, "variant %r: more than one message" % end)
+        expect(len(after) - before <= 1, "variant %r: more than one message" % end)
         for m, s, r in after:
-            check(b"victim@elsewhere.example" not in r, "variant %r: smuggled message queued" % end)
+            expect(b"victim@elsewhere.example" not in r, "variant %r: smuggled message queued" % end)
         c.close()
     inst.finish()
 
@@ -629,22 +593,22 @@ def failed_login_flood(inst):
         time.sleep(0.5)
         t1 = time.time()
         with smtplib.SMTP("127.0.0.1", port, timeout=IO_TIMEOUT) as s:
-            s.starttls(context=client_ctx())
+            s.starttls(context=tls_client_ctx())
             s.login("bob", "bobs password")
             s.sendmail("bob@example.org", ["alice@example.org"], "Subject: during the flood\r\n\r\nok\r\n")
         normal = time.time() - t1
         codes = [f.result(timeout=60) for f in futs]
     total = time.time() - t0
-    check(normal < 5, "a normal session took %.1fs during the flood" % normal)
+    expect(normal < 5, "a normal session took %.1fs during the flood" % normal)
     flat = [x for cs in codes for x in cs]
-    check(flat.count(535) + flat.count(421) >= 50, "codes %r" % codes)
-    check(all(cs == [535, 535, 421] for cs in codes), "codes %r" % codes)
-    check(total < 60, "the flood took %.1fs" % total)
+    expect(flat.count(535) + flat.count(421) >= 50, "codes %r" % codes)
+    expect(all(cs == [535, 535, 421] for cs in codes), "codes %r" % codes)
+    expect(total < 60, "the flood took %.1fs" % total)
     inst.finish()
     log = inst.logtext()
-    check(log.count(b"smtpd: auth-fail ip=127.0.0.1 user=alice mech=PLAIN") >= 50, "auth-fail lines")
+    expect(log.count(b"smtpd: auth-fail ip=127.0.0.1 user=alice mech=PLAIN") >= 50, "auth-fail lines")
     got = inst.committed()
-    check(len(got) == 1 and got[0][1] == b"bob@example.org", "queued %d" % len(got))
+    expect(len(got) == 1 and got[0][1] == b"bob@example.org", "queued %d" % len(got))
 
 
 @case
@@ -664,20 +628,20 @@ def swaks_tls_auth(inst):
                             "--auth-user", "alice", "--auth-password", PASSWORD, "--timeout", "20"] + args,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
         out = r.stdout.decode(errors="replace")
-        check(r.returncode == 0, "swaks %r exit %d: %s" % (args, r.returncode, out[-1500:]))
-        check("235 2.7.0" in out, "swaks %r: no 235: %s" % (args, out[-1500:]))
+        expect(r.returncode == 0, "swaks %r exit %d: %s" % (args, r.returncode, out[-1500:]))
+        expect("235 2.7.0" in out, "swaks %r: no 235: %s" % (args, out[-1500:]))
     # wrong password: swaks fails
     r = subprocess.run(["swaks", "--server", "127.0.0.1", "--port", str(port), "--tls", "--auth", "PLAIN",
                         "--from", "alice@example.org", "--to", "bob@example.org",
                         "--auth-user", "alice", "--auth-password", "nope", "--timeout", "20"],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
-    check(r.returncode != 0 and b"535 5.7.8" in r.stdout, "swaks with a wrong password: %r" % r.stdout[-500:])
+    expect(r.returncode != 0 and b"535 5.7.8" in r.stdout, "swaks with a wrong password: %r" % r.stdout[-500:])
     inst.finish()
     got = inst.committed()
-    check(len(got) == 3, "queued %d" % len(got))
+    expect(len(got) == 3, "queued %d" % len(got))
     for msg, sender, rcpts in got:
-        check(sender == b"alice@example.org" and rcpts == [b"someone@elsewhere.example"], "envelope")
-        check(b"with ESMTPSA" in msg.split(b"\n\n")[0], "Received %r" % msg[:300])
+        expect(sender == b"alice@example.org" and rcpts == [b"someone@elsewhere.example"], "envelope")
+        expect(b"with ESMTPSA" in msg.split(b"\n\n")[0], "Received %r" % msg[:300])
 
 
 @case
@@ -694,9 +658,9 @@ def curl_smtp_and_smtps(inst):
                            ["--user", "alice:" + PASSWORD, "--mail-from", "alice@example.org",
                             "--mail-rcpt", "x@elsewhere.example", "-T", mail],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
-        check(r.returncode == 0, "curl %s exit %d: %r" % (url, r.returncode, r.stdout[-800:]))
+        expect(r.returncode == 0, "curl %s exit %d: %r" % (url, r.returncode, r.stdout[-800:]))
     # --ssl-reqd against a server without STARTTLS refuses to send
-    inst2 = T.Instance()
+    inst2 = Instance()
     try:
         lport, h = inst2.listen()
         try:
@@ -704,18 +668,18 @@ def curl_smtp_and_smtps(inst):
                                 "--user", "alice:" + PASSWORD, "--mail-from", "alice@example.org",
                                 "--mail-rcpt", "bob@example.org", "-T", mail],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
-            check(r.returncode != 0, "curl --ssl-reqd sent without TLS")
+            expect(r.returncode != 0, "curl --ssl-reqd sent without TLS")
         finally:
             inst2.unlisten(h)
         inst2.finish()
-        check(not inst2.committed(), "queued without TLS")
+        expect(not inst2.committed(), "queued without TLS")
     finally:
         inst2.cleanup()
     inst.finish()
     got = inst.committed()
-    check(len(got) == 2, "queued %d" % len(got))
+    expect(len(got) == 2, "queued %d" % len(got))
     for msg, sender, rcpts in got:
-        check(sender == b"alice@example.org" and rcpts == [b"x@elsewhere.example"], "envelope %r %r" % (sender, rcpts))
+        expect(sender == b"alice@example.org" and rcpts == [b"x@elsewhere.example"], "envelope %r %r" % (sender, rcpts))
 
 
 @case
@@ -731,20 +695,20 @@ def smtputf8_over_tls(inst):
     c.close()
     inst.finish()
     got = inst.committed()
-    check(len(got) == 1 and got[0][2] == ["\u00fcser@elsewhere.example".encode()], "queued %r" % got)
-    check(b" with UTF8SMTPSA id " in got[0][0], "Received %r" % got[0][0][:300])
+    expect(len(got) == 1 and got[0][2] == ["\u00fcser@elsewhere.example".encode()], "queued %r" % got)
+    expect(b" with UTF8SMTPSA id " in got[0][0], "Received %r" % got[0][0][:300])
 
 
 def main():
     for tool in ("tcpserver", "openssl"):
         if not shutil.which(tool):
-            print("FAIL setup: %s not installed" % tool)
-            return 1
-    for prog in (TLSD, SMTPD, os.path.join(BIN, "yubin-checkpassword")):
+            check("setup", False, "%s not installed" % tool)
+            return
+    for prog in (TLSD, SMTPD, binary("yubin-checkpassword")):
         if not os.access(prog, os.X_OK):
-            print("FAIL setup: %s not found (set YUBIN_BIN)" % prog)
-            return 1
-    return T.run_cases(CASES, TLSInstance, timed=True)
+            check("setup", False, "%s not found (set YUBIN_BIN)" % prog)
+            return
+    run_cases(CASES, TLSInstance, timed=True)
 
-if __name__ == "__main__":
-    sys.exit(main())
+
+run(main)

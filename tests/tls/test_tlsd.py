@@ -23,9 +23,10 @@ import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-from yubintest import bin_dir, check, free_port, info, is_root, run, skip  # noqa: E402
+from yubintest import (binary, check, free_port, info, is_root, make_cert, run, sanitizer_report,  # noqa: E402
+                       skip, tls_client_ctx)
 
-TLSD = os.path.join(bin_dir(), "yubin-tlsd")
+TLSD = binary("yubin-tlsd")
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 SNI = "mail.yubin.test"
 MB10 = 10 * 1024 * 1024
@@ -34,14 +35,6 @@ warnings.simplefilter("ignore", DeprecationWarning)  # TLSv1/1.1 on purpose
 
 
 # ---------------------------------------------------------------- set-up
-
-def make_cert(keyfile, certfile, cn):
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                    "-nodes", "-keyout", keyfile, "-out", certfile, "-days", "2", "-subj", "/CN=" + cn],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
-    os.chmod(keyfile, 0o600)
-    os.chmod(certfile, 0o644)
-
 
 class Root:
     """A temporary instance root: control/cert.pem, control/key.pem (0600),
@@ -159,19 +152,6 @@ class Server:
 
 # ---------------------------------------------------------------- clients
 
-def client_ctx(minv=None, maxv=None, ciphers=None):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    if ciphers:
-        ctx.set_ciphers(ciphers)
-    if minv:
-        ctx.minimum_version = minv
-    if maxv:
-        ctx.maximum_version = maxv
-    return ctx
-
-
 class Lines:
     """CRLF lines from a socket (plain or TLS), without reading past what
     the peer sent."""
@@ -215,7 +195,7 @@ def connect(port):
 def tls_connect(port, ctx=None, sni=SNI):
     raw, cport = connect(port)
     try:
-        t = (ctx or client_ctx()).wrap_socket(raw, server_hostname=sni)
+        t = (ctx or tls_client_ctx()).wrap_socket(raw, server_hostname=sni)
     except BaseException:
         raw.close()
         raise
@@ -225,7 +205,7 @@ def tls_connect(port, ctx=None, sni=SNI):
 def client_hello():
     """The bytes of a real ClientHello."""
     inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = client_ctx().wrap_bio(inc, out, server_hostname=SNI)
+    obj = tls_client_ctx().wrap_bio(inc, out, server_hostname=SNI)
     try:
         obj.do_handshake()
     except ssl.SSLWantReadError:
@@ -312,7 +292,7 @@ def test_implicit(root, srv):
     for name, maxv in (("tls13", ssl.TLSVersion.TLSv1_3), ("tls12", ssl.TLSVersion.TLSv1_2)):
         mark = srv.mark()
         try:
-            t, cport = tls_connect(srv.port, client_ctx(maxv=maxv))
+            t, cport = tls_connect(srv.port, tls_client_ctx(maxv=maxv))
         except (ssl.SSLError, OSError) as e:
             check("implicit-%s-handshake" % name, False, str(e))
             continue
@@ -371,7 +351,7 @@ def test_old_protocols(root, srv):
         mark = srv.mark()
         err = None
         try:
-            t, cport = tls_connect(srv.port, client_ctx(minv=v, maxv=v, ciphers="DEFAULT:@SECLEVEL=0"))
+            t, cport = tls_connect(srv.port, tls_client_ctx(minv=v, maxv=v, ciphers="DEFAULT:@SECLEVEL=0"))
             t.close()
         except (ssl.SSLError, OSError) as e:
             err = e
@@ -384,7 +364,7 @@ def test_old_protocols(root, srv):
         mark = srv.mark()
         err = None
         try:
-            t, cport = tls_connect(srv.port, client_ctx(maxv=ssl.TLSVersion.TLSv1_2, ciphers=ciphers))
+            t, cport = tls_connect(srv.port, tls_client_ctx(maxv=ssl.TLSVersion.TLSv1_2, ciphers=ciphers))
             t.close()
         except (ssl.SSLError, OSError) as e:
             err = e
@@ -575,7 +555,7 @@ def test_starttls(root, srv):
     r = c.cmd("STARTTLS")
     check("starttls-go", r == "220 go", repr(r))
     try:
-        t = client_ctx().wrap_socket(raw, server_hostname=SNI)
+        t = tls_client_ctx().wrap_socket(raw, server_hostname=SNI)
     except (ssl.SSLError, OSError) as e:
         check("starttls-handshake", False, str(e))
         return
@@ -600,7 +580,7 @@ def test_starttls(root, srv):
     c.line()
     r = c.cmd("STARTTLS Y")
     try:
-        t = client_ctx(maxv=ssl.TLSVersion.TLSv1_2).wrap_socket(raw, server_hostname=SNI)
+        t = tls_client_ctx(maxv=ssl.TLSVersion.TLSv1_2).wrap_socket(raw, server_hostname=SNI)
         with t:
             c = Lines(t)
             r = c.cmd("TLSINFO")
@@ -619,7 +599,7 @@ def test_starttls(root, srv):
     r = c.line()
     lines, hsfail = [], None
     try:
-        t = client_ctx().wrap_socket(raw, server_hostname=SNI)
+        t = tls_client_ctx().wrap_socket(raw, server_hostname=SNI)
         with t:
             t.sendall(b"QUIT\r\n")
             lines = Lines(t).rest()
@@ -640,7 +620,7 @@ def test_starttls(root, srv):
     time.sleep(0.2)
     lines, hsfail = [], None
     try:
-        t = client_ctx().wrap_socket(raw, server_hostname=SNI)
+        t = tls_client_ctx().wrap_socket(raw, server_hostname=SNI)
         with t:
             t.sendall(b"QUIT\r\n")
             lines = Lines(t).rest()
@@ -675,7 +655,7 @@ def test_bulk(root, srv, name, starttls):
                 check(name, False, "STARTTLS: %r" % r)
                 return
         inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-        obj = client_ctx().wrap_bio(inc, out, server_hostname=SNI)
+        obj = tls_client_ctx().wrap_bio(inc, out, server_hostname=SNI)
         obj_handshake(raw, obj, inc, out)
         if starttls:
             obj.write(b"CAT\r\n")
@@ -698,7 +678,10 @@ def test_sanitizers(root):
     bad = []
     for s in root.servers:
         t = s.text()
-        for needle in ("AddressSanitizer", "LeakSanitizer", "runtime error:", "Segmentation", "tlsd: fatal"):
+        rep = sanitizer_report(t)
+        if rep:
+            bad.append("%s: %s" % (os.path.basename(s.log), rep.splitlines()[0]))
+        for needle in ("Segmentation", "tlsd: fatal"):
             if needle in t:
                 bad.append("%s: %s" % (os.path.basename(s.log), needle))
     check("no-crash-or-sanitizer-report", not bad, "; ".join(bad))
