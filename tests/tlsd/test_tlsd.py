@@ -3,7 +3,7 @@
 policy, privileges and the key, bad handshakes, exit statuses, and a 10 MB
 relay both ways at once.
 
-The protocol daemon behind yubin-tlsd is tests/tls/linedaemon.py (a pretend
+The protocol daemon behind yubin-tlsd is tests/tlsd/linedaemon.py (a pretend
 line daemon) or cat.  Needs tcpserver, openssl and python3's ssl module.
 YUBIN_BIN chooses the binaries (build/bin or build/asan/bin)."""
 
