@@ -8,14 +8,15 @@
 #include <skalibs/allreadwrite.h>
 #include <skalibs/buffer.h>
 #include <skalibs/djbunix.h>
-#include <skalibs/iopause.h>
 #include <skalibs/sgetopt.h>
 #include <skalibs/socket.h>
 #include <skalibs/stralloc.h>
 #include <skalibs/strerr.h>
 #include <skalibs/types.h>
 #include <skalibs/tai.h>
+#include <skalibs/unix-timed.h>
 
+#include "exitcodes.h"
 #include "root.h"
 
 #define USAGE "yubin-banctl [ -c confdir | -s socket ] [ -t seconds ] list | jails | stats | ban ADDRESS[/LEN] [JAIL] [DURATION] | unban ADDRESS[/LEN] | rebuild"
@@ -36,71 +37,78 @@ int main (int argc, char const *const *argv)
       {
         case 'c' : confdir = l.arg ; break ;
         case 's' : sock = l.arg ; break ;
-        case 't' : if (!uint0_scan(l.arg, &secs) || !secs) strerr_dieusage(100, USAGE) ; break ;
-        default : strerr_dieusage(100, USAGE) ;
+        case 't' : if (!uint0_scan(l.arg, &secs) || !secs) strerr_dieusage(EX_PERM, USAGE) ; break ;
+        default : strerr_dieusage(EX_PERM, USAGE) ;
       }
     }
     argc -= l.ind ; argv += l.ind ;
   }
-  if (!argc) strerr_dieusage(100, USAGE) ;
+  if (!argc) strerr_dieusage(EX_PERM, USAGE) ;
   {
     char const *c = argv[0] ;
     unsigned int min = 1, max = 1 ;
     if (!strcmp(c, "ban")) { min = 2 ; max = 4 ; }
     else if (!strcmp(c, "unban")) min = max = 2 ;
     else if (strcmp(c, "list") && strcmp(c, "jails") && strcmp(c, "stats") && strcmp(c, "rebuild"))
-      strerr_dieusage(100, USAGE) ;
-    if ((unsigned int)argc < min || (unsigned int)argc > max) strerr_dieusage(100, USAGE) ;
+      strerr_dieusage(EX_PERM, USAGE) ;
+    if ((unsigned int)argc < min || (unsigned int)argc > max) strerr_dieusage(EX_PERM, USAGE) ;
   }
   if (!sock)
   {
     if (confdir)
     {
       if (!stralloc_cats(&sa, confdir) || !stralloc_cats(&sa, "/control") || !stralloc_0(&sa))
-        strerr_diefu1sys(111, "build the socket path") ;
+        strerr_diefu1sys(EX_TEMP, "build the socket path") ;
     }
-    else if (!yubin_path(&sa, "banwatch/control")) strerr_diefu1sys(111, "build the socket path") ;
+    else if (!yubin_path(&sa, "banwatch/control")) strerr_diefu1sys(EX_TEMP, "build the socket path") ;
     sock = sa.s ;
   }
 
   stralloc req = STRALLOC_ZERO ;
   for (int i = 0 ; i < argc ; i++)
   {
-    if (strpbrk(argv[i], " \t\r\n")) strerr_dief(100, "blank in argument: ", argv[i]) ;
-    if ((i && !stralloc_catb(&req, " ", 1)) || !stralloc_cats(&req, argv[i])) strerr_diefu1sys(111, "build the request") ;
+    if (strpbrk(argv[i], " \t\r\n")) strerr_dief(EX_PERM, "blank in argument: ", argv[i]) ;
+    if ((i && !stralloc_catb(&req, " ", 1)) || !stralloc_cats(&req, argv[i])) strerr_diefu1sys(EX_TEMP, "build the request") ;
   }
-  if (!stralloc_catb(&req, "\n", 1)) strerr_diefu1sys(111, "build the request") ;
+  if (!stralloc_catb(&req, "\n", 1)) strerr_diefu1sys(EX_TEMP, "build the request") ;
 
   tain deadline ;
   tain_now_set_stopwatch_g() ;
   tain_addsec_g(&deadline, secs) ;
   int fd = ipc_stream_nbcoe() ;
-  if (fd < 0) strerr_diefu1sys(111, "create a socket") ;
-  if (!ipc_timed_connect_g(fd, sock, &deadline)) strerr_diefu2sys(111, "connect to ", sock) ;
-  if (ndelay_off(fd) < 0) strerr_diefu1sys(111, "set the socket blocking") ;
-  if (allwrite(fd, req.s, req.len) < req.len) strerr_diefu2sys(111, "write to ", sock) ;
+  if (fd < 0) strerr_diefu1sys(EX_TEMP, "create a socket") ;
+  if (!ipc_timed_connect_g(fd, sock, &deadline)) strerr_diefu2sys(EX_TEMP, "connect to ", sock) ;
+  {
+    /* the socket stays non-blocking: skalibs' timed buffer calls wait
+     * for it, up to the deadline */
+    char wbuf[512] ;
+    buffer b = BUFFER_INIT(&buffer_write, fd, wbuf, sizeof wbuf) ;
+    if (buffer_timed_put_g(&b, req.s, req.len, &deadline) < req.len || !buffer_timed_flush_g(&b, &deadline))
+      strerr_diefu2sys(EX_TEMP, "write to ", sock) ;
+  }
 
   stralloc ans = STRALLOC_ZERO ;
-  if (ndelay_on(fd) < 0) strerr_diefu1sys(111, "set the socket non-blocking") ;
-  for (;;)
   {
-    char buf[4096] ;
-    iopause_fd x = { .fd = fd, .events = IOPAUSE_READ } ;
-    int p = iopause_g(&x, 1, &deadline) ;
-    if (p < 0) strerr_diefu1sys(111, "iopause") ;
-    if (!p) strerr_dief(111, "timed out waiting for ", sock) ;
-    ssize_t r = read(fd, buf, sizeof buf) ;
-    if (r < 0)
+    char rbuf[4096] ;
+    buffer b = BUFFER_INIT(&buffer_read, fd, rbuf, sizeof rbuf) ;
+    for (;;)
     {
-      if (errno == EAGAIN || errno == EINTR) continue ;
-      strerr_diefu2sys(111, "read from ", sock) ;
+      ssize_t r = buffer_timed_fill_g(&b, &deadline) ;
+      if (r < 0)
+      {
+        if (errno == ETIMEDOUT) strerr_dief(EX_TEMP, "timed out waiting for ", sock) ;
+        strerr_diefu2sys(EX_TEMP, "read from ", sock) ;
+      }
+      if (!r) break ;
+      size_t n = buffer_len(&b) ;
+      if (!stralloc_readyplus(&ans, n)) strerr_diefu1sys(EX_TEMP, "read the answer") ;
+      buffer_getnofill(&b, ans.s + ans.len, n) ;
+      ans.len += n ;
     }
-    if (!r) break ;
-    if (!stralloc_catb(&ans, buf, r)) strerr_diefu1sys(111, "read the answer") ;
   }
   fd_close(fd) ;
   char *nl = ans.len ? memchr(ans.s, '\n', ans.len) : 0 ;
-  if (!nl || (ans.s[0] != '+' && ans.s[0] != '-')) strerr_dief(111, "bad answer from ", sock) ;
+  if (!nl || (ans.s[0] != '+' && ans.s[0] != '-')) strerr_dief(EX_TEMP, "bad answer from ", sock) ;
   *nl = 0 ;
   if (ans.s[0] == '-')
   {
@@ -113,12 +121,12 @@ int main (int argc, char const *const *argv)
   if (!strcmp(argv[0], "list") || !strcmp(argv[0], "jails") || !strcmp(argv[0], "stats"))
   {
     if (body < ans.len && buffer_putflush(buffer_1, ans.s + body, ans.len - body) < 0)
-      strerr_diefu1sys(111, "write to stdout") ;
+      strerr_diefu1sys(EX_TEMP, "write to stdout") ;
   }
   else
   {
     if (buffer_puts(buffer_1, ans.s + 1) < 0 || buffer_putflush(buffer_1, "\n", 1) < 0)
-      strerr_diefu1sys(111, "write to stdout") ;
+      strerr_diefu1sys(EX_TEMP, "write to stdout") ;
   }
   stralloc_free(&ans) ; stralloc_free(&req) ; stralloc_free(&sa) ;
   return 0 ;
