@@ -1,9 +1,10 @@
 /* yubin-lspawn: runs local deliveries for yubin-qmgr.  The one part of the
  * queue that stays root: for each request it finds the recipient in
  * users.cdb, becomes that user and runs yubin-local with the queue file
- * as stdin.  Requests on fd 0, results on fd 1 (protocol in
- * yubin-lspawn(8)); yubin-local's stderr goes to our stderr (the log) and
- * its last line becomes the reason text of the result. */
+ * as stdin.  Requests on fd 0, results on fd 1 (the records of
+ * qmgr/spawnproto.h, described in yubin-lspawn(8)); yubin-local's stderr
+ * goes to our stderr (the log) and its last line becomes the reason text
+ * of the result. */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,20 +33,20 @@
 #include "exitcodes.h"
 #include "local/deliver.h"
 #include "qmgr/queue.h"
+#include "qmgr/spawnproto.h"
 #include "root.h"
 #include "userdb.h"
 #include "ylog.h"
 
 #define JOBS_MAX 1000         /* more than any sane concurrencylocal */
-#define REQUEST_MAX 4096      /* 5 fields, two of them addresses */
-#define LINE_MAX_ 1000        /* longest stderr line kept whole */
+#define LINE_MAX_ SPAWN_TEXTMAX  /* longest stderr line kept whole */
 
 char const *PROG = "lspawn" ;
 
 struct job
 {
   pid_t pid ;          /* 0: free slot */
-  char jobid[11] ;
+  char jobid[SPAWN_JOBIDMAX + 1] ;
   int errfd ;          /* read end of the child's stderr, -1 when closed */
   stralloc line ;      /* partial stderr line */
   stralloc why ;       /* last complete stderr line */
@@ -65,19 +66,11 @@ static void dienomem (void)
   strerr_dief1x(EX_TEMP, "out of memory") ;
 }
 
-/* One result record: jobid \0 code \0 text \0.  Blocking: qmgr always reads. */
+/* One result record.  Blocking: qmgr always reads. */
 static void report (char const *jobid, int code, char const *text, size_t len)
 {
   stralloc sa = STRALLOC_ZERO ;
-  char fmt[UINT_FMT] ;
-  size_t n = uint_fmt(fmt, code) ;
-  if (len > LINE_MAX_) len = LINE_MAX_ ;
-  if (!stralloc_cats(&sa, jobid) || !stralloc_0(&sa)
-   || !stralloc_catb(&sa, fmt, n) || !stralloc_0(&sa)) dienomem() ;
-  size_t start = sa.len ;
-  if (!stralloc_catb(&sa, text, len) || !stralloc_0(&sa)) dienomem() ;
-  for (size_t i = start ; i + 1 < sa.len ; i++)
-    if (!sa.s[i] || sa.s[i] == '\n') sa.s[i] = ' ' ;
+  if (!spawn_result_put(&sa, jobid, code, text, len)) strerr_diefu1sys(EX_TEMP, "encode a result") ;
   if (allwrite(1, sa.s, sa.len) < sa.len) strerr_diefu1sys(EX_TEMP, "write to yubin-qmgr") ;
   stralloc_free(&sa) ;
 }
@@ -141,7 +134,7 @@ static void job_end (struct job *j, int wstat)
   }
   int code = EX_TEMP ;
   char tmp[80] ;
-  if (WIFEXITED(wstat) && (WEXITSTATUS(wstat) == 0 || WEXITSTATUS(wstat) == 100 || WEXITSTATUS(wstat) == 111))
+  if (WIFEXITED(wstat) && (WEXITSTATUS(wstat) == 0 || WEXITSTATUS(wstat) == EX_PERM || WEXITSTATUS(wstat) == EX_TEMP))
     code = WEXITSTATUS(wstat) ;
   else if (!len)
   {
@@ -183,11 +176,11 @@ static struct job *job_slot (void)
 
 /* The child: become the user, deliver.  Never returns.
  * By default the delivery runs right here, in the forked child, through
- * the code of yubin-local (common/localdeliver.c): a fork but no exec per
- * delivery, the costliest step of the hot path.  With $YUBIN_LOCAL set
+ * local_deliver (local/deliver.c), yubin-local's code: a fork but no exec
+ * per delivery, the costliest step of the hot path.  With $YUBIN_LOCAL set
  * (e.g. to qmail-local, or a wrapper), that program is exec'd instead,
- * with the same command line. */
-static void child (int msgfd, int errfd, struct yubin_user const *u, char const *const *argv)
+ * with qmail-local's command line. */
+static void child (int msgfd, int errfd, struct yubin_user const *u, struct delivery const *d)
 {
   selfpipe_finish() ;
   /* stdout too: qmail-local writes its reasons there, yubin-local on stderr */
@@ -200,29 +193,32 @@ static void child (int msgfd, int errfd, struct yubin_user const *u, char const 
   if (chdir(u->home.s) < 0) strerr_diefusys(EX_TEMP, "switch to ", u->home.s, " (#4.3.0)") ;
   if (!localexec)
   {
+    stralloc why = STRALLOC_ZERO ;
     PROG = "local" ;
-    int argc = 0 ;
-    while (argv[argc]) argc++ ;
-    _exit(localdeliver_main(argc, argv)) ;
+    if (!local_delivery_ok(d)) strerr_dieusage(EX_PERM, LOCAL_USAGE) ;
+    int code = local_deliver(d, 0, &why) ;
+    if (code) strerr_dief1x(code, why.s) ;
+    _exit(0) ;
   }
+  /* "--" as qmail-lspawn: nothing from an address can be taken as an option */
+  char const *argv[11] = { "yubin-local", "--", d->user, d->home, d->local, d->dash, d->ext,
+                           d->domain, d->sender, d->defaultdelivery, 0 } ;
   execv(localprog.s, (char *const *)argv) ;
   strerr_diefusys(EX_TEMP, "run ", localprog.s, " (#4.3.0)") ;
 }
 
 /* One request: jobid, queue id, message offset, sender, recipient. */
-static void start (char const *const *f)
+static void start (struct spawn_request const *rq)
 {
-  char const *jobid = f[0], *id = f[1], *sender = f[3], *rcpt = f[4] ;
+  char const *jobid = rq->jobid, *id = rq->msgid, *sender = rq->sender, *rcpt = rq->rcpts ;
+  uint64_t off = rq->msgoff ;
   struct yubin_user u = YUBIN_USER_ZERO ;
   stralloc user = STRALLOC_ZERO ;
   stralloc local = STRALLOC_ZERO ;
-  uint64_t off ;
   size_t ext ;
   int r ;
 
-  if (!*jobid || strlen(jobid) > 10 || uint64_scan(f[2], &off) != strlen(f[2]) || !*f[2]
-   || !queue_id_valid(id))
-    strerr_dief1x(EX_TEMP, "protocol error: bad request from yubin-qmgr") ;
+  if (!queue_id_valid(id)) strerr_dief1x(EX_TEMP, "protocol error: bad request from yubin-qmgr") ;
   if (njobs >= JOBS_MAX) { reports(jobid, EX_TEMP, "too many deliveries at once (#4.3.0)") ; return ; }
 
   size_t rlen = strlen(rcpt) ;
@@ -263,11 +259,13 @@ static void start (char const *const *f)
     reports(jobid, EX_TEMP, "unable to make a pipe (#4.3.0)") ;
     goto end ;
   }
-  char const *dash = ext < at ? "-" : "" ;
-  /* "--" as qmail-lspawn: nothing from an address can be taken as an option */
-  char const *argv[11] = { "yubin-local", "--", user.s, u.home.s, local.s, dash, local.s + ext, domain, sender, "./Maildir/", 0 } ;
+  struct delivery d =
+  {
+    .user = user.s, .home = u.home.s, .local = local.s, .dash = ext < at ? "-" : "",
+    .ext = local.s + ext, .domain = domain, .sender = sender, .defaultdelivery = "./Maildir/"
+  } ;
   pid_t pid = fork() ;
-  if (!pid) child(msgfd, p[1], &u, argv) ;
+  if (!pid) child(msgfd, p[1], &u, &d) ;
   int e = errno ;
   fd_close(msgfd) ;
   fd_close(p[1]) ;
@@ -293,40 +291,27 @@ static void start (char const *const *f)
   stralloc_free(&local) ;
 }
 
-/* Complete requests at the start of in: run them, drop them. */
-static void requests (stralloc *in)
+/* Run the complete requests received. */
+static void requests (struct spawn_decoder *in)
 {
-  size_t pos = 0 ;
   for (;;)
   {
-    char const *f[5] ;
-    size_t p = pos, k = 0 ;
-    for (; k < 5 ; k++)
+    struct spawn_request rq ;
+    int r = spawn_request_next(in, &rq) ;
+    if (!r) return ;
+    if (r < 0)
     {
-      size_t z = byte_chr(in->s + p, in->len - p, 0) ;
-      if (p + z >= in->len) break ;
-      f[k] = in->s + p ;
-      p += z + 1 ;
+      if (errno == EMSGSIZE) strerr_dief1x(EX_TEMP, "protocol error: request too long") ;
+      strerr_dief1x(EX_TEMP, "protocol error: bad request from yubin-qmgr") ;
     }
-    if (k < 5)
-    {
-      if (in->len - pos > REQUEST_MAX) strerr_dief1x(EX_TEMP, "protocol error: request too long") ;
-      break ;
-    }
-    start(f) ;
-    pos = p ;
-  }
-  if (pos)
-  {
-    memmove(in->s, in->s + pos, in->len - pos) ;
-    in->len -= pos ;
+    start(&rq) ;
   }
 }
 
 int main (int argc, char const *const *argv)
 {
   stralloc sa = STRALLOC_ZERO ;
-  stralloc in = STRALLOC_ZERO ;
+  struct spawn_decoder in = SPAWN_DECODER(SPAWN_RECORDMAX, SPAWN_ONE) ;
   genalloc fds = GENALLOC_ZERO ;    /* iopause_fd */
   genalloc owner = GENALLOC_ZERO ;  /* size_t: job index of fds[i], i >= 2 */
   struct stat st ;
@@ -409,11 +394,10 @@ int main (int argc, char const *const *argv)
     }
     if (!eof && x[1].revents)
     {
-      if (!stralloc_readyplus(&in, 8192)) dienomem() ;
-      ssize_t rr = read(0, in.s + in.len, 8192) ;
+      ssize_t rr = spawn_fill(&in, 0, 8192) ;
       if (rr < 0 && errno != EINTR && errno != EAGAIN) strerr_diefu1sys(EX_TEMP, "read from yubin-qmgr") ;
       if (!rr) eof = 1 ;
-      if (rr > 0) { in.len += rr ; requests(&in) ; }
+      if (rr > 0) requests(&in) ;
     }
   }
   {
@@ -424,7 +408,7 @@ int main (int argc, char const *const *argv)
   genalloc_free(struct job, &jobs) ;
   genalloc_free(iopause_fd, &fds) ;
   genalloc_free(size_t, &owner) ;
-  stralloc_free(&in) ;
+  spawn_decoder_free(&in) ;
   stralloc_free(&localprog) ;
   stralloc_free(&pmuser) ;
   fd_close(qfd) ;

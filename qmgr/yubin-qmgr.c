@@ -2,13 +2,14 @@
  * their local deliveries through yubin-lspawn, records each recipient's
  * outcome in place, retries, bounces.  All its state is in the queue
  * directory: kill -9 at any instant loses nothing.  See yubin-qmgr(8) and
- * qmgr/README. */
+ * qmgr/README.  Its modules: scan.c (the queue directories: intake and
+ * cleaning), spawnproto.c (the records to and from yubin-lspawn),
+ * bounce.c (the failure notice), queue.c (the file format); the retry
+ * heap is common/heap.c. */
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -16,7 +17,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include <skalibs/allreadwrite.h>
 #include <skalibs/bytestr.h>
 #include <skalibs/djbunix.h>
 #include <skalibs/genalloc.h>
@@ -32,10 +32,14 @@
 
 #include "control.h"
 #include "exitcodes.h"
+#include "heap.h"
 #include "qq.h"
-#include "queue.h"
 #include "root.h"
 #include "ylog.h"
+#include "qmgr/bounce.h"
+#include "qmgr/queue.h"
+#include "qmgr/scan.h"
+#include "qmgr/spawnproto.h"
 
 #define USAGE "yubin-qmgr [ -u uid ] [ -g gid ]"
 #define INTAKE_BATCH 50        /* new/ (or cur/ at start) files per loop turn */
@@ -77,24 +81,23 @@ struct msg
 } ;
 
 struct job { uint32_t m ; uint32_t gen ; size_t r ; int busy ; } ;
-struct hent { uint64_t when ; uint32_t m ; uint32_t gen ; } ;
-struct bounce { pid_t pid ; uint32_t m ; uint32_t gen ; } ;
+struct bouncing { pid_t pid ; uint32_t m ; uint32_t gen ; } ;   /* a bounce child */
 
 static genalloc msgs = GENALLOC_ZERO ;      /* struct msg */
 static genalloc freemsgs = GENALLOC_ZERO ;  /* uint32_t */
 static genalloc ready = GENALLOC_ZERO ;     /* uint32_t, FIFO from readyhead */
 static size_t readyhead = 0 ;
-static genalloc heap = GENALLOC_ZERO ;      /* struct hent, min-heap on when */
+static genalloc retries = GENALLOC_ZERO ;   /* struct heapent (common/heap.h): idx is the msg */
 static genalloc jobs = GENALLOC_ZERO ;      /* struct job */
 static unsigned int njobs = 0 ;
-static genalloc bounces = GENALLOC_ZERO ;   /* struct bounce */
+static genalloc bounces = GENALLOC_ZERO ;   /* struct bouncing */
 
-static int qfd, curfd, envfd, newfd ;
+static struct scan dirs ;                   /* queue/ and its directories */
 static int reqfd, resfd ;
 static int lockfd = -1 ;
 static pid_t lspawnpid ;
 static stralloc out = STRALLOC_ZERO ;       /* requests not yet written */
-static stralloc in = STRALLOC_ZERO ;        /* results not yet parsed */
+static struct spawn_decoder in = SPAWN_DECODER(SPAWN_RECORDMAX, SPAWN_ONE) ;   /* results */
 static stralloc queueprog = STRALLOC_ZERO ;
 
 static unsigned long conc = 10 ;
@@ -105,8 +108,6 @@ static unsigned long bouncemax = 50000 ;
 static stralloc me = STRALLOC_ZERO ;
 static stralloc locals = STRALLOC_ZERO ;
 
-static int intake_wanted = 1 ;
-static DIR *curscan = 0 ;
 static int stopping = 0 ;
 static uint64_t now ;    /* milliseconds since the epoch */
 
@@ -231,51 +232,22 @@ static size_t ready_len (void)
   return genalloc_len(uint32_t, &ready) - readyhead ;
 }
 
-static void heap_push (uint64_t when, uint32_t i)
+static void retry_at (uint64_t when, uint32_t i)
 {
-  struct hent e = { .when = when, .m = i, .gen = M(i)->gen } ;
-  if (!genalloc_append(struct hent, &heap, &e)) dienomem() ;
-  struct hent *h = genalloc_s(struct hent, &heap) ;
-  size_t k = genalloc_len(struct hent, &heap) - 1 ;
-  while (k)
-  {
-    size_t p = (k - 1) / 2 ;
-    if (h[p].when <= h[k].when) break ;
-    struct hent t = h[p] ; h[p] = h[k] ; h[k] = t ;
-    k = p ;
-  }
+  if (!heap_push(&retries, (int64_t)when, i, M(i)->gen)) dienomem() ;
 }
 
-static struct hent heap_pop (void)
+/* Due retries into the ready queue; all of them if flush.  An entry of a
+ * message that went away or is being tried already is dropped. */
+static void retries_due (int flush)
 {
-  struct hent *h = genalloc_s(struct hent, &heap) ;
-  size_t n = genalloc_len(struct hent, &heap) - 1 ;
-  struct hent top = h[0] ;
-  h[0] = h[n] ;
-  genalloc_setlen(struct hent, &heap, n) ;
-  size_t k = 0 ;
-  for (;;)
+  struct heapent const *top ;
+  while ((top = heap_top(&retries)))
   {
-    size_t l = 2 * k + 1, s = k ;
-    if (l < n && h[l].when < h[s].when) s = l ;
-    if (l + 1 < n && h[l + 1].when < h[s].when) s = l + 1 ;
-    if (s == k) break ;
-    struct hent t = h[s] ; h[s] = h[k] ; h[k] = t ;
-    k = s ;
-  }
-  return top ;
-}
-
-/* Due retries into the ready queue; all of them if flush. */
-static void heap_due (int flush)
-{
-  while (genalloc_len(struct hent, &heap))
-  {
-    struct hent *h = genalloc_s(struct hent, &heap) ;
-    if (!flush && h[0].when > now) return ;
-    struct hent e = heap_pop() ;
-    struct msg *m = M(e.m) ;
-    if (m->inuse && m->gen == e.gen && !m->inready && !m->ninflight) ready_push(e.m) ;
+    if (!flush && top->when > (int64_t)now) return ;
+    struct heapent e = heap_pop(&retries) ;
+    struct msg *m = M(e.idx) ;
+    if (m->inuse && m->gen == e.gen && !m->inready && !m->ninflight) ready_push(e.idx) ;
   }
 }
 
@@ -303,7 +275,7 @@ static int expired (struct msg const *m)
 static void set_state (struct msg *m, struct rcpt *r, char state, int sync)
 {
   r->state = state ;
-  int fd = openat(m->h.envfile ? envfd : curfd, m->id, O_WRONLY | O_NOFOLLOW | O_CLOEXEC) ;
+  int fd = openat(m->h.envfile ? dirs.envfd : dirs.curfd, m->id, O_WRONLY | O_NOFOLLOW | O_CLOEXEC) ;
   if (fd < 0 || pwrite(fd, &state, 1, r->stoff) != 1 || (sync && fdatasync(fd) < 0))
     logerr("record", m->id) ;
   if (fd >= 0) fd_close(fd) ;
@@ -315,26 +287,19 @@ static void set_state (struct msg *m, struct rcpt *r, char state, int sync)
 static void msg_remove (uint32_t i)
 {
   struct msg *m = M(i) ;
-  if (unlinkat(curfd, m->id, 0) < 0 && errno != ENOENT) logerr("unlink", m->id) ;
+  if (unlinkat(dirs.curfd, m->id, 0) < 0 && errno != ENOENT) logerr("unlink", m->id) ;
   else if (m->h.envfile)
   {
-    if (fsync(curfd) < 0) logerr("sync cur/", m->id) ;
-    else if (unlinkat(envfd, m->id, 0) < 0 && errno != ENOENT) logerr("unlink env", m->id) ;
+    if (fsync(dirs.curfd) < 0) logerr("sync cur/", m->id) ;
+    else if (unlinkat(dirs.envfd, m->id, 0) < 0 && errno != ENOENT) logerr("unlink env", m->id) ;
   }
-}
-
-static int is_null_sender (char const *s)
-{
-  return !*s || !strcmp(s, "#@[]") ;
 }
 
 /* A recipient failed for good: remember why, for the bounce. */
 static void add_failure (struct msg *m, struct rcpt const *r, char const *text)
 {
   m->nfailed++ ;
-  if (!stralloc_catb(&m->why, "<", 1) || !stralloc_cats(&m->why, ADDR(m, r))
-   || !stralloc_catb(&m->why, ">:\n", 3) || !stralloc_cats(&m->why, text)
-   || !stralloc_catb(&m->why, "\n\n", 2)) dienomem() ;
+  if (!bounce_add_failure(&m->why, ADDR(m, r), text)) dienomem() ;
 }
 
 static void bounce_start (uint32_t i) ;
@@ -342,7 +307,7 @@ static void bounce_start (uint32_t i) ;
 static void finish (uint32_t i)
 {
   struct msg *m = M(i) ;
-  if (m->nfailed && !is_null_sender(m->env.s + 1)) { bounce_start(i) ; return ; }
+  if (m->nfailed && !bounce_null_sender(m->env.s + 1)) { bounce_start(i) ; return ; }
   if (m->nfailed) ylog("double-bounce", "id", m->id, "from", m->env.s + 1, (char *)0) ;
   msg_remove(i) ;
   ylog("done", "id", m->id, (char *)0) ;
@@ -357,7 +322,7 @@ static void round_end (uint32_t i)
   uint64_t when = next_retry(m) ;
   char fmt[UINT64_FMT] ;
   ylog("retry", "id", m->id, "in", fmtu(fmt, (when - now + 999) / 1000), (char *)0) ;
-  heap_push(when, i) ;
+  retry_at(when, i) ;
 }
 
 static void deliver_temp (struct msg *m, struct rcpt *r, char const *code, char const *text)
@@ -377,12 +342,15 @@ static void deliver_temp (struct msg *m, struct rcpt *r, char const *code, char 
   m->npending-- ;
 }
 
-static void result (char const *jobid, char const *codes, char const *text)
+static void result (struct spawn_result const *res)
 {
   uint32_t j ;
-  unsigned int code ;
-  if (uint32_scan(jobid, &j) != strlen(jobid) || j >= genalloc_len(struct job, &jobs)
-   || !genalloc_s(struct job, &jobs)[j].busy || uint_scan(codes, &code) != strlen(codes))
+  unsigned int code = res->code ;
+  char const *text = res->text ;
+  char codes[UINT_FMT] ;
+  codes[uint_fmt(codes, code)] = 0 ;
+  if (uint32_scan(res->jobid, &j) != strlen(res->jobid) || j >= genalloc_len(struct job, &jobs)
+   || !genalloc_s(struct job, &jobs)[j].busy)
     strerr_dief1x(EX_TEMP, "protocol error: bad result from yubin-lspawn") ;
   struct job *jb = genalloc_s(struct job, &jobs) + j ;
   jb->busy = 0 ;
@@ -400,7 +368,7 @@ static void result (char const *jobid, char const *codes, char const *text)
     if (m->npending || m->nfailed) set_state(m, r, QUEUE_DONE, 1) ;
     else r->state = QUEUE_DONE ;
   }
-  else if (code == 100)
+  else if (code == EX_PERM)
   {
     ylog("delivery", "id", m->id, "to", ADDR(m, r), "status", "fail", "code", codes, "reason", text, (char *)0) ;
     add_failure(m, r, *text ? text : "permanent failure") ;
@@ -412,33 +380,20 @@ static void result (char const *jobid, char const *codes, char const *text)
   if (!m->inready && !m->ninflight) round_end(i) ;
 }
 
-/* Parse complete result records: jobid \0 code \0 text \0 */
+/* The complete result records received. */
 static void results (void)
 {
-  size_t pos = 0 ;
   for (;;)
   {
-    char const *f[3] ;
-    size_t p = pos, k = 0 ;
-    for (; k < 3 ; k++)
+    struct spawn_result res ;
+    int r = spawn_result_next(&in, &res) ;
+    if (!r) return ;
+    if (r < 0)
     {
-      size_t z = byte_chr(in.s + p, in.len - p, 0) ;
-      if (p + z >= in.len) break ;
-      f[k] = in.s + p ;
-      p += z + 1 ;
+      if (errno == EMSGSIZE) strerr_dief1x(EX_TEMP, "protocol error: result too long") ;
+      strerr_dief1x(EX_TEMP, "protocol error: bad result from yubin-lspawn") ;
     }
-    if (k < 3)
-    {
-      if (in.len - pos > 4096) strerr_dief1x(EX_TEMP, "protocol error: result too long") ;
-      break ;
-    }
-    result(f[0], f[1], f[2]) ;
-    pos = p ;
-  }
-  if (pos)
-  {
-    memmove(in.s, in.s + pos, in.len - pos) ;
-    in.len -= pos ;
+    result(&res) ;
   }
 }
 
@@ -458,13 +413,14 @@ static void job_start (uint32_t i, size_t k)
   njobs++ ;
   m->ninflight++ ;
   r->flags |= R_INFLIGHT ;
-  char a[UINT32_FMT], b[UINT64_FMT] ;
-  size_t al = uint32_fmt(a, j), bl = uint64_fmt(b, m->h.msgoff) ;
-  if (!stralloc_catb(&out, a, al) || !stralloc_0(&out)
-   || !stralloc_cats(&out, m->id) || !stralloc_0(&out)
-   || !stralloc_catb(&out, b, bl) || !stralloc_0(&out)
-   || !stralloc_cats(&out, m->env.s + 1) || !stralloc_0(&out)
-   || !stralloc_cats(&out, ADDR(m, r)) || !stralloc_0(&out)) dienomem() ;
+  char a[UINT32_FMT] ;
+  a[uint32_fmt(a, j)] = 0 ;
+  struct spawn_request rq =
+  {
+    .jobid = a, .msgid = m->id, .msgoff = m->h.msgoff,
+    .sender = m->env.s + 1, .rcpts = ADDR(m, r), .nrcpts = 1
+  } ;
+  if (!spawn_request_put(&out, &rq, SPAWN_ONE)) strerr_diefu1sys(EX_TEMP, "encode a request") ;
 }
 
 /* Fill free delivery slots from the ready queue, oldest first. */
@@ -508,18 +464,18 @@ static void ready_compact (void)
 
 /* ---- intake ---- */
 
-/* Load cur/id.  Returns 1, 0 if unusable (logged). */
-static int load (char const *id, int recovered)
+/* Load cur/id (one that is unusable is logged and left alone). */
+static void load (char const *id, int recovered)
 {
   uint32_t i = msg_new() ;
   struct msg *m = M(i) ;
   memcpy(m->id, id, strlen(id) + 1) ;
-  int r = queue_load(curfd, envfd, id, &m->h, &m->env, &m->envbase) ;
+  int r = queue_load(dirs.curfd, dirs.envfd, id, &m->h, &m->env, &m->envbase) ;
   if (r <= 0)
   {
     logerr(r ? "read" : "parse", id) ;
     msg_free(i) ;
-    return 0 ;
+    return ;
   }
   size_t pos = strlen(m->env.s) + 1 ;
   while (m->env.s[pos])
@@ -541,173 +497,32 @@ static int load (char const *id, int recovered)
          "bytes", fmtu(c, m->h.size), (char *)0) ;
   if (m->npending) ready_push(i) ;
   else finish(i) ;
-  return 1 ;
-}
-
-/* At most INTAKE_BATCH files of cur/ (first, at start) or new/ per call, so
- * that a flood of new mail never keeps deliveries from starting. */
-static void intake (void)
-{
-  unsigned int n = 0 ;
-  struct dirent *d ;
-  if (stopping || ready_len() >= READY_MAX) return ;
-  if (curscan)
-  {
-    while (n < INTAKE_BATCH)
-    {
-      errno = 0 ;
-      d = readdir(curscan) ;
-      if (!d)
-      {
-        if (errno) strerr_diefu1sys(EX_TEMP, "read cur/") ;
-        closedir(curscan) ;
-        curscan = 0 ;
-        break ;
-      }
-      if (!queue_id_valid(d->d_name)) continue ;
-      load(d->d_name, 1) ;
-      n++ ;
-    }
-    return ;
-  }
-  if (!intake_wanted) return ;
-  int fd = dup(newfd) ;
-  if (fd < 0) { logerr("dup", "-") ; return ; }
-  DIR *dir = fdopendir(fd) ;
-  if (!dir) { fd_close(fd) ; logerr("opendir new/", "-") ; return ; }
-  rewinddir(dir) ;
-  while (n < INTAKE_BATCH)
-  {
-    errno = 0 ;
-    d = readdir(dir) ;
-    if (!d)
-    {
-      if (errno) logerr("readdir new/", "-") ;
-      intake_wanted = 0 ;
-      break ;
-    }
-    if (!queue_id_valid(d->d_name)) continue ;
-    /* Not synced: after a crash the file is in new/ or in cur/, both are
-       scanned at start. */
-    if (renameat(newfd, d->d_name, curfd, d->d_name) < 0)
-    {
-      if (errno == ENOENT) continue ;
-      logerr("rename new/ to cur/", d->d_name) ;
-      intake_wanted = 0 ;   /* try again on the next wake-up, not in a loop */
-      break ;
-    }
-    load(d->d_name, 0) ;
-    n++ ;
-  }
-  closedir(dir) ;
-}
-
-/* Remove tmp/ files that yubin-queue abandoned (killed, timed out), and
- * env/ files whose message is gone. */
-static void clean (void)
-{
-  static char const *const dirs[2] = { "tmp", "env" } ;
-  time_t t = now / 1000 ;
-  for (unsigned int k = 0 ; k < 2 ; k++)
-  {
-    int fd = openat(qfd, dirs[k], O_RDONLY | O_DIRECTORY | O_CLOEXEC) ;
-    if (fd < 0) { logerr("open for cleaning", dirs[k]) ; continue ; }
-    DIR *dir = fdopendir(fd) ;
-    if (!dir) { fd_close(fd) ; logerr("opendir for cleaning", dirs[k]) ; continue ; }
-    struct dirent *d ;
-    while ((d = readdir(dir)))
-    {
-      struct stat st ;
-      if (d->d_name[0] == '.') continue ;
-      if (fstatat(fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue ;
-      if (st.st_mtime + STALE_SEC > t) continue ;
-      if (k == 1 && (!fstatat(curfd, d->d_name, &st, 0) || !fstatat(newfd, d->d_name, &st, 0))) continue ;
-      if (unlinkat(fd, d->d_name, 0) < 0) logerr("unlink stale", d->d_name) ;
-      else ylog("clean", "file", dirs[k], "id", d->d_name, (char *)0) ;
-    }
-    closedir(dir) ;
-  }
 }
 
 /* ---- bounces ---- */
 
-static void cat_date (stralloc *sa)
-{
-  char buf[64] ;
-  struct tm tm ;
-  time_t t = now / 1000 ;
-  static char const *const days[7] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" } ;
-  static char const *const mons[12] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" } ;
-  if (!gmtime_r(&t, &tm)) tm = (struct tm){ .tm_mday = 1, .tm_year = 70 } ;
-  int n = snprintf(buf, sizeof(buf), "%s, %d %s %d %02d:%02d:%02d +0000",
-                   days[tm.tm_wday % 7], tm.tm_mday, mons[tm.tm_mon % 12], tm.tm_year + 1900,
-                   tm.tm_hour, tm.tm_min, tm.tm_sec) ;
-  if (n < 0 || !stralloc_catb(sa, buf, (size_t)n)) _exit(QQ_NOMEM) ;
-}
-
-/* The bounce child: builds the failure notice and feeds it to yubin-queue
- * with a null sender.  Exits with yubin-queue's code.  Never returns. */
+/* The bounce child: feeds the failure notice to yubin-queue with a null
+ * sender (qmgr/bounce.c).  Exits with yubin-queue's code.  Never returns. */
 static void bounce_child (uint32_t i)
 {
   struct msg *m = M(i) ;
-  stralloc sa = STRALLOC_ZERO ;
-  char const *sender = m->env.s + 1 ;
-  int mp[2], ep[2] ;
   selfpipe_finish() ;
   fd_close(reqfd) ; fd_close(resfd) ;
   fd_close(lockfd) ;   /* a lock kept by a bounce would keep a restarted qmgr out */
-  if (!stralloc_cats(&sa, "Date: ")) _exit(QQ_NOMEM) ;
-  cat_date(&sa) ;
-  if (!stralloc_cats(&sa, "\nFrom: MAILER-DAEMON@") || !stralloc_cat(&sa, &me)
-   || !stralloc_cats(&sa, "\nTo: ") || !stralloc_cats(&sa, sender)
-   || !stralloc_cats(&sa, "\nSubject: failure notice\nMessage-ID: <bounce.") || !stralloc_cats(&sa, m->id)
-   || !stralloc_catb(&sa, "@", 1) || !stralloc_cat(&sa, &me)
-   || !stralloc_cats(&sa, ">\nAuto-Submitted: auto-replied\n\nHi. This is the yubin-qmgr program at ")
-   || !stralloc_cat(&sa, &me)
-   || !stralloc_cats(&sa, ".\nI'm afraid I wasn't able to deliver your message to the following addresses.\n"
-                          "This is a permanent error; I've given up. Sorry it didn't work out.\n\n")
-   || !stralloc_cat(&sa, &m->why)
-   || !stralloc_cats(&sa, "--- Below this line is a copy of the message.\n\n")) _exit(QQ_NOMEM) ;
-  if (pipe2(mp, O_CLOEXEC) < 0 || pipe2(ep, O_CLOEXEC) < 0) _exit(QQ_WRITE) ;
-  pid_t pid = fork() ;
-  if (pid < 0) _exit(QQ_WRITE) ;
-  if (!pid)
+  struct bounce b =
   {
-    sig_restore(SIGPIPE) ;
-    if (fd_move(0, mp[0]) < 0 || fd_move(1, ep[0]) < 0) _exit(QQ_BUG) ;
-    char const *argv[2] = { "yubin-queue", 0 } ;
-    execv(queueprog.s, (char *const *)argv) ;
-    strerr_diefu2sys(QQ_BUG, "run ", queueprog.s) ;
-  }
-  fd_close(mp[0]) ; fd_close(ep[0]) ;
-  /* Write errors are not checked one by one: yubin-queue's exit code says
-     whether the bounce is queued. */
-  size_t w = allwrite(mp[1], sa.s, sa.len) ;
-  int fd = openat(curfd, m->id, O_RDONLY | O_CLOEXEC) ;
-  if (fd >= 0 && lseek(fd, (off_t)m->h.msgoff, SEEK_SET) >= 0)
+    .me = me.s, .id = m->id, .sender = m->env.s + 1, .failures = m->why.s, .failureslen = m->why.len,
+    .msgfd = openat(dirs.curfd, m->id, O_RDONLY | O_CLOEXEC), .msgsize = m->h.size,
+    .maxbytes = bouncemax, .when = (time_t)(now / 1000)
+  } ;
+  if (b.msgfd >= 0 && lseek(b.msgfd, (off_t)m->h.msgoff, SEEK_SET) < 0)
   {
-    char buf[8192] ;
-    uint64_t left = bouncemax ;
-    while (left)
-    {
-      ssize_t r = read(fd, buf, left < sizeof(buf) ? left : sizeof(buf)) ;
-      if (r <= 0) break ;
-      if (allwrite(mp[1], buf, r) < (size_t)r) break ;
-      left -= r ;
-    }
-    if (!left && m->h.size > bouncemax)
-      w = allwrite(mp[1], "\n[message truncated]\n", 21) ;
+    fd_close(b.msgfd) ;
+    b.msgfd = -1 ;   /* no copy of the message, the notice still goes */
   }
-  fd_close(mp[1]) ;
-  sa.len = 0 ;
-  if (!stralloc_catb(&sa, "F", 2) || !stralloc_catb(&sa, "T", 1)
-   || !stralloc_cats(&sa, sender) || !stralloc_catb(&sa, "\0", 2)) _exit(QQ_NOMEM) ;
-  w = allwrite(ep[1], sa.s, sa.len) ;
-  (void)w ;
-  fd_close(ep[1]) ;
-  int wstat ;
-  if (wait_pid(pid, &wstat) < 0) _exit(QQ_BUG) ;
-  _exit(WIFEXITED(wstat) ? WEXITSTATUS(wstat) : QQ_BUG) ;
+  int code = bounce_send(queueprog.s, &b) ;
+  if (code < 0) strerr_diefu2sys(QQ_BUG, "run ", queueprog.s) ;
+  _exit(code > 255 ? QQ_BUG : code) ;   /* yubin-queue killed, or not waited for */
 }
 
 static void bounce_start (uint32_t i)
@@ -718,20 +533,20 @@ static void bounce_start (uint32_t i)
   if (pid < 0)
   {
     logerr("fork for a bounce", m->id) ;
-    heap_push(now + retrybase * 1000, i) ;
+    retry_at(now + retrybase * 1000, i) ;
     return ;
   }
-  struct bounce b = { .pid = pid, .m = i, .gen = m->gen } ;
-  if (!genalloc_append(struct bounce, &bounces, &b)) dienomem() ;
+  struct bouncing b = { .pid = pid, .m = i, .gen = m->gen } ;
+  if (!genalloc_append(struct bouncing, &bounces, &b)) dienomem() ;
 }
 
 static void bounce_end (size_t k, int wstat)
 {
-  struct bounce *b = genalloc_s(struct bounce, &bounces) + k ;
+  struct bouncing *b = genalloc_s(struct bouncing, &bounces) + k ;
   uint32_t i = b->m ;
-  size_t n = genalloc_len(struct bounce, &bounces) - 1 ;
-  *b = genalloc_s(struct bounce, &bounces)[n] ;
-  genalloc_setlen(struct bounce, &bounces, n) ;
+  size_t n = genalloc_len(struct bouncing, &bounces) - 1 ;
+  *b = genalloc_s(struct bouncing, &bounces)[n] ;
+  genalloc_setlen(struct bouncing, &bounces, n) ;
   struct msg *m = M(i) ;
   if (WIFEXITED(wstat) && !WEXITSTATUS(wstat))
   {
@@ -744,7 +559,7 @@ static void bounce_end (size_t k, int wstat)
   char fmt[UINT_FMT] ;
   fmt[uint_fmt(fmt, WIFEXITED(wstat) ? WEXITSTATUS(wstat) : 256 + WTERMSIG(wstat))] = 0 ;
   ylog("error", "op", "bounce", "id", m->id, "code", fmt, (char *)0) ;
-  heap_push(now + retrybase * 1000, i) ;
+  retry_at(now + retrybase * 1000, i) ;
 }
 
 static void reap (void)
@@ -755,9 +570,9 @@ static void reap (void)
     pid_t pid = wait_nohang(&wstat) ;
     if (pid <= 0) return ;
     if (pid == lspawnpid) strerr_dief1x(EX_TEMP, "yubin-lspawn exited") ;
-    size_t n = genalloc_len(struct bounce, &bounces) ;
+    size_t n = genalloc_len(struct bouncing, &bounces) ;
     for (size_t k = 0 ; k < n ; k++)
-      if (genalloc_s(struct bounce, &bounces)[k].pid == pid) { bounce_end(k, wstat) ; break ; }
+      if (genalloc_s(struct bouncing, &bounces)[k].pid == pid) { bounce_end(k, wstat) ; break ; }
   }
 }
 
@@ -801,15 +616,7 @@ static void drop_privileges (char const *uidopt, char const *gidopt, struct stat
     strerr_diefu1sys(EX_TEMP, "drop privileges") ;
 }
 
-static int opendirat (char const *name)
-{
-  if (mkdirat(qfd, name, 0700) < 0 && errno != EEXIST) strerr_diefu2sys(EX_TEMP, "mkdir queue/", name) ;
-  int fd = openat(qfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC) ;
-  if (fd < 0) strerr_diefu2sys(EX_TEMP, "open queue/", name) ;
-  return fd ;
-}
-
-static int open_trigger (void)
+static int open_trigger (int qfd)
 {
   if (mkdirat(qfd, "lock", 0700) < 0 && errno != EEXIST) strerr_diefu1sys(EX_TEMP, "mkdir queue/lock") ;
   if (mkfifoat(qfd, "lock/trigger", 0622) < 0 && errno != EEXIST) strerr_diefu1sys(EX_TEMP, "mkfifo queue/lock/trigger") ;
@@ -828,15 +635,15 @@ static void free_all (void)
   genalloc_free(struct msg, &msgs) ;
   genalloc_free(uint32_t, &freemsgs) ;
   genalloc_free(uint32_t, &ready) ;
-  genalloc_free(struct hent, &heap) ;
+  genalloc_free(struct heapent, &retries) ;
   genalloc_free(struct job, &jobs) ;
-  genalloc_free(struct bounce, &bounces) ;
+  genalloc_free(struct bouncing, &bounces) ;
   stralloc_free(&out) ;
-  stralloc_free(&in) ;
+  spawn_decoder_free(&in) ;
   stralloc_free(&queueprog) ;
   stralloc_free(&me) ;
   stralloc_free(&locals) ;
-  if (curscan) closedir(curscan) ;
+  scan_close(&dirs) ;
 }
 
 int main (int argc, char const *const *argv)
@@ -860,7 +667,7 @@ int main (int argc, char const *const *argv)
   }
   if (!fd_ensure_open(2, 1)) _exit(EX_TEMP) ;
   if (!yubin_path(&sa, "queue")) dienomem() ;
-  qfd = open(sa.s, O_RDONLY | O_DIRECTORY | O_CLOEXEC) ;
+  int qfd = open(sa.s, O_RDONLY | O_DIRECTORY | O_CLOEXEC) ;
   if (qfd < 0 || fstat(qfd, &qst) < 0) strerr_diefu2sys(EX_TEMP, "open ", sa.s) ;
   stralloc_free(&sa) ;
   if (!yubin_sibling(&queueprog, "yubin-queue")) strerr_diefu1sys(EX_TEMP, "find yubin-queue") ;
@@ -870,11 +677,8 @@ int main (int argc, char const *const *argv)
   spawn_lspawn() ;
   if (!geteuid()) drop_privileges(uidopt, gidopt, &qst) ;
   umask(077) ;
-  curfd = opendirat("cur") ;
-  newfd = opendirat("new") ;
-  envfd = opendirat("env") ;
-  fd_close(opendirat("tmp")) ;
-  int trigfd = open_trigger() ;
+  scan_open(&dirs, qfd) ;
+  int trigfd = open_trigger(qfd) ;
   {
     /* one manager per queue: a second one would deliver everything twice */
     lockfd = openat(qfd, "lock/qmgr", O_RDWR | O_CREAT | O_CLOEXEC, 0600) ;
@@ -898,11 +702,8 @@ int main (int argc, char const *const *argv)
   }
   read_control() ;
   now = clock_ms() ;
-  clean() ;
-  {
-    int fd = dup(curfd) ;
-    if (fd < 0 || !(curscan = fdopendir(fd))) strerr_diefu1sys(EX_TEMP, "open cur/") ;
-  }
+  scan_clean(&dirs, (time_t)(now / 1000), STALE_SEC) ;
+  scan_start(&dirs) ;
   {
     char a[UINT64_FMT], b[UINT64_FMT] ;
     ylog("start", "uid", fmtu(a, geteuid()), "concurrency", fmtu(b, conc), (char *)0) ;
@@ -913,13 +714,15 @@ int main (int argc, char const *const *argv)
   for (;;)
   {
     now = clock_ms() ;
-    if (now >= nextwake) { intake_wanted = 1 ; nextwake = now + WAKE_MS ; }
-    if (now >= nextclean) { clean() ; nextclean = now + CLEAN_MS ; }
+    if (now >= nextwake) { dirs.wanted = 1 ; nextwake = now + WAKE_MS ; }
+    if (now >= nextclean) { scan_clean(&dirs, (time_t)(now / 1000), STALE_SEC) ; nextclean = now + CLEAN_MS ; }
     if (!stopping)
     {
-      heap_due(0) ;
+      retries_due(0) ;
       dispatch() ;     /* free slots first, */
-      intake() ;       /* then a bounded bite of new mail, */
+      /* then a bounded bite of new mail (so that a flood never keeps
+         deliveries from starting), */
+      if (ready_len() < READY_MAX) scan_intake(&dirs, INTAKE_BATCH, &load) ;
       dispatch() ;     /* which may start at once */
       ready_compact() ;
     }
@@ -929,15 +732,15 @@ int main (int argc, char const *const *argv)
       if (w < 0 && errno != EAGAIN && errno != EINTR) strerr_diefu1sys(EX_TEMP, "write to yubin-lspawn") ;
       if (w > 0) { memmove(out.s, out.s + w, out.len - w) ; out.len -= w ; }
     }
-    if (stopping && ((!njobs && !genalloc_len(struct bounce, &bounces)) || now >= termdeadline)) break ;
+    if (stopping && ((!njobs && !genalloc_len(struct bouncing, &bounces)) || now >= termdeadline)) break ;
 
     uint64_t wake = nextwake < nextclean ? nextwake : nextclean ;
     if (stopping) wake = termdeadline ;
     else
     {
-      if (genalloc_len(struct hent, &heap) && genalloc_s(struct hent, &heap)[0].when < wake)
-        wake = genalloc_s(struct hent, &heap)[0].when ;
-      if ((curscan || intake_wanted) && ready_len() < READY_MAX) wake = now ;
+      struct heapent const *top = heap_top(&retries) ;
+      if (top && (uint64_t)top->when < wake) wake = top->when ;
+      if (scan_pending(&dirs) && ready_len() < READY_MAX) wake = now ;
     }
     tain deadline ;
     tain_now_g() ;
@@ -958,17 +761,16 @@ int main (int argc, char const *const *argv)
     now = clock_ms() ;
     if (x[2].revents)
     {
-      if (!stralloc_readyplus(&in, 8192)) dienomem() ;
-      ssize_t rr = read(resfd, in.s + in.len, 8192) ;
+      ssize_t rr = spawn_fill(&in, resfd, 8192) ;
       if (!rr) strerr_dief1x(EX_TEMP, "yubin-lspawn closed its output") ;
       if (rr < 0 && errno != EAGAIN && errno != EINTR) strerr_diefu1sys(EX_TEMP, "read from yubin-lspawn") ;
-      if (rr > 0) { in.len += rr ; results() ; }
+      if (rr > 0) results() ;
     }
     if (x[1].revents & IOPAUSE_READ)
     {
       char buf[512] ;
       while (read(trigfd, buf, sizeof(buf)) > 0) ;
-      intake_wanted = 1 ;
+      dirs.wanted = 1 ;
     }
     if (x[0].revents & IOPAUSE_READ)
     {
@@ -988,8 +790,8 @@ int main (int argc, char const *const *argv)
               ylog("stop", "running", fmtu((char [UINT64_FMT]){ 0 }, njobs), (char *)0) ;
             }
             break ;
-          case SIGHUP : read_control() ; intake_wanted = 1 ; break ;
-          case SIGALRM : heap_due(1) ; intake_wanted = 1 ; break ;
+          case SIGHUP : read_control() ; dirs.wanted = 1 ; break ;
+          case SIGALRM : retries_due(1) ; dirs.wanted = 1 ; break ;
           default : break ;
         }
       }

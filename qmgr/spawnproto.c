@@ -1,0 +1,174 @@
+/* The spawn protocol's records: see spawnproto.h. */
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <skalibs/bytestr.h>
+#include <skalibs/stralloc.h>
+#include <skalibs/types.h>
+
+#include "qmgr/spawnproto.h"
+
+static int jobid_ok (char const *s, size_t len)
+{
+  return len && len <= SPAWN_JOBIDMAX && !memchr(s, 0, len) ;
+}
+
+int spawn_request_put (stralloc *sa, struct spawn_request const *r, int kind)
+{
+  size_t base = sa->len ;
+  size_t jl = strlen(r->jobid) ;
+  char fmt[UINT64_FMT] ;
+  size_t fl = uint64_fmt(fmt, r->msgoff) ;
+  if (!jobid_ok(r->jobid, jl) || !*r->msgid
+   || (kind == SPAWN_ONE ? r->nrcpts != 1 : kind != SPAWN_LIST || !r->nrcpts))
+    goto inval ;
+  if (!stralloc_catb(sa, r->jobid, jl + 1)
+   || !stralloc_catb(sa, r->msgid, strlen(r->msgid) + 1)
+   || !stralloc_catb(sa, fmt, fl) || !stralloc_0(sa)
+   || !stralloc_catb(sa, r->sender, strlen(r->sender) + 1)) goto nomem ;
+  char const *a = r->rcpts ;
+  for (size_t i = 0 ; i < r->nrcpts ; i++)
+  {
+    size_t al = strlen(a) ;
+    if (kind == SPAWN_LIST && !al) goto inval ;   /* it would end the list */
+    if (!stralloc_catb(sa, a, al + 1)) goto nomem ;
+    a += al + 1 ;
+  }
+  if (kind == SPAWN_LIST && !stralloc_0(sa)) goto nomem ;
+  return 1 ;
+ inval:
+  sa->len = base ;
+  errno = EINVAL ;
+  return 0 ;
+ nomem:
+  sa->len = base ;
+  errno = ENOMEM ;
+  return 0 ;
+}
+
+int spawn_result_put (stralloc *sa, char const *jobid, unsigned int code, char const *text, size_t textlen)
+{
+  size_t base = sa->len ;
+  size_t jl = strlen(jobid) ;
+  char fmt[UINT_FMT] ;
+  size_t fl = uint_fmt(fmt, code) ;
+  if (!jobid_ok(jobid, jl)) { errno = EINVAL ; return 0 ; }
+  if (textlen > SPAWN_TEXTMAX) textlen = SPAWN_TEXTMAX ;
+  if (!stralloc_catb(sa, jobid, jl + 1)
+   || !stralloc_catb(sa, fmt, fl) || !stralloc_0(sa)
+   || !stralloc_catb(sa, text, textlen) || !stralloc_0(sa))
+  {
+    sa->len = base ;
+    errno = ENOMEM ;
+    return 0 ;
+  }
+  for (size_t i = sa->len - 1 - textlen ; i + 1 < sa->len ; i++)
+    if (!sa->s[i] || sa->s[i] == '\n') sa->s[i] = ' ' ;
+  return 1 ;
+}
+
+/* Drop the records handed out, so that the buffer holds only what is
+ * still to be read. */
+static void compact (struct spawn_decoder *d)
+{
+  if (!d->pos) return ;
+  memmove(d->buf.s, d->buf.s + d->pos, d->buf.len - d->pos) ;
+  d->buf.len -= d->pos ;
+  d->pos = 0 ;
+}
+
+int spawn_feed (struct spawn_decoder *d, char const *s, size_t len)
+{
+  compact(d) ;
+  return stralloc_catb(&d->buf, s, len) ;
+}
+
+ssize_t spawn_fill (struct spawn_decoder *d, int fd, size_t n)
+{
+  compact(d) ;
+  if (!stralloc_readyplus(&d->buf, n)) { errno = ENOMEM ; return -1 ; }
+  ssize_t r = read(fd, d->buf.s + d->buf.len, n) ;
+  if (r > 0) d->buf.len += r ;
+  return r ;
+}
+
+size_t spawn_pending (struct spawn_decoder const *d)
+{
+  return d->buf.len - d->pos ;
+}
+
+void spawn_decoder_free (struct spawn_decoder *d)
+{
+  stralloc_free(&d->buf) ;
+  d->pos = 0 ;
+}
+
+/* Split the record at d->pos: want fields, then, if list, non-empty
+ * fields up to an empty one (*nlist of them, the first at *list0).
+ * Returns the record's length, 0 if it is not complete yet, -1 if it is
+ * too long (errno EMSGSIZE). */
+static ssize_t split (struct spawn_decoder const *d, char const **f, unsigned int want,
+                      int list, size_t *nlist, char const **list0)
+{
+  char const *s = d->buf.s ;
+  size_t len = d->buf.len, p = d->pos, n = 0 ;
+  unsigned int k = 0 ;
+  for (;;)
+  {
+    if (k == want && !list) break ;
+    size_t z = byte_chr(s + p, len - p, 0) ;
+    if (p + z >= len)
+    {
+      if (len - d->pos > d->max) { errno = EMSGSIZE ; return -1 ; }
+      return 0 ;
+    }
+    if (k < want) f[k++] = s + p ;
+    else if (!z) { p++ ; break ; }   /* the empty field: end of the list */
+    else if (!n++) *list0 = s + p ;
+    p += z + 1 ;
+  }
+  if (p - d->pos > d->max) { errno = EMSGSIZE ; return -1 ; }
+  if (list) *nlist = n ;
+  return p - d->pos ;
+}
+
+static int proto (void)
+{
+  errno = EPROTO ;
+  return -1 ;
+}
+
+int spawn_request_next (struct spawn_decoder *d, struct spawn_request *r)
+{
+  char const *f[5] ;
+  size_t n = 1 ;
+  char const *list0 = 0 ;
+  int list = d->kind == SPAWN_LIST ;
+  ssize_t len = split(d, f, list ? 4 : 5, list, &n, &list0) ;
+  if (len <= 0) return len ;
+  size_t ol = strlen(f[2]) ;
+  if (!jobid_ok(f[0], strlen(f[0])) || !*f[1] || !ol || uint64_scan(f[2], &r->msgoff) != ol || !n)
+    return proto() ;
+  r->jobid = f[0] ;
+  r->msgid = f[1] ;
+  r->sender = f[3] ;
+  r->rcpts = list ? list0 : f[4] ;
+  r->nrcpts = n ;
+  d->pos += len ;
+  return 1 ;
+}
+
+int spawn_result_next (struct spawn_decoder *d, struct spawn_result *r)
+{
+  char const *f[3] ;
+  ssize_t len = split(d, f, 3, 0, 0, 0) ;
+  if (len <= 0) return len ;
+  size_t cl = strlen(f[1]) ;
+  if (!jobid_ok(f[0], strlen(f[0])) || !cl || uint_scan(f[1], &r->code) != cl) return proto() ;
+  r->jobid = f[0] ;
+  r->text = f[2] ;
+  d->pos += len ;
+  return 1 ;
+}

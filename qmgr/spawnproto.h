@@ -1,0 +1,101 @@
+/* The spawn protocol: the records between yubin-qmgr and a spawner
+ * (yubin-lspawn today, a remote spawner next), both halves in one place.
+ *
+ * Over two pipes; every field ends with '\0'.
+ *
+ *   request  jobid \0 msgid \0 msgoff \0 sender \0 rcpt \0          (one)
+ *            jobid \0 msgid \0 msgoff \0 sender \0 rcpt \0 ... \0    (list)
+ *   result   jobid \0 code \0 text \0
+ *
+ * jobid: the manager's name for the job (qmgr: its slot number in
+ * decimal), 1 to SPAWN_JOBIDMAX bytes, echoed in the results.  msgid: the
+ * queue ID (the spawner opens queue/cur/<msgid>), msgoff: where the message
+ * starts in that file (decimal).  A channel carries requests of one kind,
+ * fixed at both ends: with exactly one recipient (yubin-lspawn's format),
+ * or with a list of non-empty recipients ended by an empty field (for a
+ * spawner that hands several recipients of one message to one process;
+ * it answers with one result per recipient, in the order of the request).
+ * code: 0 done, 100 permanent failure, 111 temporary failure (decimal).
+ * text: the reason, one line, at most SPAWN_TEXTMAX bytes.  Results come
+ * in completion order.
+ *
+ * A decoder is fed bytes as they arrive (records may be split anywhere)
+ * and hands out complete records.  A malformed record, or one longer than
+ * the decoder's limit, is an error: the peer is broken, the caller dies. */
+#ifndef YUBIN_SPAWNPROTO_H
+#define YUBIN_SPAWNPROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <skalibs/stralloc.h>
+
+#define SPAWN_JOBIDMAX 10      /* bytes of a job id */
+#define SPAWN_TEXTMAX 1000     /* bytes of a result text, longer is cut */
+#define SPAWN_RECORDMAX 4096   /* default decoder limit: one recipient, or a result */
+
+#define SPAWN_ONE 0            /* a request has exactly one recipient */
+#define SPAWN_LIST 1           /* a request has a list of recipients */
+
+struct spawn_request
+{
+  char const *jobid ;
+  char const *msgid ;
+  uint64_t msgoff ;
+  char const *sender ;
+  char const *rcpts ;     /* nrcpts NUL-terminated addresses, back to back */
+  size_t nrcpts ;
+} ;
+
+struct spawn_result
+{
+  char const *jobid ;
+  unsigned int code ;
+  char const *text ;
+} ;
+
+/* Append a request record to sa.  kind: SPAWN_ONE (r->nrcpts must be 1)
+ * or SPAWN_LIST (r->nrcpts >= 1, no empty address).  Returns 1, or 0 with
+ * errno: EINVAL (a record that the other end could not decode: bad jobid,
+ * wrong count, empty address in a list), ENOMEM.  sa is unchanged on
+ * failure. */
+extern int spawn_request_put (stralloc *sa, struct spawn_request const *r, int kind) ;
+
+/* Append a result record to sa: text[0..textlen) with '\0' and '\n' made
+ * spaces, cut at SPAWN_TEXTMAX bytes.  Returns 1, or 0 with errno EINVAL
+ * (bad jobid) or ENOMEM; sa is unchanged on failure. */
+extern int spawn_result_put (stralloc *sa, char const *jobid, unsigned int code, char const *text, size_t textlen) ;
+
+struct spawn_decoder
+{
+  stralloc buf ;          /* bytes received, from the first unread record */
+  size_t pos ;            /* bytes of buf already handed out */
+  size_t max ;            /* longest record accepted */
+  int kind ;              /* SPAWN_ONE or SPAWN_LIST (requests only) */
+} ;
+#define SPAWN_DECODER(m, k) { .buf = STRALLOC_ZERO, .pos = 0, .max = (m), .kind = (k) }
+#define SPAWN_DECODER_ZERO SPAWN_DECODER(SPAWN_RECORDMAX, SPAWN_ONE)
+
+/* Give the decoder len more bytes.  Records handed out before are no
+ * longer valid.  Returns 1, 0 on ENOMEM. */
+extern int spawn_feed (struct spawn_decoder *d, char const *s, size_t len) ;
+
+/* Read once from fd (non-blocking or not) into the decoder, up to n
+ * bytes.  Returns what read() returned (0: end of file; -1: errno).
+ * Records handed out before are no longer valid.  -1 with ENOMEM if the
+ * buffer could not grow. */
+extern ssize_t spawn_fill (struct spawn_decoder *d, int fd, size_t n) ;
+
+/* The next complete record.  Returns 1 and fills *r (pointers into the
+ * decoder, valid until the next spawn_feed or spawn_fill), 0 when no
+ * complete record is buffered yet, -1 on a malformed record (errno
+ * EPROTO) or one longer than d->max (errno EMSGSIZE); after -1 the
+ * decoder is of no further use. */
+extern int spawn_request_next (struct spawn_decoder *d, struct spawn_request *r) ;
+extern int spawn_result_next (struct spawn_decoder *d, struct spawn_result *r) ;
+
+/* Bytes buffered that are not part of a record handed out yet. */
+extern size_t spawn_pending (struct spawn_decoder const *d) ;
+extern void spawn_decoder_free (struct spawn_decoder *d) ;
+
+#endif
