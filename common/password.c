@@ -31,60 +31,14 @@
 #define MEM_MAX (256UL << 20)
 #define WORK_MAX ((uint64_t)16 * R_DEFAULT * P_DEFAULT << LN_DEFAULT)   /* 16 x the default cost */
 
-#define b64 base64_alphabet
-
-/* unpadded standard base64 of in[0..n) into out; returns the length */
-static size_t b64_encode (char *out, unsigned char const *in, size_t n)
-{
-  size_t i, o = 0 ;
-  for (i = 0 ; i + 2 < n ; i += 3)
-  {
-    uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2] ;
-    out[o++] = b64[v >> 18] ;
-    out[o++] = b64[(v >> 12) & 63] ;
-    out[o++] = b64[(v >> 6) & 63] ;
-    out[o++] = b64[v & 63] ;
-  }
-  if (n - i == 1)
-  {
-    uint32_t v = (uint32_t)in[i] << 16 ;
-    out[o++] = b64[v >> 18] ;
-    out[o++] = b64[(v >> 12) & 63] ;
-  }
-  else if (n - i == 2)
-  {
-    uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 ;
-    out[o++] = b64[v >> 18] ;
-    out[o++] = b64[(v >> 12) & 63] ;
-    out[o++] = b64[(v >> 6) & 63] ;
-  }
-  return o ;
-}
-
-
-/* Strict decoding of s[0..n) into out (BIN_MAX bytes): no padding, no
- * stray bits.  Returns the length, or 0 if invalid. */
+/* Strict unpadded decoding of s[0..n) into out (BIN_MAX + 2 bytes of
+ * room): no '=', no stray bits, at most BIN_MAX bytes.  Returns the
+ * length, or 0 if invalid. */
 static size_t b64_decode (unsigned char *out, char const *s, size_t n)
 {
-  size_t i, o = 0 ;
-  uint32_t acc = 0 ;
-  unsigned int bits = 0 ;
-  if (n % 4 == 1 || n / 4 * 3 + 2 > BIN_MAX + 2) return 0 ;
-  for (i = 0 ; i < n ; i++)
-  {
-    int v = base64_digit((unsigned char)s[i]) ;
-    if (v < 0) return 0 ;
-    acc = acc << 6 | (uint32_t)v ;
-    bits += 6 ;
-    if (bits >= 8)
-    {
-      bits -= 8 ;
-      if (o >= BIN_MAX) return 0 ;
-      out[o++] = (acc >> bits) & 0xff ;
-    }
-  }
-  if (acc & ((1u << bits) - 1)) return 0 ;
-  return o ;
+  if (BASE64_DECODED_MAX(n) > BIN_MAX + 2) return 0 ;
+  ssize_t r = base64_decodeb((char *)out, s, n, BASE64_NOPAD) ;
+  return r < 0 || r > BIN_MAX ? 0 : (size_t)r ;
 }
 
 static int scrypt (char const *password, unsigned char const *salt, size_t saltlen,
@@ -111,9 +65,9 @@ int password_hash (stralloc *out, char const *password)
     return (errno = ENOMEM, 0) ;
   memcpy(buf, "$scrypt$ln=15,r=8,p=1$", 22) ;
   n = 22 ;
-  n += b64_encode(buf + n, salt, sizeof salt) ;
+  n += base64_encodeb(buf + n, (char const *)salt, sizeof salt, BASE64_NOPAD) ;
   buf[n++] = '$' ;
-  n += b64_encode(buf + n, key, sizeof key) ;
+  n += base64_encodeb(buf + n, (char const *)key, sizeof key, BASE64_NOPAD) ;
   OPENSSL_cleanse(key, sizeof key) ;
   if (!stralloc_copyb(out, buf, n) || !stralloc_0(out)) return 0 ;
   out->len-- ;
@@ -142,7 +96,7 @@ static int param (char const **s, char const *name, char term, unsigned long max
 
 int password_verify (char const *phc, char const *password)
 {
-  unsigned char salt[BIN_MAX], hash[BIN_MAX], key[BIN_MAX] ;
+  unsigned char salt[BIN_MAX + 2], hash[BIN_MAX + 2], key[BIN_MAX] ;
   size_t saltlen, hashlen ;
   unsigned long ln, r, p ;
   char const *s = phc, *dollar ;

@@ -68,6 +68,8 @@ int qq_open (struct qq *q, char const *prog)
   {
     fd_close(pm[1]) ;
     fd_close(pe[1]) ;
+    q->pid = 0 ;   /* so that a stray qq_abort or qq_close waits for nothing */
+    q->msgfd = q->envfd = -1 ;
     errno = e ;
     return -1 ;
   }
@@ -85,21 +87,29 @@ static void qq_write (struct qq *q, int fd, char const *s, size_t len)
   if (!q->err && allwrite(fd, s, len) < len) q->err = 1 ;
 }
 
-static void qq_flush (struct qq *q)
+static void qq_flush (struct qq *q, int fd)
 {
-  if (q->len) qq_write(q, q->msgfd, q->buf, q->len) ;
+  if (q->len) qq_write(q, fd, q->buf, q->len) ;
   q->len = 0 ;
+}
+
+/* s[0..len) to fd through buf: the message before qq_from, the envelope
+ * after it (one write for the usual envelope, not two per address) */
+static void qq_buffer (struct qq *q, int fd, char const *s, size_t len)
+{
+  if (q->len + len > sizeof(q->buf))
+  {
+    qq_flush(q, fd) ;
+    if (len > sizeof(q->buf)) { qq_write(q, fd, s, len) ; return ; }
+  }
+  memcpy(q->buf + q->len, s, len) ;
+  q->len += len ;
 }
 
 void qq_put (struct qq *q, char const *s, size_t len)
 {
-  if (q->len + len > sizeof(q->buf))
-  {
-    qq_flush(q) ;
-    if (len > sizeof(q->buf)) { qq_write(q, q->msgfd, s, len) ; return ; }
-  }
-  memcpy(q->buf + q->len, s, len) ;
-  q->len += len ;
+  if (q->msgfd < 0) { q->err = 1 ; return ; }   /* after qq_from */
+  qq_buffer(q, q->msgfd, s, len) ;
 }
 
 void qq_puts (struct qq *q, char const *s)
@@ -109,14 +119,19 @@ void qq_puts (struct qq *q, char const *s)
 
 static void qq_envelope (struct qq *q, char kind, char const *addr)
 {
-  qq_write(q, q->envfd, &kind, 1) ;
-  qq_write(q, q->envfd, addr, strlen(addr) + 1) ;
+  qq_buffer(q, q->envfd, &kind, 1) ;
+  qq_buffer(q, q->envfd, addr, strlen(addr) + 1) ;
 }
 
 void qq_from (struct qq *q, char const *sender)
 {
-  qq_flush(q) ;
-  if (q->msgfd >= 0) { fd_close(q->msgfd) ; q->msgfd = -1 ; }
+  if (q->msgfd >= 0)
+  {
+    qq_flush(q, q->msgfd) ;
+    fd_close(q->msgfd) ;
+    q->msgfd = -1 ;
+  }
+  else q->err = 1 ;   /* twice */
   qq_envelope(q, 'F', sender) ;
 }
 
@@ -130,14 +145,19 @@ static int qq_wait (struct qq *q)
   int wstat ;
   if (q->msgfd >= 0) { fd_close(q->msgfd) ; q->msgfd = -1 ; }
   if (q->envfd >= 0) { fd_close(q->envfd) ; q->envfd = -1 ; }
-  if (waitpid_nointr(q->pid, &wstat, 0) != q->pid) return QQ_NOWAIT ;
+  if (q->pid <= 0 || waitpid_nointr(q->pid, &wstat, 0) != q->pid) return QQ_NOWAIT ;
   if (WIFSIGNALED(wstat)) return QQ_CRASHED ;
   return WEXITSTATUS(wstat) ;
 }
 
 int qq_close (struct qq *q)
 {
-  qq_write(q, q->envfd, "", 1) ;
+  if (q->msgfd >= 0) q->err = 1 ;   /* no qq_from: no envelope to end */
+  else
+  {
+    qq_buffer(q, q->envfd, "", 1) ;
+    qq_flush(q, q->envfd) ;
+  }
   int code = qq_wait(q) ;
   /* it said yes to an envelope or message that did not arrive whole */
   if (!code && q->err) code = QQ_READ ;
@@ -146,6 +166,7 @@ int qq_close (struct qq *q)
 
 void qq_abort (struct qq *q)
 {
+  q->len = 0 ;   /* what is still buffered is never sent */
   (void)qq_wait(q) ;
 }
 

@@ -1,20 +1,10 @@
-/* The pieces of SASL PLAIN (RFC 4616) and LOGIN that smtpd, pop3d and
- * imapd share: base64 as RFC 4954 carries it, and PLAIN's message.
- * Pure functions: no I/O, no globals. */
+/* SASL PLAIN's message (RFC 4616), as smtpd's AUTH PLAIN receives it
+ * (decoded with base64.h's strict default flavour, as RFC 4954 carries
+ * it).  Pure function: no I/O, no globals. */
 #ifndef YUBIN_SASL_H
 #define YUBIN_SASL_H
 
 #include <stddef.h>
-#include <skalibs/stralloc.h>
-
-/* Decode base64 s[0..len) (RFC 4648 standard alphabet; '=' padding
- * optional, but if present it must be right; no whitespace, no stray
- * bits) and append the bytes to out.  Returns 1, 0 if s is not valid
- * base64 (out unchanged), -1 out of memory. */
-extern int sasl_b64decode (stralloc *out, char const *s, size_t len) ;
-
-/* Append the padded base64 of s[0..len) to out.  Returns 1, 0 on ENOMEM. */
-extern int sasl_b64encode (stralloc *out, char const *s, size_t len) ;
 
 /* PLAIN's message: authzid NUL authcid NUL passwd, as offsets into it. */
 struct sasl_plain

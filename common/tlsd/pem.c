@@ -23,29 +23,11 @@ static int line_label (char const *s, size_t n, char const *start, size_t *lstar
   return 1 ;
 }
 
-/* base64 body (whitespace allowed, '=' padding at the end) into der */
+/* the base64 body (whitespace allowed, '=' padding at the end) into der */
 static int decode_body (char const *s, size_t n, stralloc *der)
 {
-  unsigned int acc = 0, bits = 0, pad = 0 ;
   der->len = 0 ;
-  for (size_t i = 0 ; i < n ; i++)
-  {
-    unsigned char c = s[i] ;
-    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') continue ;
-    if (c == '=') { pad++ ; continue ; }
-    int v = base64_digit(c) ;
-    if (v < 0 || pad) return 0 ;   /* bad digit, or data after padding */
-    acc = (acc << 6) | (unsigned int)v ;
-    bits += 6 ;
-    if (bits >= 8)
-    {
-      bits -= 8 ;
-      char b = (char)((acc >> bits) & 0xff) ;
-      if (!stralloc_catb(der, &b, 1)) return -1 ;
-    }
-  }
-  if (pad > 2 || bits >= 6) return 0 ;
-  return 1 ;
+  return base64_decode(der, s, n, BASE64_SPACE | BASE64_LAX) ;
 }
 
 int pem_next (char const *s, size_t len, size_t *pos, stralloc *label, stralloc *der)
