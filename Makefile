@@ -32,8 +32,9 @@ CC      ?= cc
 SAN     ?=
 FUZZ    ?=
 
+# the programs every daemon relies on live in folders of their own in common/
 PROGDIRS := smtpd qmgr remote local pop3d imapd banwatch \
-            common/tlsd common/checkpassword common/users
+            $(patsubst %/,%,$(wildcard common/*/))
 PROGSRC  := $(sort $(foreach d,$(PROGDIRS),$(wildcard $(d)/yubin-*.c)))
 PROGS    := $(patsubst %.c,$(B)/bin/%,$(notdir $(PROGSRC)))
 LIBSRC   := $(sort $(wildcard common/*.c))

@@ -8,6 +8,7 @@
 
 #include <skalibs/stralloc.h>
 
+#include "date822.h"
 #include "qq.h"
 #include "qmgr/bounce.h"
 
@@ -25,15 +26,9 @@ int bounce_add_failure (stralloc *failures, char const *rcpt, char const *text)
 
 static int cat_date (stralloc *sa, time_t t)
 {
-  char buf[64] ;
-  struct tm tm ;
-  static char const *const days[7] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" } ;
-  static char const *const mons[12] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" } ;
-  if (!gmtime_r(&t, &tm)) tm = (struct tm){ .tm_mday = 1, .tm_year = 70 } ;
-  int n = snprintf(buf, sizeof(buf), "%s, %d %s %d %02d:%02d:%02d +0000",
-                   days[tm.tm_wday % 7], tm.tm_mday, mons[tm.tm_mon % 12], tm.tm_year + 1900,
-                   tm.tm_hour, tm.tm_min, tm.tm_sec) ;
-  return n >= 0 && stralloc_catb(sa, buf, (size_t)n) ;
+  char buf[DATE822_LEN] ;
+  date822_fmt(buf, t) ;
+  return stralloc_cats(sa, buf) ;
 }
 
 /* The header and the text of the notice, up to the copy of the message. */

@@ -5,6 +5,7 @@
 
 #include <skalibs/stralloc.h>
 
+#include "date822.h"
 #include "received.h"
 
 /* untrusted s[0..len), made safe, appended to sa */
@@ -29,34 +30,10 @@ int received_sanitize (stralloc *sa, char const *s, size_t len)
   return 1 ;
 }
 
-/* By hand: strftime() would read /etc/localtime on every message. */
-void received_date (char *buf, time_t t)
-{
-  static char const days[] = "ThuFriSatSunMonTueWed" ;
-  static char const months[] = "JanFebMarAprMayJunJulAugSepOctNovDec" ;
-  struct tm tm ;
-  if (!gmtime_r(&t, &tm)) { strcpy(buf, "Thu, 01 Jan 1970 00:00:00 +0000") ; return ; }
-  long day = (long)(t / 86400) ;
-  unsigned int wd = (unsigned int)(((day % 7) + 7) % 7) ;
-  unsigned int y = (unsigned int)tm.tm_year + 1900 ;
-  char *p = buf ;
-  memcpy(p, days + 3 * wd, 3) ; p += 3 ;
-  *p++ = ',' ; *p++ = ' ' ;
-  *p++ = '0' + tm.tm_mday / 10 ; *p++ = '0' + tm.tm_mday % 10 ; *p++ = ' ' ;
-  memcpy(p, months + 3 * tm.tm_mon, 3) ; p += 3 ;
-  *p++ = ' ' ;
-  *p++ = '0' + (y / 1000) % 10 ; *p++ = '0' + (y / 100) % 10 ; *p++ = '0' + (y / 10) % 10 ; *p++ = '0' + y % 10 ;
-  *p++ = ' ' ;
-  *p++ = '0' + tm.tm_hour / 10 ; *p++ = '0' + tm.tm_hour % 10 ; *p++ = ':' ;
-  *p++ = '0' + tm.tm_min / 10 ; *p++ = '0' + tm.tm_min % 10 ; *p++ = ':' ;
-  *p++ = '0' + tm.tm_sec / 10 ; *p++ = '0' + tm.tm_sec % 10 ;
-  memcpy(p, " +0000", 7) ;
-}
-
 int received_header (stralloc *sa, struct received const *r)
 {
-  char date[RECEIVED_DATELEN] ;
-  received_date(date, r->when) ;
+  char date[DATE822_LEN] ;
+  date822_fmt(date, r->when) ;
   if (!stralloc_cats(sa, "Received: from ") || !stralloc_catb(sa, r->helo, r->helolen) || !stralloc_cats(sa, " (")) return 0 ;
   if (r->host && *r->host) { if (!catsafe(sa, r->host, strlen(r->host))) return 0 ; }
   else if (!stralloc_cats(sa, r->ip)) return 0 ;

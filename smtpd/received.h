@@ -10,7 +10,6 @@
 #include <skalibs/stralloc.h>
 
 #define RECEIVED_TEXTMAX 255   /* octets kept of an untrusted name */
-#define RECEIVED_DATELEN 32    /* "Thu, 01 Jan 1970 00:00:00 +0000" and its NUL */
 
 struct received
 {
@@ -41,9 +40,5 @@ extern int received_header (stralloc *sa, struct received const *r) ;
  * nothing is left; NUL-terminated (len excludes the NUL).  Returns 1, 0
  * on ENOMEM. */
 extern int received_sanitize (stralloc *sa, char const *s, size_t len) ;
-
-/* The RFC 5322 date of t in UTC into buf (RECEIVED_DATELEN bytes),
- * NUL-terminated. */
-extern void received_date (char *buf, time_t t) ;
 
 #endif
