@@ -21,6 +21,7 @@
 #include <termios.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <skalibs/allreadwrite.h>
 #include <skalibs/buffer.h>
@@ -36,7 +37,6 @@
 #include <skalibs/types.h>
 
 #include "exitcodes.h"
-#include "maildir.h"
 #include "passwd.h"
 #include "password.h"
 #include "root.h"
@@ -137,19 +137,47 @@ static int old_stat (char const *fn, struct stat *st)
   return 1 ;
 }
 
-/* Open fn.tmp for writing, owned like fn (when root).  A new file gets
-   mode; an existing one keeps its mode within keep (so an operator's
-   0640 root:yubinauth passwd stays readable by yubin-checkpassword, and
-   never becomes world-readable). */
-static int open_tmp (char const *fn, char const *tmp, unsigned int mode, unsigned int keep)
+/* The ownership an instance wants for a file of users/, found from how
+ * package/setup installed it, so that the files are right whoever made
+ * them first (root with a umask, an operator's editor...):
+ *   passwd     root:G 0640, G the group that libexec/yubin-checkpassword
+ *              is setgid to (only it reads the hashes);
+ *   users.cdb  root:G 0640, G the group of libexec/ (the daemon users:
+ *              only they, and root, run the look-ups).
+ * Returns 1 with *gid set, or 0 when the instance has no such program or
+ * directory (an instance of an ordinary user, or programs run from the
+ * build): then the file keeps what it has. */
+static int instance_group (char const *what, gid_t *gid)
+{
+  stralloc fn = STRALLOC_ZERO ;
+  struct stat st ;
+  if (!yubin_path(&fn, what)) dienomem() ;
+  int r = stat(fn.s, &st) ;
+  if (r < 0 && errno != ENOENT) strerr_diefusys(EX_TEMP, "stat ", fn.s) ;
+  stralloc_free(&fn) ;
+  if (r < 0 || st.st_uid) return 0 ;
+  if (S_ISDIR(st.st_mode) ? (st.st_mode & 07) : !(st.st_mode & S_ISGID)) return 0 ;
+  *gid = st.st_gid ;
+  return 1 ;
+}
+
+/* Open fn.tmp for writing.  As root in an instance made by package/setup:
+   root:<the instance's group for it> 0640 (instance_group).  Otherwise
+   owned like fn (when root); a new file gets mode; an existing one keeps
+   its mode within keep (never more than that). */
+static int open_tmp (char const *fn, char const *tmp, unsigned int mode, unsigned int keep, char const *groupfrom)
 {
   struct stat st ;
+  gid_t gid ;
   int old = old_stat(fn, &st) ;
-  if (old) mode = st.st_mode & keep ;
+  int root = !geteuid() ;
+  int forced = root && instance_group(groupfrom, &gid) ;
+  if (forced) { mode = 0640 ; st.st_uid = 0 ; st.st_gid = gid ; }
+  else if (old) mode = st.st_mode & keep ;
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode) ;
   if (fd < 0) strerr_diefusys(EX_TEMP, "create ", tmp) ;
   if (fchmod(fd, mode) < 0) strerr_diefusys(EX_TEMP, "chmod ", tmp) ;
-  if (!geteuid() && old && fchown(fd, st.st_uid, st.st_gid) < 0)
+  if (root && (old || forced) && fchown(fd, st.st_uid, st.st_gid) < 0)
     strerr_diefusys(EX_TEMP, "chown ", tmp) ;
   return fd ;
 }
@@ -164,7 +192,7 @@ static void write_cdb_tmp (char const *s, genalloc const *list, char const *fn, 
 {
   cdbmaker c = CDBMAKER_ZERO ;
   stralloc val = STRALLOC_ZERO ;
-  int fd = open_tmp(fn, tmp, 0644, 0644) ;
+  int fd = open_tmp(fn, tmp, 0644, 0644, "libexec") ;
   if (!cdbmake_start(&c, fd)) strerr_diefusys(EX_TEMP, "write ", tmp) ;
   for (size_t i = 0 ; i < genalloc_len(struct passwd_entry, list) ; i++)
   {
@@ -202,7 +230,7 @@ static void commit (char const *newtext, size_t newlen, char const *cdbsrc, gena
   upath(&cfn, "users.cdb") ; upath(&ctmp, "users.cdb.tmp") ;
   if (newtext)
   {
-    int fd = open_tmp(fn.s, tmp.s, 0600, 0640) ;
+    int fd = open_tmp(fn.s, tmp.s, 0600, 0640, "libexec/yubin-checkpassword") ;
     if (allwrite(fd, newtext, newlen) < newlen) strerr_diefusys(EX_TEMP, "write ", tmp.s) ;
     finish_tmp(fd, tmp.s) ;
   }
@@ -355,68 +383,205 @@ static gid_t parse_gid (char const *s)
   return gr->gr_gid ;
 }
 
-static void sync_path (char const *path)
+/* Making a home and its Maildir as root, safely.  The home may lie in a
+ * directory that a user controls (an existing home of the same uid, say),
+ * so root never acts on a path there: it walks the path one component at
+ * a time through directory fds, never follows a symlink in a directory
+ * that anyone but root can write, refuses directories that belong to a
+ * third uid, and does everything below a directory of the new user's in
+ * a child that has become that user.  Run by anyone else, the same walk
+ * is done without any change of owner. */
+
+struct walk
 {
-  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) ;
-  if (fd < 0) strerr_diefusys(EX_TEMP, "open ", path) ;
-  if (fsync(fd) < 0) strerr_diefusys(EX_TEMP, "fsync ", path) ;
-  close(fd) ;
+  int fd ;            /* the directory reached so far */
+  int created ;       /* the last component was made by us */
+  int parentfd ;      /* its parent, while created (for the fsync) */
+} ;
+
+static uid_t home_uid ;
+static gid_t home_gid ;
+
+static void fsync_fd (int fd, char const *what)
+{
+  if (fsync(fd) < 0) strerr_diefusys(EX_TEMP, "fsync ", what) ;
 }
 
-/* mkdir -p for the parents of path (0755); the last component 0700.
- * Returns 1 if path was created, 0 if it existed. */
-static int make_home (char *path)
+/* May root follow a symlink found in the directory fd, or create entries
+ * in it without fear of a swap?  Yes if only root can change it: owned by
+ * root and writable by no one else, or sticky (/tmp: others can add their
+ * own entries but not replace ours). */
+static int root_controls (struct stat const *st)
+{
+  return st->st_uid == 0 && (!(st->st_mode & 022) || (st->st_mode & S_ISVTX)) ;
+}
+
+/* Open (or make, with mode) component name in dirfd, a directory, without
+ * following a symlink unless follow.  Dies with a message on any trouble. */
+static int open_component (int dirfd, char const *name, unsigned int mode, int follow, char const *path, int *created)
+{
+  *created = 0 ;
+  int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW) ;
+  int fd = openat(dirfd, name, flags) ;
+  if (fd < 0 && errno == ENOENT)
+  {
+    if (mkdirat(dirfd, name, mode) < 0 && errno != EEXIST) strerr_diefusys(EX_TEMP, "mkdir ", path) ;
+    else *created = 1 ;
+    fd = openat(dirfd, name, flags) ;
+  }
+  if (fd < 0)
+  {
+    if (errno == ELOOP || errno == ENOTDIR)
+      strerr_dief(EX_TEMP, path, " is not a directory (or is a symlink where one is not allowed)") ;
+    strerr_diefusys(EX_TEMP, "open ", path) ;
+  }
+  return fd ;
+}
+
+/* Become uid:gid for good (in a child). */
+static void become_user (void)
+{
+  if (setgroups(1, &home_gid) < 0 || setresgid(home_gid, home_gid, home_gid) < 0
+   || setresuid(home_uid, home_uid, home_uid) < 0)
+    strerr_diefusys(EX_TEMP, "become the new user") ;
+}
+
+/* Walk path (absolute, modified in place and restored) from w->fd.
+ * Parents are made 0755, the last component 0700.  As root, a directory
+ * that belongs to the new user ends root's part: the rest is done by
+ * walk_as_user in a child.  Returns 1 when the whole path was walked, 0
+ * when a child has done the rest (and the Maildir). */
+static int walk_home (struct walk *w, char *path, char *from, int asroot) ;
+static void make_maildir (struct walk *w, char const *home, int asroot) ;
+
+static void wait_child (pid_t pid, char const *home)
+{
+  int wstat ;
+  if (waitpid_nointr(pid, &wstat, 0) < 0) strerr_diefusys(EX_TEMP, "wait for the child making the home") ;
+  if (!WIFEXITED(wstat) || WEXITSTATUS(wstat))
+    strerr_dief(EX_TEMP, "unable to make the home ", home, " as the new user") ;
+}
+
+static void walk_as_user (struct walk *w, char *path, char *from)
+{
+  pid_t pid = fork() ;
+  if (pid < 0) strerr_diefusys(EX_TEMP, "fork") ;
+  if (!pid)
+  {
+    become_user() ;
+    if (walk_home(w, path, from, 0)) make_maildir(w, path, 0) ;
+    _exit(0) ;
+  }
+  wait_child(pid, path) ;
+}
+
+static int walk_home (struct walk *w, char *path, char *from, int asroot)
+{
+  char *p = from ;
+  while (*p)
+  {
+    while (*p == '/') p++ ;
+    if (!*p) break ;
+    char *end = p ;
+    while (*end && *end != '/') end++ ;
+    char save = *end ;
+    int last = !save || !end[strspn(end, "/")] ;
+    struct stat st ;
+    if (fstat(w->fd, &st) < 0) strerr_diefusys(EX_TEMP, "stat a parent of ", path) ;
+    if (asroot)
+    {
+      if (st.st_uid == home_uid)
+      {
+        /* from here on the user could swap things under root: be them */
+        walk_as_user(w, path, p) ;
+        return 0 ;
+      }
+      if (!root_controls(&st))
+      {
+        *end = 0 ;
+        strerr_dief(EX_TEMP, "refusing to make ", path, ": a parent belongs to another user or is writable by others") ;
+      }
+    }
+    *end = 0 ;
+    if ((end - p == 1 && p[0] == '.') || (end - p == 2 && p[0] == '.' && p[1] == '.'))
+      strerr_dief(EX_PERM, "home ", path, " has . or .. in it") ;
+    int created ;
+    int fd = open_component(w->fd, p, last ? 0700 : 0755, asroot && root_controls(&st), path, &created) ;
+    *end = save ;
+    if (w->parentfd >= 0) fd_close(w->parentfd) ;
+    w->parentfd = created && last ? w->fd : -1 ;
+    if (w->parentfd < 0) fd_close(w->fd) ;
+    w->fd = fd ;
+    w->created = created ;
+    p = end ;
+  }
+  return 1 ;
+}
+
+/* The Maildir in the home w->fd (tmp, new, cur), then the fsyncs.  As
+ * root (in a home only root can write) what is made is given to the user
+ * by fd. */
+static void make_maildir (struct walk *w, char const *home, int asroot)
+{
+  static char const *const sub[] = { "tmp", "new", "cur" } ;
+  stralloc what = STRALLOC_ZERO ;
+  int created ;
+  if (!stralloc_cats(&what, home) || !stralloc_cats(&what, "/Maildir") || !stralloc_0(&what)) dienomem() ;
+  size_t mdlen = what.len - 1 ;
+  int md = open_component(w->fd, "Maildir", 0700, 0, what.s, &created) ;
+  int any = created ;
+  if (asroot && created && fchown(md, home_uid, home_gid) < 0) strerr_diefusys(EX_TEMP, "chown ", what.s) ;
+  for (unsigned int i = 0 ; i < 3 ; i++)
+  {
+    what.len = mdlen ;
+    if (!stralloc_catb(&what, "/", 1) || !stralloc_cats(&what, sub[i]) || !stralloc_0(&what)) dienomem() ;
+    int fd = open_component(md, sub[i], 0700, 0, what.s, &created) ;
+    if (asroot && created && fchown(fd, home_uid, home_gid) < 0) strerr_diefusys(EX_TEMP, "chown ", what.s) ;
+    any |= created ;
+    fd_close(fd) ;
+  }
+  what.s[mdlen] = 0 ;
+  if (any) fsync_fd(md, what.s) ;
+  fd_close(md) ;
+  if (any || w->created) fsync_fd(w->fd, home) ;
+  if (w->parentfd >= 0) fsync_fd(w->parentfd, "the parent of the home") ;
+  stralloc_free(&what) ;
+}
+
+/* The home is reached: give it to the user if we made it, then make the
+ * Maildir, as the user whenever the home is theirs. */
+static void finish_home (struct walk *w, char const *home, int asroot)
 {
   struct stat st ;
-  if (!stat(path, &st))
+  if (!asroot) { make_maildir(w, home, 0) ; return ; }
+  if (w->created && fchown(w->fd, home_uid, home_gid) < 0) strerr_diefusys(EX_TEMP, "chown ", home) ;
+  if (fstat(w->fd, &st) < 0) strerr_diefusys(EX_TEMP, "stat ", home) ;
+  if (st.st_uid == home_uid)
   {
-    if (!S_ISDIR(st.st_mode)) strerr_dief(EX_TEMP, path, " exists and is not a directory") ;
-    return 0 ;
+    pid_t pid = fork() ;
+    if (pid < 0) strerr_diefusys(EX_TEMP, "fork") ;
+    if (!pid)
+    {
+      become_user() ;
+      make_maildir(w, home, 0) ;
+      _exit(0) ;
+    }
+    wait_child(pid, home) ;
   }
-  if (errno != ENOENT) strerr_diefusys(EX_TEMP, "stat ", path) ;
-  for (char *p = path + 1 ; *p ; p++)
-  {
-    if (*p != '/') continue ;
-    *p = 0 ;
-    int r = mkdir(path, 0755) ;
-    int e = errno ;
-    if (r < 0 && e != EEXIST) strerr_diefusys(EX_TEMP, "mkdir ", path) ;
-    *p = '/' ;
-  }
-  if (mkdir(path, 0700) < 0) strerr_diefusys(EX_TEMP, "mkdir ", path) ;
-  return 1 ;
+  else if (root_controls(&st)) make_maildir(w, home, 1) ;
+  else strerr_dief(EX_TEMP, "refusing to use the home ", home, ": it belongs to another user or is writable by others") ;
 }
 
 static void setup_home (char *home, uid_t uid, gid_t gid)
 {
-  static char const *const sub[] = { "", "/tmp", "/new", "/cur" } ;
-  stralloc md = STRALLOC_ZERO, p = STRALLOC_ZERO ;
-  struct stat st ;
-  int root = !geteuid() ;
-  int homenew = make_home(home) ;
-  if (homenew && root && chown(home, uid, gid) < 0) strerr_diefusys(EX_TEMP, "chown ", home) ;
-  if (!stralloc_cats(&md, home) || !stralloc_cats(&md, "/Maildir") || !stralloc_0(&md)) dienomem() ;
-  int mdnew = stat(md.s, &st) < 0 ;
-  if (mdnew && errno != ENOENT) strerr_diefusys(EX_TEMP, "stat ", md.s) ;
-  if (!maildir_make(md.s)) strerr_diefusys(EX_TEMP, "make maildir ", md.s) ;
-  if (mdnew && root)
-    for (unsigned int i = 0 ; i < 4 ; i++)
-    {
-      p.len = 0 ;
-      if (!stralloc_cats(&p, md.s) || !stralloc_cats(&p, sub[i]) || !stralloc_0(&p)) dienomem() ;
-      if (chown(p.s, uid, gid) < 0) strerr_diefusys(EX_TEMP, "chown ", p.s) ;
-    }
-  if (mdnew) sync_path(md.s) ;
-  if (homenew || mdnew) sync_path(home) ;
-  if (homenew)
-  {
-    /* the parent's entry for home */
-    size_t slash = strrchr(home, '/') - home ;
-    p.len = 0 ;
-    if (!stralloc_catb(&p, home, slash ? slash : 1) || !stralloc_0(&p)) dienomem() ;
-    sync_path(p.s) ;
-  }
-  stralloc_free(&md) ; stralloc_free(&p) ;
+  struct walk w = { .fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC), .created = 0, .parentfd = -1 } ;
+  if (w.fd < 0) strerr_diefusys(EX_TEMP, "open /") ;
+  int asroot = !geteuid() ;
+  home_uid = uid ;
+  home_gid = gid ;
+  if (walk_home(&w, home, home, asroot)) finish_home(&w, home, asroot) ;
+  fd_close(w.fd) ;
+  if (w.parentfd >= 0) fd_close(w.parentfd) ;
 }
 
 /* argv[0] is the command; one positional NAME anywhere among the
@@ -503,7 +668,10 @@ static int do_add (int argc, char const *const *argv)
     stralloc_free(&rel) ;
   }
   if (memchr(home.s, '\n', home.len)) strerr_dief(EX_PERM, "newline in home directory") ;
-  if (!uid) strerr_warnw("user ", name, " gets uid 0: a root yubin-lspawn will not deliver to it; give -u for an unprivileged owner") ;
+  /* mail is never delivered as root, nor with root's group: it would give
+     whoever writes to the user root's files */
+  if (!uid) strerr_dief(EX_PERM, "refusing uid 0 for user ", name, ": give -u with an unprivileged owner (as root the default uid is root's)") ;
+  if (!gid) strerr_dief(EX_PERM, "refusing gid 0 for user ", name, ": give -g with an unprivileged group") ;
 
   lock_users() ;
   read_passwd(&text, &list) ;
