@@ -596,8 +596,10 @@ static void log_tls (SSL *ssl, char const *ip)
        "sni", tls_sni(ssl), (char *)0) ;
 }
 
-/* implicit TLS: handshake, then prog on cleartext pipes */
-static int run_implicit (SSL_CTX *ctx, char const *const *argv, unsigned int kms, char const *ip)
+/* The handshake on the connection (fds 0 and 1), within kms milliseconds
+ * (0: no deadline).  Returns the session, or NULL after logging
+ * handshake-fail (which banwatch's yubin-abuse jail counts). */
+static SSL *server_handshake (SSL_CTX *ctx, unsigned int kms, char const *ip)
 {
   char why[REASONMAX] ;
   tain deadline ;
@@ -605,12 +607,17 @@ static int run_implicit (SSL_CTX *ctx, char const *const *argv, unsigned int kms
   nonblock(1) ;
   SSL *ssl = ssl_new(ctx) ;
   if (kms) { tain t ; tain_from_millisecs(&t, kms) ; tain_add_g(&deadline, &t) ; }
-  if (!tls_handshake(ssl, 0, 1, kms ? &deadline : 0, why, sizeof(why)))
-  {
-    ylog("handshake-fail", "ip", ip, "reason", why, (char *)0) ;
-    SSL_free(ssl) ;
-    return EX_TLSFAIL ;
-  }
+  if (tls_handshake(ssl, 0, 1, kms ? &deadline : 0, why, sizeof(why))) return ssl ;
+  ylog("handshake-fail", "ip", ip, "reason", why, (char *)0) ;
+  SSL_free(ssl) ;
+  return 0 ;
+}
+
+/* implicit TLS: handshake, then prog on cleartext pipes */
+static int run_implicit (SSL_CTX *ctx, char const *const *argv, unsigned int kms, char const *ip)
+{
+  SSL *ssl = server_handshake(ctx, kms, ip) ;
+  if (!ssl) return EX_TLSFAIL ;
   log_tls(ssl, ip) ;
 
   stralloc env = STRALLOC_ZERO ;
@@ -707,16 +714,9 @@ static int run_starttls (SSL_CTX *ctx, char const *const *argv, unsigned int kms
    * not read it any more: everything the client sends from now on is TLS.
    * Cleartext it had pipelined is in the child's buffer (which it throws
    * away) or still in the socket, where the handshake rejects it. */
-  char why[REASONMAX] ;
-  tain deadline ;
-  nonblock(0) ;
-  nonblock(1) ;
-  SSL *ssl = ssl_new(ctx) ;
-  if (kms) { tain t ; tain_from_millisecs(&t, kms) ; tain_add_g(&deadline, &t) ; }
-  if (!tls_handshake(ssl, 0, 1, kms ? &deadline : 0, why, sizeof(why)))
+  SSL *ssl = server_handshake(ctx, kms, ip) ;
+  if (!ssl)
   {
-    ylog("handshake-fail", "ip", ip, "reason", why, (char *)0) ;
-    SSL_free(ssl) ;
     fd_shutdown(0, 0) ;
     fd_shutdown(1, 1) ;
     fd_close(ctl[0]) ;
