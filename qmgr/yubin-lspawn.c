@@ -236,6 +236,7 @@ static void start (struct spawn_request const *rq)
   if (r < 0) { reports(jobid, EX_TEMP, "unable to look the user up in users.cdb (#4.3.0)") ; goto end ; }
   if (!r) { reports(jobid, EX_PERM, "Sorry, no mailbox here by that name. (#5.1.1)") ; goto end ; }
   if (amroot && !u.uid) { reports(jobid, EX_PERM, "refusing to deliver to a user with uid 0 (#5.7.1)") ; goto end ; }
+  if (amroot && !u.gid) { reports(jobid, EX_PERM, "refusing to deliver to a user with gid 0 (#5.7.1)") ; goto end ; }
 
   char fn[4 + QUEUE_IDMAX] ;
   memcpy(fn, "cur/", 4) ;

@@ -488,13 +488,13 @@ static void load (char const *id, int recovered)
       add_failure(m, &rc, "Permanent failure (recorded before a restart of yubin-qmgr).") ;
     pos += strlen(m->env.s + pos) + 1 ;
   }
-  char a[UINT64_FMT], b[UINT64_FMT], c[UINT64_FMT] ;
+  char a[UINT64_FMT], b[UINT64_FMT], c[UINT64_FMT], u[UINT64_FMT] ;
   if (recovered)
     ylog("recover", "id", id, "from", m->env.s + 1, "rcpts", fmtu(a, NRCPTS(m)),
          "pending", fmtu(b, m->npending), (char *)0) ;
   else
     ylog("new", "id", id, "from", m->env.s + 1, "rcpts", fmtu(a, NRCPTS(m)),
-         "bytes", fmtu(c, m->h.size), (char *)0) ;
+         "bytes", fmtu(c, m->h.size), "uid", fmtu(u, m->h.uid), (char *)0) ;
   if (m->npending) ready_push(i) ;
   else finish(i) ;
 }

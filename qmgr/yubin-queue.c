@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <skalibs/allreadwrite.h>
 #include <skalibs/djbunix.h>
@@ -22,6 +23,8 @@
 #include <skalibs/strerr.h>
 #include <skalibs/types.h>
 
+#include "control.h"
+#include "date822.h"
 #include "exitcodes.h"
 #include "qq.h"
 #include "queue.h"
@@ -65,12 +68,63 @@ static void diex (int code, char const *what)
   strerr_dief1x(code, what) ;
 }
 
-/* Copy fd 0 to fd at QUEUE_MSGOFF.  Returns the byte count. */
-static uint64_t copy_message (int fd)
+/* Who runs us.  Installed setuid to the queue user, we can tell:
+ *  - the network daemons (their real gid is the group of the instance's
+ *    libexec/, which only they may enter): their smtpd wrote its own
+ *    Received: and applied its limits;
+ *  - the queue user itself (qmgr's bounces), or anyone when we are not
+ *    set-id at all (an instance of one ordinary user: no boundary);
+ *  - a local user or program: they get qmail-queue's treatment, a
+ *    Received: line naming their uid (the envelope is theirs to choose,
+ *    so the message says who chose it) and control/databytes. */
+enum caller { CALLER_TRUSTED, CALLER_LOCAL } ;
+
+static enum caller caller_kind (void)
+{
+  if (getuid() == geteuid()) return CALLER_TRUSTED ;
+  stralloc fn = STRALLOC_ZERO ;
+  struct stat st ;
+  if (!yubin_path(&fn, "libexec")) strerr_diefu1sys(QQ_NOMEM, "allocate") ;
+  int r = stat(fn.s, &st) ;
+  stralloc_free(&fn) ;
+  if (r == 0 && S_ISDIR(st.st_mode) && !st.st_uid && !(st.st_mode & 07) && getgid() == st.st_gid)
+    return CALLER_TRUSTED ;
+  return CALLER_LOCAL ;
+}
+
+/* qmail-queue's line for a local caller, first in the message. */
+static uint64_t received_local (int fd, uint64_t birth)
+{
+  char date[DATE822_LEN], pid[PID_FMT], uid[UID_FMT] ;
+  stralloc sa = STRALLOC_ZERO ;
+  date822_fmt(date, (time_t)birth) ;
+  pid[pid_fmt(pid, getpid())] = 0 ;
+  uid[uid_fmt(uid, getuid())] = 0 ;
+  if (!stralloc_cats(&sa, "Received: (yubin-queue ") || !stralloc_cats(&sa, pid)
+   || !stralloc_cats(&sa, " invoked by uid ") || !stralloc_cats(&sa, uid)
+   || !stralloc_cats(&sa, ");\n\t") || !stralloc_cats(&sa, date) || !stralloc_catb(&sa, "\n", 1))
+    die(QQ_NOMEM, "allocate") ;
+  if (allwrite(fd, sa.s, sa.len) < sa.len) die(QQ_WRITE, "write the queue file") ;
+  uint64_t n = sa.len ;
+  stralloc_free(&sa) ;
+  return n ;
+}
+
+/* Copy fd 0 to fd at QUEUE_MSGOFF, after the Received: line of a local
+ * caller, who is also held to control/databytes (0: no limit).  Returns
+ * the byte count. */
+static uint64_t copy_message (int fd, enum caller who, uint64_t birth)
 {
   char buf[65536] ;
   uint64_t total = 0 ;
+  unsigned long max = 0 ;
   if (lseek(fd, QUEUE_MSGOFF, SEEK_SET) < 0) die(QQ_WRITE, "seek in the queue file") ;
+  if (who == CALLER_LOCAL)
+  {
+    if (control_readulong(&max, "databytes", 0) < 0) die(QQ_CONFIG, "read control/databytes") ;
+    total = received_local(fd, birth) ;
+    if (max) max += total ;
+  }
   for (;;)
   {
     ssize_t r = read(0, buf, sizeof(buf)) ;
@@ -82,6 +136,7 @@ static uint64_t copy_message (int fd)
     if (!r) return total ;
     if (allwrite(fd, buf, r) < (size_t)r) die(QQ_WRITE, "write the queue file") ;
     total += r ;
+    if (max && total > max) diex(QQ_REFUSED, "message refused: larger than control/databytes") ;
   }
 }
 
@@ -188,7 +243,7 @@ int main (void)
   if (geteuid() == 0 && st.st_uid != 0 && fchown(fd, st.st_uid, st.st_gid) < 0)
     die(QQ_WRITE, "chown the queue file") ;
 
-  h.size = copy_message(fd) ;
+  h.size = copy_message(fd, caller_kind(), h.birth) ;
   read_envelope(&env, &nrcpts) ;
 
   sa.len = 0 ;
