@@ -397,7 +397,7 @@ static unsigned int filter_find (char const *name, cfline const *where)
   }
   if (!strcmp(name, "yubin-auth")) return filter_builtin("yubin-auth", F_KV, "auth-fail") ;
   if (!strcmp(name, "yubin-abuse"))
-    return filter_builtin("yubin-abuse", F_KV, "reject/reason=too-many-errors reject/reason=too-many-auth-failures") ;
+    return filter_builtin("yubin-abuse", F_KV, "reject/reason=too-many-errors reject/reason=too-many-auth-failures handshake-fail") ;
   if (!strcmp(name, "recidive")) return filter_builtin("recidive", F_RECIDIVE, 0) ;
   cflerr(where, "unknown filter: ", name, " (no [filter] section, no filter.d file, not built in)") ;
   return 0 ;

@@ -40,14 +40,15 @@ static int trusted_dir (char const *path)
   return !stat(path, &st) && S_ISDIR(st.st_mode) && st.st_uid == 0 && !(st.st_mode & 022) ;
 }
 
-/* <exe dir>/.. if it looks like an instance root this process may trust */
+/* <exe dir>/.. if it looks like an instance root this process may trust
+ * (the programs are in its bin/ or libexec/) */
 static int root_from_exe (char *buf, size_t max)
 {
   size_t n = exe_dir(buf, max) ;
   if (!n) return 0 ;
   if (is_privileged() && !trusted_dir(buf)) return 0 ;
   char *slash = strrchr(buf, '/') ;
-  if (!slash || strcmp(slash, "/bin")) return 0 ;
+  if (!slash || (strcmp(slash, "/bin") && strcmp(slash, "/libexec"))) return 0 ;
   *slash = 0 ;
   if (slash == buf) return 0 ;
   size_t len = slash - buf ;
@@ -87,15 +88,28 @@ int yubin_path (stralloc *sa, char const *rel)
       && (sa->len--, 1) ;
 }
 
-int yubin_sibling (stralloc *sa, char const *prog)
+/* sa = the directory of the running binary, then rel, then prog. */
+static int beside_exe (stralloc *sa, char const *rel, char const *prog)
 {
   char buf[PATH_MAX] ;
   size_t n = exe_dir(buf, sizeof(buf)) ;
   if (!n) { errno = ENOENT ; return 0 ; }
   sa->len = 0 ;
-  return stralloc_catb(sa, buf, n)
-      && stralloc_catb(sa, "/", 1)
-      && stralloc_cats(sa, prog)
-      && stralloc_0(sa)
-      && (sa->len--, 1) ;
+  if (!stralloc_catb(sa, buf, n) || !stralloc_cats(sa, rel) || !stralloc_cats(sa, prog)
+   || !stralloc_0(sa)) return 0 ;
+  sa->len-- ;
+  return 1 ;
+}
+
+int yubin_sibling (stralloc *sa, char const *prog)
+{
+  return beside_exe(sa, "/", prog) ;
+}
+
+int yubin_libexec (stralloc *sa, char const *prog)
+{
+  if (!beside_exe(sa, "/../libexec/", prog)) return 0 ;
+  /* EACCES: the directory is there but not for us: say so at exec time */
+  if (!access(sa->s, F_OK) || errno == EACCES) return 1 ;
+  return yubin_sibling(sa, prog) ;
 }

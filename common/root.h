@@ -6,9 +6,10 @@
 
 /* The instance root, without trailing slash.  Order:
  *  1. $YUBIN_ROOT, unless the process is setuid/setgid (then env is ignored);
- *  2. the directory above the running binary's bin/ (/proc/self/exe), if it
- *     holds a control/ directory and, for a setuid or setgid process, it and
- *     its bin/ belong to root and are writable by no one else (so an
+ *  2. the directory above the running binary's bin/ or libexec/
+ *     (/proc/self/exe), if it holds a control/ directory and, for a setuid
+ *     or setgid process, it and that bin/ or libexec/ belong to root and
+ *     are writable by no one else (so an
  *     installed instance such as ./run/bin/yubin-queue finds ./run without
  *     any environment, and a hard link elsewhere finds nothing);
  *  3. the compiled default YUBIN_ROOT_DEFAULT (make ROOT=...).
@@ -28,4 +29,11 @@ extern int yubin_path(stralloc *sa, char const *rel);
  * yubin-qmgr -> yubin-lspawn -> yubin-local), wherever they are installed.
  * Returns 1, 0 on error. */
 extern int yubin_sibling(stralloc *sa, char const *prog);
+
+/* sa = the path of a program that only the network daemons may run
+ * (yubin-checkpassword, yubin-tlsd): "<bin>/../libexec/prog" in an
+ * instance, where package/setup puts them in a directory only the
+ * daemons' group may enter; else the sibling (a build tree).
+ * Returns 1, 0 on error. */
+extern int yubin_libexec(stralloc *sa, char const *prog);
 #endif

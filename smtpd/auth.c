@@ -97,7 +97,7 @@ static void check (char const *mech, size_t userat, size_t userlen, size_t passa
     {
       char const *x = getenv("CHECKPASSWORD") ;
       if (x && *x) cat(&cpprog, x) ;
-      else if (!yubin_sibling(&cpprog, "yubin-checkpassword")) die_nomem() ;
+      else if (!yubin_libexec(&cpprog, "yubin-checkpassword")) die_nomem() ;
       if (!stralloc_0(&cpprog)) die_nomem() ;
     }
     /* the "extra" field: a timestamp, as qmail-smtpd's AUTH sends it */

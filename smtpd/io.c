@@ -147,7 +147,7 @@ void fill (void)
   tain deadline ;
   flush() ;
   tain_now_g() ;
-  tain_addsec_g(&deadline, conf.timeout) ;
+  tain_addsec_g(&deadline, io.lines ? conf.timeout : conf.timeoutfirst) ;
   ssize_t r = buffer_timed_fill(&io.in, &deadline, &STAMP) ;
   if (r > 0) return ;
   if (!r)
@@ -185,6 +185,7 @@ void getcmdline (void)
       {
         buffer_rseek(&io.in, used + n + 1) ;
         catb(&io.line, "\n", 1) ;
+        io.lines++ ;
         return ;
       }
       used += len ;

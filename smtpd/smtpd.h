@@ -28,6 +28,9 @@ struct smtpd_conf
   char const *relayclient ;   /* RELAYCLIENT, or NULL */
   stralloc me ;               /* control/me, NUL-terminated */
   unsigned int timeout ;      /* seconds the client gets per read or write */
+  unsigned int timeoutfirst ; /* seconds a new client gets for its first
+                                 command: an idle connection that never
+                                 says anything holds a slot for no more */
   int submission ;            /* -s: AUTH required before MAIL */
   int anysender ;             /* an authenticated user may send as anyone */
 } ;
@@ -40,6 +43,7 @@ struct smtpd_io
   stralloc out ;              /* pending replies for fd 1, non-blocking */
   stralloc line ;             /* the current command line, '\n'-terminated */
   unsigned int errors ;       /* bad commands so far */
+  unsigned long lines ;       /* command lines read so far */
 } ;
 extern struct smtpd_io io ;
 

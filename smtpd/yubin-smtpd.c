@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 
 #include <skalibs/buffer.h>
 #include <skalibs/bytestr.h>
@@ -43,6 +44,7 @@ char const *PROG = "smtpd" ;
 
 #define MAXRCPT_DEFAULT 100
 #define TIMEOUT_DEFAULT 1200
+#define TIMEOUTFIRST_DEFAULT 60
 #define USAGE "yubin-smtpd [ -s ]"
 
 /* ---------- session state ---------- */
@@ -589,6 +591,9 @@ int main (int argc, char const *const *argv)
     }
     if (l.ind < argc) strerr_dieusage(EX_PERM, USAGE) ;
   }
+  /* no core dumps and no ptrace by our own uid: a session holds other
+     people's passwords and mail */
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) strerr_diefu1sys(EX_TEMP, "prctl PR_SET_DUMPABLE") ;
   conf.remoteip = getenv("TCPREMOTEIP") ;
   if (!conf.remoteip || !*conf.remoteip) conf.remoteip = "unknown" ;
   conf.remotehost = getenv("TCPREMOTEHOST") ;
@@ -609,6 +614,9 @@ int main (int argc, char const *const *argv)
     if (!t) t = TIMEOUT_DEFAULT ;
     if (t > 86400) t = 86400 ;
     conf.timeout = t ;
+    if (!env_ulong("TIMEOUTGREETING", &t)
+     && control_readulong(&t, "timeoutgreeting", TIMEOUTFIRST_DEFAULT) < 0) die_control("timeoutgreeting") ;
+    conf.timeoutfirst = t && t < conf.timeout ? t : conf.timeout ;
   }
   {
     unsigned long a ;

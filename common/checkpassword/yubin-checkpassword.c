@@ -28,13 +28,14 @@
 #include "control.h"
 #include "exitcodes.h"
 #include "root.h"
+#include "ylog.h"
 
 #define USAGE "yubin-checkpassword prog..."
 #define EX_BAD 1
 #define EX_MISUSE 2
 #define INPUT_MAX 512
 
-char const *PROG = "yubin-checkpassword" ;
+char const *PROG = "checkpassword" ;
 
 /* A hash of a random password with the default parameters: verified when
  * the user is unknown or has no usable hash, so that a wrong user name
@@ -175,8 +176,20 @@ int main (int argc, char const *const *argv)
   int ok = password_verify(real ? u.hash : dummy_hash, pass) ;
   if (ok < 0) diesys(EX_TEMP, "verify the password", 0) ;
   if (!real) ok = 0 ;
+  if (!ok)
+  {
+    /* Seen by the operator and banwatch in the caller's log.  No ip=:
+       the daemon that asked logs its own auth-fail with the client's
+       address, and one failure must count once. */
+    char uidfmt[UINT_FMT] ;
+    uidfmt[uint_fmt(uidfmt, getuid())] = 0 ;
+    loginlen = byte_chr(login, loginlen, 0) ;
+    up[loginlen < 64 ? loginlen : 64] = 0 ;
+    ylog("auth-fail", "user", login, "caller", uidfmt, (char *)0) ;
+    byte_zzero(up, sizeof(up)) ;
+    die(EX_BAD, 0, 0) ;
+  }
   byte_zzero(up, sizeof(up)) ;
-  if (!ok) die(EX_BAD, 0, 0) ;
 
   /* Good credentials.  Keep what we need, wipe the hashes. */
   stralloc home = STRALLOC_ZERO ;

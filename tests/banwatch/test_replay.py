@@ -81,6 +81,15 @@ bantime = 60
         got = sorted((b[0], b[1]) for b in bans)
         want = [("192.0.2.30", "abuse"), ("192.0.2.33", "custom"), ("192.0.2.35", "custom")]
         check("replay-yubin-abuse-and-events", rc == 0 and got == want, "bans=%r %s" % (bans, err))
+        # TLS handshakes that never complete hold a connection slot each:
+        # yubin-abuse counts them (one is not enough: maxretry 2 here)
+        log = (L(0, "tlsd: handshake-fail ip=192.0.2.40 reason=timeout")
+               + L(1, "tlsd: handshake-fail ip=192.0.2.40 reason=wrong-version")
+               + L(2, "tlsd: handshake-fail ip=192.0.2.41 reason=timeout"))
+        rc, bans, _, s, err = replay(r, log)
+        got = sorted((b[0], b[1]) for b in bans)
+        check("replay-yubin-abuse-handshake-fail", rc == 0 and got == [("192.0.2.40", "abuse")],
+              "bans=%r %s" % (bans, err))
 
 
 def t_window():

@@ -27,6 +27,14 @@ def uids(pid):
     return u, g
 
 
+def cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
 def procs_named(inst, name):
     """pids of the instance's processes whose program is name."""
     out = []
@@ -51,10 +59,10 @@ def main():
     root = is_root()
     with Instance() as inst:
         if root:
-            want = {n: pwd.getpwnam(n).pw_uid for n in ("yubind", "yubinq", "yubinl", "yubinv", "yubinb")}
+            want = {n: pwd.getpwnam(n).pw_uid for n in ("yubind", "yubins", "yubinq", "yubinl", "yubinv", "yubinb")}
         else:
             me = os.getuid()
-            want = {n: me for n in ("yubind", "yubinq", "yubinl", "yubinv", "yubinb")}
+            want = {n: me for n in ("yubind", "yubins", "yubinq", "yubinl", "yubinv", "yubinb")}
         who = "root" if root else "user"
 
         # an open session keeps one yubin-smtpd alive to look at
@@ -65,6 +73,9 @@ def main():
                            ("yubin-qmgr", "yubinq"), ("s6-log", "yubinl"),
                            ("yubin-banwatch", "yubinb")):
             pids = procs_named(inst, name)
+            if name == "tcpserver":
+                # port 25's; submission and smtps have theirs as yubins
+                pids = [p for p in pids if str(inst.smtp_port) in " ".join(cmdline(p))]
             bad = []
             for pid in pids:
                 try:
@@ -75,6 +86,18 @@ def main():
                     bad.append((pid, u, g))
             check("%s-runs-as-%s [%s]" % (name, user, who), pids and not bad,
                   "no such process" if not pids else "uids/gids %r, want uid %d" % (bad, want[user]))
+        # submission and smtps listen as yubins, a uid of their own
+        subs = [p for p in procs_named(inst, "tcpserver") if str(inst.smtp_port) not in " ".join(cmdline(p))]
+        bad = []
+        for pid in subs:
+            try:
+                u, g = uids(pid)
+            except OSError:
+                continue
+            if set(u) != {want["yubins"]}:
+                bad.append((pid, u))
+        check("submission-tcpserver-runs-as-yubins [%s]" % who, subs and not bad,
+              "no such process" if not subs else "uids %r, want %d" % (bad, want["yubins"]))
         # the only root processes: supervision and the local-delivery spawner
         if root:
             allowed = {"s6-svscan", "s6-supervise", "yubin-lspawn"}

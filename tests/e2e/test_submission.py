@@ -112,7 +112,7 @@ def main():
             # the TLS programs of the open sessions are not root
             if is_root():
                 import pwd
-                yubind = pwd.getpwnam("yubind").pw_uid
+                yubins = pwd.getpwnam("yubins").pw_uid
                 uids = []
                 for p in inst.processes():
                     if "yubin-tlsd" in p[1]:
@@ -120,7 +120,7 @@ def main():
                             for line in f:
                                 if line.startswith("Uid:"):
                                     uids.append([int(x) for x in line.split()[1:]])
-                check("tlsd-runs-as-yubind", uids and all(set(u) == {yubind} for u in uids),
+                check("tlsd-runs-as-yubins", uids and all(set(u) == {yubins} for u in uids),
                       "uids %r" % uids)
 
 
