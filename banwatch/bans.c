@@ -58,23 +58,28 @@ hist *hist_find (banaddr const *k)
   return v ? HIST(v - 1) : 0 ;
 }
 
+/* A slot of table (elements of size bytes): the last freed one, or a new
+ * zeroed one at the end.  Returns its index. */
+static uint32_t slot_take (genalloc *freelist, genalloc *table, size_t size, char const *what)
+{
+  size_t nfree = genalloc_len(uint32_t, freelist) ;
+  if (nfree)
+  {
+    uint32_t idx = genalloc_s(uint32_t, freelist)[nfree - 1] ;
+    genalloc_setlen(uint32_t, freelist, nfree - 1) ;
+    return idx ;
+  }
+  if (!stralloc_readyplus(table, size)) strerr_diefu1sys(EX_TEMP, what) ;
+  memset(table->s + table->len, 0, size) ;
+  table->len += size ;
+  return (uint32_t)(table->len / size - 1) ;
+}
+
 hist *hist_get (banaddr const *k)
 {
   hist *h = hist_find(k) ;
   if (h) return h ;
-  uint32_t idx ;
-  if (genalloc_len(uint32_t, &bantab.histfree))
-  {
-    idx = genalloc_s(uint32_t, &bantab.histfree)[genalloc_len(uint32_t, &bantab.histfree) - 1] ;
-    genalloc_setlen(uint32_t, &bantab.histfree, genalloc_len(uint32_t, &bantab.histfree) - 1) ;
-  }
-  else
-  {
-    hist z ;
-    memset(&z, 0, sizeof z) ;
-    if (!genalloc_append(hist, &bantab.hists, &z)) strerr_diefu1sys(EX_TEMP, "grow the history") ;
-    idx = genalloc_len(hist, &bantab.hists) - 1 ;
-  }
+  uint32_t idx = slot_take(&bantab.histfree, &bantab.hists, sizeof(hist), "grow the history") ;
   h = HIST(idx) ;
   memset(h, 0, sizeof *h) ;
   h->key = *k ;
@@ -163,19 +168,7 @@ static void say_ban (char const *verb, ban const *b, int64_t dur, unsigned int p
 /* a new entry in the ban table, nothing else */
 ban *ban_insert (banaddr const *k, int64_t start, int64_t until, uint32_t acts, unsigned int jidx)
 {
-  uint32_t idx ;
-  if (genalloc_len(uint32_t, &bantab.banfree))
-  {
-    idx = genalloc_s(uint32_t, &bantab.banfree)[genalloc_len(uint32_t, &bantab.banfree) - 1] ;
-    genalloc_setlen(uint32_t, &bantab.banfree, genalloc_len(uint32_t, &bantab.banfree) - 1) ;
-  }
-  else
-  {
-    ban z ;
-    memset(&z, 0, sizeof z) ;
-    if (!genalloc_append(ban, &bantab.bans, &z)) strerr_diefu1sys(EX_TEMP, "grow the ban table") ;
-    idx = genalloc_len(ban, &bantab.bans) - 1 ;
-  }
+  uint32_t idx = slot_take(&bantab.banfree, &bantab.bans, sizeof(ban), "grow the ban table") ;
   ban *b = BAN(idx) ;
   b->key = *k ; b->start = start ; b->until = until ; b->actions = acts ;
   b->jail = jidx ; b->live = 1 ; b->gen++ ;
