@@ -221,6 +221,17 @@ static int sender_owned (void)
   return at == lat || addr.s[lat] == '-' ;
 }
 
+/* A MAIL or RCPT address that does not parse: logged, answered with code
+ * and status and the parser's reason. */
+static void reject_address (char const *cmd, char const *code, char const *status, enum address_error e)
+{
+  ylog("reject", "ip", conf.remoteip, "cmd", cmd, "code", code, "reason", address_strerror(e), (char *)0) ;
+  tmp.len = 0 ;
+  cat(&tmp, code) ; catb(&tmp, " ", 1) ; cat(&tmp, status) ; catb(&tmp, " ", 1) ;
+  cat(&tmp, address_strerror(e)) ; catb(&tmp, "\r\n", 3) ;
+  errreply(tmp.s, cmd) ;
+}
+
 static void smtp_mail (struct smtpcmd const *c)
 {
   if (!session.seenhelo) { errreply("503 5.5.1 send HELO or EHLO first\r\n", "MAIL") ; return ; }
@@ -237,10 +248,7 @@ static void smtp_mail (struct smtpcmd const *c)
   enum address_error e = address_parse_path(io.line.s + c->arg, c->arglen, 1, 1, &addr, &rest) ;
   if (e != ADDR_OK)
   {
-    ylog("reject", "ip", conf.remoteip, "cmd", "MAIL", "code", "501", "reason", address_strerror(e), (char *)0) ;
-    tmp.len = 0 ;
-    cat(&tmp, "501 5.1.7 ") ; cat(&tmp, address_strerror(e)) ; catb(&tmp, "\r\n", 3) ;
-    errreply(tmp.s, "MAIL") ;
+    reject_address("MAIL", "501", "5.1.7", e) ;
     return ;
   }
   char const *sizestr = 0 ;
@@ -350,10 +358,7 @@ static void smtp_rcpt (struct smtpcmd const *c)
   enum address_error e = rcpt_parse(io.line.s + c->arg, c->arglen, &rest) ;
   if (e != ADDR_OK)
   {
-    ylog("reject", "ip", conf.remoteip, "cmd", "RCPT", "code", "553", "reason", address_strerror(e), (char *)0) ;
-    tmp.len = 0 ;
-    cat(&tmp, "553 5.1.3 ") ; cat(&tmp, address_strerror(e)) ; catb(&tmp, "\r\n", 3) ;
-    errreply(tmp.s, "RCPT") ;
+    reject_address("RCPT", "553", "5.1.3", e) ;
     return ;
   }
   if (!session.smtputf8 && has8bit(addr.s, addr.len))
