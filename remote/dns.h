@@ -1,0 +1,59 @@
+/* DNS for yubin-remote, over libunbound (which validates DNSSEC itself:
+ * DANE needs answers we can trust).  Synchronous calls with a deadline:
+ * one remote process resolves for one destination at a time.
+ *
+ * Where it asks (documented in yubin-remote.8):
+ *   $YUBIN_DNS, else control/dnsresolvers: "ip" or "ip@port" per entry,
+ *     queried as forwarders (recursion desired); empty or absent: the
+ *     system's /etc/resolv.conf;
+ *   $YUBIN_DNS_STUB, else control/dnsstubs: "zone:ip@port" entries, a
+ *     zone sent to an authoritative server (the tests' way);
+ *   $YUBIN_DNS_TA, else control/dnstrustanchors: a file of DS or DNSKEY
+ *     records, trust anchors for validation (default: unbound's root key
+ *     /usr/share/dns/root.key when it exists). */
+#ifndef YUBIN_DNS_H
+#define YUBIN_DNS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <skalibs/genalloc.h>
+#include <skalibs/stralloc.h>
+#include <skalibs/tai.h>
+
+enum dns_status
+{
+  DNS_OK,          /* an answer (maybe with no records of the type) */
+  DNS_NXDOMAIN,    /* the name does not exist: permanent */
+  DNS_TEMP,        /* SERVFAIL, timeout, malformed answer, bogus DNSSEC */
+} ;
+
+struct dns_mx { uint16_t pref ; char host[256] ; } ;
+struct dns_tlsa { uint8_t usage, selector, mtype ; size_t len ; unsigned char data[64] ; } ;
+
+struct dns_answer
+{
+  enum dns_status status ;
+  int secure ;          /* DNSSEC-validated (unbound's "secure") */
+  char why[128] ;       /* for DNS_TEMP / DNS_NXDOMAIN: a short reason */
+} ;
+
+struct dns ;          /* opaque: one libunbound context */
+
+/* A resolver set up from the environment and control files above.
+ * Returns NULL with *why on trouble (a bad control file: say which). */
+extern struct dns *dns_new (char const **why) ;
+extern void dns_free (struct dns *d) ;
+
+/* MX records of domain into mx (struct dns_mx), sorted by preference with
+ * equal preferences shuffled.  A null MX (RFC 7505: one record ".", pref
+ * 0) gives one entry with an empty host. */
+extern void dns_mx (struct dns *d, char const *domain, genalloc *mx, struct dns_answer *a, tain const *deadline) ;
+
+/* AAAA then A records of host: addresses into ips (skalibs ip46). */
+extern void dns_addrs (struct dns *d, char const *host, genalloc *ips, struct dns_answer *a, tain const *deadline) ;
+
+/* TLSA records of _port._tcp.host into tlsa (struct dns_tlsa); a->secure
+ * says whether they may be used (RFC 7672: only validated ones count). */
+extern void dns_tlsa (struct dns *d, char const *host, uint16_t port, genalloc *tlsa, struct dns_answer *a, tain const *deadline) ;
+
+#endif
