@@ -115,6 +115,12 @@ ifneq ($(SAN),1)
 $(patsubst %,$(B)/bin/%,$(HOTPATH)): LDFLAGS += -static
 endif
 
+# yubin-remote and its spawner resolve with libunbound and speak TLS as a
+# client (no key: no separate TLS process, DESIGN.md); the unit tests of
+# the resolver link libunbound too.
+REMOTE_LIBS := -lunbound -lssl
+$(B)/bin/yubin-remote $(B)/bin/yubin-rspawn $(B)/unit/t-route: LDLIBS += $(REMOTE_LIBS)
+
 MANPAGES := $(sort $(foreach d,$(PROGDIRS),$(wildcard $(d)/*.[1-9])))
 
 install: all
