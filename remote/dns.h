@@ -49,6 +49,10 @@ extern void dns_free (struct dns *d) ;
  * 0) gives one entry with an empty host. */
 extern void dns_mx (struct dns *d, char const *domain, genalloc *mx, struct dns_answer *a, tain const *deadline) ;
 
+/* Sort n MX records by preference, equal preferences in random order
+ * (what dns_mx does).  Returns 1, 0 when out of memory (mx unchanged). */
+extern int dns_mx_sort (struct dns_mx *mx, size_t n) ;
+
 /* AAAA then A records of host: addresses into ips (skalibs ip46). */
 extern void dns_addrs (struct dns *d, char const *host, genalloc *ips, struct dns_answer *a, tain const *deadline) ;
 

@@ -38,6 +38,10 @@ struct route
  * read error, 1 otherwise. */
 extern int route_init (void) ;
 
+/* After route_init returned 0: what went wrong, for the log ("bad
+ * control/smtproutes line: ..."; a bad line gives errno EINVAL). */
+extern char const *route_init_why (void) ;
+
 /* Targets for domain.  Addresses of one host in AAAA-then-A order; hosts
  * in MX order; the domain itself when there is no MX. */
 extern void route_lookup (struct dns *d, char const *domain, struct route *r, tain const *deadline) ;
