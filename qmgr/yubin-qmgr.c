@@ -307,8 +307,9 @@ static void bounce_start (uint32_t i) ;
 static void finish (uint32_t i)
 {
   struct msg *m = M(i) ;
-  if (m->nfailed && !bounce_null_sender(m->env.s + 1)) { bounce_start(i) ; return ; }
-  if (m->nfailed) ylog("double-bounce", "id", m->id, "from", m->env.s + 1, (char *)0) ;
+  /* null sender: a double bounce to control/doublebounceto (bounce.h); "#@[]": dropped */
+  if (m->nfailed && bounce_wanted(m->env.s + 1)) { bounce_start(i) ; return ; }
+  if (m->nfailed) ylog("double-bounce", "id", m->id, "from", m->env.s + 1, "status", "dropped", (char *)0) ;
   msg_remove(i) ;
   ylog("done", "id", m->id, (char *)0) ;
   msg_free(i) ;
