@@ -74,7 +74,7 @@ static void expect_route (char const *name, char const *domain, enum route_statu
   if (n) fmt_target(got, sizeof got, &r, 0) ; else got[0] = 0 ;
   int ok = r.status == st && r.smtproutes == sroutes
     && (target ? n == 1 && !strcmp(got, target) : n == 0) ;
-  snprintf(why, sizeof why, "%s: status %d smtproutes %d targets %zu first \"%s\" why \"%s\"",
+  snprintf(why, sizeof why, "%.100s: status %d smtproutes %d targets %zu first \"%.200s\" why \"%.200s\"",
            domain, (int)r.status, r.smtproutes, n, got, r.why) ;
   check(name, ok, why) ;
   route_free(&r) ;
