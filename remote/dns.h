@@ -10,7 +10,15 @@
  *     zone sent to an authoritative server (the tests' way);
  *   $YUBIN_DNS_TA, else control/dnstrustanchors: a file of DS or DNSKEY
  *     records, trust anchors for validation (default: unbound's root key
- *     /usr/share/dns/root.key when it exists). */
+ *     /usr/share/dns/root.key when it exists; $YUBIN_DNS_TA set and empty:
+ *     none, every answer is insecure);
+ *   $YUBIN_DNS_DEBUG=N: libunbound's verbosity N, on stderr.
+ * In the variables, entries are separated by spaces or commas; in the
+ * control files, one a line ('#' comments).  A variable, even empty,
+ * replaces its control file.  Stub zones under RFC 6761 names (test.,
+ * invalid., ...) lift libunbound's built-in empty zones for those names.
+ * Each call waits with iopause on libunbound's fd until the deadline,
+ * then cancels (see dns.c); the caller's clock is skalibs' STAMP. */
 #ifndef YUBIN_DNS_H
 #define YUBIN_DNS_H
 
