@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -198,6 +199,16 @@ static void by_smtproutes (struct dns *d, struct sroute const *sr, struct route 
   else snprintf(r->why, sizeof r->why, "smtproutes relay %.80s: %s", relay, a.why) ;
 }
 
+/* The port of MX hosts: 25, or $YUBIN_REMOTE_PORT (a test network whose
+ * receiving servers can't have port 25; documented in yubin-remote.8). */
+static uint16_t mx_port (void)
+{
+  char const *x = getenv("YUBIN_REMOTE_PORT") ;
+  uint16_t port ;
+  if (x && *x && uint160_scan(x, &port) == strlen(x) && port) return port ;
+  return 25 ;
+}
+
 void route_lookup (struct dns *d, char const *domain0, struct route *r, tain const *deadline)
 {
   char domain[256] ;
@@ -229,7 +240,7 @@ void route_lookup (struct dns *d, char const *domain0, struct route *r, tain con
   {
     /* RFC 5321 5.1: no MX, the domain itself is the implicit MX */
     struct dns_answer aa ;
-    if (host_targets(d, r, domain, 25, 0, a.secure, &aa, deadline)) r->status = ROUTE_OK ;
+    if (host_targets(d, r, domain, mx_port(), 0, a.secure, &aa, deadline)) r->status = ROUTE_OK ;
     else if (aa.status == DNS_TEMP) set(r, ROUTE_TEMP, aa.why) ;
     else if (aa.status == DNS_NXDOMAIN) set(r, ROUTE_PERM, aa.why) ;
     else snprintf(r->why, sizeof r->why, "%.200s has no MX and no address", domain), r->status = ROUTE_PERM ;
@@ -241,7 +252,7 @@ void route_lookup (struct dns *d, char const *domain0, struct route *r, tain con
     {
       struct dns_answer aa ;
       if (!m[i].host[0]) continue ;
-      if (!host_targets(d, r, m[i].host, 25, m[i].pref, a.secure, &aa, deadline) && aa.status == DNS_TEMP && !temp[0])
+      if (!host_targets(d, r, m[i].host, mx_port(), m[i].pref, a.secure, &aa, deadline) && aa.status == DNS_TEMP && !temp[0])
         memcpy(temp, aa.why, sizeof temp) ;
     }
     if (genalloc_len(struct route_target, &r->targets)) r->status = ROUTE_OK ;
