@@ -46,8 +46,9 @@ static char const *sslerr (void)
 static int tls_init (void)
 {
   if (initialized) return 1 ;
-  uint64_t flags = OPENSSL_INIT_NO_ATEXIT
-                 | OPENSSL_INIT_NO_ADD_ALL_CIPHERS | OPENSSL_INIT_NO_ADD_ALL_DIGESTS
+  /* the digest table stays: SSL_CTX_dane_enable finds SHA-256 and
+     SHA-512 by NID (and OpenSSL's init is once: no adding it later) */
+  uint64_t flags = OPENSSL_INIT_NO_ATEXIT | OPENSSL_INIT_NO_ADD_ALL_CIPHERS
                  | (getenv("OPENSSL_CONF") ? OPENSSL_INIT_LOAD_CONFIG : OPENSSL_INIT_NO_LOAD_CONFIG) ;
   if (!OPENSSL_init_ssl(flags, 0)) return 0 ;
   initialized = 1 ;
