@@ -4,6 +4,7 @@ failures and retries, bounces, remote deferral and queue lifetime, kill -9
 during a burst, intake not starving deliveries, stale tmp/ files, SIGTERM,
 the privilege drop, and the real yubin-local when it is built."""
 
+import email
 import os
 import re
 import signal
@@ -125,6 +126,18 @@ def test_partial_retry():
         check("restart_logs_recover", "qmgr: recover id=" in r.log(), r.log()[-300:])
 
 
+def dsn_of(delivered):
+    """(content type, [(Final-Recipient, Action, Status, Diagnostic-Code)],
+    type of the third part) of a bounce as the fake yubin-local stored it
+    (an X-Args: line first), read by Python's email package"""
+    msg = email.message_from_bytes(delivered.split(b"\n", 1)[1])
+    if not msg.is_multipart() or msg.get_param("report-type") != "delivery-status":
+        return (msg.get_content_type(), None, None)
+    parts = msg.get_payload()
+    rcpts = [(b["Final-Recipient"], b["Action"], b["Status"], b["Diagnostic-Code"]) for b in parts[1].get_payload()[1:]]
+    return (msg.get_content_type(), rcpts, parts[2].get_content_type() if len(parts) > 2 else None)
+
+
 def test_bounce():
     with Root() as r:
         r.user_flag("alice", "perm")
@@ -137,7 +150,12 @@ def test_bounce():
         check("bounce_delivered_to_sender", empty and len(got) == 1, r.log()[-500:])
         check("bounce_null_envelope_sender", b.startswith(b"X-Args: bob|") and b"|example.test||./Maildir/|" in b.split(b"\n")[0], b[:200])
         check("bounce_content", b"Subject: failure notice" in b and b"<alice@example.test>:\nfake permanent failure for alice (#5.2.0)" in b
-              and b"X-Tag: orig-1" in b and b"carol@example.test" not in b.split(b"--- Below")[0], b.decode(errors="replace"))
+              and b"X-Tag: orig-1" in b and b"carol@example.test" not in b.split(b"Content-Type: message/rfc822")[0], b.decode(errors="replace"))
+        dsn = dsn_of(b)
+        check("bounce_is_dsn", dsn is not None and dsn[0] == "multipart/report"
+              and dsn[1] == [("rfc822; alice@example.test", "failed", "5.2.0",
+                              "x-yubin; fake permanent failure for alice (#5.2.0)")]
+              and dsn[2] == "message/rfc822", repr(dsn))
         check("bounce_others_delivered", len(r.got("carol")) == 1, "")
         log = r.log()
         check("bounce_logged", re.search(r"qmgr: bounce id=\S+ to=bob@example.test", log)
@@ -147,13 +165,33 @@ def test_bounce():
         r.inject("bob@example.test", ["nosuchuser@example.test"], body(2, "orig"))
         ok = r.wait(lambda: not r.queue_files() and len(r.got("bob")) == 2, 10)
         check("bounce_unknown_user", ok and any(b"<nosuchuser@example.test>:\nSorry, no mailbox here by that name. (#5.1.1)" in m for m in r.got("bob")), r.log()[-300:])
+        dsns = [dsn_of(m) for m in r.got("bob")]
+        check("bounce_unknown_user_status", any(d and d[1] and d[1][0][:3] == ("rfc822; nosuchuser@example.test", "failed", "5.1.1")
+                                                for d in dsns), repr(dsns))
 
-        # null sender: double bounce, dropped
+        # null sender: a double bounce, to control/doublebounceto
+        r.control("doublebounceto", "carol")
         n = len(r.log())
         r.inject("", ["alice@example.test"], body(3, "orig"))
+        ok = r.wait(lambda: not r.queue_files() and len(r.got("carol")) == 2, 10)
+        c = r.got("carol")
+        check("double_bounce_to_doublebounceto", ok and len(r.got("bob")) == 2 and b"|example.test|#@[]|./Maildir/|" in c[-1].split(b"\n")[0]
+              and b"To: <carol@example.test>" in c[-1] and b"X-Tag: orig-3" in c[-1], r.log()[n:])
+
+        # a failed double bounce (sender #@[]) is dropped
+        n = len(r.log())
+        r.inject("#@[]", ["alice@example.test"], body(4, "orig"))
         ok = r.wait(lambda: "qmgr: double-bounce" in r.log()[n:] and not r.queue_files(), 10)
         time.sleep(0.3)
-        check("double_bounce_dropped", ok and len(r.got("bob")) == 2, r.log()[n:])
+        check("double_bounce_failed_dropped", ok and len(r.got("bob")) == 2 and len(r.got("carol")) == 2, r.log()[n:])
+
+        # doublebounceto empty: the double bounce is dropped, logged
+        r.control("doublebounceto", "")
+        n = len(r.log())
+        r.inject("", ["alice@example.test"], body(5, "orig"))
+        ok = r.wait(lambda: "double-bounce" in r.log()[n:] and "status=dropped" in r.log()[n:] and not r.queue_files(), 10)
+        time.sleep(0.3)
+        check("double_bounce_dropped_when_empty", ok and len(r.got("bob")) == 2 and len(r.got("carol")) == 2, r.log()[n:])
 
 
 def test_remote_lifetime():
@@ -168,6 +206,9 @@ def test_remote_lifetime():
         g = r.got("bob")
         check("remote_bounced_after_lifetime", ok and b"<someone@remote.test>:" in g[0] and b"too long" in g[0],
               r.log()[-500:])
+        dsn = dsn_of(g[0]) if g else None
+        check("remote_lifetime_dsn", dsn is not None and len(dsn[1]) == 1
+              and dsn[1][0][:3] == ("rfc822; someone@remote.test", "failed", "4.4.7"), repr(dsn))
 
 
 def test_kill9():
