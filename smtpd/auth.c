@@ -168,6 +168,13 @@ void auth_command (struct smtpcmd const *c)
     errreply("538 5.7.11 Encryption required for requested authentication mechanism\r\n", "AUTH") ;
     return ;
   }
+  if (!conf.auth)
+  {
+    auth_wipe() ;
+    ylog("reject", "ip", conf.remoteip, "cmd", "AUTH", "code", "503", "reason", "auth-not-enabled", (char *)0) ;
+    errreply("503 5.5.1 authentication not enabled\r\n", "AUTH") ;
+    return ;
+  }
   if (auth.authed) { auth_wipe() ; errreply("503 5.5.1 already authenticated\r\n", "AUTH") ; return ; }
   if (!session.seenhelo || !session.esmtp) { auth_wipe() ; errreply("503 5.5.1 send EHLO first\r\n", "AUTH") ; return ; }
   if (session.seenmail) { auth_wipe() ; errreply("503 5.5.1 AUTH not allowed in a mail transaction\r\n", "AUTH") ; return ; }

@@ -32,6 +32,8 @@ struct smtpd_conf
                                  command: an idle connection that never
                                  says anything holds a slot for no more */
   int submission ;            /* -s: AUTH required before MAIL */
+  int auth ;                  /* -s or -a: AUTH offered over TLS (never on
+                                 port 25 unless asked for) */
   int anysender ;             /* an authenticated user may send as anyone */
 } ;
 extern struct smtpd_conf conf ;

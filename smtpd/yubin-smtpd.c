@@ -45,7 +45,7 @@ char const *PROG = "smtpd" ;
 #define MAXRCPT_DEFAULT 100
 #define TIMEOUT_DEFAULT 1200
 #define TIMEOUTFIRST_DEFAULT 60
-#define USAGE "yubin-smtpd [ -s ]"
+#define USAGE "yubin-smtpd [ -s | -a ]"
 
 /* ---------- session state ---------- */
 
@@ -142,7 +142,7 @@ static void smtp_helo (struct smtpcmd const *c, int ehlo)
   if (ctl.databytes) { cat(&io.out, " ") ; catulong(&io.out, ctl.databytes) ; }
   cat(&io.out, "\r\n250-SMTPUTF8\r\n") ;
   if (starttls_offered()) cat(&io.out, "250-STARTTLS\r\n") ;
-  if (tls.on) cat(&io.out, "250-AUTH PLAIN LOGIN\r\n") ;
+  if (tls.on && conf.auth) cat(&io.out, "250-AUTH PLAIN LOGIN\r\n") ;
   reply("250 ENHANCEDSTATUSCODES\r\n") ;
 }
 
@@ -586,11 +586,12 @@ int main (int argc, char const *const *argv)
     subgetopt l = SUBGETOPT_ZERO ;
     for (;;)
     {
-      int opt = subgetopt_r(argc, argv, "s", &l) ;
+      int opt = subgetopt_r(argc, argv, "sa", &l) ;
       if (opt == -1) break ;
       switch (opt)
       {
-        case 's' : conf.submission = 1 ; break ;
+        case 's' : conf.submission = 1 ; conf.auth = 1 ; break ;
+        case 'a' : conf.auth = 1 ; break ;
         default : strerr_dieusage(EX_PERM, USAGE) ;
       }
     }

@@ -731,7 +731,7 @@ def ucspi_tls_session(inst, extra=None):
     env.update(extra or {})
     log = open(os.path.join(inst.root, "log.%d" % len(inst.logs)), "w+b")
     inst.logs.append(log)
-    p = subprocess.Popen([SMTPD], stdin=b.fileno(), stdout=b.fileno(), stderr=log, env=inst.env(env),
+    p = subprocess.Popen([SMTPD, "-a"], stdin=b.fileno(), stdout=b.fileno(), stderr=log, env=inst.env(env),
                          pass_fds=(ctl_there.fileno(), rd_r, wr_w))
     inst.procs.append(p)
     b.close()

@@ -62,8 +62,8 @@ class TLSInstance(Instance):
             self.ug = []
         self.servers = []
 
-    def server(self, starttls=True, submission=False, extra=None):
-        """tcpserver -> yubin-tlsd [-S] -> yubin-smtpd [-s]; returns its port."""
+    def server(self, starttls=True, submission=False, extra=None, auth=True):
+        """tcpserver -> yubin-tlsd [-S] -> yubin-smtpd [-s | -a]; returns its port."""
         log = open(os.path.join(self.root, "log.%d" % len(self.logs)), "w+b")
         self.logs.append(log)
         env = self.env(extra)
@@ -72,7 +72,7 @@ class TLSInstance(Instance):
         for _ in range(5):
             port = free_port()
             cmd = ["tcpserver", "-R", "-H", "-l", "localhost", "-c", "100", "-b", "64", "127.0.0.1", str(port), TLSD] + \
-                (["-S"] if starttls else []) + self.ug + ["--", SMTPD] + (["-s"] if submission else [])
+                (["-S"] if starttls else []) + self.ug + ["--", SMTPD] + (["-s"] if submission else ["-a"] if auth else [])
             p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                                  env=env, start_new_session=True)
             deadline = time.time() + 10
