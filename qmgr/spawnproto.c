@@ -3,8 +3,11 @@
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
 
 #include <skalibs/bytestr.h>
+#include <skalibs/djbunix.h>
+#include <skalibs/genalloc.h>
 #include <skalibs/stralloc.h>
 #include <skalibs/types.h>
 
@@ -91,6 +94,54 @@ ssize_t spawn_fill (struct spawn_decoder *d, int fd, size_t n)
   if (!stralloc_readyplus(&d->buf, n)) { errno = ENOMEM ; return -1 ; }
   ssize_t r = read(fd, d->buf.s + d->buf.len, n) ;
   if (r > 0) d->buf.len += r ;
+  return r ;
+}
+
+ssize_t spawn_sendfd (int sock, char const *s, size_t len, int passfd)
+{
+  struct iovec v = { .iov_base = (char *)s, .iov_len = len } ;
+  struct msghdr mh = { .msg_iov = &v, .msg_iovlen = 1 } ;
+  union { struct cmsghdr h ; char buf[CMSG_SPACE(sizeof(int))] ; } ctl ;
+  if (passfd >= 0)
+  {
+    memset(&ctl, 0, sizeof(ctl)) ;
+    mh.msg_control = ctl.buf ;
+    mh.msg_controllen = sizeof(ctl.buf) ;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh) ;
+    c->cmsg_level = SOL_SOCKET ;
+    c->cmsg_type = SCM_RIGHTS ;
+    c->cmsg_len = CMSG_LEN(sizeof(int)) ;
+    memcpy(CMSG_DATA(c), &passfd, sizeof(int)) ;
+  }
+  return sendmsg(sock, &mh, MSG_NOSIGNAL) ;
+}
+
+#define FDS_PER_READ 8
+
+ssize_t spawn_fill_fds (struct spawn_decoder *d, int sock, size_t n, genalloc *fds)
+{
+  compact(d) ;
+  if (!stralloc_readyplus(&d->buf, n)) { errno = ENOMEM ; return -1 ; }
+  struct iovec v = { .iov_base = d->buf.s + d->buf.len, .iov_len = n } ;
+  union { struct cmsghdr h ; char buf[CMSG_SPACE(FDS_PER_READ * sizeof(int))] ; } ctl ;
+  struct msghdr mh = { .msg_iov = &v, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) } ;
+  ssize_t r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC) ;
+  if (r < 0) return r ;
+  int bad = !!(mh.msg_flags & MSG_CTRUNC), nomem = 0 ;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh) ; c ; c = CMSG_NXTHDR(&mh, c))
+  {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue ;
+    size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int) ;
+    for (size_t i = 0 ; i < k ; i++)
+    {
+      int fd ;
+      memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int)) ;
+      if (bad || nomem || !genalloc_append(int, fds, &fd)) { nomem = !bad ; fd_close(fd) ; }
+    }
+  }
+  if (bad) { errno = EPROTO ; return -1 ; }
+  if (nomem) { errno = ENOMEM ; return -1 ; }
+  d->buf.len += r ;
   return r ;
 }
 

@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <skalibs/genalloc.h>
 #include <skalibs/stralloc.h>
 
 #define SPAWN_JOBIDMAX 10      /* bytes of a job id */
@@ -53,6 +54,19 @@ struct spawn_result
   unsigned int code ;
   char const *text ;
 } ;
+
+/* The remote channel (yubin-rspawn) carries SPAWN_LIST requests over a
+ * unix socket, each with the message file's fd attached (SCM_RIGHTS) to
+ * the first byte of its record: the spawner never opens the queue.  The
+ * fds arrive in the order of the records, so the receiver keeps them in
+ * a FIFO and gives the oldest to each request decoded.
+ *
+ * A job that could not reach its destination at all (no route, no
+ * server answered, the TLS policy refused every target) is answered
+ * with code 111 and a text starting with SPAWN_DESTFAIL for every
+ * recipient: qmgr then backs off the whole destination. */
+#define SPAWN_DESTFAIL "destination: "
+#define SPAWN_LISTMAX (1 << 20)  /* decoder limit for a list request */
 
 /* Append a request record to sa.  kind: SPAWN_ONE (r->nrcpts must be 1)
  * or SPAWN_LIST (r->nrcpts >= 1, no empty address).  Returns 1, or 0 with
@@ -85,6 +99,18 @@ extern int spawn_feed (struct spawn_decoder *d, char const *s, size_t len) ;
  * Records handed out before are no longer valid.  -1 with ENOMEM if the
  * buffer could not grow. */
 extern ssize_t spawn_fill (struct spawn_decoder *d, int fd, size_t n) ;
+
+/* sendmsg() of s[0..len) on the unix socket sock, with passfd attached
+ * (none if passfd < 0).  Returns what sendmsg returned (bytes written,
+ * or -1 and errno; EAGAIN on a non-blocking socket: nothing was sent,
+ * the fd neither). */
+extern ssize_t spawn_sendfd (int sock, char const *s, size_t len, int passfd) ;
+
+/* As spawn_fill, from the unix socket sock: the fds that come with the
+ * bytes are appended to fds (a genalloc of int), close-on-exec.  -1 with
+ * EPROTO if control data was cut (more fds than expected: the peer is
+ * broken), ENOMEM if fds could not grow (the fds received are closed). */
+extern ssize_t spawn_fill_fds (struct spawn_decoder *d, int sock, size_t n, genalloc *fds) ;
 
 /* The next complete record.  Returns 1 and fills *r (pointers into the
  * decoder, valid until the next spawn_feed or spawn_fill), 0 when no
