@@ -410,7 +410,7 @@ static void finish_input (void)
   {
     switch (state)
     {
-      case ST_CR : emit('\r') ; emit('\n') ; break ;
+      case ST_CR : emit('\n') ; break ;   /* a CR at the very end ends the line */
       case ST_MID : emit('\n') ; break ;
       default : break ;   /* ST_BOL; a final lone dot without its newline ends it too */
     }

@@ -280,6 +280,9 @@ def last_line_without_newline(fx):
     m, _, _ = fx.ok(["u@x.example"], b"Subject: x\n\nno newline")
     _, body = headers(m)
     expect(body == b"no newline\n", "body %r" % body)
+    m, _, _ = fx.ok(["u@x.example"], b"Subject: x\n\nends with CR\r")
+    _, body = headers(m)
+    expect(body == b"ends with CR\n", "body %r" % body)
     m, _, _ = fx.ok(["u@x.example"], b"Subject: only a header")
     hs, body = headers(m)
     expect(field(hs, "Subject") == [b" only a header"] and body == b"", "message %r" % m)
@@ -317,6 +320,21 @@ def queue_exit_codes(fx):
             expect(r.stderr.strip(), "queue exit %d: nothing on stderr" % code)
     r = fx.run(["u@x.example"], b"x\n", env={"QMAILQUEUE": "/nonexistent/queue"})
     expect(r.returncode == 111, "no queue program: exit %d" % r.returncode)
+
+
+@case
+def command_lines_of_cron_mutt_git(fx):
+    # Debian's cron, mutt/mailx, git send-email, PHP's mail()
+    for args in (["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "u@x.example"],
+                 ["-oem", "-oi", "--", "u@x.example"],
+                 ["-i", "-f", "dev@x.example", "u@x.example"],
+                 ["-t", "-i"]):
+        m, _, rc = fx.ok(args, b"To: u@x.example\nSubject: x\n\na\n.\nb\n")
+        expect(rc == ["u@x.example"], "%r: recipients %r" % (args, rc))
+        expect(m.endswith(b"\n\na\n.\nb\n"), "%r: body %r" % (args, m))
+    for args in (["-bs"], ["-bp"], ["-q"], ["-Z", "u@x.example"]):
+        r = fx.run(args, b"x\n")
+        expect(r.returncode == 100 and fx.queued() is None, "%r: exit %d" % (args, r.returncode))
 
 
 @case
