@@ -6,6 +6,7 @@
  * See yubin-inject(8). */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include <skalibs/allreadwrite.h>
 #include <skalibs/buffer.h>
 #include <skalibs/bytestr.h>
+#include <skalibs/djbunix.h>
 #include <skalibs/random.h>
 #include <skalibs/stralloc.h>
 #include <skalibs/strerr.h>
@@ -606,7 +608,27 @@ int main (int argc, char const *const *argv)
   {
     stralloc prog = STRALLOC_ZERO ;
     if (!qq_program(&prog)) die_nomem() ;
-    if (qq_open(&q, prog.s) < 0) strerr_diefu2sys(EX_TEMP, "run the queue program ", prog.s) ;
+    /* the queue program logs on its fd 2 for the daemons' logs; a local
+       caller (cron, PHP) would get that line with every message: it sees
+       it with -v only (qmgr logs each new message with the caller's uid) */
+    int saved = -1 ;
+    if (!verbose)
+    {
+      int nul = open("/dev/null", O_WRONLY | O_CLOEXEC) ;
+      if (nul < 0) strerr_diefu1sys(EX_TEMP, "open /dev/null") ;
+      saved = fcntl(2, F_DUPFD_CLOEXEC, 3) ;
+      if ((saved < 0 && errno != EBADF) || dup2(nul, 2) < 0) strerr_diefu1sys(EX_TEMP, "redirect fd 2") ;
+      fd_close(nul) ;
+    }
+    int r = qq_open(&q, prog.s) ;
+    int e = errno ;
+    if (saved >= 0)
+    {
+      if (dup2(saved, 2) < 0) _exit(EX_TEMP) ;   /* no stderr left to say it on */
+      fd_close(saved) ;
+    }
+    errno = e ;
+    if (r < 0) strerr_diefu2sys(EX_TEMP, "run the queue program ", prog.s) ;
     stralloc_free(&prog) ;
   }
   for (size_t k = 0 ; k < nfields ; k++)

@@ -382,6 +382,21 @@ def end_to_end():
             files = inst.wait_messages(2)
             if len(files) != 2:
                 raise Failure("-t: %d messages in the demo Maildir" % len(files))
+            if os.geteuid() == 0 and shutil.which("setpriv"):
+                # a local user (yubin-queue is set-uid to the queue user), and
+                # nothing on stderr when all is well (cron mails what it gets)
+                r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
+                                    "sh", "-c", "printf 'Subject: u\\n\\nfrom nobody\\n' | \"$SM\" demo"],
+                                   env=dict(minimal_env({}), SM=sm), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, timeout=TIMEOUT)
+                if r.returncode != 0 or r.stderr or r.stdout:
+                    raise Failure("as nobody: exit %d, stdout %r, stderr %r" % (r.returncode, r.stdout, r.stderr))
+                files = inst.wait_messages(3)
+                if len(files) != 3:
+                    raise Failure("as nobody: %d messages in the demo Maildir" % len(files))
+                m = max((inst.read(f) for f in files), key=lambda b: b"from nobody" in b)
+                if b"invoked by uid 65534" not in m or b"From: nobody <nobody@" not in m:
+                    raise Failure("as nobody: message %r" % m[:500])
         finally:
             shutil.rmtree(d, ignore_errors=True)
 
