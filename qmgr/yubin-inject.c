@@ -438,6 +438,13 @@ static void body (void)
 
 /* ---------- main ---------- */
 
+/* s without control characters (a newline in $QMAILUSER must not start a
+ * header field of its own) */
+static void cats_clean (stralloc *sa, char const *s)
+{
+  for (; *s ; s++) if ((unsigned char)*s >= 32 && *s != 127) catb(sa, s, 1) ;
+}
+
 static void user_and_host (stralloc *user, stralloc *name, stralloc *host, char const *fullname)
 {
   struct passwd *pw = 0 ;
@@ -447,11 +454,11 @@ static void user_and_host (stralloc *user, stralloc *name, stralloc *host, char 
     pw = getpwuid(getuid()) ;
     x = pw ? pw->pw_name : "anonymous" ;
   }
-  cats(user, x) ;
+  cats_clean(user, x) ;
   if (!stralloc_0(user)) die_nomem() ;
   user->len-- ;
   x = fullname ? fullname : env_first("QMAILNAME", "MAILNAME", "NAME", 0) ;
-  if (x) cats(name, x) ;
+  if (x) cats_clean(name, x) ;
   else
   {
     /* the account's full name, if the sender is the account */
@@ -460,7 +467,7 @@ static void user_and_host (stralloc *user, stralloc *name, stralloc *host, char 
       catb(name, pw->pw_gecos, str_chr(pw->pw_gecos, ',')) ;
   }
   x = env_first("QMAILHOST", "MAILHOST", 0, 0) ;
-  if (x) cats(host, x) ;
+  if (x) cats_clean(host, x) ;
   else catb(host, defaulthost.s, defaulthost.len) ;
 }
 

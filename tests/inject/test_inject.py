@@ -209,6 +209,11 @@ def option_F_and_environment(fx):
     hs, _ = headers(m)
     expect(field(hs, "From") == [b" Q Name <qu@qh.example>"], "QMAIL* From %r" % field(hs, "From"))
     expect(s == "qu@qh.example", "QMAIL* sender %r" % s)
+    m, s, _ = fx.ok(["-F", "Evil\nBcc: x@y.example", "u@x.example"], b"Subject: x\n\nx\n",
+                    env={"QMAILUSER": "qu\nX-Injected: 1"})
+    hs, _ = headers(m)
+    expect(not field(hs, "X-Injected") and not field(hs, "Bcc") and len(field(hs, "From")) == 1,
+           "a newline in -F or $QMAILUSER made a header field: %r" % m)
     m, s, _ = fx.ok(["u@x.example"], b"Subject: x\n\nx\n",
                     env={"USER": None, "LOGNAME": "logn", "MAILHOST": "mh.example"})
     hs, _ = headers(m)
