@@ -552,16 +552,20 @@ static void dom_defer_queued (uint32_t i, uint32_t d)
 static void dom_backoff (uint32_t d, char const *why)
 {
   struct dom *x = D(d) ;
-  uint64_t iv = retrybase * 1000 ;
-  for (unsigned int k = 0 ; k < x->fails && iv < retrymax * 1000 ; k++) iv *= 2 ;
-  if (iv > retrymax * 1000) iv = retrymax * 1000 ;
-  x->fails++ ;
-  x->until = now + iv ;
-  if (!stralloc_copys(&x->why, "destination backing off after: ") || !stralloc_cats(&x->why, why)
-   || !stralloc_0(&x->why)) dienomem() ;
-  char fmt[UINT64_FMT], f2[UINT_FMT] ;
-  f2[uint_fmt(f2, x->fails)] = 0 ;
-  ylog("backoff", "domain", DNAME(x), "in", fmtu(fmt, iv / 1000), "fails", f2, "reason", why, (char *)0) ;
+  if (x->until <= now)
+  {
+    /* jobs that were running together fail together: one step each time */
+    uint64_t iv = retrybase * 1000 ;
+    for (unsigned int k = 0 ; k < x->fails && iv < retrymax * 1000 ; k++) iv *= 2 ;
+    if (iv > retrymax * 1000) iv = retrymax * 1000 ;
+    x->fails++ ;
+    x->until = now + iv ;
+    if (!stralloc_copys(&x->why, "destination backing off after: ") || !stralloc_cats(&x->why, why)
+     || !stralloc_0(&x->why)) dienomem() ;
+    char fmt[UINT64_FMT], f2[UINT_FMT] ;
+    f2[uint_fmt(f2, x->fails)] = 0 ;
+    ylog("backoff", "domain", DNAME(x), "in", fmtu(fmt, iv / 1000), "fails", f2, "reason", why, (char *)0) ;
+  }
   while (x->qhead < genalloc_len(struct domwait, &x->queue))
   {
     struct domwait w = genalloc_s(struct domwait, &x->queue)[x->qhead++] ;

@@ -164,11 +164,16 @@ static void worker_answer_all (int sock, struct spawn_request const *rq, unsigne
   stralloc_free(&t) ;
 }
 
+/* res: the outcomes, or NULL when every recipient got code allcode */
 static void worker_log (struct spawn_request const *rq, char const *domain, struct smtpc const *c,
-                        struct smtpc_result const *res, unsigned long nth, char const *status, char const *why)
+                        struct smtpc_result const *res, unsigned int allcode, unsigned long nth, char const *status, char const *why)
 {
   size_t n[3] = { 0, 0, 0 } ;
-  for (size_t i = 0 ; res && i < rq->nrcpts ; i++) n[res[i].code == 0 ? 0 : res[i].code == EX_PERM ? 2 : 1]++ ;
+  for (size_t i = 0 ; i < rq->nrcpts ; i++)
+  {
+    unsigned int code = res ? res[i].code : allcode ;
+    n[code == 0 ? 0 : code == EX_PERM ? 2 : 1]++ ;
+  }
   char a[SIZE_FMT], b[SIZE_FMT], e[SIZE_FMT], f[SIZE_FMT], g[ULONG_FMT], p[PID_FMT] ;
   a[size_fmt(a, rq->nrcpts)] = 0 ;
   b[size_fmt(b, n[0])] = 0 ;
@@ -199,13 +204,13 @@ static struct smtpc *worker_open (int sock, struct spawn_request const *rq, stru
   if (rt.status == ROUTE_PERM)
   {
     worker_answer_all(sock, rq, EX_PERM, "", rt.why) ;
-    worker_log(rq, domain, 0, 0, nth, "fail", rt.why) ;
+    worker_log(rq, domain, 0, 0, EX_PERM, nth, "fail", rt.why) ;
   }
   else if (rt.status != ROUTE_OK || !genalloc_len(struct route_target, &rt.targets))
   {
     char const *w = rt.status == ROUTE_OK ? "no address to try" : rt.why ;
     worker_answer_all(sock, rq, EX_TEMP, SPAWN_DESTFAIL, w) ;
-    worker_log(rq, domain, 0, 0, nth, "route-defer", w) ;
+    worker_log(rq, domain, 0, 0, EX_TEMP, nth, "route-defer", w) ;
   }
   else
   {
@@ -216,7 +221,7 @@ static struct smtpc *worker_open (int sock, struct spawn_request const *rq, stru
       if (!stralloc_0(why)) dienomem() ;
       char const *w = why->len > 1 ? why->s : "no server answered" ;
       worker_answer_all(sock, rq, EX_TEMP, SPAWN_DESTFAIL, w) ;
-      worker_log(rq, domain, 0, 0, nth, "connect-defer", w) ;
+      worker_log(rq, domain, 0, 0, EX_TEMP, nth, "connect-defer", w) ;
     }
     else
     {
@@ -276,13 +281,13 @@ static void worker_main (int sock, char const *domain)
     {
       /* our own trouble, not the destination's: no back-off */
       worker_answer_all(sock, &rq, EX_TEMP, "unable to set up the resolver: ", dwhy ? dwhy : "?") ;
-      worker_log(&rq, domain, 0, 0, nth, "defer", dwhy) ;
+      worker_log(&rq, domain, 0, 0, EX_TEMP, nth, "defer", dwhy) ;
       live = 0 ;
     }
     else if (fstat(msgfd, &st) < 0 || (uint64_t)st.st_size < rq.msgoff)
     {
       worker_answer_all(sock, &rq, EX_TEMP, "", "unable to read the queue file (#4.3.0)") ;
-      worker_log(&rq, domain, c, 0, nth, "defer", "unable to read the queue file") ;
+      worker_log(&rq, domain, c, 0, EX_TEMP, nth, "defer", "unable to read the queue file") ;
     }
     else for (int attempt = 0 ; ; attempt++)
     {
@@ -312,7 +317,7 @@ static void worker_main (int sock, char const *domain)
         rs[i].text[sizeof(rs[i].text) - 1] = 0 ;
         result_write(sock, rq.jobid, rs[i].code == 0 || rs[i].code == EX_PERM ? rs[i].code : EX_TEMP, rs[i].text) ;
       }
-      worker_log(&rq, domain, c, rs, insession, s > 0 ? "sent" : "sent-session-lost", 0) ;
+      worker_log(&rq, domain, c, rs, 0, insession, s > 0 ? "sent" : "sent-session-lost", 0) ;
       if (s <= 0) live = 0 ;
       break ;
     }

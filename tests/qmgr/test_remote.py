@@ -338,8 +338,27 @@ def test_rspawn_killed():
     s.close()
 
 
+def test_root_without_R():
+    if os.geteuid() != 0:
+        info("root_without_R: not root, skipped")
+        return
+    with Root(["example.net:[127.0.0.1]:1"]) as r:
+        p = subprocess.run([r.path("bin", "yubin-qmgr"), "-R", "0:0"], env=r.env(), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+        check("R_root_refused", p.returncode == 100 and b"never runs as root" in p.stdout, repr(p.stdout))
+        qmgrtest.Root.start_qmgr(r)    # as root, no -R
+        started(r)
+        log = r.log()
+        check("no_R_remote_off", "remote=off" in log and "without\\x20-R" in log, log[-400:])
+        pid, _ = r.rspawn_pid()
+        check("no_R_no_spawner", pid is None, repr(pid))
+        r.inject("bob@example.test", ["x@example.net"], body(9))
+        ok = r.wait(lambda: "to=x@example.net status=defer" in r.log(), 10)
+        check("no_R_remote_deferred", ok and "reason=remote\\x20delivery\\x20not\\x20available" in r.log(), r.log()[-400:])
+
+
 def main():
-    for t in (test_deliver, test_temp_then_sigalrm, test_perm_bounce, test_reuse, test_concurrency,
+    for t in (test_root_without_R, test_deliver, test_temp_then_sigalrm, test_perm_bounce, test_reuse, test_concurrency,
               test_dead_destination, test_rspawn_killed):
         t0 = time.time()
         t()
