@@ -185,6 +185,22 @@ class Root(qmgrtest.Root):
         return super().__exit__(*exc)
 
 
+def qfile_states(r):
+    """state bytes of the only cur/ file"""
+    files = os.listdir(r.path("queue", "cur"))
+    if len(files) != 1:
+        return None
+    with open(r.path("queue", "cur", files[0]), "rb") as f:
+        data = f.read(4096)
+    env = data[data.index(b"\n") + 1:]
+    out = {}
+    for rec in env.split(b"\0")[1:]:
+        if not rec:
+            break
+        out[rec[1:].decode()] = chr(rec[0])
+    return out
+
+
 def body(i, tag="r"):
     return b"Subject: %s-%d\nX-Tag: %s-%d\n\npayload %d\n.leading dot\n" % (tag.encode(), i, tag.encode(), i, i)
 
@@ -239,6 +255,8 @@ def test_temp_then_sigalrm():
               r.log()[-600:])
         time.sleep(0.3)
         check("temp_still_queued", len(r.queue_files()) == 1, repr(r.queue_files()))
+        st = qfile_states(r)
+        check("temp_states_recorded", st == {"later@example.net": "T", "now@example.net": "D"}, repr(st))
         r.qmgr.send_signal(signal.SIGALRM)
         ok = r.wait(lambda: len(s.got("later@example.net")) == 1 and not r.queue_files(), 15)
         check("temp_sigalrm_retries_now", ok, r.log()[-600:])
