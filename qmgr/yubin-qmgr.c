@@ -278,7 +278,7 @@ static uint32_t dom_of (char const *addr)
   size_t len = strlen(addr), at = byte_rchr(addr, len, '@') ;
   char name[256] ;
   size_t nl = at < len ? len - at - 1 : 0 ;
-  if (nl > 255) nl = 255 ;
+  if (nl > 255) nl = 0 ;   /* no such domain: "", which yubin-rspawn fails (#5.1.2) */
   for (size_t i = 0 ; i < nl ; i++)
   {
     char c = addr[at + 1 + i] ;
