@@ -31,6 +31,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -121,21 +122,43 @@ static char const *tls_errtext (void)
   return buf ;
 }
 
-/* Load the certificate chain and its key into ctx; dies on failure. */
-/* Certificate chain and key from PEM files, decoded by pem.c and given to
- * OpenSSL as DER: OpenSSL 3's PEM decoders cost about 2.5 ms per process,
- * and yubin-tlsd starts once per connection.  Returns 1, or 0 if a file
- * holds something this simple reader doesn't take (an encrypted key, no
- * block at all), and then OpenSSL reads the files itself. */
-static int tls_ctx_load_der (SSL_CTX *ctx, char const *cert, char const *key)
+/* The certificate chain and key files, read while we may (the key file is
+ * readable only by the key group), parsed later: in STARTTLS mode most
+ * sessions never ask for TLS, and building a context costs milliseconds. */
+struct pemfiles
 {
-  stralloc text = STRALLOC_ZERO, label = STRALLOC_ZERO, der = STRALLOC_ZERO ;
+  stralloc certpath, keypath ;
+  stralloc cert, key ;          /* the files' bytes; key wiped after use */
+} ;
+
+static void pemfiles_read (struct pemfiles *f)
+{
+  if (!openslurpclose(&f->cert, f->certpath.s)) strerr_diefusys(EX_TEMP, "load certificate ", f->certpath.s) ;
+  if (!openslurpclose(&f->key, f->keypath.s)) strerr_diefusys(EX_TEMP, "load private key ", f->keypath.s) ;
+}
+
+static void pemfiles_wipe (struct pemfiles *f)
+{
+  if (f->key.s) OPENSSL_cleanse(f->key.s, f->key.a) ;
+  stralloc_free(&f->key) ;
+  stralloc_free(&f->cert) ;
+  stralloc_free(&f->certpath) ;
+  stralloc_free(&f->keypath) ;
+}
+
+/* Certificate chain and key, decoded by pem.c and given to OpenSSL as
+ * DER: OpenSSL 3's PEM decoders cost about 2.5 ms per process, and
+ * yubin-tlsd starts once per connection.  Returns 1, or 0 if the text
+ * holds something this simple reader doesn't take (an encrypted key, no
+ * block at all): then OpenSSL's own PEM reader gets it. */
+static int tls_ctx_load_der (SSL_CTX *ctx, struct pemfiles const *f)
+{
+  stralloc label = STRALLOC_ZERO, der = STRALLOC_ZERO ;
   int ok = 0, ncerts = 0 ;
   size_t pos = 0 ;
-  if (!openslurpclose(&text, cert)) strerr_diefusys(EX_TEMP, "load certificate ", cert) ;
   for (;;)
   {
-    int r = pem_next(text.s, text.len, &pos, &label, &der) ;
+    int r = pem_next(f->cert.s, f->cert.len, &pos, &label, &der) ;
     if (r < 0) goto end ;
     if (!r) break ;
     if (strcmp(label.s, "CERTIFICATE")) continue ;
@@ -154,11 +177,9 @@ static int tls_ctx_load_der (SSL_CTX *ctx, char const *cert, char const *key)
   }
   if (!ncerts) goto end ;
   pos = 0 ;
-  text.len = 0 ;
-  if (!openslurpclose(&text, key)) strerr_diefusys(EX_TEMP, "load private key ", key) ;
   for (;;)
   {
-    int r = pem_next(text.s, text.len, &pos, &label, &der) ;
+    int r = pem_next(f->key.s, f->key.len, &pos, &label, &der) ;
     if (r <= 0) goto end ;
     size_t n = label.len ;
     if (n < 11 || strcmp(label.s + n - 11, "PRIVATE KEY") || !strcmp(label.s, "ENCRYPTED PRIVATE KEY")) continue ;
@@ -170,26 +191,51 @@ static int tls_ctx_load_der (SSL_CTX *ctx, char const *cert, char const *key)
     break ;
   }
  end:
-  OPENSSL_cleanse(text.s, text.a) ;   /* the key file was in there */
   if (der.s) OPENSSL_cleanse(der.s, der.a) ;
-  stralloc_free(&text) ;
   stralloc_free(&label) ;
   stralloc_free(&der) ;
   ERR_clear_error() ;
   return ok ;
 }
 
-static void tls_ctx_load (SSL_CTX *ctx, char const *cert, char const *key)
+/* OpenSSL's own PEM reader over the same bytes: the slow path. */
+static int tls_ctx_load_pem (SSL_CTX *ctx, struct pemfiles const *f)
 {
-  if (!tls_ctx_load_der(ctx, cert, key))
+  int ok = 0, n = 0 ;
+  BIO *b = BIO_new_mem_buf(f->cert.s, (int)f->cert.len) ;
+  if (!b) return 0 ;
+  X509 *x ;
+  while ((x = PEM_read_bio_X509(b, 0, 0, 0)))
   {
-    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
-      strerr_diefu(EX_TEMP, "load certificate ", cert, ": ", tls_errtext()) ;
-    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
-      strerr_diefu(EX_TEMP, "load private key ", key, ": ", tls_errtext()) ;
+    int r = n ? SSL_CTX_add0_chain_cert(ctx, x) : SSL_CTX_use_certificate(ctx, x) ;
+    /* use_certificate takes a reference of its own; add0 owns x on success */
+    if (!n || r != 1) X509_free(x) ;
+    if (r != 1) { BIO_free(b) ; return 0 ; }
+    n++ ;
   }
+  BIO_free(b) ;
+  if (!n) return 0 ;
+  ERR_clear_error() ;
+  b = BIO_new_mem_buf(f->key.s, (int)f->key.len) ;
+  if (!b) return 0 ;
+  EVP_PKEY *k = PEM_read_bio_PrivateKey(b, 0, 0, 0) ;
+  BIO_free(b) ;
+  if (k) { ok = SSL_CTX_use_PrivateKey(ctx, k) == 1 ; EVP_PKEY_free(k) ; }
+  return ok ;
+}
+
+/* The server context with the certificate and key: dies on failure. */
+static SSL_CTX *tls_ctx_make (struct pemfiles *f)
+{
+  if (!tls_init()) strerr_diefu(EX_TEMP, "initialize OpenSSL: ", tls_errtext()) ;
+  SSL_CTX *ctx = tls_ctx_new(1) ;
+  if (!ctx) strerr_diefu(EX_TEMP, "create TLS context: ", tls_errtext()) ;
+  if (!tls_ctx_load_der(ctx, f) && !tls_ctx_load_pem(ctx, f))
+    strerr_diefu(EX_TEMP, "load certificate ", f->certpath.s, " and key ", f->keypath.s, ": ", tls_errtext()) ;
   if (SSL_CTX_check_private_key(ctx) != 1)
-    strerr_dief(EX_TEMP, "private key ", key, " does not match certificate ", cert) ;
+    strerr_dief(EX_TEMP, "private key ", f->keypath.s, " does not match certificate ", f->certpath.s) ;
+  pemfiles_wipe(f) ;
+  return ctx ;
 }
 
 /* A one-word reason for a failed SSL call, from its SSL_get_error() code
@@ -614,10 +660,11 @@ static SSL *server_handshake (SSL_CTX *ctx, unsigned int kms, char const *ip)
 }
 
 /* implicit TLS: handshake, then prog on cleartext pipes */
-static int run_implicit (SSL_CTX *ctx, char const *const *argv, unsigned int kms, char const *ip)
+static int run_implicit (struct pemfiles *files, char const *const *argv, unsigned int kms, char const *ip)
 {
+  SSL_CTX *ctx = tls_ctx_make(files) ;
   SSL *ssl = server_handshake(ctx, kms, ip) ;
-  if (!ssl) return EX_TLSFAIL ;
+  if (!ssl) { SSL_CTX_free(ctx) ; return EX_TLSFAIL ; }
   log_tls(ssl, ip) ;
 
   stralloc env = STRALLOC_ZERO ;
@@ -644,11 +691,12 @@ static int run_implicit (SSL_CTX *ctx, char const *const *argv, unsigned int kms
   child_trap(&c) ;
   tls_relay(ssl, 0, 1, pin[1], pout[0], &c, kms, ip) ;
   SSL_free(ssl) ;
+  SSL_CTX_free(ctx) ;
   return child_status(&c) ;
 }
 
 /* STARTTLS: prog at once on the connection, handshake on its 'y' */
-static int run_starttls (SSL_CTX *ctx, char const *const *argv, unsigned int kms, char const *ip)
+static int run_starttls (struct pemfiles *files, char const *const *argv, unsigned int kms, char const *ip)
 {
   int ctl[2], pin[2], pout[2] ;
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl) < 0) strerr_diefusys(EX_TEMP, "socketpair") ;
@@ -700,7 +748,8 @@ static int run_starttls (SSL_CTX *ctx, char const *const *argv, unsigned int kms
       if (n != 1 || (cmd != 'y' && cmd != 'Y'))
       {
         /* the child closed its control fd, or misspoke: no TLS; stay
-         * until it is done */
+         * until it is done, without the key */
+        pemfiles_wipe(files) ;
         fd_close(ctl[0]) ;
         fd_close(pin[1]) ;
         fd_close(pout[0]) ;
@@ -714,9 +763,11 @@ static int run_starttls (SSL_CTX *ctx, char const *const *argv, unsigned int kms
    * not read it any more: everything the client sends from now on is TLS.
    * Cleartext it had pipelined is in the child's buffer (which it throws
    * away) or still in the socket, where the handshake rejects it. */
+  SSL_CTX *ctx = tls_ctx_make(files) ;
   SSL *ssl = server_handshake(ctx, kms, ip) ;
   if (!ssl)
   {
+    SSL_CTX_free(ctx) ;
     fd_shutdown(0, 0) ;
     fd_shutdown(1, 1) ;
     fd_close(ctl[0]) ;
@@ -737,6 +788,7 @@ static int run_starttls (SSL_CTX *ctx, char const *const *argv, unsigned int kms
   nonblock(pout[0]) ;
   tls_relay(ssl, 0, 1, pin[1], pout[0], &c, kms, ip) ;
   SSL_free(ssl) ;
+  SSL_CTX_free(ctx) ;
   return child_status(&c) ;
 }
 
@@ -773,20 +825,13 @@ int main (int argc, char const *const *argv)
   if (sig_ignore(SIGPIPE) < 0) strerr_diefusys(EX_TEMP, "ignore SIGPIPE") ;
   tain_now_set_stopwatch_g() ;
 
-  /* certificate and key, with the privileges we were started with */
+  /* certificate and key, read with the privileges we were started with */
   /* prog runs as our uid: it must not be able to ptrace us for the key */
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) strerr_diefusys(EX_TEMP, "prctl PR_SET_DUMPABLE") ;
-  if (!tls_init()) strerr_diefu(EX_TEMP, "initialize OpenSSL: ", tls_errtext()) ;
-  SSL_CTX *ctx = tls_ctx_new(1) ;
-  if (!ctx) strerr_diefu(EX_TEMP, "create TLS context: ", tls_errtext()) ;
-  {
-    stralloc cert = STRALLOC_ZERO, key = STRALLOC_ZERO ;
-    control_path(&cert, "tlscert", "cert.pem") ;
-    control_path(&key, "tlskey", "key.pem") ;
-    tls_ctx_load(ctx, cert.s, key.s) ;
-    stralloc_free(&cert) ;
-    stralloc_free(&key) ;
-  }
+  struct pemfiles files = { .certpath = STRALLOC_ZERO, .keypath = STRALLOC_ZERO, .cert = STRALLOC_ZERO, .key = STRALLOC_ZERO } ;
+  control_path(&files.certpath, "tlscert", "cert.pem") ;
+  control_path(&files.keypath, "tlskey", "key.pem") ;
+  pemfiles_read(&files) ;
 
   /* Installed setgid to the group that may read the key (package/setup):
      give that group up for good, saved set-group-ID included. */
@@ -796,7 +841,8 @@ int main (int argc, char const *const *argv)
   /* then nothing is read from the network with them */
   drop_privileges(uidarg, gidarg) ;
 
-  int e = flagstarttls ? run_starttls(ctx, argv, kms, ip) : run_implicit(ctx, argv, kms, ip) ;
-  SSL_CTX_free(ctx) ;
-  return e ;
+  /* the context is built when a handshake is due: at once for implicit
+     TLS, on the client's STARTTLS otherwise (most port 25 sessions never
+     ask, and OpenSSL's set-up costs about 3 ms) */
+  return flagstarttls ? run_starttls(&files, argv, kms, ip) : run_implicit(&files, argv, kms, ip) ;
 }
