@@ -262,6 +262,9 @@ class DNSServer:
         self.bad = None
         self.keys = {}
         self.dir = tempfile.mkdtemp(prefix="yubin-dns.")
+        # the trust anchors are read by the instance's yubin-rspawn, which
+        # runs as its own user (yubinr) in a root instance
+        os.chmod(self.dir, 0o755)
         self.ta_file = os.path.join(self.dir, "trust-anchors")
 
     # zone files
