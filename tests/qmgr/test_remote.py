@@ -64,6 +64,8 @@ class Smtp:
 
     def session(self, c):
         c.settimeout(30)
+        # replies to pipelined commands go at once (no Nagle + delayed ACK stall)
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         f = c.makefile("rb")
 
         def say(s):
@@ -299,6 +301,23 @@ def test_reuse():
     s.close()
 
 
+def test_burst_one_domain():
+    s = Smtp()
+    n = 100
+    with Root(["example.net:[127.0.0.1]:%d" % s.port]) as r:
+        r.start_qmgr()
+        started(r)
+        for i in range(n):
+            r.inject("bob@example.test", ["b%d@example.net" % i], body(i, "bu"))
+        ok = r.wait(lambda: len(s.messages) >= n and not r.queue_files(), 30)
+        time.sleep(0.2)
+        got = sorted(m[1][0] for m in s.messages)
+        check("burst_each_once", ok and got == sorted("b%d@example.net" % i for i in range(n)), "got %d" % len(got))
+        check("burst_sessions_bounded", 1 <= s.connections <= 5, "connections=%d" % s.connections)
+        info("burst: %d messages over %d connections" % (n, s.connections))
+    s.close()
+
+
 def test_concurrency():
     s = Smtp(delay=0.4)
     doms = ["d%d.example" % i for i in range(6)]
@@ -376,7 +395,8 @@ def test_root_without_R():
 
 
 def main():
-    for t in (test_root_without_R, test_deliver, test_temp_then_sigalrm, test_perm_bounce, test_reuse, test_concurrency,
+    for t in (test_root_without_R, test_deliver, test_temp_then_sigalrm, test_perm_bounce, test_reuse, test_burst_one_domain,
+              test_concurrency,
               test_dead_destination, test_rspawn_killed):
         t0 = time.time()
         t()
