@@ -16,7 +16,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <sys/prctl.h>
 
 #include <skalibs/buffer.h>
 #include <skalibs/bytestr.h>
@@ -32,6 +31,7 @@
 #include "control.h"
 #include "datascan.h"
 #include "exitcodes.h"
+#include "nodump.h"
 #include "qq.h"
 #include "received.h"
 #include "smtpcmd.h"
@@ -599,7 +599,7 @@ int main (int argc, char const *const *argv)
   }
   /* no core dumps and no ptrace by our own uid: a session holds other
      people's passwords and mail */
-  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) strerr_diefu1sys(EX_TEMP, "prctl PR_SET_DUMPABLE") ;
+  if (yubin_nodump() < 0) strerr_diefu1sys(EX_TEMP, "prctl PR_SET_DUMPABLE") ;
   conf.remoteip = getenv("TCPREMOTEIP") ;
   if (!conf.remoteip || !*conf.remoteip) conf.remoteip = "unknown" ;
   conf.remotehost = getenv("TCPREMOTEHOST") ;

@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -50,6 +49,7 @@
 
 #include "control.h"
 #include "exitcodes.h"
+#include "nodump.h"
 #include "pem.h"
 #include "root.h"
 #include "ylog.h"
@@ -827,7 +827,7 @@ int main (int argc, char const *const *argv)
 
   /* certificate and key, read with the privileges we were started with */
   /* prog runs as our uid: it must not be able to ptrace us for the key */
-  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) strerr_diefusys(EX_TEMP, "prctl PR_SET_DUMPABLE") ;
+  if (yubin_nodump() < 0) strerr_diefusys(EX_TEMP, "prctl PR_SET_DUMPABLE") ;
   struct pemfiles files = { .certpath = STRALLOC_ZERO, .keypath = STRALLOC_ZERO, .cert = STRALLOC_ZERO, .key = STRALLOC_ZERO } ;
   control_path(&files.certpath, "tlscert", "cert.pem") ;
   control_path(&files.keypath, "tlskey", "key.pem") ;
