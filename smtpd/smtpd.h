@@ -5,7 +5,8 @@
  *   yubin-smtpd.c  the session: control files, command dispatch, HELO,
  *                  MAIL, RCPT, DATA (into the queue with common/qq)
  *   io.c           replies out, command lines in, under the timeout
- *   starttls.c     the UCSPI-TLS client side (yubin-tlsd's control fds)
+ *   starttls.c     the UCSPI-TLS client side (yubin-tlsd's control fds,
+ *                  or yubin-tlsd -E started at STARTTLS)
  *   auth.c         AUTH PLAIN and LOGIN, delays, wiping
  *   datascan.c     the end-of-data scanner (pure)
  *   received.c     the Received: header (pure)
@@ -68,6 +69,9 @@ struct smtpd_tls
 {
   int on ;                    /* the connection is encrypted */
   int ctlfd, rfd, wfd ;       /* UCSPI-TLS fds from yubin-tlsd -S, or -1 */
+  int ondemand ;              /* $TLSD: start yubin-tlsd -E at STARTTLS */
+  char const *tlsd ;          /* its path ($TLSD with a '/'), or NULL */
+  char const *kms ;           /* $TLSDTIMEOUT: its -K, or NULL */
   stralloc proto ;            /* SSL_PROTOCOL, NUL-terminated */
   stralloc cipher ;           /* SSL_CIPHER, NUL-terminated */
 } ;

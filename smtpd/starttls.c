@@ -1,23 +1,30 @@
-/* The client side of UCSPI-TLS (RFC 3207 over yubin-tlsd): see starttls.h. */
+/* The client side of UCSPI-TLS (RFC 3207 over yubin-tlsd, in front of us
+ * or started on demand): see starttls.h. */
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
 
 #include <skalibs/allreadwrite.h>
 #include <skalibs/djbunix.h>
+#include <skalibs/exec.h>
 #include <skalibs/iopause.h>
+#include <skalibs/sig.h>
 #include <skalibs/strerr.h>
 #include <skalibs/tai.h>
 #include <skalibs/types.h>
 
 #include "exitcodes.h"
+#include "root.h"
 #include "smtpd.h"
 #include "starttls.h"
 #include "ylog.h"
 
-struct smtpd_tls tls = { .on = 0, .ctlfd = -1, .rfd = -1, .wfd = -1, .proto = STRALLOC_ZERO, .cipher = STRALLOC_ZERO } ;
+struct smtpd_tls tls = { .on = 0, .ctlfd = -1, .rfd = -1, .wfd = -1, .ondemand = 0, .tlsd = 0, .kms = 0, .proto = STRALLOC_ZERO, .cipher = STRALLOC_ZERO } ;
 
 static int scan_fd (char const *x, int *fd)
 {
@@ -40,15 +47,31 @@ void starttls_init (void)
     return ;
   }
   int c, r, w ;
-  if (!scan_fd(getenv("SSLCTLFD"), &c) || !scan_fd(getenv("SSLREADFD"), &r) || !scan_fd(getenv("SSLWRITEFD"), &w)
-   || c == r || c == w || r == w) return ;
-  if (coe(c) < 0 || coe(r) < 0 || coe(w) < 0) strerr_diefu1sys(EX_TEMP, "set close-on-exec on the TLS control fds") ;
-  tls.ctlfd = c ; tls.rfd = r ; tls.wfd = w ;
+  if (scan_fd(getenv("SSLCTLFD"), &c) && scan_fd(getenv("SSLREADFD"), &r) && scan_fd(getenv("SSLWRITEFD"), &w)
+   && c != r && c != w && r != w)
+  {
+    if (coe(c) < 0 || coe(r) < 0 || coe(w) < 0) strerr_diefu1sys(EX_TEMP, "set close-on-exec on the TLS control fds") ;
+    tls.ctlfd = c ; tls.rfd = r ; tls.wfd = w ;
+    return ;
+  }
+  /* TLS on demand: nothing in front of us, yubin-tlsd -E at STARTTLS */
+  p = getenv("TLSD") ;
+  if (!p) return ;
+  tls.ondemand = 1 ;
+  if (strchr(p, '/')) tls.tlsd = p ;
+  p = getenv("TLSDTIMEOUT") ;
+  if (p && *p)
+  {
+    unsigned int ms ;
+    size_t n = uint_scan(p, &ms) ;
+    if (!n || p[n] || ms > 86400000) strerr_dief2x(EX_PERM, "invalid $TLSDTIMEOUT: ", p) ;
+    tls.kms = p ;
+  }
 }
 
 int starttls_offered (void)
 {
-  return tls.ctlfd >= 0 ;
+  return tls.ctlfd >= 0 || tls.ondemand ;
 }
 
 /* After 'y': the session parameters, "NAME=value\0"... "\0", until EOF
@@ -106,8 +129,52 @@ static void params (void)
   if (!tls.cipher.len) setstr(&tls.cipher, "unknown") ;
 }
 
+/* TLS on demand: yubin-tlsd -E with the connection on its fds 0 and 1,
+ * the other end of our cleartext socket on fd 3 and of the control
+ * socket on fd 4; then the parameters, and the cleartext socket becomes
+ * our fds 0 and 1.  The connection is yubin-tlsd's alone from then on:
+ * when it is gone, our reads see EOF.  It is never waited for (SIGCHLD is
+ * at its default: a zombie at worst, until we exit). */
+static void ondemand_switch (void)
+{
+  stralloc path = STRALLOC_ZERO ;
+  int d[2], c[2] ;
+  if (tls.tlsd) setstr(&path, tls.tlsd) ;
+  else if (!yubin_libexec(&path, "yubin-tlsd")) die_nomem() ;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, d) < 0
+   || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c) < 0)
+    strerr_diefu1sys(EX_TEMP, "create the TLS socketpairs") ;
+  char const *argv[5] = { path.s, "-E", tls.kms ? "-K" : 0, tls.kms, 0 } ;
+  pid_t pid = fork() ;
+  if (pid < 0) strerr_diefu1sys(EX_TEMP, "fork") ;
+  if (!pid)
+  {
+    /* above 4 first, so that neither dup2 clobbers the other's source;
+       those copies are close-on-exec, 3 and 4 are not */
+    int a = fcntl(d[1], F_DUPFD_CLOEXEC, 5), b = fcntl(c[1], F_DUPFD_CLOEXEC, 5) ;
+    if (a < 0 || b < 0 || dup2(a, 3) < 0 || dup2(b, 4) < 0) strerr_diefu1sys(EX_TEMP, "move fds for yubin-tlsd") ;
+    if (ndelay_off(0) < 0 || ndelay_off(1) < 0) strerr_diefu1sys(EX_TEMP, "set the connection blocking") ;
+    if (sig_restore(SIGPIPE) < 0) strerr_diefu1sys(EX_TEMP, "restore SIGPIPE") ;
+    execv(argv[0], (char *const *)argv) ;
+    strerr_dieexec(EX_TEMP, argv[0]) ;
+  }
+  stralloc_free(&path) ;
+  fd_close(d[1]) ;
+  fd_close(c[1]) ;
+  tls.ctlfd = c[0] ;
+  params() ;
+  if (fd_copy(0, d[0]) < 0 || fd_copy(1, d[0]) < 0) strerr_diefu1sys(EX_TEMP, "move the TLS socket to fds 0 and 1") ;
+  fd_close(d[0]) ;
+  fd_close(tls.ctlfd) ;
+  tls.ctlfd = -1 ;
+  tls.ondemand = 0 ;
+  if (ndelay_on(0) < 0 || ndelay_on(1) < 0) strerr_diefu1sys(EX_TEMP, "set the TLS socket non-blocking") ;
+  tls.on = 1 ;
+}
+
 void starttls_switch (void)
 {
+  if (tls.ondemand) { ondemand_switch() ; return ; }
   /* the socket is yubin-tlsd's from now on: give it back as it came */
   if (ndelay_off(0) < 0 || ndelay_off(1) < 0) strerr_diefu1sys(EX_TEMP, "set the connection blocking") ;
   ssize_t w ;

@@ -2,8 +2,8 @@
  * tcpserver (UCSPI): reads fd 0, writes fd 1, logs on fd 2.  Each accepted
  * message is streamed into one yubin-queue (or $QMAILQUEUE) process through
  * common/qq, with the message on its fd 0 and the envelope on its fd 1.
- * STARTTLS through yubin-tlsd's UCSPI-TLS control fds, AUTH PLAIN/LOGIN
- * (over TLS only) through a checkpassword program, -s for submission.
+ * STARTTLS through yubin-tlsd's UCSPI-TLS control fds (or a yubin-tlsd -E
+ * started on demand, with $TLSD), AUTH PLAIN/LOGIN (over TLS only) through a checkpassword program, -s for submission.
  * See yubin-smtpd(8).
  *
  * This file is the session: control files, command dispatch, HELO, MAIL,

@@ -12,7 +12,12 @@
  *    its environment, and does the handshake when prog writes 'y' on
  *    SSLCTLFD;
  * and relays TLS <-> cleartext until prog is done.  It exits with prog's
- * exit status.  The interface, byte for byte, is in yubin-tlsd.8.
+ * exit status.  Or
+ *  - (-E, TLS on demand, no prog) started by the daemon itself at
+ *    STARTTLS time, with the cleartext socket on fd 3 and the control
+ *    socket on fd 4: handshake at once, parameters on fd 4, relay TLS <->
+ *    fd 3 until both sides are done, exit 0.
+ * The interface, byte for byte, is in yubin-tlsd.8.
  *
  * The tls_* functions hold the OpenSSL policy and the relay; they know
  * nothing of servers or clients beyond one flag, so the client-side twin
@@ -54,7 +59,7 @@
 #include "root.h"
 #include "ylog.h"
 
-#define USAGE "yubin-tlsd [ -S ] [ -K timeout ] [ -u uid -g gid ] [ -- ] prog..."
+#define USAGE "yubin-tlsd [ -S ] [ -K timeout ] [ -u uid -g gid ] [ -- ] prog... | yubin-tlsd -E [ -K timeout ] [ -u uid -g gid ]"
 #define dieusage() strerr_dieusage(EX_PERM, USAGE)
 #define dienomem() strerr_diefu(EX_TEMP, "allocate memory")
 
@@ -64,6 +69,8 @@ char const *PROG = "tlsd" ;
 #define TLS12_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20"
 #define RELAYBUF 65536
 #define REASONMAX 96
+#define EFD_DATA 3            /* -E: the cleartext socket */
+#define EFD_CTL 4             /* -E: the control socket */
 
 /* ------------------------------------------------------------------ */
 /* OpenSSL policy (shared with the client-side twin)                    */
@@ -394,7 +401,9 @@ static void fd_closep (int *fd)
 
 /* Relay between ssl (network side: netr, netw, non-blocking) and the
  * child's cleartext pipes: to = its stdin (we write), from = its stdout (we
- * read), both non-blocking.  Network EOF: the child's stdin is closed once
+ * read), both non-blocking.  c NULL: no child (-E): to and from are two
+ * fds of one socket, and the end of what we write is a shutdown of its
+ * write side, not only a close.  Network EOF: the child's stdin is closed once
  * everything read has been written to it.  Child's stdout EOF (or the child
  * gone and its stdout drained): what is buffered is sent, then close_notify
  * and a shutdown of the network write side, bounded by flushms (0: no
@@ -402,6 +411,7 @@ static void fd_closep (int *fd)
  * on return; the caller waits for the child. */
 static void tls_relay (SSL *ssl, int netr, int netw, int to, int from, struct child *c, unsigned int flushms, char const *ip)
 {
+#define closeto() do { if (!c && to >= 0) fd_shutdown(to, 1) ; fd_closep(&to) ; } while (0)
   int rdwant = 0, wrwant = 0 ;  /* 0: try the SSL call; else wait for this event on the network */
   int toready = 1, fromready = 1 ;
   int neteof = 0, netdead = 0 ;
@@ -449,16 +459,16 @@ static void tls_relay (SSL *ssl, int netr, int netw, int to, int from, struct ch
         ssize_t w = fd_write(to, fromnet.s + fromnet.pos, fromnet.len - fromnet.pos) ;
         if (w > 0) { fromnet.pos += w ; progress = 1 ; }
         else if (w < 0 && errno == EAGAIN) toready = 0 ;
-        else { fd_closep(&to) ; fromnet.pos = fromnet.len = 0 ; progress = 1 ; }
+        else { closeto() ; fromnet.pos = fromnet.len = 0 ; progress = 1 ; }
       }
-      if (to >= 0 && neteof && fromnet.pos == fromnet.len) { fd_closep(&to) ; progress = 1 ; }
+      if (to >= 0 && neteof && fromnet.pos == fromnet.len) { closeto() ; progress = 1 ; }
 
       /* child's stdout -> tonet */
       if (from >= 0 && fromready && relaybuf_room(&tonet))
       {
         ssize_t r = fd_read(from, tonet.s + tonet.len, RELAYBUF - tonet.len) ;
         if (r > 0) { tonet.len += r ; progress = 1 ; }
-        else if (r < 0 && errno == EAGAIN && !c->dead) fromready = 0 ;
+        else if (r < 0 && errno == EAGAIN && (!c || !c->dead)) fromready = 0 ;
         else { fd_closep(&from) ; progress = 1 ; }  /* EOF, error, or child gone and pipe drained */
       }
 
@@ -496,7 +506,7 @@ static void tls_relay (SSL *ssl, int netr, int netw, int to, int from, struct ch
 
     iopause_fd x[5] ;
     unsigned int n = 0 ;
-    int ir = -1, iw = -1, ito = -1, ifrom = -1 ;
+    int isig = -1, ir = -1, iw = -1, ito = -1, ifrom = -1 ;
     short rev = 0, wev = 0 ;
     int wantread = !neteof && to >= 0 && fromnet.len < RELAYBUF ;
     int wantwrite = tonet.pos < tonet.len ;
@@ -504,7 +514,7 @@ static void tls_relay (SSL *ssl, int netr, int netw, int to, int from, struct ch
     if (wantread && rdwant == IOPAUSE_WRITE) wev = 1 ;
     if (wantwrite && wrwant == IOPAUSE_READ) rev = 1 ;
     if (wantwrite && wrwant == IOPAUSE_WRITE) wev = 1 ;
-    x[n].fd = c->sfd ; x[n].events = IOPAUSE_READ ; x[n++].revents = 0 ;
+    if (c) { isig = n ; x[n].fd = c->sfd ; x[n].events = IOPAUSE_READ ; x[n++].revents = 0 ; }
     if (rev) { ir = n ; x[n].fd = netr ; x[n].events = IOPAUSE_READ ; x[n++].revents = 0 ; }
     if (wev) { iw = n ; x[n].fd = netw ; x[n].events = IOPAUSE_WRITE ; x[n++].revents = 0 ; }
     if (to >= 0 && !toready && fromnet.pos < fromnet.len)
@@ -524,7 +534,7 @@ static void tls_relay (SSL *ssl, int netr, int netw, int to, int from, struct ch
       netdead = 1 ;
       break ;
     }
-    if (x[0].revents & IOPAUSE_READ && child_check(c)) fromready = 1 ;
+    if (isig >= 0 && x[isig].revents & IOPAUSE_READ && child_check(c)) fromready = 1 ;
     if (ir >= 0 && x[ir].revents)
     {
       if (rdwant == IOPAUSE_READ) rdwant = 0 ;
@@ -539,7 +549,8 @@ static void tls_relay (SSL *ssl, int netr, int netw, int to, int from, struct ch
     if (ifrom >= 0 && x[ifrom].revents) fromready = 1 ;
   }
 
-  fd_closep(&to) ;
+  closeto() ;
+#undef closeto
   fd_closep(&from) ;
   if (!netdead)
   {
@@ -792,20 +803,63 @@ static int run_starttls (struct pemfiles *files, char const *const *argv, unsign
   return child_status(&c) ;
 }
 
+/* TLS on demand (-E): the daemon started us at STARTTLS time, with the
+ * connection on fds 0 and 1, its cleartext socket on EFD_DATA and the
+ * control socket on EFD_CTL: handshake now, parameters on the control
+ * socket (as -S writes them after 'y'), then the relay. */
+static int run_ondemand (struct pemfiles *files, unsigned int kms, char const *ip)
+{
+  SSL_CTX *ctx = tls_ctx_make(files) ;
+  SSL *ssl = server_handshake(ctx, kms, ip) ;
+  if (!ssl)
+  {
+    SSL_CTX_free(ctx) ;
+    fd_shutdown(0, 0) ;
+    fd_shutdown(1, 1) ;
+    fd_close(EFD_CTL) ;   /* EOF there: the daemon leaves without a word */
+    fd_close(EFD_DATA) ;
+    return EX_TLSFAIL ;
+  }
+  log_tls(ssl, ip) ;
+
+  stralloc reply = STRALLOC_ZERO ;
+  if (!tls_params(ssl, &reply) || !stralloc_0(&reply)) dienomem() ;
+  if (allwrite(EFD_CTL, reply.s, reply.len) < reply.len && errno != EPIPE)
+    strerr_diefusys(EX_TEMP, "write to control socket") ;
+  stralloc_free(&reply) ;
+  fd_close(EFD_CTL) ;
+  int from = dup(EFD_DATA) ;
+  if (from < 0) strerr_diefusys(EX_TEMP, "dup") ;
+  nonblock(EFD_DATA) ;    /* the same file as from */
+  tls_relay(ssl, 0, 1, EFD_DATA, from, 0, kms, ip) ;
+  SSL_free(ssl) ;
+  SSL_CTX_free(ctx) ;
+  return 0 ;
+}
+
+/* fd is open, and a socket */
+static int is_socket (int fd)
+{
+  int type ;
+  socklen_t len = sizeof(type) ;
+  return !getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) ;
+}
+
 int main (int argc, char const *const *argv)
 {
-  int flagstarttls = 0 ;
+  int flagstarttls = 0, flagondemand = 0 ;
   unsigned int kms = 30000 ;
   char const *uidarg = 0, *gidarg = 0 ;
   {
     subgetopt l = SUBGETOPT_ZERO ;
     for (;;)
     {
-      int opt = subgetopt_r(argc, argv, "SK:u:g:", &l) ;
+      int opt = subgetopt_r(argc, argv, "SEK:u:g:", &l) ;
       if (opt == -1) break ;
       switch (opt)
       {
         case 'S' : flagstarttls = 1 ; break ;
+        case 'E' : flagondemand = 1 ; break ;
         case 'K' :
         {
           size_t n = uint0_scan(l.arg, &kms) ;
@@ -819,7 +873,9 @@ int main (int argc, char const *const *argv)
     }
     argc -= l.ind ; argv += l.ind ;
   }
-  if (!argc) dieusage() ;
+  if (flagondemand ? argc || flagstarttls : !argc) dieusage() ;
+  if (flagondemand && (!is_socket(EFD_DATA) || !is_socket(EFD_CTL)))
+    strerr_dief(EX_PERM, "-E needs the cleartext socket on fd 3 and the control socket on fd 4") ;
 
   char const *ip = getenv("TCPREMOTEIP") ;
   if (sig_ignore(SIGPIPE) < 0) strerr_diefusys(EX_TEMP, "ignore SIGPIPE") ;
@@ -844,5 +900,6 @@ int main (int argc, char const *const *argv)
   /* the context is built when a handshake is due: at once for implicit
      TLS, on the client's STARTTLS otherwise (most port 25 sessions never
      ask, and OpenSSL's set-up costs about 3 ms) */
+  if (flagondemand) return run_ondemand(&files, kms, ip) ;
   return flagstarttls ? run_starttls(&files, argv, kms, ip) : run_implicit(&files, argv, kms, ip) ;
 }

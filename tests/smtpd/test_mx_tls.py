@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
-"""STARTTLS on the MX port (25): tcpserver + yubin-tlsd -S + yubin-smtpd
-WITHOUT -s or -a, the chain of package/services/smtpd/run.  STARTTLS is
+"""STARTTLS on the MX port (25), both ways of running it: tcpserver +
+yubin-tlsd -S + yubin-smtpd, and TLS on demand, the chain of
+package/services/smtpd/run: tcpserver -U + yubin-smtpd with $TLSD (empty:
+yubin-tlsd found next to yubin-smtpd) and $TLSDTIMEOUT, where yubin-smtpd
+starts yubin-tlsd -E only at STARTTLS; both WITHOUT -s or -a.  STARTTLS is
 offered, swaks --tls delivers, AUTH is neither offered nor accepted before
 or after TLS (even with a valid password), commands pipelined behind
 STARTTLS in cleartext are thrown away (CVE-2011-0411), relaying stays
 closed over TLS; and -a turns AUTH on for whoever wants it on port 25.
+On demand also: garbage instead of a ClientHello closes the connection
+and logs handshake-fail, a cleartext session has no yubin-tlsd process
+(and a TLS one has), and a killed yubin-tlsd ends yubin-smtpd.
 
 Over a temporary instance (smtpdtest.Instance: control files, users.cdb,
 a fake queue) with control/cert.pem and key.pem made by openssl and
@@ -43,22 +49,37 @@ class MXInstance(Instance):
         with open(os.path.join(self.root, "users", "passwd"), "w") as f:
             f.write("alice:%s:1000:1000:/home/alice\n" % phc_scrypt(PASSWORD, ln=4))
         os.chmod(os.path.join(self.root, "users", "passwd"), 0o644)
+        self.uidgid = None
         if os.geteuid() == 0:
             pw = pwd.getpwnam("nobody")
             self.ug = ["-u", str(pw.pw_uid), "-g", str(pw.pw_gid)]
+            self.uidgid = (pw.pw_uid, pw.pw_gid)
+            # on demand, yubin-tlsd runs as the session's uid (in an
+            # instance it is setgid to the key's group; not in a build tree)
+            os.chown(os.path.join(ctl, "key.pem"), pw.pw_uid, pw.pw_gid)
         else:
             self.ug = []
         self.servers = []
 
-    def server(self, smtpd_args=()):
-        """tcpserver -> yubin-tlsd -S -K 10000 -> yubin-smtpd [args]; its port."""
+    def server(self, smtpd_args=(), ondemand=False):
+        """tcpserver -> yubin-tlsd -S -K 10000 -> yubin-smtpd [args], or
+        (ondemand) tcpserver -U -> yubin-smtpd [args] with TLSD= and
+        TLSDTIMEOUT=10000, as the run script; its port."""
         log = open(os.path.join(self.root, "log.%d" % len(self.logs)), "w+b")
         self.logs.append(log)
         env = self.env()
+        if ondemand:
+            env["TLSD"] = ""
+            env["TLSDTIMEOUT"] = "10000"
+            if self.uidgid:
+                env["UID"], env["GID"] = str(self.uidgid[0]), str(self.uidgid[1])
         for _ in range(5):
             port = free_port()
-            cmd = ["tcpserver", "-R", "-H", "-l", "localhost", "-c", "100", "-b", "64", "127.0.0.1", str(port),
-                   TLSD, "-S", "-K", "10000"] + self.ug + ["--", SMTPD] + list(smtpd_args)
+            cmd = ["tcpserver", "-R", "-H", "-l", "localhost", "-c", "100", "-b", "64"]
+            if ondemand:
+                cmd += ["-U", "127.0.0.1", str(port), SMTPD] + list(smtpd_args)
+            else:
+                cmd += ["127.0.0.1", str(port), TLSD, "-S", "-K", "10000"] + self.ug + ["--", SMTPD] + list(smtpd_args)
             p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                                  env=env, start_new_session=True)
             deadline = time.time() + 10
@@ -67,6 +88,7 @@ class MXInstance(Instance):
                     with socket.create_connection(("127.0.0.1", port), timeout=1):
                         pass
                     self.servers.append(p)
+                    self.server_pid = p.pid
                     return port
                 except OSError:
                     time.sleep(0.02)
@@ -146,6 +168,40 @@ class Raw:
 CASES, case = case_list()
 
 
+def tree(root):
+    """{pid: basename of its executable} for root's descendants."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+            ppid = int(st[st.rindex(")") + 2:].split()[1])
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                argv0 = f.read().split(b"\0")[0]
+        except (OSError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append((int(d), os.path.basename(argv0).decode(errors="replace")))
+    out, todo = {}, [root]
+    while todo:
+        for pid, name in kids.get(todo.pop(), []):
+            out[pid] = name
+            todo.append(pid)
+    return out
+
+
+def wait_tree(root, pred, what, secs=5):
+    deadline = time.time() + secs
+    while True:
+        t = tree(root)
+        if pred(t):
+            return t
+        if time.time() > deadline:
+            raise Failure("%s: process tree %r" % (what, t))
+        time.sleep(0.05)
+
+
 def tls_up(port):
     c = Raw(port)
     c.reply()
@@ -156,9 +212,8 @@ def tls_up(port):
     return c, kw
 
 
-@case
-def starttls_offered_auth_absent(inst):
-    port = inst.server()
+def starttls_offered_auth_absent(inst, ondemand=False):
+    port = inst.server(ondemand=ondemand)
     c = Raw(port)
     c.reply()
     kw = c.ehlo()
@@ -191,9 +246,8 @@ def starttls_offered_auth_absent(inst):
     expect(b"checkpassword" not in log and b"auth-fail" not in log, "a password was checked: %r" % log[-800:])
 
 
-@case
-def pipelined_after_starttls_discarded(inst):
-    port = inst.server()
+def pipelined_after_starttls_discarded(inst, ondemand=False):
+    port = inst.server(ondemand=ondemand)
     c = Raw(port)
     c.reply()
     c.ehlo()
@@ -223,11 +277,10 @@ def pipelined_after_starttls_discarded(inst):
     expect(not inst.committed(), "something was queued")
 
 
-@case
-def swaks_tls(inst):
+def swaks_tls(inst, ondemand=False):
     if not shutil.which("swaks"):
         raise Failure("swaks not installed")
-    port = inst.server()
+    port = inst.server(ondemand=ondemand)
     r = subprocess.run(["swaks", "--server", "127.0.0.1", "--port", str(port), "--helo", "swaks.example",
                         "--from", "sender@example.net", "--to", "alice@example.org", "--tls",
                         "--timeout", "20"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
@@ -246,10 +299,9 @@ def swaks_tls(inst):
     expect(len(got) == 1 and got[0][2] == [b"alice@example.org"], "queued %d" % len(got))
 
 
-@case
-def auth_on_port25_when_asked(inst):
+def auth_on_port25_when_asked(inst, ondemand=False):
     # -a: the operator's choice to let clients authenticate on port 25
-    port = inst.server(["-a"])
+    port = inst.server(["-a"], ondemand=ondemand)
     c, _ = tls_up(port)
     kw = c.ehlo()
     expect("AUTH PLAIN LOGIN" in kw, "EHLO over TLS with -a: %r" % kw)
@@ -257,6 +309,82 @@ def auth_on_port25_when_asked(inst):
     c.cmd("QUIT", 221)
     c.close()
     inst.finish()
+
+
+def garbage_client_hello(inst, ondemand=True):
+    port = inst.server(ondemand=ondemand)
+    c = Raw(port)
+    c.reply()
+    c.ehlo()
+    c.cmd("STARTTLS", 220)
+    c.send(b"GET / HTTP/1.0\r\nthis is not a ClientHello\r\n\r\n")
+    c.s.settimeout(8)
+    got = b""
+    try:
+        while True:
+            d = c.s.recv(4096)
+            if not d:
+                break
+            got += d
+            expect(len(got) < 65536, "endless answer to garbage")
+    except socket.timeout:
+        raise Failure("connection still open after garbage instead of a ClientHello (got %r)" % got[:200])
+    except ConnectionResetError:
+        pass
+    expect(b"250" not in got and b"220" not in got, "an SMTP reply after garbage: %r" % got[:200])
+    c.close()
+    inst.finish()
+    log = inst.logtext()
+    expect(b"handshake-fail" in log, "no handshake-fail in the log: %r" % log[-800:])
+    expect(not inst.committed(), "something was queued")
+
+
+def no_tlsd_in_cleartext(inst):
+    port = inst.server(ondemand=True)
+    root = inst.server_pid
+    c = Raw(port)
+    c.reply()
+    kw = c.ehlo()
+    expect("STARTTLS" in kw, "STARTTLS not offered: %r" % kw)
+    c.cmd("MAIL FROM:<someone@example.net>", 250)
+    t = wait_tree(root, lambda t: "yubin-smtpd" in t.values(), "no yubin-smtpd for the session")
+    expect("yubin-tlsd" not in t.values(), "a yubin-tlsd in a cleartext session: %r" % t)
+    c.cmd("RCPT TO:<alice@example.org>", 250)
+    t = tree(root)
+    expect("yubin-tlsd" not in t.values(), "a yubin-tlsd in a cleartext session: %r" % t)
+    c.cmd("QUIT", 221)
+    c.close()
+    # and the test can see one: a TLS session has it
+    c2, _ = tls_up(port)
+    c2.ehlo()
+    t = wait_tree(root, lambda t: "yubin-tlsd" in t.values(), "no yubin-tlsd in a TLS session")
+    c2.cmd("QUIT", 221)
+    c2.close()
+    wait_tree(root, lambda t: not t, "processes left after the sessions")
+    inst.finish()
+
+
+def dead_tlsd_ends_smtpd(inst):
+    port = inst.server(ondemand=True)
+    root = inst.server_pid
+    c, _ = tls_up(port)
+    c.ehlo()
+    t = wait_tree(root, lambda t: "yubin-tlsd" in t.values() and "yubin-smtpd" in t.values(), "TLS session")
+    for pid, name in t.items():
+        if name == "yubin-tlsd":
+            os.kill(pid, 9)
+    # yubin-smtpd reads EOF and leaves (a zombie yubin-tlsd goes with it)
+    wait_tree(root, lambda t: not t, "yubin-smtpd still there after its yubin-tlsd was killed", secs=8)
+    c.close()
+    inst.finish()
+
+
+for _fn in (starttls_offered_auth_absent, pipelined_after_starttls_discarded, swaks_tls, auth_on_port25_when_asked):
+    CASES.append((_fn.__name__, _fn))
+    CASES.append(("ondemand_" + _fn.__name__, lambda inst, _fn=_fn: _fn(inst, ondemand=True)))
+CASES.append(("ondemand_garbage_client_hello", garbage_client_hello))
+CASES.append(("ondemand_no_tlsd_in_cleartext", no_tlsd_in_cleartext))
+CASES.append(("ondemand_dead_tlsd_ends_smtpd", dead_tlsd_ends_smtpd))
 
 
 def main():
