@@ -101,6 +101,24 @@ def victim_untouched(victim):
     return st.st_uid == 0 and st.st_gid == 0 and stat.S_IMODE(st.st_mode) == 0o755 and not os.listdir(victim)
 
 
+def empty_dir(d):
+    """Remove what is in d, while the racer may be swapping a directory
+    for a symlink under our feet (bounded retries)."""
+    for _ in range(50):
+        left = os.listdir(d)
+        if not left:
+            return
+        for f in left:
+            p = os.path.join(d, f)
+            try:
+                if os.path.islink(p) or not os.path.isdir(p):
+                    os.unlink(p)
+                else:
+                    shutil.rmtree(p)
+            except OSError:
+                pass
+
+
 def t_users_race(base):
     """A watcher racing `yubin-users add` into a home the attacker owns:
     root never changes the owner of, nor creates anything in, a path the
@@ -123,12 +141,7 @@ def t_users_race(base):
         time.sleep(0.2)
         outcomes = {}
         for i in range(tries):
-            for f in os.listdir(home):
-                p = os.path.join(home, f)
-                if os.path.islink(p) or not os.path.isdir(p):
-                    os.unlink(p)
-                else:
-                    shutil.rmtree(p)
+            empty_dir(home)
             r = subprocess.run([users, "add", "u%d" % i, "-u", str(ATTACKER[0]), "-g", str(ATTACKER[1]),
                                 "-d", home], env=users_env(root), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, timeout=60)
