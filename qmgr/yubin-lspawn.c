@@ -31,6 +31,7 @@
 
 #include "control.h"
 #include "exitcodes.h"
+#include "sigtrap.h"
 #include "local/deliver.h"
 #include "qmgr/queue.h"
 #include "qmgr/spawnproto.h"
@@ -345,15 +346,7 @@ int main (int argc, char const *const *argv)
   if (ndelay_on(0) < 0) strerr_diefu1sys(EX_TEMP, "set stdin non-blocking") ;
   /* the pipes to qmgr are not for yubin-local */
   if (coe(0) < 0 || coe(1) < 0) strerr_diefu1sys(EX_TEMP, "set close-on-exec") ;
-  int spfd = selfpipe_init() ;
-  if (spfd < 0) strerr_diefu1sys(EX_TEMP, "init selfpipe") ;
-  {
-    sigset_t set ;
-    sigemptyset(&set) ;
-    sigaddset(&set, SIGCHLD) ;
-    sigaddset(&set, SIGTERM) ;
-    if (!selfpipe_trapset(&set)) strerr_diefu1sys(EX_TEMP, "trap signals") ;
-  }
+  int spfd = sigtrap_init((int const []){ SIGCHLD, SIGTERM, 0 }) ;
   tain_now_set_stopwatch_g() ;
 
   while (!eof || njobs)

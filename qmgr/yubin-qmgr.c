@@ -35,6 +35,7 @@
 
 #include "control.h"
 #include "exitcodes.h"
+#include "sigtrap.h"
 #include "heap.h"
 #include "qq.h"
 #include "root.h"
@@ -1105,17 +1106,7 @@ int main (int argc, char const *const *argv)
   }
 
   if (sig_ignore(SIGPIPE) < 0) strerr_diefu1sys(EX_TEMP, "ignore SIGPIPE") ;
-  int spfd = selfpipe_init() ;
-  if (spfd < 0) strerr_diefu1sys(EX_TEMP, "init selfpipe") ;
-  {
-    sigset_t set ;
-    sigemptyset(&set) ;
-    sigaddset(&set, SIGCHLD) ;
-    sigaddset(&set, SIGTERM) ;
-    sigaddset(&set, SIGHUP) ;
-    sigaddset(&set, SIGALRM) ;
-    if (!selfpipe_trapset(&set)) strerr_diefu1sys(EX_TEMP, "trap signals") ;
-  }
+  int spfd = sigtrap_init((int const []){ SIGCHLD, SIGTERM, SIGHUP, SIGALRM, 0 }) ;
   read_control() ;
   now = clock_ms() ;
   scan_clean(&dirs, (time_t)(now / 1000), STALE_SEC) ;

@@ -43,6 +43,7 @@
 
 #include "control.h"
 #include "exitcodes.h"
+#include "sigtrap.h"
 #include "ylog.h"
 #include "qmgr/spawnproto.h"
 #include "remote/dns.h"
@@ -558,15 +559,7 @@ int main (int argc, char const *const *argv)
   read_control() ;
   if (!route_init()) strerr_dief1x(EX_TEMP, route_init_why()) ;
   if (sig_ignore(SIGPIPE) < 0) strerr_diefu1sys(EX_TEMP, "ignore SIGPIPE") ;
-  int spfd = selfpipe_init() ;
-  if (spfd < 0) strerr_diefu1sys(EX_TEMP, "init selfpipe") ;
-  {
-    sigset_t set ;
-    sigemptyset(&set) ;
-    sigaddset(&set, SIGCHLD) ;
-    sigaddset(&set, SIGTERM) ;
-    if (!selfpipe_trapset(&set)) strerr_diefu1sys(EX_TEMP, "trap signals") ;
-  }
+  int spfd = sigtrap_init((int const []){ SIGCHLD, SIGTERM, 0 }) ;
   tain_now_set_stopwatch_g() ;
   tain_now_g() ;
   {

@@ -89,22 +89,6 @@ static int die (struct smtpc *c, char const *a, char const *b)
   return 0 ;
 }
 
-static int waitfd (int fd, int events, tain const *deadline)
-{
-  iopause_fd x = { .fd = fd, .events = events } ;
-  for (;;)
-  {
-    int r = iopause_g(&x, 1, deadline) ;
-    if (r < 0)
-    {
-      if (errno == EINTR) continue ;
-      return 0 ;
-    }
-    if (!r) { errno = ETIMEDOUT ; return 0 ; }
-    return 1 ;
-  }
-}
-
 static int net_write (struct smtpc *c, char const *s, size_t len, tain const *deadline)
 {
   if (c->dead) return 0 ;
@@ -119,7 +103,7 @@ static int net_write (struct smtpc *c, char const *s, size_t len, tain const *de
     ssize_t r = fd_write(c->fd, s, len) ;
     if (r > 0) { s += r ; len -= (size_t)r ; continue ; }
     if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return die(c, "write error: ", strerror(errno)) ;
-    if (!waitfd(c->fd, IOPAUSE_WRITE, deadline))
+    if (!tlsc_waitfd(c->fd, IOPAUSE_WRITE, deadline))
       return die(c, errno == ETIMEDOUT ? "timed out writing" : "write error: ", errno == ETIMEDOUT ? 0 : strerror(errno)) ;
   }
   return 1 ;
@@ -143,7 +127,7 @@ static int net_fill (struct smtpc *c, tain const *deadline)
       r = fd_read(c->fd, c->in + c->inlen, sizeof(c->in) - c->inlen) ;
       if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
       {
-        if (waitfd(c->fd, IOPAUSE_READ, deadline)) continue ;
+        if (tlsc_waitfd(c->fd, IOPAUSE_READ, deadline)) continue ;
         r = -1 ;
       }
     }

@@ -129,10 +129,9 @@ int tlsc_tlsa_usable (struct dns_tlsa const *r)
   }
 }
 
-/* Wait until fd is ready for what OpenSSL asked (err), or the deadline. */
-static int ssl_wait (int fd, int err, tain const *deadline)
+int tlsc_waitfd (int fd, int events, tain const *deadline)
 {
-  iopause_fd x = { .fd = fd, .events = err == SSL_ERROR_WANT_WRITE ? IOPAUSE_WRITE : IOPAUSE_READ } ;
+  iopause_fd x = { .fd = fd, .events = events } ;
   for (;;)
   {
     int r = iopause_g(&x, 1, deadline) ;
@@ -144,6 +143,12 @@ static int ssl_wait (int fd, int err, tain const *deadline)
     if (!r) { errno = ETIMEDOUT ; return 0 ; }
     return 1 ;
   }
+}
+
+/* Wait until fd is ready for what OpenSSL asked (err), or the deadline. */
+static int ssl_wait (int fd, int err, tain const *deadline)
+{
+  return tlsc_waitfd(fd, err == SSL_ERROR_WANT_WRITE ? IOPAUSE_WRITE : IOPAUSE_READ, deadline) ;
 }
 
 static int is_ipliteral (char const *s)

@@ -65,4 +65,9 @@ extern int tlsc_pending (struct tlsc const *t) ;
 /* close_notify (best effort, until deadline) and free; fd is not closed. */
 extern void tlsc_close (struct tlsc *t, tain const *deadline) ;
 
+/* Wait until fd is ready for events (IOPAUSE_READ / IOPAUSE_WRITE) or the
+ * deadline: 1 ready, 0 with errno (ETIMEDOUT at the deadline).  Used by
+ * the TLS calls and by smtpc for the cleartext socket. */
+extern int tlsc_waitfd (int fd, int events, tain const *deadline) ;
+
 #endif
