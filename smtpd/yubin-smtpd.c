@@ -28,6 +28,7 @@
 
 #include "address.h"
 #include "auth.h"
+#include "connlimit.h"
 #include "control.h"
 #include "datascan.h"
 #include "exitcodes.h"
@@ -580,6 +581,30 @@ static void smtp_starttls (struct smtpcmd const *c)
 
 /* ---------- main ---------- */
 
+/* $CONNLIMIT (the run scripts set it): one of the client address's
+ * session slots (common/connlimit.h), before the greeting, so that a few
+ * clients can't hold every one of tcpserver's.  Not under tcpserver (no
+ * TCPREMOTEIP): no limit. */
+static void take_connection_slot (void)
+{
+  unsigned long n ;
+  if (!getenv("CONNLIMIT") || !strcmp(conf.remoteip, "unknown")) return ;
+  int r = connlimit_take(conf.remoteip, 1, &n) ;
+  if (r > 0) return ;
+  if (r < 0)
+  {
+    ylog("error", "ip", conf.remoteip, "reason", "connlimit", "errno", strerror(errno), (char *)0) ;
+    reply("421 4.3.0 unable to take a connection slot\r\n") ;
+  }
+  else
+  {
+    connlimit_log_refusal(conf.remoteip, n) ;
+    reply("421 4.7.0 too many connections from your address\r\n") ;
+  }
+  flush() ;
+  _exit(0) ;
+}
+
 int main (int argc, char const *const *argv)
 {
   {
@@ -610,6 +635,7 @@ int main (int argc, char const *const *argv)
   if (ndelay_on(0) < 0) strerr_diefu1sys(EX_TEMP, "set fd 0 non-blocking") ;
   if (ndelay_on(1) < 0) strerr_diefu1sys(EX_TEMP, "set fd 1 non-blocking") ;
   starttls_init() ;
+  take_connection_slot() ;
 
   if (control_readline(&conf.me, "me", "localhost") < 0) die_control("me") ;
   if (!conf.me.len) { cat(&conf.me, "localhost") ; if (!stralloc_0(&conf.me)) die_nomem() ; conf.me.len-- ; }

@@ -52,6 +52,7 @@
 #include <skalibs/tai.h>
 #include <skalibs/types.h>
 
+#include "connlimit.h"
 #include "control.h"
 #include "exitcodes.h"
 #include "nodump.h"
@@ -671,8 +672,23 @@ static SSL *server_handshake (SSL_CTX *ctx, unsigned int kms, char const *ip)
 }
 
 /* implicit TLS: handshake, then prog on cleartext pipes */
+/* $CONNLIMIT, implicit TLS: the session's slot is taken here, before the
+ * handshake (a handshake that never ends holds it too), and prog is told
+ * not to take another (common/connlimit.h).  1 go on, 0 refused. */
+static int take_connection_slot (char const *ip)
+{
+  unsigned long n ;
+  if (!getenv("CONNLIMIT") || !ip) return 1 ;
+  int r = connlimit_take(ip, 1, &n) ;
+  if (r > 0) return 1 ;
+  if (r < 0) strerr_diefusys(EX_TEMP, "take a connection slot for ", ip) ;
+  connlimit_log_refusal(ip, n) ;
+  return 0 ;
+}
+
 static int run_implicit (struct pemfiles *files, char const *const *argv, unsigned int kms, char const *ip)
 {
+  if (!take_connection_slot(ip)) return 0 ;
   SSL_CTX *ctx = tls_ctx_make(files) ;
   SSL *ssl = server_handshake(ctx, kms, ip) ;
   if (!ssl) { SSL_CTX_free(ctx) ; return EX_TLSFAIL ; }
@@ -681,7 +697,7 @@ static int run_implicit (struct pemfiles *files, char const *const *argv, unsign
   stralloc env = STRALLOC_ZERO ;
   if (!tls_params(ssl, &env)) dienomem() ;
   if (!tls_sni(ssl) && !stralloc_catb(&env, "SSL_TLS_SNI_SERVERNAME", sizeof("SSL_TLS_SNI_SERVERNAME"))) dienomem() ;
-  if (!stralloc_catb(&env, "SSLCTLFD\0SSLREADFD\0SSLWRITEFD", sizeof("SSLCTLFD\0SSLREADFD\0SSLWRITEFD"))) dienomem() ;
+  if (!stralloc_catb(&env, "SSLCTLFD\0SSLREADFD\0SSLWRITEFD\0CONNLIMIT", sizeof("SSLCTLFD\0SSLREADFD\0SSLWRITEFD\0CONNLIMIT"))) dienomem() ;
 
   int pin[2], pout[2] ;   /* pin: we write, child reads as fd 0; pout: child writes as fd 1 */
   if (pipecoe(pin) < 0 || pipecoe(pout) < 0) strerr_diefusys(EX_TEMP, "pipe") ;

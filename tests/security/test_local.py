@@ -372,7 +372,27 @@ def t_connlimit(inst):
         s.close()
         check("connlimit-other-address-gets-in", other.startswith(b"220"), "got %r" % other)
         check("connlimit-refusal-logged",
-              inst.wait_log("smtpd", "connlimit: refuse ip=127.0.0.2", time.monotonic() + 10), "no refuse line")
+              inst.wait_log("smtpd", "smtpd: refuse ip=127.0.0.2 reason=too-many-connections", time.monotonic() + 10), "no refuse line")
+        # implicit TLS: yubin-tlsd takes the slot before the handshake (so a
+        # handshake that never comes holds one); the limit counts an
+        # address's sessions on every service, and 127.0.0.2 is at it
+        tls = [connect_from("127.0.0.2", inst.smtps_port) for _ in range(2)]
+        held += tls
+        time.sleep(0.3)
+        s = connect_from("127.0.0.2", inst.smtps_port)
+        t0 = time.monotonic()
+        try:
+            got = s.recv(100)
+        except OSError:
+            got = b""
+        took = time.monotonic() - t0
+        s.close()
+        check("connlimit-implicit-tls-over-limit-closed", got == b"" and took < 3
+              and inst.wait_log("smtps", "tlsd: refuse ip=127.0.0.2 reason=too-many-connections",
+                                time.monotonic() + 10), "got %r after %.1fs" % (got, took))
+        for s in tls:
+            s.close()
+            held.remove(s)
         held[0].close()
         held.pop(0)
         time.sleep(0.3)
