@@ -115,7 +115,11 @@ def test_partial_retry():
         # restart with a half-done message: done recipients are not redelivered
         r.user_flag("bob", "temp")
         rc, _ = r.inject("s@example.org", ["alice@example.test", "bob@example.test"], body(2))
-        r.wait(lambda: len(r.got("alice")) == 2 and "to=bob@example.test status=defer" in r.log(), 10)
+        # kill only once alice's delivery is recorded in the queue file: a
+        # kill between her delivery and its record is the documented
+        # duplicate window (qmgr/README), not what this case is about
+        r.wait(lambda: len(r.got("alice")) == 2 and (qfile_states(r) or {}).get("alice@example.test") == "D"
+               and (qfile_states(r) or {}).get("bob@example.test") == "T", 10)
         r.qmgr.kill()
         r.qmgr.wait()
         r.user_flag("bob", "temp", False)
