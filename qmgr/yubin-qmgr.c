@@ -5,17 +5,9 @@
  * qmgr/README.  Its modules: scan.c (the queue directories: intake and
  * cleaning), spawnproto.c (the records to and from yubin-lspawn),
  * bounce.c (the failure notice), queue.c (the file format); the retry
- * heap is common/heap.c.  Remote recipients go, grouped by domain, to
- * yubin-rspawn over a unix socket that also carries each message's fd;
- * each domain has its own slots and its own back-off.
- *
- * Over 1,000 lines, for now: the local channel, the remote channel and
- * the retry schedule share the message table and its invariants (a
- * message is done when every recipient is D or B, whichever channel had
- * it), and the remote channel landed in here with issue 9.  The hot-path
- * rework (issue 13) reshapes both channels; the remote one (domains,
- * back-off, the rspawn socket, about 400 lines) becomes qmgr/remotechan.c
- * then, behind a small interface to the message table. */
+ * heap is common/heap.c; the remote channel is remotechan.c (recipients
+ * outside control/locals, grouped by domain for yubin-rspawn), and the
+ * message table the two channels share is in qmgr.h. */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -49,6 +41,7 @@
 #include "root.h"
 #include "ylog.h"
 #include "qmgr/bounce.h"
+#include "qmgr/qmgr.h"
 #include "qmgr/queue.h"
 #include "qmgr/scan.h"
 #include "qmgr/spawnproto.h"
@@ -64,66 +57,11 @@
 
 char const *PROG = "qmgr" ;
 
-#define R_LOCAL 1
-#define R_INFLIGHT 2      /* at a spawner */
-#define R_QUEUED 4        /* remote, waiting for a slot of its domain */
-#define NODOM UINT32_MAX
-
-struct rcpt
-{
-  size_t addr ;          /* offset in msg.env of the address */
-  uint64_t stoff ;       /* offset of its state byte in the file */
-  uint32_t dom ;         /* remote: index in doms; local: NODOM */
-  char state ;           /* QUEUE_TODO, QUEUE_DONE, QUEUE_FAILED */
-  unsigned char flags ;
-} ;
-
-struct msg
-{
-  char id[QUEUE_IDMAX] ;
-  struct queue_head h ;
-  uint64_t envbase ;
-  stralloc env ;         /* envelope; env.s + 1 is the sender */
-  genalloc rcpts ;       /* struct rcpt */
-  stralloc why ;         /* bounce paragraphs of the failed recipients */
-  unsigned int npending ;   /* recipients in state T, inflight included */
-  unsigned int ninflight ;  /* R_INFLIGHT or R_QUEUED */
-  unsigned int nfailed ;    /* recipients in state B */
-  size_t cursor ;        /* next recipient to try in this round */
-  uint32_t gen ;
-  unsigned char inuse ;
-  unsigned char inready ;
-} ;
-
 struct job { uint32_t m ; uint32_t gen ; size_t r ; int busy ; } ;
 
-/* A remote destination (a recipient domain, lower case). */
-struct dom
-{
-  size_t name ;          /* offset in domnames */
-  unsigned int inflight ;   /* jobs at yubin-rspawn */
-  unsigned int fails ;   /* destination failures in a row */
-  uint64_t until ;       /* back-off: no connection before this (ms) */
-  stralloc why ;         /* the last destination failure */
-  genalloc queue ;       /* struct domwait: messages waiting for a slot */
-  size_t qhead ;
-  int listed ;           /* in domlist */
-} ;
-struct domwait { uint32_t m ; uint32_t gen ; } ;
-
-/* A remote job: the recipients of one message at one domain. */
-struct rjob
-{
-  uint32_t m, gen, dom ;
-  int busy ;
-  genalloc rcpts ;       /* size_t: recipient indexes, in request order */
-  size_t nres ;          /* results received */
-  size_t ndestfail ;     /* of which destination failures */
-} ;
-struct rout { size_t len ; int fd ; } ;   /* a request record not yet sent, its fd */
 struct bouncing { pid_t pid ; uint32_t m ; uint32_t gen ; } ;   /* a bounce child */
 
-static genalloc msgs = GENALLOC_ZERO ;      /* struct msg */
+genalloc msgs = GENALLOC_ZERO ;      /* struct msg */
 static genalloc freemsgs = GENALLOC_ZERO ;  /* uint32_t */
 static genalloc ready = GENALLOC_ZERO ;     /* uint32_t, FIFO from readyhead */
 static size_t readyhead = 0 ;
@@ -132,7 +70,7 @@ static genalloc jobs = GENALLOC_ZERO ;      /* struct job */
 static unsigned int njobs = 0 ;
 static genalloc bounces = GENALLOC_ZERO ;   /* struct bouncing */
 
-static struct scan dirs ;                   /* queue/ and its directories */
+struct scan dirs ;                   /* queue/ and its directories */
 static int reqfd, resfd ;
 static int lockfd = -1 ;
 static pid_t lspawnpid ;
@@ -141,39 +79,17 @@ static struct spawn_decoder in = SPAWN_DECODER(SPAWN_RECORDMAX, SPAWN_ONE) ;   /
 static stralloc queueprog = STRALLOC_ZERO ;
 
 static unsigned long conc = 10 ;
-static unsigned long rconc = 20 ;       /* control/concurrencyremote */
-static unsigned long domconc = 5 ;      /* control/concurrencyremotedomain */
-
-static genalloc doms = GENALLOC_ZERO ;      /* struct dom */
-static stralloc domnames = STRALLOC_ZERO ;
-static genalloc domhash = GENALLOC_ZERO ;   /* uint32_t: dom index + 1, 0 empty; open addressing */
-static genalloc domlist = GENALLOC_ZERO ;   /* uint32_t: domains with messages waiting */
-static genalloc rjobs = GENALLOC_ZERO ;     /* struct rjob */
-static unsigned int nrjobs = 0 ;
-static int rsock = -1 ;                     /* to yubin-rspawn; -1: no remote channel */
-static pid_t rspawnpid = 0 ;
-static stralloc rbuf = STRALLOC_ZERO ;      /* request bytes not yet sent, from rpos */
-static size_t rpos = 0 ;
-static genalloc rrecs = GENALLOC_ZERO ;     /* struct rout, from rrecshead */
-static size_t rrecshead = 0, rsent = 0 ;    /* rsent: bytes of the head record sent */
-static struct spawn_decoder rin = SPAWN_DECODER(SPAWN_RECORDMAX, SPAWN_ONE) ;
-static char const *remoteoff = "remote delivery not available" ;
 static unsigned long lifetime = 604800 ;
-static unsigned long retrybase = 60 ;
-static unsigned long retrymax = 3600 ;
+unsigned long retrybase = 60 ;
+unsigned long retrymax = 3600 ;
 static unsigned long bouncemax = 50000 ;
 static stralloc me = STRALLOC_ZERO ;
 static stralloc locals = STRALLOC_ZERO ;
 
-static int stopping = 0 ;
-static uint64_t now ;    /* milliseconds since the epoch */
+int stopping = 0 ;
+uint64_t now ;    /* milliseconds since the epoch */
 
-#define M(i) (genalloc_s(struct msg, &msgs) + (i))
-#define RCPTS(m) genalloc_s(struct rcpt, &(m)->rcpts)
-#define NRCPTS(m) genalloc_len(struct rcpt, &(m)->rcpts)
-#define ADDR(m, r) ((m)->env.s + (r)->addr)
-
-static void dienomem (void)
+void dienomem (void)
 {
   strerr_dief1x(EX_TEMP, "out of memory") ;
 }
@@ -185,20 +101,20 @@ static uint64_t clock_ms (void)
   return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 ;
 }
 
-static char const *fmtu (char *buf, uint64_t u)
+char const *fmtu (char *buf, uint64_t u)
 {
   buf[uint64_fmt(buf, u)] = 0 ;
   return buf ;
 }
 
-static void logerr (char const *op, char const *id)
+void logerr (char const *op, char const *id)
 {
   ylog("error", "op", op, "id", id, "errno", strerror(errno), (char *)0) ;
 }
 
 /* ---- configuration ---- */
 
-static void readulong (unsigned long *u, char const *name, unsigned long def)
+void readulong (unsigned long *u, char const *name, unsigned long def)
 {
   if (control_readulong(u, name, def) < 0) strerr_diefu2sys(EX_TEMP, "read control/", name) ;
 }
@@ -208,11 +124,6 @@ static void read_control (void)
   readulong(&conc, "concurrencylocal", 10) ;
   if (!conc) conc = 1 ;
   if (conc > CONC_MAX) conc = CONC_MAX ;
-  readulong(&rconc, "concurrencyremote", 20) ;
-  if (!rconc) rconc = 1 ;
-  if (rconc > CONC_MAX) rconc = CONC_MAX ;
-  readulong(&domconc, "concurrencyremotedomain", 5) ;
-  if (!domconc) domconc = 1 ;
   readulong(&lifetime, "queuelifetime", 604800) ;
   readulong(&retrybase, "queueretrybase", 60) ;
   if (!retrybase) retrybase = 1 ;
@@ -233,14 +144,7 @@ static void read_control (void)
   for (size_t i = genalloc_len(struct job, &jobs) ; i < conc ; i++)
     genalloc_s(struct job, &jobs)[i].busy = 0 ;
   if (genalloc_len(struct job, &jobs) < conc) genalloc_setlen(struct job, &jobs, conc) ;
-  if (!genalloc_ready(struct rjob, &rjobs, rconc)) dienomem() ;
-  for (size_t i = genalloc_len(struct rjob, &rjobs) ; i < rconc ; i++)
-  {
-    struct rjob *rj = genalloc_s(struct rjob, &rjobs) + i ;
-    rj->busy = 0 ;
-    rj->rcpts = (genalloc)GENALLOC_ZERO ;
-  }
-  if (genalloc_len(struct rjob, &rjobs) < rconc) genalloc_setlen(struct rjob, &rjobs, rconc) ;
+  remote_read_control(CONC_MAX) ;
 }
 
 static int is_local (char const *addr)
@@ -249,64 +153,6 @@ static int is_local (char const *addr)
   size_t at = byte_rchr(addr, len, '@') ;
   if (at == len) return 1 ;
   return control_domain_in_list(locals.s, locals.len, addr + at + 1) ;
-}
-
-/* ---- remote destinations ---- */
-
-#define D(k) (genalloc_s(struct dom, &doms) + (k))
-#define DNAME(d) (domnames.s + (d)->name)
-
-static uint32_t dom_hashof (char const *s, size_t len)
-{
-  uint32_t h = 2166136261u ;
-  for (size_t i = 0 ; i < len ; i++) { h ^= (unsigned char)s[i] ; h *= 16777619u ; }
-  return h ;
-}
-
-static void dom_rehash (size_t size)
-{
-  genalloc_setlen(uint32_t, &domhash, 0) ;
-  if (!genalloc_ready(uint32_t, &domhash, size)) dienomem() ;
-  genalloc_setlen(uint32_t, &domhash, size) ;
-  uint32_t *t = genalloc_s(uint32_t, &domhash) ;
-  memset(t, 0, size * sizeof(uint32_t)) ;
-  size_t n = genalloc_len(struct dom, &doms) ;
-  for (size_t k = 0 ; k < n ; k++)
-  {
-    char const *name = DNAME(D(k)) ;
-    size_t h = dom_hashof(name, strlen(name)) & (size - 1) ;
-    while (t[h]) h = (h + 1) & (size - 1) ;
-    t[h] = k + 1 ;
-  }
-}
-
-/* The destination of a remote address (lower-cased domain), made on first use.
- * Kept for the life of the process (a few hundred bytes per domain). */
-static uint32_t dom_of (char const *addr)
-{
-  size_t len = strlen(addr), at = byte_rchr(addr, len, '@') ;
-  char name[256] ;
-  size_t nl = at < len ? len - at - 1 : 0 ;
-  if (nl > 255) nl = 0 ;   /* no such domain: "", which yubin-rspawn fails (#5.1.2) */
-  for (size_t i = 0 ; i < nl ; i++)
-  {
-    char c = addr[at + 1 + i] ;
-    name[i] = c >= 'A' && c <= 'Z' ? c + 32 : c ;
-  }
-  name[nl] = 0 ;
-  size_t size = genalloc_len(uint32_t, &domhash) ;
-  if (!size) { dom_rehash(64) ; size = 64 ; }
-  uint32_t *t = genalloc_s(uint32_t, &domhash) ;
-  size_t h = dom_hashof(name, nl) & (size - 1) ;
-  for (; t[h] ; h = (h + 1) & (size - 1))
-    if (!strcmp(DNAME(D(t[h] - 1)), name)) return t[h] - 1 ;
-  struct dom z = { .name = domnames.len, .inflight = 0, .fails = 0, .until = 0, .why = STRALLOC_ZERO,
-                   .queue = GENALLOC_ZERO, .qhead = 0, .listed = 0 } ;
-  if (!stralloc_catb(&domnames, name, nl + 1) || !genalloc_append(struct dom, &doms, &z)) dienomem() ;
-  uint32_t k = genalloc_len(struct dom, &doms) - 1 ;
-  if ((size_t)k * 2 >= size) dom_rehash(size * 2) ;
-  else t[h] = k + 1 ;
-  return k ;
 }
 
 /* ---- messages, ready queue, retry heap ---- */
@@ -444,7 +290,7 @@ static void finish (uint32_t i)
 }
 
 /* Every recipient of this round has been tried and has answered. */
-static void round_end (uint32_t i)
+void round_end (uint32_t i)
 {
   struct msg *m = M(i) ;
   if (!m->npending) { finish(i) ; return ; }
@@ -454,7 +300,7 @@ static void round_end (uint32_t i)
   retry_at(when, i) ;
 }
 
-static void deliver_temp (struct msg *m, struct rcpt *r, char const *code, char const *text)
+void deliver_temp (struct msg *m, struct rcpt *r, char const *code, char const *text)
 {
   if (!expired(m))
   {
@@ -472,7 +318,7 @@ static void deliver_temp (struct msg *m, struct rcpt *r, char const *code, char 
 }
 
 /* A spawner's answer for recipient k of message i. */
-static void outcome (uint32_t i, size_t k, unsigned int code, char const *text)
+void outcome (uint32_t i, size_t k, unsigned int code, char const *text)
 {
   char codes[UINT_FMT] ;
   codes[uint_fmt(codes, code)] = 0 ;
@@ -527,223 +373,6 @@ static void results (void)
     }
     result(&res) ;
   }
-}
-
-/* ---- the remote channel ---- */
-
-static void dom_list (uint32_t d)
-{
-  if (D(d)->listed) return ;
-  D(d)->listed = 1 ;
-  if (!genalloc_append(uint32_t, &domlist, &d)) dienomem() ;
-}
-
-/* The recipients of message i at domain d that wait (R_QUEUED) are
- * deferred without trying: d is backing off. */
-static void dom_defer_queued (uint32_t i, uint32_t d)
-{
-  struct msg *m = M(i) ;
-  size_t n = NRCPTS(m) ;
-  for (size_t k = 0 ; k < n ; k++)
-  {
-    struct rcpt *r = RCPTS(m) + k ;
-    if (!(r->flags & R_QUEUED) || r->dom != d) continue ;
-    r->flags &= ~R_QUEUED ;
-    m->ninflight-- ;
-    deliver_temp(m, r, "111", D(d)->why.s) ;
-  }
-  if (!m->inready && !m->ninflight) round_end(i) ;
-}
-
-/* A job of d could not reach it: no connection to d before a growing
- * delay (retrybase, doubling, capped at retrymax), and the messages
- * waiting for d are deferred now. */
-static void dom_backoff (uint32_t d, char const *why)
-{
-  struct dom *x = D(d) ;
-  if (x->until <= now)
-  {
-    /* jobs that were running together fail together: one step each time */
-    uint64_t iv = retrybase * 1000 ;
-    for (unsigned int k = 0 ; k < x->fails && iv < retrymax * 1000 ; k++) iv *= 2 ;
-    if (iv > retrymax * 1000) iv = retrymax * 1000 ;
-    x->fails++ ;
-    x->until = now + iv ;
-    if (!stralloc_copys(&x->why, "destination backing off after: ") || !stralloc_cats(&x->why, why)
-     || !stralloc_0(&x->why)) dienomem() ;
-    char fmt[UINT64_FMT], f2[UINT_FMT] ;
-    f2[uint_fmt(f2, x->fails)] = 0 ;
-    ylog("backoff", "domain", DNAME(x), "in", fmtu(fmt, iv / 1000), "fails", f2, "reason", why, (char *)0) ;
-  }
-  while (x->qhead < genalloc_len(struct domwait, &x->queue))
-  {
-    struct domwait w = genalloc_s(struct domwait, &x->queue)[x->qhead++] ;
-    if (M(w.m)->inuse && M(w.m)->gen == w.gen) dom_defer_queued(w.m, d) ;
-    x = D(d) ;
-  }
-  genalloc_setlen(struct domwait, &x->queue, 0) ;
-  x->qhead = 0 ;
-}
-
-static void rresult (struct spawn_result const *res)
-{
-  uint32_t j ;
-  if (uint32_scan(res->jobid, &j) != strlen(res->jobid) || j >= genalloc_len(struct rjob, &rjobs)
-   || !genalloc_s(struct rjob, &rjobs)[j].busy)
-    strerr_dief1x(EX_TEMP, "protocol error: bad result from yubin-rspawn") ;
-  struct rjob *rj = genalloc_s(struct rjob, &rjobs) + j ;
-  size_t n = genalloc_len(size_t, &rj->rcpts) ;
-  size_t k = genalloc_s(size_t, &rj->rcpts)[rj->nres++] ;
-  uint32_t d = rj->dom, i = rj->m ;
-  size_t dl = sizeof(SPAWN_DESTFAIL) - 1 ;
-  int destfail = res->code == EX_TEMP && !strncmp(res->text, SPAWN_DESTFAIL, dl) ;
-  if (destfail) rj->ndestfail++ ;
-  else { D(d)->fails = 0 ; D(d)->until = 0 ; }   /* we spoke with it */
-  int last = rj->nres == n, backoff = last && rj->ndestfail == n ;
-  if (last)
-  {
-    rj->busy = 0 ;
-    nrjobs-- ;
-    D(d)->inflight-- ;
-  }
-  outcome(i, k, res->code, res->text) ;
-  if (backoff) dom_backoff(d, res->text + dl) ;
-}
-
-static void rresults (void)
-{
-  for (;;)
-  {
-    struct spawn_result res ;
-    int r = spawn_result_next(&rin, &res) ;
-    if (!r) return ;
-    if (r < 0) strerr_dief1x(EX_TEMP, "protocol error: bad result from yubin-rspawn") ;
-    rresult(&res) ;
-  }
-}
-
-/* Start the job of message w.m at domain d: its R_QUEUED recipients. */
-static void rjob_start (uint32_t d, struct domwait w)
-{
-  struct msg *m = M(w.m) ;
-  if (!m->inuse || m->gen != w.gen) return ;
-  int fd = openat(dirs.curfd, m->id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) ;
-  if (fd < 0)
-  {
-    logerr("open", m->id) ;
-    if (!stralloc_copys(&D(d)->why, "unable to open the queue file (#4.3.0)") || !stralloc_0(&D(d)->why)) dienomem() ;
-    dom_defer_queued(w.m, d) ;
-    return ;
-  }
-  uint32_t j = 0 ;
-  while (genalloc_s(struct rjob, &rjobs)[j].busy) j++ ;   /* nrjobs < rconc */
-  struct rjob *rj = genalloc_s(struct rjob, &rjobs) + j ;
-  rj->busy = 1 ;
-  rj->m = w.m ;
-  rj->gen = w.gen ;
-  rj->dom = d ;
-  rj->nres = rj->ndestfail = 0 ;
-  genalloc_setlen(size_t, &rj->rcpts, 0) ;
-  stralloc list = STRALLOC_ZERO ;
-  size_t n = NRCPTS(m) ;
-  for (size_t k = 0 ; k < n ; k++)
-  {
-    struct rcpt *r = RCPTS(m) + k ;
-    if (!(r->flags & R_QUEUED) || r->dom != d) continue ;
-    r->flags = (r->flags & ~R_QUEUED) | R_INFLIGHT ;
-    if (!genalloc_append(size_t, &rj->rcpts, &k) || !stralloc_catb(&list, ADDR(m, r), strlen(ADDR(m, r)) + 1)) dienomem() ;
-  }
-  nrjobs++ ;
-  D(d)->inflight++ ;
-  char a[UINT32_FMT] ;
-  a[uint32_fmt(a, j)] = 0 ;
-  struct spawn_request rq =
-  {
-    .jobid = a, .msgid = m->id, .msgoff = m->h.msgoff, .sender = m->env.s + 1,
-    .rcpts = list.s, .nrcpts = genalloc_len(size_t, &rj->rcpts)
-  } ;
-  size_t before = rbuf.len ;
-  if (!spawn_request_put(&rbuf, &rq, SPAWN_LIST)) strerr_diefu1sys(EX_TEMP, "encode a request") ;
-  struct rout o = { .len = rbuf.len - before, .fd = fd } ;
-  if (!genalloc_append(struct rout, &rrecs, &o)) dienomem() ;
-  stralloc_free(&list) ;
-}
-
-/* Start waiting remote jobs while there are slots: domains in turn. */
-static void rdispatch (void)
-{
-  size_t n = genalloc_len(uint32_t, &domlist), keep = 0 ;
-  uint32_t *l = genalloc_s(uint32_t, &domlist) ;
-  for (size_t k = 0 ; k < n ; k++)
-  {
-    uint32_t d = l[k] ;
-    for (;;)
-    {
-      struct dom *x = D(d) ;
-      if (x->qhead >= genalloc_len(struct domwait, &x->queue))
-      {
-        genalloc_setlen(struct domwait, &x->queue, 0) ;
-        x->qhead = 0 ;
-        x->listed = 0 ;
-        break ;
-      }
-      if (stopping || nrjobs >= rconc || x->inflight >= domconc) { l[keep++] = d ; break ; }
-      struct domwait w = genalloc_s(struct domwait, &x->queue)[x->qhead++] ;
-      rjob_start(d, w) ;
-      l = genalloc_s(uint32_t, &domlist) ;
-    }
-  }
-  genalloc_setlen(uint32_t, &domlist, keep) ;
-}
-
-/* Send what can be sent to yubin-rspawn; each record's fd goes with its
- * first byte, and is closed here once it is in the socket. */
-static void rflush (void)
-{
-  while (rrecshead < genalloc_len(struct rout, &rrecs))
-  {
-    struct rout *o = genalloc_s(struct rout, &rrecs) + rrecshead ;
-    ssize_t w = rsent ? send(rsock, rbuf.s + rpos, o->len - rsent, MSG_NOSIGNAL)
-                      : spawn_sendfd(rsock, rbuf.s + rpos, o->len, o->fd) ;
-    if (w < 0)
-    {
-      if (errno == EAGAIN || errno == EINTR) break ;
-      strerr_diefu1sys(EX_TEMP, "write to yubin-rspawn") ;
-    }
-    if (!rsent && w > 0) { fd_close(o->fd) ; o->fd = -1 ; }
-    rsent += w ;
-    rpos += w ;
-    if (rsent == o->len) { rrecshead++ ; rsent = 0 ; }
-  }
-  if (rrecshead == genalloc_len(struct rout, &rrecs))
-  {
-    genalloc_setlen(struct rout, &rrecs, 0) ;
-    rrecshead = 0 ;
-    rbuf.len = 0 ;
-    rpos = 0 ;
-  }
-}
-
-/* The remote recipients of message i at the cursor's domain: deferred
- * if the domain backs off, else queued for a slot of the domain. */
-static void remote_take (uint32_t i)
-{
-  struct msg *m = M(i) ;
-  struct rcpt *r = RCPTS(m) + m->cursor ;
-  uint32_t d = r->dom ;
-  if (rsock < 0) { deliver_temp(m, r, "-", remoteoff) ; return ; }
-  if (D(d)->until > now) { deliver_temp(m, r, "111", D(d)->why.s) ; return ; }
-  size_t n = NRCPTS(m) ;
-  for (size_t k = m->cursor ; k < n ; k++)
-  {
-    struct rcpt *q = RCPTS(m) + k ;
-    if (q->dom != d || q->state != QUEUE_TODO || (q->flags & (R_INFLIGHT | R_QUEUED))) continue ;
-    q->flags |= R_QUEUED ;
-    m->ninflight++ ;
-  }
-  struct domwait w = { .m = i, .gen = m->gen } ;
-  if (!genalloc_append(struct domwait, &D(d)->queue, &w)) dienomem() ;
-  dom_list(d) ;
 }
 
 /* ---- dispatching ---- */
@@ -833,7 +462,7 @@ static void load (char const *id, int recovered)
   {
     struct rcpt rc = { .addr = pos + 1, .stoff = m->envbase + pos, .dom = NODOM, .state = m->env.s[pos], .flags = 0 } ;
     if (is_local(m->env.s + pos + 1)) rc.flags |= R_LOCAL ;
-    else if (rc.state == QUEUE_TODO) rc.dom = dom_of(m->env.s + pos + 1) ;
+    else if (rc.state == QUEUE_TODO) rc.dom = remote_dest(m->env.s + pos + 1) ;
     if (!genalloc_append(struct rcpt, &m->rcpts, &rc)) dienomem() ;
     if (rc.state == QUEUE_TODO) m->npending++ ;
     else if (rc.state == QUEUE_FAILED)
@@ -860,7 +489,7 @@ static void bounce_child (uint32_t i)
   struct msg *m = M(i) ;
   selfpipe_finish() ;
   fd_close(reqfd) ; fd_close(resfd) ;
-  if (rsock >= 0) fd_close(rsock) ;
+  remote_close_in_child() ;
   fd_close(lockfd) ;   /* a lock kept by a bounce would keep a restarted qmgr out */
   struct bounce b =
   {
@@ -925,7 +554,7 @@ static void reap (void)
     if (pid == lspawnpid) strerr_dief1x(EX_TEMP, "yubin-lspawn exited") ;
     /* its jobs are lost: s6 restarts us, and everything in cur/ is tried
        again (nothing acknowledged is lost; see README, the duplicate window) */
-    if (pid == rspawnpid) strerr_dief1x(EX_TEMP, "yubin-rspawn exited") ;
+    if (remote_pid() && pid == remote_pid()) strerr_dief1x(EX_TEMP, "yubin-rspawn exited") ;
     size_t n = genalloc_len(struct bouncing, &bounces) ;
     for (size_t k = 0 ; k < n ; k++)
       if (genalloc_s(struct bouncing, &bounces)[k].pid == pid) { bounce_end(k, wstat) ; break ; }
@@ -962,54 +591,6 @@ static void spawn_lspawn (void)
  * deferred, remoteoff says why) when it is not installed beside us, or
  * when we are root and have no -R: it reads the network, so it never
  * runs as root, nor as the queue user. */
-static void spawn_rspawn (char const *ropt, struct stat const *qst)
-{
-  stralloc prog = STRALLOC_ZERO ;
-  uid_t ruid = 0 ;
-  gid_t rgid = 0 ;
-  int amroot = !geteuid() ;
-  if (ropt)
-  {
-    size_t k = uid_scan(ropt, &ruid) ;
-    if (!k || ropt[k] != ':' || !gid0_scan(ropt + k + 1, &rgid))
-      strerr_dief2x(EX_PERM, "bad -R (want uid:gid): ", ropt) ;
-    if (!ruid || !rgid) strerr_dief1x(EX_PERM, "-R: the remote spawner never runs as root") ;
-    if (amroot && ruid == qst->st_uid) strerr_dief1x(EX_PERM, "-R: the remote spawner must not be the queue user") ;
-  }
-  if (!yubin_sibling(&prog, "yubin-rspawn")) strerr_diefu1sys(EX_TEMP, "find yubin-rspawn") ;
-  if (access(prog.s, X_OK) < 0)
-  {
-    remoteoff = "remote delivery not available (no yubin-rspawn)" ;
-    goto off ;
-  }
-  if (amroot && !ropt)
-  {
-    remoteoff = "remote delivery not available (yubin-qmgr started as root without -R)" ;
-    goto off ;
-  }
-  int sv[2] ;
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) strerr_diefu1sys(EX_TEMP, "make a socket pair") ;
-  rspawnpid = fork() ;
-  if (rspawnpid < 0) strerr_diefu1sys(EX_TEMP, "fork") ;
-  if (!rspawnpid)
-  {
-    if (fd_move(0, sv[1]) < 0 || fd_copy(1, 0) < 0) strerr_diefu1sys(EX_TEMP, "move fds") ;
-    if (amroot && (skalibs_setgroups(1, &rgid) < 0 || setgid(rgid) < 0 || setuid(ruid) < 0))
-      strerr_diefu1sys(EX_TEMP, "drop privileges for yubin-rspawn") ;
-    char const *argv[2] = { "yubin-rspawn", 0 } ;
-    execv(prog.s, (char *const *)argv) ;
-    strerr_diefu2sys(EX_TEMP, "exec ", prog.s) ;
-  }
-  fd_close(sv[1]) ;
-  rsock = sv[0] ;
-  if (ndelay_on(rsock) < 0) strerr_diefu1sys(EX_TEMP, "set the socket non-blocking") ;
-  stralloc_free(&prog) ;
-  return ;
- off:
-  ylog("warning", "remote", "off", "reason", remoteoff, (char *)0) ;
-  stralloc_free(&prog) ;
-}
-
 /* Started as root: who is the queue user?  -u/-g, else $UID/$GID (as
  * s6-envuidgid sets them), else the owner of the queue directory. */
 static void drop_privileges (char const *uidopt, char const *gidopt, struct stat const *qst)
@@ -1047,20 +628,7 @@ static void free_all (void)
   genalloc_free(struct heapent, &retries) ;
   genalloc_free(struct job, &jobs) ;
   genalloc_free(struct bouncing, &bounces) ;
-  size_t nd = genalloc_len(struct dom, &doms) ;
-  for (size_t k = 0 ; k < nd ; k++) { stralloc_free(&D(k)->why) ; genalloc_free(struct domwait, &D(k)->queue) ; }
-  genalloc_free(struct dom, &doms) ;
-  stralloc_free(&domnames) ;
-  genalloc_free(uint32_t, &domhash) ;
-  genalloc_free(uint32_t, &domlist) ;
-  size_t nr = genalloc_len(struct rjob, &rjobs) ;
-  for (size_t k = 0 ; k < nr ; k++) genalloc_free(size_t, &genalloc_s(struct rjob, &rjobs)[k].rcpts) ;
-  genalloc_free(struct rjob, &rjobs) ;
-  for (size_t k = rrecshead ; k < genalloc_len(struct rout, &rrecs) ; k++)
-    if (genalloc_s(struct rout, &rrecs)[k].fd >= 0) fd_close(genalloc_s(struct rout, &rrecs)[k].fd) ;
-  genalloc_free(struct rout, &rrecs) ;
-  stralloc_free(&rbuf) ;
-  spawn_decoder_free(&rin) ;
+  remote_free() ;
   stralloc_free(&out) ;
   spawn_decoder_free(&in) ;
   stralloc_free(&queueprog) ;
@@ -1099,7 +667,7 @@ int main (int argc, char const *const *argv)
   /* Started as root, lspawn is forked first: it must stay root.  The
      layout is made after the drop, so that it belongs to the queue user. */
   spawn_lspawn() ;
-  spawn_rspawn(ropt, &qst) ;
+  remote_start(ropt, &qst) ;
   if (!geteuid()) drop_privileges(uidopt, gidopt, &qst) ;
   umask(077) ;
   scan_open(&dirs, qfd) ;
@@ -1122,8 +690,10 @@ int main (int argc, char const *const *argv)
   {
     char a[UINT64_FMT], b[UINT64_FMT] ;
     char c[UINT64_FMT], d[UINT64_FMT] ;
-    ylog("start", "uid", fmtu(a, geteuid()), "concurrency", fmtu(b, conc), "remote", rsock >= 0 ? "on" : "off",
-         "concurrencyremote", fmtu(c, rconc), "concurrencyremotedomain", fmtu(d, domconc), (char *)0) ;
+    unsigned long rc, dc ;
+    remote_concurrency(&rc, &dc) ;
+    ylog("start", "uid", fmtu(a, geteuid()), "concurrency", fmtu(b, conc), "remote", remote_fd() >= 0 ? "on" : "off",
+         "concurrencyremote", fmtu(c, rc), "concurrencyremotedomain", fmtu(d, dc), (char *)0) ;
   }
 
   uint64_t nextwake = now + WAKE_MS, nextclean = now + CLEAN_MS, termdeadline = 0 ;
@@ -1141,17 +711,17 @@ int main (int argc, char const *const *argv)
          deliveries from starting), */
       if (ready_len() < READY_MAX) scan_intake(&dirs, INTAKE_BATCH, &load) ;
       dispatch() ;     /* which may start at once */
-      if (genalloc_len(uint32_t, &domlist)) rdispatch() ;
+      remote_dispatch() ;
       ready_compact() ;
     }
-    if (rrecshead < genalloc_len(struct rout, &rrecs)) rflush() ;
+    remote_flush() ;
     if (out.len)
     {
       ssize_t w = write(reqfd, out.s, out.len) ;
       if (w < 0 && errno != EAGAIN && errno != EINTR) strerr_diefu1sys(EX_TEMP, "write to yubin-lspawn") ;
       if (w > 0) { memmove(out.s, out.s + w, out.len - w) ; out.len -= w ; }
     }
-    if (stopping && ((!njobs && !nrjobs && !genalloc_len(struct bouncing, &bounces)) || now >= termdeadline)) break ;
+    if (stopping && ((!njobs && !remote_running() && !genalloc_len(struct bouncing, &bounces)) || now >= termdeadline)) break ;
 
     uint64_t wake = nextwake < nextclean ? nextwake : nextclean ;
     if (stopping) wake = termdeadline ;
@@ -1170,9 +740,9 @@ int main (int argc, char const *const *argv)
       { .fd = trigfd, .events = IOPAUSE_READ },
       { .fd = resfd, .events = IOPAUSE_READ },
       { .fd = out.len ? reqfd : -1, .events = IOPAUSE_WRITE },
-      { .fd = rsock, .events = IOPAUSE_READ | (rrecshead < genalloc_len(struct rout, &rrecs) ? IOPAUSE_WRITE : 0) },
+      { .fd = remote_fd(), .events = IOPAUSE_READ | (remote_wants_write() ? IOPAUSE_WRITE : 0) },
     } ;
-    int r = iopause_g(x, rsock >= 0 ? 5 : 4, &deadline) ;
+    int r = iopause_g(x, remote_fd() >= 0 ? 5 : 4, &deadline) ;
     if (r < 0)
     {
       if (errno == EINTR) continue ;
@@ -1186,13 +756,7 @@ int main (int argc, char const *const *argv)
       if (rr < 0 && errno != EAGAIN && errno != EINTR) strerr_diefu1sys(EX_TEMP, "read from yubin-lspawn") ;
       if (rr > 0) results() ;
     }
-    if (rsock >= 0 && (x[4].revents & IOPAUSE_READ))
-    {
-      ssize_t rr = spawn_fill(&rin, rsock, 8192) ;
-      if (!rr) strerr_dief1x(EX_TEMP, "yubin-rspawn closed its socket") ;
-      if (rr < 0 && errno != EAGAIN && errno != EINTR) strerr_diefu1sys(EX_TEMP, "read from yubin-rspawn") ;
-      if (rr > 0) rresults() ;
-    }
+    if (remote_fd() >= 0 && (x[4].revents & IOPAUSE_READ)) remote_read() ;
     if (x[1].revents & IOPAUSE_READ)
     {
       char buf[512] ;
@@ -1221,8 +785,7 @@ int main (int argc, char const *const *argv)
           case SIGALRM :
           {
             /* qmail's svc -a: every deferred recipient now, back-offs too */
-            size_t nd = genalloc_len(struct dom, &doms) ;
-            for (size_t k = 0 ; k < nd ; k++) { D(k)->until = 0 ; D(k)->fails = 0 ; }
+            remote_backoffs_clear() ;
             ylog("retry-all", "queued", fmtu((char [UINT64_FMT]){ 0 }, heap_len(&retries)), (char *)0) ;
             retries_due(1) ;
             dirs.wanted = 1 ;
@@ -1233,8 +796,8 @@ int main (int argc, char const *const *argv)
       }
     }
   }
-  ylog("exit", "running", fmtu((char [UINT64_FMT]){ 0 }, njobs + nrjobs), (char *)0) ;
-  if (rsock >= 0) fd_close(rsock) ;
+  ylog("exit", "running", fmtu((char [UINT64_FMT]){ 0 }, njobs + remote_running()), (char *)0) ;
+  remote_close() ;
   fd_close(reqfd) ;
   fd_close(resfd) ;
   free_all() ;
