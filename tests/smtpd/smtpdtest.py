@@ -14,9 +14,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from yubintest import Failure, binary, cdb_write, expect, minimal_env, sanitizer_report  # noqa: E402
+from yubintest import Failure, binary, cdb_write, expect, free_port, minimal_env, sanitizer_report  # noqa: E402
 
 SMTPD = binary("yubin-smtpd")
 IO_TIMEOUT = 20.0
@@ -262,3 +263,40 @@ def transaction(c, sender, rcpts, body, final=250):
     c.cmd("DATA", 354)
     c.send(body)
     return c.expect(final, "end of data")
+
+
+def start_tcpserver(argv_for, env, log, tries=5):
+    """tcpserver started with argv_for(port) on a free loopback port, once
+    it accepts connections: (process, port).  A port taken meanwhile by
+    someone else is given up for another one."""
+    for _ in range(tries):
+        port = free_port()
+        p = subprocess.Popen(argv_for(port), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                             env=env, start_new_session=True)
+        deadline = time.time() + 10
+        while time.time() < deadline and p.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    pass
+                return p, port
+            except OSError:
+                time.sleep(0.02)
+        if p.poll() is None:
+            os.killpg(p.pid, 9)
+        p.wait()
+    raise Failure("tcpserver did not start")
+
+
+def stop_servers(servers):
+    """TERM each started tcpserver's process group, KILL what lingers."""
+    for p in servers:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, 15)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, 9)
+                p.wait()

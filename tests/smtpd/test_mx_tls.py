@@ -22,7 +22,6 @@ import os
 import pwd
 import shutil
 import socket
-import ssl
 import subprocess
 import sys
 import time
@@ -30,8 +29,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-from smtpdtest import IO_TIMEOUT, SMTPD, Instance  # noqa: E402
-from yubintest import (Failure, binary, case_list, check, expect, free_port, make_cert,  # noqa: E402
+from smtpdtest import IO_TIMEOUT, SMTPD, Instance, start_tcpserver, stop_servers  # noqa: E402
+from yubintest import (Failure, binary, case_list, check, expect, make_cert,  # noqa: E402
                        phc_scrypt, run, run_cases, tls_client_ctx)
 
 TLSD = binary("yubin-tlsd")
@@ -73,42 +72,18 @@ class MXInstance(Instance):
             env["TLSDTIMEOUT"] = "10000"
             if self.uidgid:
                 env["UID"], env["GID"] = str(self.uidgid[0]), str(self.uidgid[1])
-        for _ in range(5):
-            port = free_port()
+        def argv(port):
             cmd = ["tcpserver", "-R", "-H", "-l", "localhost", "-c", "100", "-b", "64"]
             if ondemand:
-                cmd += ["-U", "127.0.0.1", str(port), SMTPD] + list(smtpd_args)
-            else:
-                cmd += ["127.0.0.1", str(port), TLSD, "-S", "-K", "10000"] + self.ug + ["--", SMTPD] + list(smtpd_args)
-            p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                                 env=env, start_new_session=True)
-            deadline = time.time() + 10
-            while time.time() < deadline and p.poll() is None:
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=1):
-                        pass
-                    self.servers.append(p)
-                    self.server_pid = p.pid
-                    return port
-                except OSError:
-                    time.sleep(0.02)
-            if p.poll() is None:
-                os.killpg(p.pid, 9)
-            p.wait()
-        raise Failure("tcpserver did not start")
+                return cmd + ["-U", "127.0.0.1", str(port), SMTPD] + list(smtpd_args)
+            return cmd + ["127.0.0.1", str(port), TLSD, "-S", "-K", "10000"] + self.ug + ["--", SMTPD] + list(smtpd_args)
+        p, port = start_tcpserver(argv, env, log)
+        self.servers.append(p)
+        self.server_pid = p.pid
+        return port
 
     def stop_servers(self):
-        for p in self.servers:
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, 15)
-                except ProcessLookupError:
-                    pass
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, 9)
-                    p.wait()
+        stop_servers(self.servers)
         self.servers = []
 
     def finish(self):

@@ -30,8 +30,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-from smtpdtest import IO_TIMEOUT, SMTPD, SMUGGLE_ENDS, Instance  # noqa: E402
-from yubintest import (Failure, binary, case_list, check, expect, free_port, make_cert,  # noqa: E402
+from smtpdtest import IO_TIMEOUT, SMTPD, SMUGGLE_ENDS, Instance, start_tcpserver, stop_servers  # noqa: E402
+from yubintest import (Failure, binary, case_list, check, expect, make_cert,  # noqa: E402
                        phc_scrypt, run, run_cases, tls_client_ctx)
 
 TLSD = binary("yubin-tlsd")
@@ -69,38 +69,15 @@ class TLSInstance(Instance):
         env = self.env(extra)
         for k in ("UID", "GID", "GIDLIST", "SSLCTLFD", "SSLREADFD", "SSLWRITEFD", "SSL_PROTOCOL", "SSL_CIPHER"):
             env.pop(k, None)
-        for _ in range(5):
-            port = free_port()
-            cmd = ["tcpserver", "-R", "-H", "-l", "localhost", "-c", "100", "-b", "64", "127.0.0.1", str(port), TLSD] + \
-                (["-S"] if starttls else []) + self.ug + ["--", SMTPD] + (["-s"] if submission else ["-a"] if auth else [])
-            p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                                 env=env, start_new_session=True)
-            deadline = time.time() + 10
-            while time.time() < deadline and p.poll() is None:
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=1):
-                        pass
-                    self.servers.append(p)
-                    return port
-                except OSError:
-                    time.sleep(0.02)
-            if p.poll() is None:
-                os.killpg(p.pid, 9)
-            p.wait()
-        raise Failure("tcpserver did not start")
+        p, port = start_tcpserver(
+            lambda port: ["tcpserver", "-R", "-H", "-l", "localhost", "-c", "100", "-b", "64", "127.0.0.1", str(port), TLSD]
+            + (["-S"] if starttls else []) + self.ug + ["--", SMTPD] + (["-s"] if submission else ["-a"] if auth else []),
+            env, log)
+        self.servers.append(p)
+        return port
 
     def stop_servers(self):
-        for p in self.servers:
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, 15)
-                except ProcessLookupError:
-                    pass
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, 9)
-                    p.wait()
+        stop_servers(self.servers)
         self.servers = []
 
     def finish(self):
