@@ -430,13 +430,27 @@ void dns_addrs (struct dns *d, char const *host, genalloc *ips, struct dns_answe
   if (q[1].res) ub_resolve_free(q[1].res) ;
 }
 
+void dns_tlsa_clear (genalloc *tlsa)
+{
+  size_t n = genalloc_len(struct dns_tlsa, tlsa) ;
+  struct dns_tlsa *t = genalloc_s(struct dns_tlsa, tlsa) ;
+  for (size_t i = 0 ; i < n ; i++) free(t[i].data) ;
+  genalloc_setlen(struct dns_tlsa, tlsa, 0) ;
+}
+
+void dns_tlsa_free (genalloc *tlsa)
+{
+  dns_tlsa_clear(tlsa) ;
+  genalloc_free(struct dns_tlsa, tlsa) ;
+}
+
 void dns_tlsa (struct dns *d, char const *host, uint16_t port, genalloc *tlsa, struct dns_answer *a, tain const *deadline)
 {
   char name[300] ;
   char const *names[1] = { name } ;
   int types[1] = { RR_TLSA } ;
   struct pending q ;
-  genalloc_setlen(struct dns_tlsa, tlsa, 0) ;
+  dns_tlsa_clear(tlsa) ;
   snprintf(name, sizeof name, "_%u._tcp.%s", (unsigned int)port, host) ;
   resolve(d, names, types, &q, 1, deadline) ;
   if (judge(&q, name, "TLSA", a))
@@ -446,11 +460,12 @@ void dns_tlsa (struct dns *d, char const *host, uint16_t port, genalloc *tlsa, s
       unsigned char const *s = (unsigned char const *)q.res->data[i] ;
       size_t len = q.res->len[i] ;
       if (len < 4) continue ;                      /* malformed: unusable (RFC 7672 2.2) */
-      if (len - 3 > sizeof t.data) continue ;      /* full certificates: not kept */
       t.usage = s[0] ; t.selector = s[1] ; t.mtype = s[2] ;
-      t.len = len - 3 ;
+      t.len = len - 3 ;   /* at most 65532: an RDATA length is 16 bits */
+      t.data = malloc(t.len) ;
+      if (!t.data) { nomem(a) ; dns_tlsa_clear(tlsa) ; break ; }
       memcpy(t.data, s + 3, t.len) ;
-      if (!genalloc_catb(struct dns_tlsa, tlsa, &t, 1)) { nomem(a) ; genalloc_setlen(struct dns_tlsa, tlsa, 0) ; break ; }
+      if (!genalloc_catb(struct dns_tlsa, tlsa, &t, 1)) { free(t.data) ; nomem(a) ; dns_tlsa_clear(tlsa) ; break ; }
     }
   if (q.res) ub_resolve_free(q.res) ;
 }

@@ -36,7 +36,10 @@ enum dns_status
 } ;
 
 struct dns_mx { uint16_t pref ; char host[256] ; } ;
-struct dns_tlsa { uint8_t usage, selector, mtype ; size_t len ; unsigned char data[64] ; } ;
+/* One TLSA record.  data (len bytes, any length: a full certificate or
+ * SPKI, 3 0 0 or 3 1 0, is kept as well as a digest) is malloc'd: free a
+ * list with dns_tlsa_free, empty it with dns_tlsa_clear. */
+struct dns_tlsa { uint8_t usage, selector, mtype ; size_t len ; unsigned char *data ; } ;
 
 struct dns_answer
 {
@@ -64,8 +67,16 @@ extern int dns_mx_sort (struct dns_mx *mx, size_t n) ;
 /* AAAA then A records of host: addresses into ips (skalibs ip46). */
 extern void dns_addrs (struct dns *d, char const *host, genalloc *ips, struct dns_answer *a, tain const *deadline) ;
 
-/* TLSA records of _port._tcp.host into tlsa (struct dns_tlsa); a->secure
- * says whether they may be used (RFC 7672: only validated ones count). */
+/* TLSA records of _port._tcp.host into tlsa (struct dns_tlsa; what it
+ * held is freed first); a->secure says whether they may be used (RFC
+ * 7672: only validated ones count).  A record shorter than 4 bytes is
+ * skipped (malformed: unusable, RFC 7672 2.2). */
 extern void dns_tlsa (struct dns *d, char const *host, uint16_t port, genalloc *tlsa, struct dns_answer *a, tain const *deadline) ;
+
+/* Free the data of every record of tlsa and set its length to 0. */
+extern void dns_tlsa_clear (genalloc *tlsa) ;
+
+/* dns_tlsa_clear, then free the list itself. */
+extern void dns_tlsa_free (genalloc *tlsa) ;
 
 #endif

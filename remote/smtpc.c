@@ -344,7 +344,7 @@ static int target_level (struct smtpc *c, struct dns *d, struct route_target con
                          genalloc *tlsa, enum tls_level *eff)
 {
   *eff = level == TLS_DANE ? TLS_MAY : level ;
-  genalloc_setlen(struct dns_tlsa, tlsa, 0) ;
+  dns_tlsa_clear(tlsa) ;
   if ((level != TLS_MAY && level != TLS_DANE) || !d || !t->secure || !t->host[0]) return 1 ;
   {
     struct dns_answer a ;
@@ -433,7 +433,7 @@ struct smtpc *smtpc_open (struct smtpc_conf const *conf, struct dns *d, struct r
         else goto fail ;
       }
     }
-    genalloc_free(struct dns_tlsa, &tlsa) ;
+    dns_tlsa_free(&tlsa) ;
     c->dead = 0 ;
     c->why[0] = 0 ;
     return c ;
@@ -447,7 +447,7 @@ struct smtpc *smtpc_open (struct smtpc_conf const *conf, struct dns *d, struct r
     }
   }
   if (why && !why->len && stralloc_cats(why, "no target to try")) stralloc_0(why) ;
-  genalloc_free(struct dns_tlsa, &tlsa) ;
+  dns_tlsa_free(&tlsa) ;
   session_reset(c) ;
   stralloc_free(&c->reply) ;
   stralloc_free(&c->out) ;

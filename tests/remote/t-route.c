@@ -254,7 +254,7 @@ static int probe (int argc, char const *const *argv)
         for (size_t b = 0 ; b < x[k].len ; b++) printf("%02x", x[k].data[b]) ;
         printf("\n") ;
       }
-      genalloc_free(struct dns_tlsa, &tl) ;
+      dns_tlsa_free(&tl) ;
     }
     route_free(&r) ;
     fflush(stdout) ;

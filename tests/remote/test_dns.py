@@ -167,6 +167,16 @@ def main():
         tl = r and r["tlsa"].get("mx.secure.test")
         check("dns-tlsa-nonmatching", bad != want and tl and tl["secure"] == 1 and tl["records"] == [bad], p.show())
 
+        # full-length records (the whole certificate, the whole SPKI) and a
+        # SHA-512 digest are kept whole, not dropped
+        for sel, mt, name in ((0, 0, "dns-tlsa-full-cert"), (1, 0, "dns-tlsa-full-spki"), (0, 2, "dns-tlsa-sha512")):
+            want = dns.set_tlsa("mx.secure.test", cert, selector=sel, mtype=mt)
+            p = probe(env, "secure.test")
+            r = p.route()
+            tl = r and r["tlsa"].get("mx.secure.test")
+            check(name, tl and tl["secure"] == 1 and tl["records"] == [want]
+                  and len(want.split()[3]) >= 2 * 64, "want %s\n%s" % (want, p.show()[:1500]))
+
         # a trust anchor that does not sign the zone: bogus, temporary
         kd = os.path.join(work, "otherkey")
         os.makedirs(kd)

@@ -515,7 +515,7 @@ def dns_server():
     return _dns[0]
 
 
-def dane_setup(f, zone, match=True, usage=3, starttls=True):
+def dane_setup(f, zone, match=True, usage=3, starttls=True, selector=1, mtype=1):
     """A STARTTLS server at mx.<zone> (127.0.0.31, a free port) routed by
     smtproutes, with a TLSA record for its certificate."""
     from yubintest import free_port
@@ -524,7 +524,7 @@ def dane_setup(f, zone, match=True, usage=3, starttls=True):
     port = free_port("127.0.0.31")
     ctx = f.tls_ctx(cn="mx." + zone)
     f.control("smtproutes", "%s:mx.%s:%d" % (zone, zone, port))
-    dns.set_tlsa("mx." + zone, f.cert, port=port, usage=usage, match=match)
+    dns.set_tlsa("mx." + zone, f.cert, port=port, usage=usage, selector=selector, mtype=mtype, match=match)
     srv = f.server(ext=("PIPELINING", "STARTTLS") if starttls else ("PIPELINING",), tls=ctx, ip="127.0.0.31", port=port)
     return dns, srv
 
@@ -535,6 +535,49 @@ def dane_ee_delivers(f):
     rep, err, _ = f.remote(srv, ["x@secure.test"], host="secure.test", env=dns.env())
     expect(letters(rep) == "rK", "report %r; log %r" % (rep, err))
     expect("verified=dane-ee" in err and "level=dane" in err and "peer=mx.secure.test[127.0.0.31]" in err, "log %r" % err)
+
+
+@case
+def dane_ee_full_spki_delivers(f):
+    # 3 1 0: the whole SubjectPublicKeyInfo (91 bytes for P-256, 294 for
+    # RSA 2048), longer than a digest: once dropped by a fixed buffer
+    dns, srv = dane_setup(f, "secure.test", selector=1, mtype=0)
+    from dnstest import tlsa_rdata
+    expect(len(tlsa_rdata(f.cert, 3, 1, 0).split()[3]) > 2 * 64, "SPKI not longer than 64 bytes")
+    rep, err, _ = f.remote(srv, ["x@secure.test"], host="secure.test", env=dns.env())
+    expect(letters(rep) == "rK", "report %r; log %r" % (rep, err))
+    expect("verified=dane-ee" in err and "level=dane" in err, "log %r" % err)
+
+
+@case
+def dane_ee_full_cert_delivers(f):
+    # 3 0 0: the whole certificate (hundreds of bytes)
+    dns, srv = dane_setup(f, "secure.test", selector=0, mtype=0)
+    rep, err, _ = f.remote(srv, ["x@secure.test"], host="secure.test", env=dns.env())
+    expect(letters(rep) == "rK", "report %r; log %r" % (rep, err))
+    expect("verified=dane-ee" in err and "level=dane" in err, "log %r" % err)
+
+
+@case
+def dane_ee_sha512_delivers(f):
+    # 3 0 2: SHA-512 of the certificate, 64 bytes of data
+    dns, srv = dane_setup(f, "secure.test", selector=0, mtype=2)
+    rep, err, _ = f.remote(srv, ["x@secure.test"], host="secure.test", env=dns.env())
+    expect(letters(rep) == "rK", "report %r; log %r" % (rep, err))
+    expect("verified=dane-ee" in err and "level=dane" in err, "log %r" % err)
+
+
+@case
+def dane_full_spki_mismatch_defers(f):
+    # a well-formed full SPKI of another key: used, does not match, defers
+    dns, srv = dane_setup(f, "secure.test", selector=1, mtype=0)
+    other_key, other = os.path.join(f.dir, "other-key.pem"), os.path.join(f.dir, "other.pem")
+    make_cert(other_key, other, "mx.secure.test")
+    dns.set_tlsa("mx.secure.test", other, port=srv.port, selector=1, mtype=0)
+    rep, err, _ = f.remote(srv, ["x@secure.test"], host="secure.test", env=dns.env())
+    expect(letters(rep) == "sZ", "report %r; log %r" % (rep, err))
+    expect("DANE verification failed" in rep[-1][1], "text %r" % rep[-1][1])
+    expect(not mail_cmd(srv), "MAIL sent: %r" % srv.commands)
 
 
 @case
