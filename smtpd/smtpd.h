@@ -5,12 +5,12 @@
  *   yubin-smtpd.c  the session: control files, command dispatch, HELO,
  *                  MAIL, RCPT, DATA (into the queue with common/qq)
  *   io.c           replies out, command lines in, under the timeout
- *   starttls.c     the UCSPI-TLS client side (yubin-tlsd's control fds,
- *                  or yubin-tlsd -E started at STARTTLS)
+ *   (common/ucspitls.c: the UCSPI-TLS client side, yubin-tlsd's control
+ *                  fds or yubin-tlsd -E started at STARTTLS)
  *   auth.c         AUTH PLAIN and LOGIN, delays, wiping
  *   datascan.c     the end-of-data scanner (pure)
  *   received.c     the Received: header (pure)
- *   address.c, smtpcmd.c, sasl.c, checkpw.c   parsers and the
+ *   address.c, smtpcmd.c, checkpw.c (and common/sasl.c)   parsers and the
  *                  checkpassword client (pure or self-contained) */
 #ifndef YUBIN_SMTPD_H
 #define YUBIN_SMTPD_H
@@ -19,6 +19,8 @@
 #include <skalibs/buffer.h>
 #include <skalibs/gccattributes.h>
 #include <skalibs/stralloc.h>
+
+#include "ucspitls.h"
 
 /* Who we are and who is talking: set up once, before the greeting
  * (yubin-smtpd.c). */
@@ -64,18 +66,8 @@ struct smtpd_session
 } ;
 extern struct smtpd_session session ;
 
-/* TLS (starttls.c). */
-struct smtpd_tls
-{
-  int on ;                    /* the connection is encrypted */
-  int ctlfd, rfd, wfd ;       /* UCSPI-TLS fds from yubin-tlsd -S, or -1 */
-  int ondemand ;              /* $TLSD: start yubin-tlsd -E at STARTTLS */
-  char const *tlsd ;          /* its path ($TLSD with a '/'), or NULL */
-  char const *kms ;           /* $TLSDTIMEOUT: its -K, or NULL */
-  stralloc proto ;            /* SSL_PROTOCOL, NUL-terminated */
-  stralloc cipher ;           /* SSL_CIPHER, NUL-terminated */
-} ;
-extern struct smtpd_tls tls ;
+/* TLS (common/ucspitls.h; defined in yubin-smtpd.c). */
+extern struct ucspitls tls ;
 
 /* AUTH (auth.c). */
 struct smtpd_auth

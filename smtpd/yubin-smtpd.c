@@ -37,7 +37,7 @@
 #include "received.h"
 #include "smtpcmd.h"
 #include "smtpd.h"
-#include "starttls.h"
+#include "ucspitls.h"
 #include "userdb.h"
 #include "ylog.h"
 
@@ -52,6 +52,7 @@ char const *PROG = "smtpd" ;
 
 struct smtpd_conf conf = { .me = STRALLOC_ZERO, .timeout = TIMEOUT_DEFAULT } ;
 struct smtpd_session session = { .helo = STRALLOC_ZERO, .mailfrom = STRALLOC_ZERO, .rcptenv = STRALLOC_ZERO } ;
+struct ucspitls tls = UCSPITLS_ZERO ;
 
 static stralloc addr = STRALLOC_ZERO ;    /* scratch: parsed address */
 static stralloc tmp = STRALLOC_ZERO ;     /* scratch */
@@ -142,7 +143,7 @@ static void smtp_helo (struct smtpcmd const *c, int ehlo)
   cat(&io.out, "\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE") ;
   if (ctl.databytes) { cat(&io.out, " ") ; catulong(&io.out, ctl.databytes) ; }
   cat(&io.out, "\r\n250-SMTPUTF8\r\n") ;
-  if (starttls_offered()) cat(&io.out, "250-STARTTLS\r\n") ;
+  if (ucspitls_offered(&tls)) cat(&io.out, "250-STARTTLS\r\n") ;
   if (tls.on && conf.auth) cat(&io.out, "250-AUTH PLAIN LOGIN\r\n") ;
   reply("250 ENHANCEDSTATUSCODES\r\n") ;
 }
@@ -558,19 +559,19 @@ static void smtp_data (struct smtpcmd const *c)
   reply(" queued\r\n") ;
 }
 
-/* ---------- STARTTLS (RFC 3207; the UCSPI-TLS side is in starttls.c) ---------- */
+/* ---------- STARTTLS (RFC 3207; the UCSPI-TLS side is common/ucspitls.c) ---------- */
 
 static void smtp_starttls (struct smtpcmd const *c)
 {
   if (tls.on) { errreply("503 5.5.1 TLS already active\r\n", "STARTTLS") ; return ; }
-  if (!starttls_offered()) { errreply("502 5.5.1 command not implemented\r\n", "STARTTLS") ; return ; }
+  if (!ucspitls_offered(&tls)) { errreply("502 5.5.1 command not implemented\r\n", "STARTTLS") ; return ; }
   if (c->error) { errreply("501 5.5.4 syntax: STARTTLS\r\n", "STARTTLS") ; return ; }
   reply("220 2.0.0 Ready to start TLS\r\n") ;
   flush() ;
   /* CVE-2011-0411: whatever was pipelined behind STARTTLS came in
      cleartext and must never be taken as a command sent over TLS */
   buffer_rseek(&io.in, buffer_len(&io.in)) ;
-  starttls_switch() ;
+  ucspitls_switch(&tls, conf.timeout, conf.remoteip, "STARTTLS") ;
   /* RFC 3207 4.2: forget everything the client said before */
   session.seenhelo = 0 ;
   session.esmtp = 0 ;
@@ -634,7 +635,7 @@ int main (int argc, char const *const *argv)
   if (sig_restore(SIGCHLD) < 0) strerr_diefu1sys(EX_TEMP, "restore SIGCHLD") ;
   if (ndelay_on(0) < 0) strerr_diefu1sys(EX_TEMP, "set fd 0 non-blocking") ;
   if (ndelay_on(1) < 0) strerr_diefu1sys(EX_TEMP, "set fd 1 non-blocking") ;
-  starttls_init() ;
+  ucspitls_init(&tls) ;
   take_connection_slot() ;
 
   if (control_readline(&conf.me, "me", "localhost") < 0) die_control("me") ;

@@ -8,7 +8,7 @@
 #include <skalibs/stralloc.h>
 
 #include "base64.h"
-#include "smtpd/sasl.h"
+#include "sasl.h"
 
 static int fails = 0 ;
 

@@ -1,6 +1,6 @@
-/* SASL PLAIN's message (RFC 4616), as smtpd's AUTH PLAIN receives it
- * (decoded with base64.h's strict default flavour, as RFC 4954 carries
- * it).  Pure function: no I/O, no globals. */
+/* SASL PLAIN's message (RFC 4616), as smtpd's AUTH PLAIN (RFC 4954) and
+ * pop3d's AUTH PLAIN (RFC 5034) receive it, decoded with base64.h's
+ * strict default flavour.  Pure function: no I/O, no globals. */
 #ifndef YUBIN_SASL_H
 #define YUBIN_SASL_H
 
