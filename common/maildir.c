@@ -58,18 +58,50 @@ int maildir_unique (stralloc *sa)
   return ok ;
 }
 
-/* prefix, then fd from its offset to EOF, into out.  1 ok, 0 error. */
-static int copy_message (int out, char const *prefix, size_t prefixlen, int in)
+/* What a message weighs: its bytes, and its bytes as POP3 and IMAP send
+ * them, each line ending in CRLF (an LF without a CR before it counts
+ * twice). */
+struct msgsize
+{
+  uint64_t bytes, crlf ;
+  char last ;
+} ;
+
+static void weigh (struct msgsize *m, char const *s, size_t n)
+{
+  m->bytes += n ;
+  m->crlf += n ;
+  for (size_t i = 0 ; i < n ; i++)
+    if (s[i] == '\n' && (i ? s[i-1] : m->last) != '\r') m->crlf++ ;
+  if (n) m->last = s[n-1] ;
+}
+
+/* prefix, then fd from its offset to EOF, into out, weighed.  1 ok, 0
+ * error. */
+static int copy_message (int out, char const *prefix, size_t prefixlen, int in, struct msgsize *m)
 {
   char buf[COPY_CHUNK] ;
   if (prefixlen && allwrite(out, prefix, prefixlen) < prefixlen) return 0 ;
+  weigh(m, prefix, prefixlen) ;
   for (;;)
   {
     ssize_t r = fd_read(in, buf, sizeof(buf)) ;
     if (r < 0) return 0 ;
     if (!r) return 1 ;
     if (allwrite(out, buf, r) < (size_t)r) return 0 ;
+    weigh(m, buf, r) ;
   }
+}
+
+/* new = dir "/new/" uniq ",S=<bytes>,W=<crlf bytes>", NUL-terminated;
+ * uniq gets the sizes too. */
+static int name_with_sizes (stralloc *new, stralloc *uniq, char const *dir, struct msgsize const *m)
+{
+  char num[UINT64_FMT] ;
+  return stralloc_catb(uniq, ",S=", 3) && stralloc_catb(uniq, num, uint64_fmt(num, m->bytes))
+    && stralloc_catb(uniq, ",W=", 3) && stralloc_catb(uniq, num, uint64_fmt(num, m->crlf))
+    && stralloc_cats(new, dir) && stralloc_cats(new, "/new/")
+    && stralloc_catb(new, uniq->s, uniq->len) && stralloc_0(new) ;
 }
 
 static int sync_dir (char const *path)
@@ -90,20 +122,10 @@ int maildir_deliver (char const *dir, char const *prefix, size_t prefixlen, int 
   if (!maildir_unique(&uniq)) goto end ;
   if (!stralloc_cats(&tmp, dir) || !stralloc_cats(&tmp, "/tmp/")
    || !stralloc_catb(&tmp, uniq.s, uniq.len) || !stralloc_0(&tmp)) goto end ;
-  if (!stralloc_cats(&new, dir) || !stralloc_cats(&new, "/new/")
-   || !stralloc_catb(&new, uniq.s, uniq.len) || !stralloc_0(&new)) goto end ;
-
-  if (name)
-  {
-    name->len = 0 ;
-    if (!stralloc_catb(name, "new/", 4) || !stralloc_catb(name, uniq.s, uniq.len)
-     || !stralloc_0(name)) goto end ;
-    name->len-- ;
-  }
-
+  struct msgsize m = { .bytes = 0, .crlf = 0, .last = 0 } ;
   int out = open(tmp.s, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) ;
   if (out < 0) goto end ;
-  if (!copy_message(out, prefix, prefixlen, fd) || fsync(out) < 0)
+  if (!copy_message(out, prefix, prefixlen, fd, &m) || fsync(out) < 0)
   {
     e = errno ;
     close(out) ;
@@ -111,6 +133,17 @@ int maildir_deliver (char const *dir, char const *prefix, size_t prefixlen, int 
     errno = e ;
     goto end ;
   }
+  /* the sizes go into the name (Dovecot's ",S=" and ",W="): POP3's
+     LIST and IMAP's RFC822.SIZE read them there, not from the file */
+  if (!name_with_sizes(&new, &uniq, dir, &m) || (name && !stralloc_copyb(name, new.s + strlen(dir) + 1, new.len - strlen(dir) - 1)))
+  {
+    e = errno ;
+    close(out) ;
+    unlink(tmp.s) ;
+    errno = e ;
+    goto end ;
+  }
+  if (name) name->len-- ;   /* NUL-terminated, the NUL not counted */
   if (close(out) < 0 || rename(tmp.s, new.s) < 0)
   {
     e = errno ;

@@ -14,7 +14,9 @@ extern int maildir_unique(stralloc *sa);
 /* Deliver into the Maildir at dir (e.g. "/home/u/Maildir"): write the
  * prefix bytes (headers such as Return-Path: and Delivered-To:), then copy
  * fd from its current offset to EOF, converting nothing; fsync the file,
- * rename tmp/NAME to new/NAME, fsync new/.  On success returns 1 and, if
+ * rename tmp/NAME to new/NAME,S=<bytes>,W=<bytes with CRLF line ends>
+ * (Dovecot's convention: POP3 and IMAP sizes without reading the file),
+ * fsync new/.  On success returns 1 and, if
  * name != 0, stores "new/NAME" in name.  On failure returns 0 with errno
  * set and leaves no file behind in new/ (tmp/ file removed).  Does not
  * create the Maildir. */

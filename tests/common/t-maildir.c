@@ -211,11 +211,24 @@ static void deliver_case (char const *name, char const *md, char const *prefix, 
   close(fd) ;
   if (r != 1) { snprintf(why, sizeof why, "returned %d: %s", r, strerror(errno)) ; check(name, 0, why) ; goto end ; }
   if (nm.len < 5 || memcmp(nm.s, "new/", 4)) { check(name, 0, "name does not start with new/") ; goto end ; }
-  bad = bad_unique(nm.s + 4, nm.len - 4, &q) ;
+  /* "new/<unique>,S=<bytes>,W=<crlf bytes>" */
+  char *sizes = strstr(nm.s, ",S=") ;
+  if (!sizes) { check(name, 0, "no ,S= in the name") ; goto end ; }
+  *sizes = 0 ;
+  bad = bad_unique(nm.s + 4, sizes - nm.s - 4, &q) ;
+  *sizes = ',' ;
   if (bad) { check(name, 0, bad) ; goto end ; }
   snprintf(fn, sizeof fn, "%s/%s", md, nm.s) ;
   if (!slurp(path(fn), &got)) { check(name, 0, "file named is not there") ; goto end ; }
   if (!stralloc_catb(&want, prefix, plen) || !stralloc_catb(&want, msg + off, mlen - off)) exit(111) ;
+  {
+    size_t crlf = want.len ;
+    char expect[100] ;
+    for (size_t i = 0 ; i < want.len ; i++)
+      if (want.s[i] == '\n' && (!i || want.s[i-1] != '\r')) crlf++ ;
+    snprintf(expect, sizeof expect, ",S=%zu,W=%zu", want.len, crlf) ;
+    if (strcmp(sizes, expect)) { snprintf(why, sizeof why, "sizes in the name %s, want %s", sizes, expect) ; check(name, 0, why) ; goto end ; }
+  }
   snprintf(fn, sizeof fn, "%s/tmp", md) ;
   {
     char nf[600] ;
