@@ -377,6 +377,8 @@ class Instance:
         self.smtp_port = free_port(self.ip)
         self.submission_port = free_port(self.ip)
         self.smtps_port = free_port(self.ip)
+        self.pop3_port = free_port(self.ip)
+        self.pop3s_port = free_port(self.ip)
         self.domain = domain or DOMAIN
         self.extra_env = env or {}
         self.start_timeout = start_timeout
@@ -413,6 +415,8 @@ class Instance:
             "YUBIN_SMTP_PORT": str(self.smtp_port),
             "YUBIN_SUBMISSION_PORT": str(self.submission_port),
             "YUBIN_SMTPS_PORT": str(self.smtps_port),
+            "YUBIN_POP3_PORT": str(self.pop3_port),
+            "YUBIN_POP3S_PORT": str(self.pop3s_port),
             "YUBIN_DOMAIN": self.domain,
             # never the machine's own nftables ruleset: firewall tests make
             # their own network namespace (tests/banwatch/test_netns.py)
@@ -448,7 +452,7 @@ class Instance:
         try:
             self.wait_smtp(deadline)
             # the other listeners start on their own: wait until they accept
-            for port in (self.submission_port, self.smtps_port):
+            for port in (self.submission_port, self.smtps_port, self.pop3_port, self.pop3s_port):
                 self.wait_listening(port, deadline)
             self.wait_up("qmgr", deadline)
             if not self.wait_log("qmgr", "qmgr: start", deadline):

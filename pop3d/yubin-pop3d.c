@@ -1,0 +1,572 @@
+/* yubin-pop3d: the front door of POP3 (RFC 1939 AUTHORIZATION state,
+ * RFC 2449 CAPA, RFC 2595 STLS, RFC 5034 AUTH PLAIN), under tcpserver.
+ *
+ * Started as root, it forks at once (pop3d/README has the picture):
+ * - the monitor (the parent) stays root, never reads a network byte, and
+ *   only runs yubin-checkpassword with a login the child hands it, giving
+ *   the checkpassword program the child's connection fds, so that the
+ *   mailbox part (yubin-pop3mbox, run by checkpassword as the user) serves
+ *   the rest of the session;
+ * - the child drops to the daemon user (-u, -g), makes itself non-dumpable
+ *   and speaks the AUTHORIZATION state.  It reads one byte at a time:
+ *   what follows PASS or AUTH belongs to the mailbox part, what follows
+ *   STLS to the TLS handshake (CVE-2011-0411), and neither must sit in
+ *   our buffer. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <skalibs/allreadwrite.h>
+#include <skalibs/ancil.h>
+#include <skalibs/bytestr.h>
+#include <skalibs/djbunix.h>
+#include <skalibs/iopause.h>
+#include <skalibs/setgroups.h>
+#include <skalibs/sgetopt.h>
+#include <skalibs/sig.h>
+#include <skalibs/stralloc.h>
+#include <skalibs/strerr.h>
+#include <skalibs/tai.h>
+#include <skalibs/types.h>
+
+#include "base64.h"
+#include "exitcodes.h"
+#include "nodump.h"
+#include "root.h"
+#include "sasl.h"
+#include "ucspitls.h"
+#include "ylog.h"
+
+#define USAGE "yubin-pop3d [ -T ] [ -U | -u uid -g gid ] [ -m maildir ]"
+#define LINE_MAX_POP3 255      /* RFC 2449: a command line, CRLF included */
+#define CREDS_MAX 512          /* what yubin-checkpassword reads on fd 3 */
+#define BAD_COMMANDS_MAX 20
+#define AUTH_FAILS_MAX 3
+#define TIMEOUT_DEFAULT 600    /* RFC 1939: at least 10 minutes */
+
+/* The monitor's answers to a login, one byte on the socketpair. */
+#define VERDICT_BAD 'b'        /* checkpassword said no (exit 1) */
+#define VERDICT_TEMP 't'       /* it could not say (111, a crash, ...) */
+#define VERDICT_DONE 'd'       /* the mailbox session ran and is over */
+
+static struct
+{
+  char const *ip ;
+  unsigned int timeout ;
+  int implicit ;              /* -T: TLS before the greeting (pop3s) */
+  int clearok ;               /* logins allowed without TLS */
+  char const *maildir ;
+} conf = { .ip = "unknown", .timeout = TIMEOUT_DEFAULT, .implicit = 0, .clearok = 0, .maildir = "Maildir" } ;
+
+static struct ucspitls tls = UCSPITLS_ZERO ;
+
+static void dienomem (void)
+{
+  strerr_diefu1sys(EX_TEMP, "allocate memory") ;
+}
+
+/* ---------- the pre-login child: I/O ---------- */
+
+static tain deadline ;
+
+static void refresh_deadline (void)
+{
+  tain_now_g() ;
+  tain_addsec_g(&deadline, conf.timeout) ;
+}
+
+/* Everything we say is short: one write, waited for with the deadline. */
+static void say (char const *s)
+{
+  size_t len = strlen(s), done = 0 ;
+  while (done < len)
+  {
+    ssize_t w = fd_write(1, s + done, len - done) ;
+    if (w > 0) { done += w ; continue ; }
+    if (w < 0 && errno == EINTR) continue ;
+    if (w < 0 && errno == EAGAIN)
+    {
+      iopause_fd x = { .fd = 1, .events = IOPAUSE_WRITE, .revents = 0 } ;
+      int r = iopause_g(&x, 1, &deadline) ;
+      if (r > 0 || (r < 0 && errno == EINTR)) continue ;
+    }
+    /* the client is gone or stuck: nothing to do for it */
+    _exit(0) ;
+  }
+}
+
+/* One byte: 1, 0 at EOF, -1 at the deadline. */
+static int getbyte (char *c)
+{
+  for (;;)
+  {
+    ssize_t r = fd_read(0, c, 1) ;
+    if (r == 1) return 1 ;
+    if (!r) return 0 ;
+    if (errno == EINTR) continue ;
+    if (errno != EAGAIN) return 0 ;
+    iopause_fd x = { .fd = 0, .events = IOPAUSE_READ, .revents = 0 } ;
+    int p = iopause_g(&x, 1, &deadline) ;
+    if (!p) return -1 ;
+    if (p < 0 && errno != EINTR) return 0 ;
+  }
+}
+
+enum lineresult { LINE_OK, LINE_LONG, LINE_NUL, LINE_EOF, LINE_TIMEOUT } ;
+
+/* A command line into buf (NUL-terminated, without the line end; a bare
+ * LF ends a line too).  A line longer than LINE_MAX_POP3 is read to its
+ * end and dropped. */
+static enum lineresult get_line (char *buf, size_t *len)
+{
+  size_t n = 0 ;
+  int nul = 0, longline = 0 ;
+  for (;;)
+  {
+    char c ;
+    int r = getbyte(&c) ;
+    if (r < 0) return LINE_TIMEOUT ;
+    if (!r) return LINE_EOF ;
+    if (c == '\n') break ;
+    if (!c) nul = 1 ;
+    if (n < LINE_MAX_POP3) buf[n++] = c ;
+    else longline = 1 ;
+  }
+  if (n && buf[n-1] == '\r') n-- ;
+  buf[n] = 0 ;
+  *len = n ;
+  if (longline) return LINE_LONG ;
+  return nul ? LINE_NUL : LINE_OK ;
+}
+
+/* ---------- the pre-login child: talking to the monitor ---------- */
+
+static int monitor = -1 ;     /* the child's end of the socketpair */
+
+/* Hands login and password (wiped here afterwards) and our fds 0 and 1
+ * to the monitor and waits for its verdict.  At VERDICT_DONE the session
+ * is over. */
+static char ask_monitor (char const *login, size_t loginlen, char const *pass, size_t passlen)
+{
+  char buf[CREDS_MAX] ;
+  size_t n = 0 ;
+  if (loginlen + passlen + 2 > sizeof(buf)) return VERDICT_BAD ;
+  memcpy(buf, login, loginlen) ; n += loginlen ; buf[n++] = 0 ;
+  memcpy(buf + n, pass, passlen) ; n += passlen ; buf[n++] = 0 ;
+  if (!ancil_send_fd(monitor, 0, '0') || !ancil_send_fd(monitor, 1, '1')
+   || allwrite(monitor, buf, n) != n)
+  {
+    byte_zzero(buf, sizeof(buf)) ;
+    strerr_diefu1sys(EX_TEMP, "hand the login to the monitor") ;
+  }
+  byte_zzero(buf, sizeof(buf)) ;
+  char v ;
+  ssize_t r ;
+  do r = fd_read(monitor, &v, 1) ; while (r < 0 && errno == EINTR) ;
+  if (r != 1) strerr_diefu1sys(EX_TEMP, "read the monitor's verdict") ;
+  return v ;
+}
+
+/* ---------- the pre-login child: the AUTHORIZATION state ---------- */
+
+static struct
+{
+  stralloc user ;             /* after USER, NUL-terminated */
+  unsigned int bad ;          /* commands refused */
+  unsigned int fails ;        /* wrong passwords */
+} st = { .user = STRALLOC_ZERO, .bad = 0, .fails = 0 } ;
+
+static int login_allowed (void)
+{
+  return tls.on || conf.clearok ;
+}
+
+static void bad (char const *reply)
+{
+  say(reply) ;
+  if (++st.bad >= BAD_COMMANDS_MAX)
+  {
+    say("-ERR too many bad commands, goodbye\r\n") ;
+    ylog("quit", "ip", conf.ip, "reason", "errors", (char *)0) ;
+    _exit(0) ;
+  }
+}
+
+static void capa (void)
+{
+  say("+OK capability list follows\r\n") ;
+  say("TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n") ;
+  if (login_allowed()) say("USER\r\nSASL PLAIN\r\n") ;
+  if (!tls.on && ucspitls_offered(&tls)) say("STLS\r\n") ;
+  say("IMPLEMENTATION yubin\r\n.\r\n") ;
+}
+
+/* A login and its password, from USER/PASS or AUTH PLAIN. */
+static void try_login (char const *login, size_t loginlen, char const *pass, size_t passlen, char const *mech)
+{
+  char v = memchr(login, 0, loginlen) || memchr(pass, 0, passlen) || !loginlen
+    ? VERDICT_BAD : ask_monitor(login, loginlen, pass, passlen) ;
+  if (v == VERDICT_DONE) _exit(0) ;
+  stralloc who = STRALLOC_ZERO ;
+  if (!stralloc_catb(&who, login, loginlen) || !stralloc_0(&who)) dienomem() ;
+  if (v == VERDICT_TEMP)
+  {
+    ylog("auth-temp", "ip", conf.ip, "user", who.s, "mech", mech, (char *)0) ;
+    say("-ERR [SYS/TEMP] unable to log in now, try again later\r\n") ;
+  }
+  else
+  {
+    ylog("auth-fail", "ip", conf.ip, "user", who.s, "mech", mech, (char *)0) ;
+    if (++st.fails >= AUTH_FAILS_MAX)
+    {
+      say("-ERR [AUTH] authentication failed, goodbye\r\n") ;
+      ylog("quit", "ip", conf.ip, "reason", "auth-failures", (char *)0) ;
+      _exit(0) ;
+    }
+    say("-ERR [AUTH] authentication failed\r\n") ;
+  }
+  stralloc_free(&who) ;
+}
+
+static void cmd_user (char const *arg)
+{
+  if (!login_allowed()) { bad("-ERR [AUTH] plaintext login is disabled here: use STLS first\r\n") ; return ; }
+  if (!*arg) { bad("-ERR syntax: USER name\r\n") ; return ; }
+  st.user.len = 0 ;
+  if (!stralloc_cats(&st.user, arg) || !stralloc_0(&st.user)) dienomem() ;
+  say("+OK send PASS\r\n") ;
+}
+
+static void cmd_pass (char *arg, size_t len)
+{
+  if (!login_allowed()) { bad("-ERR [AUTH] plaintext login is disabled here: use STLS first\r\n") ; return ; }
+  if (!st.user.len) { bad("-ERR USER first\r\n") ; return ; }
+  /* RFC 1939: the password is the rest of the line, spaces included */
+  try_login(st.user.s, st.user.len - 1, arg, len, "USER") ;
+  byte_zzero(arg, len) ;
+  st.user.len = 0 ;
+}
+
+/* AUTH PLAIN [initial-response] (RFC 5034); "*" cancels. */
+static void cmd_auth (char const *arg, char *line)
+{
+  char mech[16] ;
+  size_t i = 0 ;
+  while (arg[i] && arg[i] != ' ' && i < sizeof(mech) - 1) { mech[i] = arg[i] ; i++ ; }
+  mech[i] = 0 ;
+  if (!i)
+  {
+    /* no mechanism: the list, as many servers do for old clients */
+    if (login_allowed()) say("+OK\r\nPLAIN\r\n.\r\n") ;
+    else say("+OK\r\n.\r\n") ;
+    return ;
+  }
+  if (strcasecmp(mech, "PLAIN")) { bad("-ERR [AUTH] unsupported mechanism: use PLAIN\r\n") ; return ; }
+  if (!login_allowed()) { bad("-ERR [AUTH] plaintext login is disabled here: use STLS first\r\n") ; return ; }
+  char const *resp = arg + i ;
+  size_t resplen ;
+  while (*resp == ' ') resp++ ;
+  if (!*resp)
+  {
+    say("+ \r\n") ;
+    enum lineresult r = get_line(line, &resplen) ;
+    if (r == LINE_EOF || r == LINE_TIMEOUT) { ylog("quit", "ip", conf.ip, "reason", r == LINE_EOF ? "eof" : "timeout", (char *)0) ; _exit(0) ; }
+    if (r != LINE_OK) { bad("-ERR [AUTH] malformed response\r\n") ; return ; }
+    resp = line ;
+  }
+  resplen = strlen(resp) ;
+  if (resplen == 1 && resp[0] == '*') { bad("-ERR authentication cancelled\r\n") ; return ; }
+  char dec[LINE_MAX_POP3] ;
+  ssize_t n = resplen == 1 && resp[0] == '=' ? 0 : base64_decodeb(dec, resp, resplen, 0) ;
+  struct sasl_plain p ;
+  if (n < 0 || !sasl_plain_split(dec, n, &p))
+  {
+    byte_zzero(dec, sizeof(dec)) ;
+    bad("-ERR [AUTH] malformed PLAIN response\r\n") ;
+    return ;
+  }
+  /* we log in as nobody else: an authzid, if any, must be the login */
+  if (p.authzidlen && (p.authzidlen != p.authcidlen || memcmp(dec + p.authzid, dec + p.authcid, p.authcidlen)))
+  {
+    byte_zzero(dec, sizeof(dec)) ;
+    bad("-ERR [AUTH] authorization identity must be empty or the login\r\n") ;
+    return ;
+  }
+  try_login(dec + p.authcid, p.authcidlen, dec + p.passwd, p.passwdlen, "PLAIN") ;
+  byte_zzero(dec, sizeof(dec)) ;
+  byte_zzero(line, LINE_MAX_POP3 + 1) ;
+}
+
+static void cmd_stls (void)
+{
+  if (tls.on) { bad("-ERR TLS is already on\r\n") ; return ; }
+  if (!ucspitls_offered(&tls)) { bad("-ERR STLS is not available here\r\n") ; return ; }
+  say("+OK begin TLS negotiation\r\n") ;
+  /* nothing past the STLS line was read: it goes to the handshake */
+  ucspitls_switch(&tls, conf.timeout, conf.ip, "STLS") ;
+  st.user.len = 0 ;
+  ylog("tls", "ip", conf.ip, "proto", tls.proto.s, "cipher", tls.cipher.s, (char *)0) ;
+}
+
+static int is_cmd (char const *line, size_t len, char const *name, char const **arg)
+{
+  size_t n = strlen(name) ;
+  if (len < n || strncasecmp(line, name, n)) return 0 ;
+  if (line[n] && line[n] != ' ') return 0 ;
+  *arg = line + n + (line[n] == ' ') ;
+  return 1 ;
+}
+
+static void prelogin (void)
+{
+  char line[LINE_MAX_POP3 + 1] ;
+  if (ndelay_on(0) < 0 || ndelay_on(1) < 0) strerr_diefu1sys(EX_TEMP, "set the connection non-blocking") ;
+  if (conf.implicit)
+  {
+    ucspitls_switch(&tls, conf.timeout, conf.ip, "connect") ;
+    ylog("tls", "ip", conf.ip, "proto", tls.proto.s, "cipher", tls.cipher.s, (char *)0) ;
+  }
+  refresh_deadline() ;
+  /* no RFC 1939 timestamp: we offer no APOP (it needs a password the
+     server can read), so we never let a client try it */
+  say("+OK yubin POP3 server ready\r\n") ;
+  for (;;)
+  {
+    size_t len ;
+    char const *arg ;
+    refresh_deadline() ;
+    enum lineresult r = get_line(line, &len) ;
+    if (r == LINE_EOF || r == LINE_TIMEOUT)
+    {
+      if (r == LINE_TIMEOUT) say("-ERR idle for too long, goodbye\r\n") ;
+      ylog("quit", "ip", conf.ip, "reason", r == LINE_EOF ? "eof" : "timeout", (char *)0) ;
+      _exit(0) ;
+    }
+    if (r == LINE_LONG) { bad("-ERR line too long\r\n") ; continue ; }
+    if (r == LINE_NUL) { bad("-ERR NUL byte in command\r\n") ; continue ; }
+    if (is_cmd(line, len, "QUIT", &arg))
+    {
+      say("+OK bye\r\n") ;
+      ylog("quit", "ip", conf.ip, "reason", "quit", (char *)0) ;
+      _exit(0) ;
+    }
+    else if (is_cmd(line, len, "CAPA", &arg)) capa() ;
+    else if (is_cmd(line, len, "USER", &arg)) cmd_user(arg) ;
+    else if (is_cmd(line, len, "PASS", &arg)) cmd_pass(line + (arg - line), len - (arg - line)) ;
+    else if (is_cmd(line, len, "AUTH", &arg)) cmd_auth(arg, line) ;
+    else if (is_cmd(line, len, "STLS", &arg)) cmd_stls() ;
+    else if (is_cmd(line, len, "APOP", &arg)) bad("-ERR APOP is not offered here\r\n") ;
+    else if (is_cmd(line, len, "STAT", &arg) || is_cmd(line, len, "LIST", &arg) || is_cmd(line, len, "RETR", &arg)
+          || is_cmd(line, len, "DELE", &arg) || is_cmd(line, len, "NOOP", &arg) || is_cmd(line, len, "RSET", &arg)
+          || is_cmd(line, len, "TOP", &arg) || is_cmd(line, len, "UIDL", &arg))
+      bad("-ERR log in first\r\n") ;
+    else bad("-ERR unknown command\r\n") ;
+  }
+}
+
+/* ---------- the monitor ---------- */
+
+static stralloc cpprog = STRALLOC_ZERO ;   /* yubin-checkpassword */
+static stralloc mboxprog = STRALLOC_ZERO ; /* yubin-pop3mbox */
+
+/* login\0pass\0 from the child, after its two fds.  1, or 0 on EOF. */
+static int read_request (int sock, int *in, int *out, char *buf, size_t *len)
+{
+  /* skalibs' ancil_recv_fd does not wait: we do, for as long as the
+     pre-login process lives */
+  iopause_fd x = { .fd = sock, .events = IOPAUSE_READ, .revents = 0 } ;
+  while (iopause_g(&x, 1, 0) < 0)
+    if (errno != EINTR) strerr_diefu1sys(EX_TEMP, "iopause") ;
+  errno = 0 ;
+  int fd = ancil_recv_fd(sock, '0') ;
+  if (fd < 0)
+  {
+    if (errno == EPIPE || errno == ECONNRESET || !errno) return 0 ;
+    strerr_diefu1sys(EX_TEMP, "receive the connection from the pre-login process") ;
+  }
+  *in = fd ;
+  *out = ancil_recv_fd(sock, '1') ;
+  if (*out < 0) strerr_diefu1sys(EX_TEMP, "receive the connection from the pre-login process") ;
+  size_t n = 0, nuls = 0 ;
+  while (nuls < 2)
+  {
+    if (n >= CREDS_MAX - 1) strerr_dief1x(EX_TEMP, "malformed login from the pre-login process") ;
+    ssize_t r = fd_read(sock, buf + n, 1) ;
+    if (r < 0 && errno == EINTR) continue ;
+    if (r != 1) strerr_diefu1sys(EX_TEMP, "read the login from the pre-login process") ;
+    if (!buf[n++]) nuls++ ;
+  }
+  *len = n ;
+  return 1 ;
+}
+
+/* checkpassword with the credentials on fd 3 and the connection on 0
+ * and 1; its verdict. */
+static char check_and_serve (int in, int out, char *creds, size_t len)
+{
+  int p[2] ;
+  char extra[ULONG_FMT * 2 + 2] ;
+  size_t n = ulong_fmt(extra, (unsigned long)getpid()) ;
+  extra[n++] = '.' ;
+  n += ulong_fmt(extra + n, (unsigned long)time(0)) ;
+  extra[n++] = 0 ;
+  if (len + n > CREDS_MAX) return VERDICT_BAD ;
+  memcpy(creds + len, extra, n) ;
+  len += n ;
+  if (pipe(p) < 0) return VERDICT_TEMP ;
+  pid_t pid = fork() ;
+  if (pid < 0) { fd_close(p[0]) ; fd_close(p[1]) ; return VERDICT_TEMP ; }
+  if (!pid)
+  {
+    char const *argv[4] = { cpprog.s, mboxprog.s, conf.maildir, 0 } ;
+    fd_close(p[1]) ;
+    if (fd_move(3, p[0]) < 0 || fd_copy(0, in) < 0 || fd_copy(1, out) < 0
+     || ndelay_off(0) < 0 || ndelay_off(1) < 0)
+      strerr_diefu2sys(EX_TEMP, "set up the fds of ", cpprog.s) ;
+    if (sig_restore(SIGPIPE) < 0 || sig_restore(SIGCHLD) < 0) strerr_diefu1sys(EX_TEMP, "restore signals") ;
+    execv(argv[0], (char *const *)argv) ;
+    strerr_dieexec(EX_TEMP, argv[0]) ;
+  }
+  fd_close(p[0]) ;
+  /* at most 512 bytes into an empty pipe: never blocks */
+  if (allwrite(p[1], creds, len) != len) errno = 0 ;
+  byte_zzero(creds, len) ;
+  fd_close(p[1]) ;
+  int wstat ;
+  while (waitpid(pid, &wstat, 0) < 0)
+    if (errno != EINTR) return VERDICT_TEMP ;
+  if (WIFEXITED(wstat) && !WEXITSTATUS(wstat)) return VERDICT_DONE ;
+  if (WIFEXITED(wstat) && WEXITSTATUS(wstat) == 1) return VERDICT_BAD ;
+  return VERDICT_TEMP ;
+}
+
+static int reap_child (pid_t pid)
+{
+  int wstat ;
+  while (waitpid(pid, &wstat, 0) < 0)
+    if (errno != EINTR) return EX_TEMP ;
+  return WIFEXITED(wstat) ? WEXITSTATUS(wstat) : EX_TEMP ;
+}
+
+static void run_monitor (int sock, pid_t child)
+{
+  char creds[CREDS_MAX] ;
+  for (;;)
+  {
+    int in, out ;
+    size_t len ;
+    if (!read_request(sock, &in, &out, creds, &len)) break ;
+    char v = check_and_serve(in, out, creds, len) ;
+    byte_zzero(creds, sizeof(creds)) ;
+    fd_close(in) ;
+    fd_close(out) ;
+    if (fd_write(sock, &v, 1) != 1) break ;
+    if (v == VERDICT_DONE) break ;
+  }
+  fd_close(sock) ;
+  _exit(reap_child(child)) ;
+}
+
+/* ---------- main ---------- */
+
+/* -U: $UID and $GID, as s6-envuidgid sets them. */
+static int uidgid_from_env (uid_t *uid, gid_t *gid)
+{
+  char const *u = getenv("UID"), *g = getenv("GID") ;
+  if (!u || !g) return 0 ;
+  if (!uid0_scan(u, uid) || !gid0_scan(g, gid)) strerr_dief1x(EX_PERM, "invalid $UID or $GID") ;
+  return 1 ;
+}
+
+static void drop_privileges (uid_t uid, gid_t gid, int have)
+{
+  /* not for yubin-tlsd -E, which would take them as its own orders */
+  if (unsetenv("UID") < 0 || unsetenv("GID") < 0 || unsetenv("GIDLIST") < 0) dienomem() ;
+  if (geteuid()) return ;
+  if (!have) strerr_dief1x(EX_PERM, "started as root without -u and -g: refusing to read the network as root") ;
+  if (!uid) strerr_dief1x(EX_PERM, "-u 0: refusing to read the network as root") ;
+  if (setgroups_and_gid(gid, 0, 0) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
+    strerr_diefu1sys(EX_TEMP, "drop privileges") ;
+}
+
+static void read_env (void)
+{
+  char const *x = getenv("TCPREMOTEIP") ;
+  if (x && *x) conf.ip = x ;
+  x = getenv("POP3TIMEOUT") ;
+  if (x && *x)
+  {
+    size_t n = uint_scan(x, &conf.timeout) ;
+    if (!n || x[n] || !conf.timeout) strerr_dief2x(EX_PERM, "invalid $POP3TIMEOUT: ", x) ;
+  }
+  x = getenv("CLEARTEXTLOGIN") ;
+  conf.clearok = (x && *x && strcmp(x, "0"))
+    || !strncmp(conf.ip, "127.", 4) || !strcmp(conf.ip, "::1") ;
+  x = getenv("CHECKPASSWORD") ;
+  if (x && *x) { if (!stralloc_cats(&cpprog, x)) dienomem() ; }
+  else if (!yubin_libexec(&cpprog, "yubin-checkpassword")) dienomem() ;
+  x = getenv("POP3MBOX") ;
+  if (x && *x) { if (!stralloc_cats(&mboxprog, x)) dienomem() ; }
+  else if (!yubin_sibling(&mboxprog, "yubin-pop3mbox")) dienomem() ;
+  if (!stralloc_0(&cpprog) || !stralloc_0(&mboxprog)) dienomem() ;
+}
+
+int main (int argc, char const *const *argv)
+{
+  uid_t uid = 0 ;
+  gid_t gid = 0 ;
+  int haveuid = 0, havegid = 0, envuid = 0 ;
+  PROG = "pop3d" ;
+  {
+    subgetopt l = SUBGETOPT_ZERO ;
+    for (;;)
+    {
+      int opt = subgetopt_r(argc, argv, "TUu:g:m:", &l) ;
+      if (opt == -1) break ;
+      switch (opt)
+      {
+        case 'T' : conf.implicit = 1 ; break ;
+        case 'U' : envuid = 1 ; break ;
+        case 'u' : if (!uid0_scan(l.arg, &uid)) strerr_dieusage(EX_PERM, USAGE) ; haveuid = 1 ; break ;
+        case 'g' : if (!gid0_scan(l.arg, &gid)) strerr_dieusage(EX_PERM, USAGE) ; havegid = 1 ; break ;
+        case 'm' : conf.maildir = l.arg ; break ;
+        default : strerr_dieusage(EX_PERM, USAGE) ;
+      }
+    }
+    if (l.ind < argc) strerr_dieusage(EX_PERM, USAGE) ;
+  }
+  if (!*conf.maildir || conf.maildir[0] == '-') strerr_dief2x(EX_PERM, "invalid maildir: ", conf.maildir) ;
+  if (envuid && !haveuid && !havegid && uidgid_from_env(&uid, &gid)) haveuid = havegid = 1 ;
+  read_env() ;
+  ucspitls_init(&tls) ;
+  if (tls.ctlfd >= 0 || (tls.on && !conf.implicit))
+    strerr_dief1x(EX_PERM, "yubin-tlsd in front of yubin-pop3d would take root away from the monitor: use -T or $TLSD (TLS on demand) instead") ;
+  if (conf.implicit && !tls.ondemand) strerr_dief1x(EX_PERM, "-T needs $TLSD (yubin-tlsd on demand)") ;
+  if (sig_ignore(SIGPIPE) < 0) strerr_diefu1sys(EX_TEMP, "ignore SIGPIPE") ;
+
+  int sp[2] ;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) strerr_diefu1sys(EX_TEMP, "create a socketpair") ;
+  pid_t pid = fork() ;
+  if (pid < 0) strerr_diefu1sys(EX_TEMP, "fork") ;
+  if (pid)
+  {
+    /* the monitor never touches the connection itself */
+    fd_close(sp[1]) ;
+    if (fd_move(0, open2("/dev/null", O_RDONLY)) < 0 || fd_move(1, open2("/dev/null", O_WRONLY)) < 0)
+      strerr_diefu1sys(EX_TEMP, "put /dev/null on fds 0 and 1") ;
+    run_monitor(sp[0], pid) ;
+  }
+  fd_close(sp[0]) ;
+  monitor = sp[1] ;
+  drop_privileges(uid, gid, haveuid && havegid) ;
+  if (yubin_nodump() < 0) strerr_diefu1sys(EX_TEMP, "make the pre-login process non-dumpable") ;
+  prelogin() ;
+  return 0 ;
+}
