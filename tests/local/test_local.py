@@ -89,7 +89,9 @@ def t_log(env):
     rc, out, err = deliver(env, MSG)
     expect_rc(rc, 0, err)
     name = env.files("new")[0]
-    want = b"local: delivered to=alice@example.org file=new/" + name.encode() + b"\n"
+    # the name holds ",S=<bytes>,W=<crlf bytes>"; ylog escapes '=' as \x3d
+    expect(",S=%d," % len(PREFIX + MSG) in name, "no size in the name %r" % name)
+    want = b"local: delivered to=alice@example.org file=new/" + name.replace("=", "\\x3d").encode() + b"\n"
     expect(err == want, "stderr %r, wanted %r" % (err, want))
 
 
