@@ -17,7 +17,7 @@
 
 #include "pop3d/mbox.h"
 
-#define isdig(c) ((unsigned char)(c) - '0' < 10)
+#define isdig(c) ((unsigned int)(unsigned char)(c) - '0' < 10)
 
 /* ---------- names ---------- */
 
