@@ -150,16 +150,20 @@ static enum lineresult get_line (char *buf, size_t *len)
 
 static int monitor = -1 ;     /* the child's end of the socketpair */
 
-/* Hands login and password (wiped here afterwards) and our fds 0 and 1
- * to the monitor and waits for its verdict.  At VERDICT_DONE the session
+/* Hands login and password (wiped here afterwards), the TLS parameters
+ * (empty without TLS: the mailbox part logs them) and our fds 0 and 1 to
+ * the monitor, and waits for its verdict.  At VERDICT_DONE the session
  * is over. */
 static char ask_monitor (char const *login, size_t loginlen, char const *pass, size_t passlen)
 {
   char buf[CREDS_MAX] ;
-  size_t n = 0 ;
-  if (loginlen + passlen + 2 > sizeof(buf)) return VERDICT_BAD ;
+  char const *proto = tls.on ? tls.proto.s : "", *cipher = tls.on ? tls.cipher.s : "" ;
+  size_t n = 0, plen = strlen(proto), clen = strlen(cipher) ;
+  if (loginlen + passlen + plen + clen + 4 > sizeof(buf)) return VERDICT_BAD ;
   memcpy(buf, login, loginlen) ; n += loginlen ; buf[n++] = 0 ;
   memcpy(buf + n, pass, passlen) ; n += passlen ; buf[n++] = 0 ;
+  memcpy(buf + n, proto, plen) ; n += plen ; buf[n++] = 0 ;
+  memcpy(buf + n, cipher, clen) ; n += clen ; buf[n++] = 0 ;
   if (!ancil_send_fd(monitor, 0, '0') || !ancil_send_fd(monitor, 1, '1')
    || allwrite(monitor, buf, n) != n)
   {
@@ -376,7 +380,8 @@ static void prelogin (void)
 static stralloc cpprog = STRALLOC_ZERO ;   /* yubin-checkpassword */
 static stralloc mboxprog = STRALLOC_ZERO ; /* yubin-pop3mbox */
 
-/* login\0pass\0 from the child, after its two fds.  1, or 0 on EOF. */
+/* login\0pass\0proto\0cipher\0 from the child, after its two fds.  1,
+ * or 0 on EOF. */
 static int read_request (int sock, int *in, int *out, char *buf, size_t *len)
 {
   /* skalibs' ancil_recv_fd does not wait: we do, for as long as the
@@ -395,7 +400,7 @@ static int read_request (int sock, int *in, int *out, char *buf, size_t *len)
   *out = ancil_recv_fd(sock, '1') ;
   if (*out < 0) strerr_diefu1sys(EX_TEMP, "receive the connection from the pre-login process") ;
   size_t n = 0, nuls = 0 ;
-  while (nuls < 2)
+  while (nuls < 4)
   {
     if (n >= CREDS_MAX - 1) strerr_dief1x(EX_TEMP, "malformed login from the pre-login process") ;
     ssize_t r = fd_read(sock, buf + n, 1) ;
@@ -407,19 +412,38 @@ static int read_request (int sock, int *in, int *out, char *buf, size_t *len)
   return 1 ;
 }
 
-/* checkpassword with the credentials on fd 3 and the connection on 0
- * and 1; its verdict. */
+/* buf = "name=value" (at most CREDS_MAX bytes); 0 if too long. */
+static int env_set (char *buf, char const *name, char const *value)
+{
+  size_t a = strlen(name), b = strlen(value) ;
+  if (a + b + 2 > CREDS_MAX) return 0 ;
+  memcpy(buf, name, a) ;
+  buf[a] = '=' ;
+  memcpy(buf + a + 1, value, b + 1) ;
+  return 1 ;
+}
+
+/* checkpassword with the credentials on fd 3, the connection on 0 and 1
+ * and the TLS parameters in the environment; its verdict. */
 static char check_and_serve (int in, int out, char *creds, size_t len)
 {
   int p[2] ;
+  /* creds: login\0pass\0proto\0cipher\0; checkpassword gets the first two */
+  size_t up = strlen(creds) + 1 ;
+  up += strlen(creds + up) + 1 ;
+  char const *proto = creds + up, *cipher = proto + strlen(proto) + 1 ;
   char extra[ULONG_FMT * 2 + 2] ;
   size_t n = ulong_fmt(extra, (unsigned long)getpid()) ;
   extra[n++] = '.' ;
   n += ulong_fmt(extra + n, (unsigned long)time(0)) ;
   extra[n++] = 0 ;
-  if (len + n > CREDS_MAX) return VERDICT_BAD ;
-  memcpy(creds + len, extra, n) ;
-  len += n ;
+  char tlsenv[2][CREDS_MAX] ;
+  int havetls = !!*proto ;   /* proto is overwritten by extra below */
+  if (havetls && (!env_set(tlsenv[0], "SSL_PROTOCOL", proto) || !env_set(tlsenv[1], "SSL_CIPHER", cipher)))
+    return VERDICT_TEMP ;
+  if (up + n > CREDS_MAX) return VERDICT_BAD ;
+  memcpy(creds + up, extra, n) ;
+  len = up + n ;
   if (pipe(p) < 0) return VERDICT_TEMP ;
   pid_t pid = fork() ;
   if (pid < 0) { fd_close(p[0]) ; fd_close(p[1]) ; return VERDICT_TEMP ; }
@@ -427,10 +451,12 @@ static char check_and_serve (int in, int out, char *creds, size_t len)
   {
     char const *argv[4] = { cpprog.s, mboxprog.s, conf.maildir, 0 } ;
     fd_close(p[1]) ;
-    if (fd_move(3, p[0]) < 0 || fd_copy(0, in) < 0 || fd_copy(1, out) < 0
+    /* 0 and 1 first: in or out may be fd 3 */
+    if (fd_copy(0, in) < 0 || fd_copy(1, out) < 0 || fd_move(3, p[0]) < 0
      || ndelay_off(0) < 0 || ndelay_off(1) < 0)
       strerr_diefu2sys(EX_TEMP, "set up the fds of ", cpprog.s) ;
     if (sig_restore(SIGPIPE) < 0 || sig_restore(SIGCHLD) < 0) strerr_diefu1sys(EX_TEMP, "restore signals") ;
+    if (havetls && (putenv(tlsenv[0]) < 0 || putenv(tlsenv[1]) < 0)) strerr_diefu1sys(EX_TEMP, "set the TLS environment") ;
     execv(argv[0], (char *const *)argv) ;
     strerr_dieexec(EX_TEMP, argv[0]) ;
   }
