@@ -74,6 +74,8 @@ size_t queue_head_scan (char const *s, size_t len, struct queue_head *h)
   if (!nl) return 0 ;
   size_t end = nl - s, i = sizeof(MAGIC) - 1, n ;
   if (end < i || memcmp(s, MAGIC, i)) return 0 ;
+  h->nextok = 0 ;
+  h->next = 0 ;
   static char const *const keys[4] = { " msg=", " size=", " time=", " uid=" } ;
   uint64_t *vals[4] = { &h->msgoff, &h->size, &h->birth, &h->uid } ;
   for (unsigned int k = 0 ; k < 4 ; k++)
@@ -86,6 +88,25 @@ size_t queue_head_scan (char const *s, size_t len, struct queue_head *h)
   else return 0 ;
   if (h->msgoff < end + 1 || h->msgoff > (1 << 20)) return 0 ;
   return end + 1 ;
+}
+
+void queue_next_fmt (char *buf, uint64_t next)
+{
+  memset(buf, 0, QUEUE_NEXTLEN) ;
+  if (!next) return ;
+  memcpy(buf, "next=", 5) ;
+  size_t n = 5 + uint64_fmt(buf + 5, next) ;   /* at most 25 bytes */
+  buf[n] = '\n' ;
+}
+
+uint64_t queue_next_scan (char const *s)
+{
+  uint64_t u ;
+  if (memcmp(s, "next=", 5)) return 0 ;
+  size_t n = uint64_scan(s + 5, &u) ;
+  if (!n || n > 20 || s[5 + n] != '\n') return 0 ;
+  for (size_t i = 5 + n + 1 ; i < QUEUE_NEXTLEN ; i++) if (s[i]) return 0 ;
+  return u ;
 }
 
 int queue_addr_ok (char const *s, size_t len)
@@ -146,6 +167,9 @@ int queue_load (int dirfd, int envdirfd, char const *id, struct queue_head *h,
   fd_close(fd) ;
   size_t hl = queue_head_scan(block, r, h) ;
   if (!hl) return bad() ;
+  /* the retry record: only where the envelope cannot be (below) */
+  h->nextok = h->msgoff == QUEUE_MSGOFF && r == QUEUE_MSGOFF && hl <= QUEUE_NEXTOFF ;
+  h->next = 0 ;
   if (h->msgoff > (uint64_t)st.st_size || (uint64_t)st.st_size - h->msgoff != h->size) return bad() ;
   env->len = 0 ;
   if (!h->envfile)
@@ -155,6 +179,8 @@ int queue_load (int dirfd, int envdirfd, char const *id, struct queue_head *h,
     if (!el) return bad() ;
     if (!stralloc_catb(env, block + hl, el)) return -1 ;
     *envbase = hl ;
+    if (hl + el > QUEUE_NEXTOFF) h->nextok = 0 ;   /* an older file with a big envelope */
+    if (h->nextok) h->next = queue_next_scan(block + QUEUE_NEXTOFF) ;
     return 1 ;
   }
   fd = openat(envdirfd, id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) ;
@@ -163,6 +189,7 @@ int queue_load (int dirfd, int envdirfd, char const *id, struct queue_head *h,
   fd_close(fd) ;
   if (queue_env_scan(env->s, env->len, 1, &nrcpts) != env->len) return bad() ;
   *envbase = 0 ;
+  if (h->nextok) h->next = queue_next_scan(block + QUEUE_NEXTOFF) ;
   return 1 ;
  err:
   {

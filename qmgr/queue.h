@@ -15,6 +15,15 @@
  *                            "yubinq1 msg=4096 size=N time=T uid=U env=here\n"
  *                          (env=file: the envelope is in env/ID instead),
  *                          then the envelope, then zero bytes
+ *   [QUEUE_NEXTOFF, QUEUE_MSGOFF)  the last 32 bytes of the header block:
+ *                          the retry record, zero bytes (none) or
+ *                          "next=T\n" + zero bytes, T the second (since
+ *                          the epoch) yubin-qmgr means to try the pending
+ *                          recipients again.  Written (not synced) by
+ *                          yubin-qmgr when it defers a message; an
+ *                          envelope never reaches it in a file written
+ *                          since the record exists; in an older one whose
+ *                          envelope does, there is no record.
  *   [QUEUE_MSGOFF, EOF)    the message, LF line endings
  * The envelope: 'F' sender '\0', then per recipient a state byte
  * ('T' to do, 'D' done, 'B' failed, to bounce) + address + '\0', then '\0'.
@@ -32,6 +41,8 @@
 #define QUEUE_ADDRMAX 1000         /* longest address in an envelope */
 #define QUEUE_ENVMAX (16 << 20)    /* largest envelope accepted */
 #define QUEUE_HEADMAX 128          /* longest header line */
+#define QUEUE_NEXTLEN 32           /* the retry record */
+#define QUEUE_NEXTOFF (QUEUE_MSGOFF - QUEUE_NEXTLEN)   /* and where it is */
 
 #define QUEUE_TODO 'T'
 #define QUEUE_DONE 'D'
@@ -44,6 +55,8 @@ struct queue_head
   uint64_t birth ;      /* seconds since the epoch, when queued */
   uint64_t uid ;        /* real uid of the process that queued it */
   int envfile ;         /* 1: envelope in env/ID */
+  int nextok ;          /* queue_load: the file has room for the retry record */
+  uint64_t next ;       /* queue_load: the retry record's time, 0 if none */
 } ;
 
 /* A new queue ID "<sec>.<nsec, 9 digits>.<pid>" in id (QUEUE_IDMAX bytes,
@@ -63,6 +76,14 @@ extern int queue_head_fmt (stralloc *sa, struct queue_head const *h) ;
  * including its '\n', or 0 if it is not a valid header line. */
 extern size_t queue_head_scan (char const *s, size_t len, struct queue_head *h) ;
 
+/* The retry record for next (seconds since the epoch; 0: no record) in
+ * buf, exactly QUEUE_NEXTLEN bytes to pwrite at QUEUE_NEXTOFF. */
+extern void queue_next_fmt (char *buf, uint64_t next) ;
+
+/* The time in the retry record at s (QUEUE_NEXTLEN bytes), 0 if there is
+ * none or it is malformed (a torn write: no record). */
+extern uint64_t queue_next_scan (char const *s) ;
+
 /* May this address go in an envelope?  At most QUEUE_ADDRMAX bytes and no
  * control characters (they could forge headers in a bounce or lines in a
  * log). */
@@ -77,7 +98,8 @@ extern size_t queue_env_scan (char const *s, size_t len, int anystate, size_t *n
 /* Read a queued message's header and envelope: dirfd is the directory
  * holding the message file (e.g. cur/), envdirfd the env/ directory.
  * env gets the envelope bytes; *envbase the offset, in the file that holds
- * the envelope (the message file, or env/ID if h->envfile), of env[0].
+ * the envelope (the message file, or env/ID if h->envfile), of env[0];
+ * h->nextok and h->next the retry record (always in the message file).
  * Checks that the file size matches the header.
  * Returns 1 ok, 0 malformed (errno EPROTO), -1 system error (errno). */
 extern int queue_load (int dirfd, int envdirfd, char const *id, struct queue_head *h,

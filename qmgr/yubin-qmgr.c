@@ -255,6 +255,23 @@ static void set_state (struct msg *m, struct rcpt *r, char state, int sync)
   if (fd >= 0) fd_close(fd) ;
 }
 
+/* Record when the pending recipients of m will be tried again (seconds),
+ * in the message file's retry record (queue.h): so that yubin-qread can
+ * show it and a restarted qmgr keeps to it.  Written only when a message
+ * is deferred, never synced (lost in a crash: the message is tried at
+ * start, as without the record); a message delivered at the first
+ * attempt never pays for it. */
+static void set_next (struct msg *m, uint64_t sec)
+{
+  char buf[QUEUE_NEXTLEN] ;
+  if (!m->h.nextok || m->h.next == sec) return ;
+  queue_next_fmt(buf, sec) ;
+  int fd = openat(dirs.curfd, m->id, O_WRONLY | O_NOFOLLOW | O_CLOEXEC) ;
+  if (fd < 0 || pwrite(fd, buf, QUEUE_NEXTLEN, QUEUE_NEXTOFF) != QUEUE_NEXTLEN) logerr("record retry", m->id) ;
+  else m->h.next = sec ;
+  if (fd >= 0) fd_close(fd) ;
+}
+
 /* The message is finished: remove it.  No fsync (see README: the
  * duplicate window), except between the two unlinks of a message with an
  * env/ file, so that env/ID never goes before cur/ID. */
@@ -298,6 +315,7 @@ void round_end (uint32_t i)
   char fmt[UINT64_FMT] ;
   ylog("retry", "id", m->id, "in", fmtu(fmt, (when - now + 999) / 1000), (char *)0) ;
   retry_at(when, i) ;
+  set_next(m, (when + 999) / 1000) ;
 }
 
 void deliver_temp (struct msg *m, struct rcpt *r, char const *code, char const *text)
@@ -470,14 +488,24 @@ static void load (char const *id, int recovered)
     pos += strlen(m->env.s + pos) + 1 ;
   }
   char a[UINT64_FMT], b[UINT64_FMT], c[UINT64_FMT], u[UINT64_FMT] ;
+  /* deferred before a restart: keep to the recorded time (at most
+     retrymax away, should the clock have gone back or retrymax down) */
+  uint64_t wait = 0 ;
+  if (m->npending && m->h.next && m->h.next * 1000 > now)
+  {
+    uint64_t when = m->h.next * 1000 ;
+    if (when > now + retrymax * 1000) when = now + retrymax * 1000 ;
+    wait = when - now ;
+  }
   if (recovered)
     ylog("recover", "id", id, "from", m->env.s + 1, "rcpts", fmtu(a, NRCPTS(m)),
-         "pending", fmtu(b, m->npending), (char *)0) ;
+         "pending", fmtu(b, m->npending), wait ? "retry-in" : (char *)0, fmtu(c, (wait + 999) / 1000), (char *)0) ;
   else
     ylog("new", "id", id, "from", m->env.s + 1, "rcpts", fmtu(a, NRCPTS(m)),
          "bytes", fmtu(c, m->h.size), "uid", fmtu(u, m->h.uid), (char *)0) ;
-  if (m->npending) ready_push(i) ;
-  else finish(i) ;
+  if (!m->npending) finish(i) ;
+  else if (wait) retry_at(now + wait, i) ;
+  else ready_push(i) ;
 }
 
 /* ---- bounces ---- */

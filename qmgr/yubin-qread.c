@@ -1,7 +1,9 @@
 /* yubin-qread: list the queue (qmail-qread): per message its ID, queue
  * date and age, size and sender, then each recipient with its state (todo,
- * done, failed) and whether it is local or remote (control/locals).  Reads
- * queue/cur/ and queue/new/ with queue_load.  See yubin-qread(8). */
+ * done, failed), whether it is local or remote (control/locals) and, for
+ * a deferred one, the time left to its next attempt (the retry record
+ * yubin-qmgr writes in the file, queue.h).  Reads queue/cur/ and
+ * queue/new/ with queue_load.  See yubin-qread(8). */
 
 #include <dirent.h>
 #include <errno.h>
@@ -162,7 +164,14 @@ static int show (int qfd, int envfd, char const *id, int isnew, time_t now)
     char const *state = st == QUEUE_DONE ? "done  " : st == QUEUE_FAILED ? "failed" : "todo  " ;
     if (!(stralloc_cats(&out, "  ") && stralloc_cats(&out, state)
        && stralloc_cats(&out, is_local(addr) ? "  local   " : "  remote  ")
-       && stralloc_cats(&out, addr) && stralloc_catb(&out, "\n", 1))) dienomem() ;
+       && stralloc_cats(&out, addr))) dienomem() ;
+    /* deferred: when it is tried again ("now": due, being tried, or qmgr
+       is not running) */
+    if (st == QUEUE_TODO && !isnew && h.next
+     && !(stralloc_cats(&out, "  next=")
+          && ((uint64_t)now >= h.next ? stralloc_cats(&out, "now") : cat_age(&out, h.next - (uint64_t)now))))
+      dienomem() ;
+    if (!stralloc_catb(&out, "\n", 1)) dienomem() ;
     i += strlen(addr) + 2 ;
   }
   stralloc_free(&env) ;

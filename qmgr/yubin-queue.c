@@ -248,7 +248,8 @@ int main (void)
 
   sa.len = 0 ;
   if (!queue_head_fmt(&sa, &h)) die(QQ_NOMEM, "allocate") ;
-  if (sa.len + env.len > QUEUE_MSGOFF)
+  /* the envelope stays clear of the retry record (queue.h) */
+  if (sa.len + env.len > QUEUE_NEXTOFF)
   {
     h.envfile = 1 ;
     sa.len = 0 ;
