@@ -1,7 +1,7 @@
 /* yubin-pop3d: the front door of POP3 (RFC 1939 AUTHORIZATION state,
  * RFC 2449 CAPA, RFC 2595 STLS, RFC 5034 AUTH PLAIN), under tcpserver.
  *
- * Started as root, it forks at once (pop3d/README has the picture):
+ * Started as root, it forks at once (common/loginsplit.h, pop3d/README):
  * - the monitor (the parent) stays root, never reads a network byte, and
  *   only runs yubin-checkpassword with a login the child hands it, giving
  *   the checkpassword program the child's connection fds, so that the
@@ -14,21 +14,14 @@
  *   our buffer. */
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 
 #include <skalibs/allreadwrite.h>
-#include <skalibs/ancil.h>
 #include <skalibs/bytestr.h>
 #include <skalibs/djbunix.h>
 #include <skalibs/iopause.h>
-#include <skalibs/setgroups.h>
 #include <skalibs/sgetopt.h>
 #include <skalibs/sig.h>
 #include <skalibs/stralloc.h>
@@ -38,7 +31,7 @@
 
 #include "base64.h"
 #include "exitcodes.h"
-#include "nodump.h"
+#include "loginsplit.h"
 #include "root.h"
 #include "sasl.h"
 #include "ucspitls.h"
@@ -46,15 +39,9 @@
 
 #define USAGE "yubin-pop3d [ -T ] [ -U | -u uid -g gid ] [ -m maildir ]"
 #define LINE_MAX_POP3 255      /* RFC 2449: a command line, CRLF included */
-#define CREDS_MAX 512          /* what yubin-checkpassword reads on fd 3 */
 #define BAD_COMMANDS_MAX 20
 #define AUTH_FAILS_MAX 3
 #define TIMEOUT_DEFAULT 600    /* RFC 1939: at least 10 minutes */
-
-/* The monitor's answers to a login, one byte on the socketpair. */
-#define VERDICT_BAD 'b'        /* checkpassword said no (exit 1) */
-#define VERDICT_TEMP 't'       /* it could not say (111, a crash, ...) */
-#define VERDICT_DONE 'd'       /* the mailbox session ran and is over */
 
 static struct
 {
@@ -66,6 +53,8 @@ static struct
 } conf = { .ip = "unknown", .timeout = TIMEOUT_DEFAULT, .implicit = 0, .clearok = 0, .maildir = "Maildir" } ;
 
 static struct ucspitls tls = UCSPITLS_ZERO ;
+static stralloc cpprog = STRALLOC_ZERO ;   /* yubin-checkpassword */
+static stralloc mboxprog = STRALLOC_ZERO ; /* yubin-pop3mbox */
 
 static void dienomem (void)
 {
@@ -146,38 +135,6 @@ static enum lineresult get_line (char *buf, size_t *len)
   return nul ? LINE_NUL : LINE_OK ;
 }
 
-/* ---------- the pre-login child: talking to the monitor ---------- */
-
-static int monitor = -1 ;     /* the child's end of the socketpair */
-
-/* Hands login and password (wiped here afterwards), the TLS parameters
- * (empty without TLS: the mailbox part logs them) and our fds 0 and 1 to
- * the monitor, and waits for its verdict.  At VERDICT_DONE the session
- * is over. */
-static char ask_monitor (char const *login, size_t loginlen, char const *pass, size_t passlen)
-{
-  char buf[CREDS_MAX] ;
-  char const *proto = tls.on ? tls.proto.s : "", *cipher = tls.on ? tls.cipher.s : "" ;
-  size_t n = 0, plen = strlen(proto), clen = strlen(cipher) ;
-  if (loginlen + passlen + plen + clen + 4 > sizeof(buf)) return VERDICT_BAD ;
-  memcpy(buf, login, loginlen) ; n += loginlen ; buf[n++] = 0 ;
-  memcpy(buf + n, pass, passlen) ; n += passlen ; buf[n++] = 0 ;
-  memcpy(buf + n, proto, plen) ; n += plen ; buf[n++] = 0 ;
-  memcpy(buf + n, cipher, clen) ; n += clen ; buf[n++] = 0 ;
-  if (!ancil_send_fd(monitor, 0, '0') || !ancil_send_fd(monitor, 1, '1')
-   || allwrite(monitor, buf, n) != n)
-  {
-    byte_zzero(buf, sizeof(buf)) ;
-    strerr_diefu1sys(EX_TEMP, "hand the login to the monitor") ;
-  }
-  byte_zzero(buf, sizeof(buf)) ;
-  char v ;
-  ssize_t r ;
-  do r = fd_read(monitor, &v, 1) ; while (r < 0 && errno == EINTR) ;
-  if (r != 1) strerr_diefu1sys(EX_TEMP, "read the monitor's verdict") ;
-  return v ;
-}
-
 /* ---------- the pre-login child: the AUTHORIZATION state ---------- */
 
 static struct
@@ -215,12 +172,28 @@ static void capa (void)
 /* A login and its password, from USER/PASS or AUTH PLAIN. */
 static void try_login (char const *login, size_t loginlen, char const *pass, size_t passlen, char const *mech)
 {
-  char v = memchr(login, 0, loginlen) || memchr(pass, 0, passlen) || !loginlen
-    ? VERDICT_BAD : ask_monitor(login, loginlen, pass, passlen) ;
-  if (v == VERDICT_DONE) _exit(0) ;
+  char v = LOGINSPLIT_BAD ;
+  if (!memchr(login, 0, loginlen) && !memchr(pass, 0, passlen) && loginlen)
+  {
+    /* the mailbox part logs whether the session is encrypted */
+    stralloc e = STRALLOC_ZERO ;
+    char const *env[3] = { 0, 0, 0 } ;
+    if (tls.on)
+    {
+      size_t cipherat ;
+      if (!stralloc_cats(&e, "SSL_PROTOCOL=") || !stralloc_catb(&e, tls.proto.s, tls.proto.len + 1)
+       || (cipherat = e.len, !stralloc_cats(&e, "SSL_CIPHER=")) || !stralloc_catb(&e, tls.cipher.s, tls.cipher.len + 1))
+        dienomem() ;
+      env[0] = e.s ;
+      env[1] = e.s + cipherat ;
+    }
+    v = loginsplit_ask(login, loginlen, pass, passlen, env) ;
+    stralloc_free(&e) ;
+  }
+  if (v == LOGINSPLIT_DONE) _exit(0) ;
   stralloc who = STRALLOC_ZERO ;
   if (!stralloc_catb(&who, login, loginlen) || !stralloc_0(&who)) dienomem() ;
-  if (v == VERDICT_TEMP)
+  if (v == LOGINSPLIT_TEMP)
   {
     ylog("auth-temp", "ip", conf.ip, "user", who.s, "mech", mech, (char *)0) ;
     say("-ERR [SYS/TEMP] unable to log in now, try again later\r\n") ;
@@ -375,152 +348,7 @@ static void prelogin (void)
   }
 }
 
-/* ---------- the monitor ---------- */
-
-static stralloc cpprog = STRALLOC_ZERO ;   /* yubin-checkpassword */
-static stralloc mboxprog = STRALLOC_ZERO ; /* yubin-pop3mbox */
-
-/* login\0pass\0proto\0cipher\0 from the child, after its two fds.  1,
- * or 0 on EOF. */
-static int read_request (int sock, int *in, int *out, char *buf, size_t *len)
-{
-  /* skalibs' ancil_recv_fd does not wait: we do, for as long as the
-     pre-login process lives */
-  iopause_fd x = { .fd = sock, .events = IOPAUSE_READ, .revents = 0 } ;
-  while (iopause_g(&x, 1, 0) < 0)
-    if (errno != EINTR) strerr_diefu1sys(EX_TEMP, "iopause") ;
-  errno = 0 ;
-  int fd = ancil_recv_fd(sock, '0') ;
-  if (fd < 0)
-  {
-    if (errno == EPIPE || errno == ECONNRESET || !errno) return 0 ;
-    strerr_diefu1sys(EX_TEMP, "receive the connection from the pre-login process") ;
-  }
-  *in = fd ;
-  *out = ancil_recv_fd(sock, '1') ;
-  if (*out < 0) strerr_diefu1sys(EX_TEMP, "receive the connection from the pre-login process") ;
-  size_t n = 0, nuls = 0 ;
-  while (nuls < 4)
-  {
-    if (n >= CREDS_MAX - 1) strerr_dief1x(EX_TEMP, "malformed login from the pre-login process") ;
-    ssize_t r = fd_read(sock, buf + n, 1) ;
-    if (r < 0 && errno == EINTR) continue ;
-    if (r != 1) strerr_diefu1sys(EX_TEMP, "read the login from the pre-login process") ;
-    if (!buf[n++]) nuls++ ;
-  }
-  *len = n ;
-  return 1 ;
-}
-
-/* buf = "name=value" (at most CREDS_MAX bytes); 0 if too long. */
-static int env_set (char *buf, char const *name, char const *value)
-{
-  size_t a = strlen(name), b = strlen(value) ;
-  if (a + b + 2 > CREDS_MAX) return 0 ;
-  memcpy(buf, name, a) ;
-  buf[a] = '=' ;
-  memcpy(buf + a + 1, value, b + 1) ;
-  return 1 ;
-}
-
-/* checkpassword with the credentials on fd 3, the connection on 0 and 1
- * and the TLS parameters in the environment; its verdict. */
-static char check_and_serve (int in, int out, char *creds, size_t len)
-{
-  int p[2] ;
-  /* creds: login\0pass\0proto\0cipher\0; checkpassword gets the first two */
-  size_t up = strlen(creds) + 1 ;
-  up += strlen(creds + up) + 1 ;
-  char const *proto = creds + up, *cipher = proto + strlen(proto) + 1 ;
-  char extra[ULONG_FMT * 2 + 2] ;
-  size_t n = ulong_fmt(extra, (unsigned long)getpid()) ;
-  extra[n++] = '.' ;
-  n += ulong_fmt(extra + n, (unsigned long)time(0)) ;
-  extra[n++] = 0 ;
-  char tlsenv[2][CREDS_MAX] ;
-  int havetls = !!*proto ;   /* proto is overwritten by extra below */
-  if (havetls && (!env_set(tlsenv[0], "SSL_PROTOCOL", proto) || !env_set(tlsenv[1], "SSL_CIPHER", cipher)))
-    return VERDICT_TEMP ;
-  if (up + n > CREDS_MAX) return VERDICT_BAD ;
-  memcpy(creds + up, extra, n) ;
-  len = up + n ;
-  if (pipe(p) < 0) return VERDICT_TEMP ;
-  pid_t pid = fork() ;
-  if (pid < 0) { fd_close(p[0]) ; fd_close(p[1]) ; return VERDICT_TEMP ; }
-  if (!pid)
-  {
-    char const *argv[4] = { cpprog.s, mboxprog.s, conf.maildir, 0 } ;
-    fd_close(p[1]) ;
-    /* 0 and 1 first: in or out may be fd 3 */
-    if (fd_copy(0, in) < 0 || fd_copy(1, out) < 0 || fd_move(3, p[0]) < 0
-     || ndelay_off(0) < 0 || ndelay_off(1) < 0)
-      strerr_diefu2sys(EX_TEMP, "set up the fds of ", cpprog.s) ;
-    if (sig_restore(SIGPIPE) < 0 || sig_restore(SIGCHLD) < 0) strerr_diefu1sys(EX_TEMP, "restore signals") ;
-    if (havetls && (putenv(tlsenv[0]) < 0 || putenv(tlsenv[1]) < 0)) strerr_diefu1sys(EX_TEMP, "set the TLS environment") ;
-    execv(argv[0], (char *const *)argv) ;
-    strerr_dieexec(EX_TEMP, argv[0]) ;
-  }
-  fd_close(p[0]) ;
-  /* at most 512 bytes into an empty pipe: never blocks */
-  if (allwrite(p[1], creds, len) != len) errno = 0 ;
-  byte_zzero(creds, len) ;
-  fd_close(p[1]) ;
-  int wstat ;
-  while (waitpid(pid, &wstat, 0) < 0)
-    if (errno != EINTR) return VERDICT_TEMP ;
-  if (WIFEXITED(wstat) && !WEXITSTATUS(wstat)) return VERDICT_DONE ;
-  if (WIFEXITED(wstat) && WEXITSTATUS(wstat) == 1) return VERDICT_BAD ;
-  return VERDICT_TEMP ;
-}
-
-static int reap_child (pid_t pid)
-{
-  int wstat ;
-  while (waitpid(pid, &wstat, 0) < 0)
-    if (errno != EINTR) return EX_TEMP ;
-  return WIFEXITED(wstat) ? WEXITSTATUS(wstat) : EX_TEMP ;
-}
-
-static void run_monitor (int sock, pid_t child)
-{
-  char creds[CREDS_MAX] ;
-  for (;;)
-  {
-    int in, out ;
-    size_t len ;
-    if (!read_request(sock, &in, &out, creds, &len)) break ;
-    char v = check_and_serve(in, out, creds, len) ;
-    byte_zzero(creds, sizeof(creds)) ;
-    fd_close(in) ;
-    fd_close(out) ;
-    if (fd_write(sock, &v, 1) != 1) break ;
-    if (v == VERDICT_DONE) break ;
-  }
-  fd_close(sock) ;
-  _exit(reap_child(child)) ;
-}
-
 /* ---------- main ---------- */
-
-/* -U: $UID and $GID, as s6-envuidgid sets them. */
-static int uidgid_from_env (uid_t *uid, gid_t *gid)
-{
-  char const *u = getenv("UID"), *g = getenv("GID") ;
-  if (!u || !g) return 0 ;
-  if (!uid0_scan(u, uid) || !gid0_scan(g, gid)) strerr_dief1x(EX_PERM, "invalid $UID or $GID") ;
-  return 1 ;
-}
-
-static void drop_privileges (uid_t uid, gid_t gid, int have)
-{
-  /* not for yubin-tlsd -E, which would take them as its own orders */
-  if (unsetenv("UID") < 0 || unsetenv("GID") < 0 || unsetenv("GIDLIST") < 0) dienomem() ;
-  if (geteuid()) return ;
-  if (!have) strerr_dief1x(EX_PERM, "started as root without -u and -g: refusing to read the network as root") ;
-  if (!uid) strerr_dief1x(EX_PERM, "-u 0: refusing to read the network as root") ;
-  if (setgroups_and_gid(gid, 0, 0) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
-    strerr_diefu1sys(EX_TEMP, "drop privileges") ;
-}
 
 static void read_env (void)
 {
@@ -532,9 +360,7 @@ static void read_env (void)
     size_t n = uint_scan(x, &conf.timeout) ;
     if (!n || x[n] || !conf.timeout) strerr_dief2x(EX_PERM, "invalid $POP3TIMEOUT: ", x) ;
   }
-  x = getenv("CLEARTEXTLOGIN") ;
-  conf.clearok = (x && *x && strcmp(x, "0"))
-    || !strncmp(conf.ip, "127.", 4) || !strcmp(conf.ip, "::1") ;
+  conf.clearok = loginsplit_cleartext_ok(conf.ip) ;
   x = getenv("CHECKPASSWORD") ;
   if (x && *x) { if (!stralloc_cats(&cpprog, x)) dienomem() ; }
   else if (!yubin_libexec(&cpprog, "yubin-checkpassword")) dienomem() ;
@@ -546,8 +372,7 @@ static void read_env (void)
 
 int main (int argc, char const *const *argv)
 {
-  uid_t uid = 0 ;
-  gid_t gid = 0 ;
+  struct loginsplit ls = { .have_uid = 0 } ;
   int haveuid = 0, havegid = 0, envuid = 0 ;
   PROG = "pop3d" ;
   {
@@ -560,8 +385,8 @@ int main (int argc, char const *const *argv)
       {
         case 'T' : conf.implicit = 1 ; break ;
         case 'U' : envuid = 1 ; break ;
-        case 'u' : if (!uid0_scan(l.arg, &uid)) strerr_dieusage(EX_PERM, USAGE) ; haveuid = 1 ; break ;
-        case 'g' : if (!gid0_scan(l.arg, &gid)) strerr_dieusage(EX_PERM, USAGE) ; havegid = 1 ; break ;
+        case 'u' : if (!uid0_scan(l.arg, &ls.uid)) strerr_dieusage(EX_PERM, USAGE) ; haveuid = 1 ; break ;
+        case 'g' : if (!gid0_scan(l.arg, &ls.gid)) strerr_dieusage(EX_PERM, USAGE) ; havegid = 1 ; break ;
         case 'm' : conf.maildir = l.arg ; break ;
         default : strerr_dieusage(EX_PERM, USAGE) ;
       }
@@ -569,30 +394,18 @@ int main (int argc, char const *const *argv)
     if (l.ind < argc) strerr_dieusage(EX_PERM, USAGE) ;
   }
   if (!*conf.maildir || conf.maildir[0] == '-') strerr_dief2x(EX_PERM, "invalid maildir: ", conf.maildir) ;
-  if (envuid && !haveuid && !havegid && uidgid_from_env(&uid, &gid)) haveuid = havegid = 1 ;
+  if (haveuid != havegid) strerr_dieusage(EX_PERM, USAGE) ;
+  ls.have_uid = haveuid ;
+  if (envuid && !haveuid) loginsplit_uid_from_env(&ls) ;
   read_env() ;
   ucspitls_init(&tls) ;
   if (tls.ctlfd >= 0 || (tls.on && !conf.implicit))
     strerr_dief1x(EX_PERM, "yubin-tlsd in front of yubin-pop3d would take root away from the monitor: use -T or $TLSD (TLS on demand) instead") ;
   if (conf.implicit && !tls.ondemand) strerr_dief1x(EX_PERM, "-T needs $TLSD (yubin-tlsd on demand)") ;
-  if (sig_ignore(SIGPIPE) < 0) strerr_diefu1sys(EX_TEMP, "ignore SIGPIPE") ;
-
-  int sp[2] ;
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) strerr_diefu1sys(EX_TEMP, "create a socketpair") ;
-  pid_t pid = fork() ;
-  if (pid < 0) strerr_diefu1sys(EX_TEMP, "fork") ;
-  if (pid)
-  {
-    /* the monitor never touches the connection itself */
-    fd_close(sp[1]) ;
-    if (fd_move(0, open2("/dev/null", O_RDONLY)) < 0 || fd_move(1, open2("/dev/null", O_WRONLY)) < 0)
-      strerr_diefu1sys(EX_TEMP, "put /dev/null on fds 0 and 1") ;
-    run_monitor(sp[0], pid) ;
-  }
-  fd_close(sp[0]) ;
-  monitor = sp[1] ;
-  drop_privileges(uid, gid, haveuid && havegid) ;
-  if (yubin_nodump() < 0) strerr_diefu1sys(EX_TEMP, "make the pre-login process non-dumpable") ;
+  char const *prog[3] = { mboxprog.s, conf.maildir, 0 } ;
+  ls.checkpassword = cpprog.s ;
+  ls.prog = prog ;
+  loginsplit_start(&ls) ;
   prelogin() ;
   return 0 ;
 }

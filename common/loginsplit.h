@@ -1,0 +1,61 @@
+/* The login split of yubin-pop3d and yubin-imapd (pop3d/README), after
+ * qmail-popup -> checkpassword -> qmail-pop3d, with the network side
+ * unprivileged:
+ *
+ *   tcpserver (root) -> the daemon, which calls loginsplit_start():
+ *     monitor (stays root; never reads the network)
+ *       <- socketpair: login, password, a few environment variables, and
+ *          the child's fds 0 and 1 (SCM_RIGHTS)
+ *     child (the daemon user, non-dumpable): the pre-login dialogue
+ *
+ * For each login the monitor runs the checkpassword program (root, so it
+ * can become the user) with "login\0password\0stamp\0" on fd 3, the
+ * child's fds as 0 and 1, and prog (the mail part) to exec as the user,
+ * waits for it, and answers the child with a verdict. */
+#ifndef YUBIN_LOGINSPLIT_H
+#define YUBIN_LOGINSPLIT_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#define LOGINSPLIT_BAD 'b'     /* checkpassword said no (exit 1) */
+#define LOGINSPLIT_TEMP 't'    /* it could not say (111, a crash, ...) */
+#define LOGINSPLIT_DONE 'd'    /* the mail part ran and the session is over */
+
+/* The only variables the child may pass on to the root-run programs
+ * (a compromised child must not hand LD_PRELOAD to root). */
+#define LOGINSPLIT_ENV_ALLOWED { "SSL_PROTOCOL", "SSL_CIPHER", "IMAPLOGINTAG", 0 }
+
+struct loginsplit
+{
+  uid_t uid ;                 /* the child's user, if have_uid */
+  gid_t gid ;
+  int have_uid ;
+  char const *checkpassword ; /* path */
+  char const *const *prog ;   /* the mail part and its arguments */
+} ;
+
+/* Forks.  The parent becomes the monitor and never returns (it exits
+ * with the child's exit status once the child is gone).  The child
+ * returns, having dropped to uid/gid when started as root (dies, 100, if
+ * started as root without them, or with uid 0), unset $UID, $GID and
+ * $GIDLIST and made itself non-dumpable. */
+extern void loginsplit_start (struct loginsplit const *ls) ;
+
+/* -U: ls's uid and gid from $UID and $GID (s6-envuidgid), if both are
+ * set; dies (100) if they are not numbers. */
+extern void loginsplit_uid_from_env (struct loginsplit *ls) ;
+
+/* Whether a login may be sent in cleartext from ip: from 127.0.0.0/8 and
+ * ::1, or where $CLEARTEXTLOGIN (set by tcprules) is neither empty nor
+ * "0". */
+extern int loginsplit_cleartext_ok (char const *ip) ;
+
+/* In the child: hands login and password (not wiped: the caller wipes
+ * its copies), env ("NAME=value" strings, names from
+ * LOGINSPLIT_ENV_ALLOWED, NULL-terminated, may be NULL) and fds 0 and 1
+ * to the monitor, and waits for the verdict.  Dies (111) if the monitor
+ * is gone. */
+extern char loginsplit_ask (char const *login, size_t loginlen, char const *pass, size_t passlen, char const *const *env) ;
+
+#endif
