@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <sys/stat.h>
 
@@ -247,6 +248,7 @@ static int judge (struct pending const *q, char const *name, char const *type, s
 {
   a->secure = 0 ;
   a->why[0] = 0 ;
+  a->canon[0] = 0 ;
   if (!q->done)
   {
     a->status = DNS_TEMP ;
@@ -425,6 +427,24 @@ void dns_addrs (struct dns *d, char const *host, genalloc *ips, struct dns_answe
   else if (a6.status == DNS_TEMP || a4.status == DNS_TEMP)
     *a = a6.status == DNS_TEMP ? a6 : a4 ;
   else *a = a4 ;   /* NXDOMAIN, or one OK (no data) and one NXDOMAIN: odd, permanent */
+  /* RFC 7672 2.2.2: the TLSA of an alias is looked up at its target first */
+  a->canon[0] = 0 ;
+  if (a->status == DNS_OK)
+  {
+    struct ub_result const *res = h6 && genalloc_len(ip46, ips) ? q[0].res : h4 ? q[1].res : 0 ;
+    char const *cn = res ? res->canonname : 0 ;
+    size_t n = cn ? strlen(cn) : 0 ;
+    if (n && cn[n-1] == '.') n-- ;
+    if (n && n < sizeof a->canon)
+    {
+      size_t hl = strlen(host) ;
+      if (hl && host[hl-1] == '.') hl-- ;
+      for (size_t i = 0 ; i < n ; i++)
+        a->canon[i] = cn[i] >= 'A' && cn[i] <= 'Z' ? cn[i] + ('a' - 'A') : cn[i] ;
+      a->canon[n] = 0 ;
+      if (n == hl && !strncasecmp(a->canon, host, hl)) a->canon[0] = 0 ;
+    }
+  }
  end:
   if (q[0].res) ub_resolve_free(q[0].res) ;
   if (q[1].res) ub_resolve_free(q[1].res) ;

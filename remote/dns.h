@@ -46,6 +46,8 @@ struct dns_answer
   enum dns_status status ;
   int secure ;          /* DNSSEC-validated (unbound's "secure") */
   char why[128] ;       /* for DNS_TEMP / DNS_NXDOMAIN: a short reason */
+  char canon[256] ;     /* dns_addrs: where host's CNAME chain ends (lower
+                           case, no final dot), "" when host is no alias */
 } ;
 
 struct dns ;          /* opaque: one libunbound context */
@@ -64,7 +66,8 @@ extern void dns_mx (struct dns *d, char const *domain, genalloc *mx, struct dns_
  * (what dns_mx does).  Returns 1, 0 when out of memory (mx unchanged). */
 extern int dns_mx_sort (struct dns_mx *mx, size_t n) ;
 
-/* AAAA then A records of host: addresses into ips (skalibs ip46). */
+/* AAAA then A records of host: addresses into ips (skalibs ip46);
+ * a->canon the CNAME-expanded name, if host is an alias. */
 extern void dns_addrs (struct dns *d, char const *host, genalloc *ips, struct dns_answer *a, tain const *deadline) ;
 
 /* TLSA records of _port._tcp.host into tlsa (struct dns_tlsa; what it

@@ -134,11 +134,12 @@ static struct sroute const *find (char const *domain)
   return 0 ;
 }
 
-static int add (struct route *r, char const *host, ip46 const *ip, uint16_t port, uint16_t pref, int secure)
+static int add (struct route *r, char const *host, char const *canon, ip46 const *ip, uint16_t port, uint16_t pref, int secure)
 {
   struct route_target t ;
   memset(&t, 0, sizeof t) ;
   snprintf(t.host, sizeof t.host, "%s", host) ;
+  if (secure && canon) snprintf(t.canon, sizeof t.canon, "%s", canon) ;
   t.ip = *ip ;
   t.port = port ;
   t.pref = pref ;
@@ -164,7 +165,7 @@ static int host_targets (struct dns *d, struct route *r, char const *host, uint1
     ip46 const *ip = genalloc_s(ip46, &ips) ;
     for (size_t i = 0 ; i < n ; i++)
     {
-      if (!add(r, host, ip + i, port, pref, secure && a->secure))
+      if (!add(r, host, a->canon, ip + i, port, pref, secure && a->secure))
       {
         a->status = DNS_TEMP ;
         snprintf(a->why, sizeof a->why, "out of memory") ;
@@ -185,7 +186,7 @@ static void by_smtproutes (struct dns *d, struct sroute const *sr, struct route 
   {
     char host[IP46_FMT] ;
     host[ip46_fmt(host, &sr->ip)] = 0 ;
-    if (!add(r, host, &sr->ip, sr->port, 0, 0)) { set(r, ROUTE_TEMP, "out of memory") ; return ; }
+    if (!add(r, host, 0, &sr->ip, sr->port, 0, 0)) { set(r, ROUTE_TEMP, "out of memory") ; return ; }
     r->status = ROUTE_OK ;
     return ;
   }

@@ -19,6 +19,9 @@ struct route_target
   uint16_t port ;       /* 25, or the smtproutes port */
   uint16_t pref ;       /* MX preference (0 for a route or no MX) */
   int secure ;          /* the MX and address answers were DNSSEC-validated */
+  char canon[256] ;     /* secure only: host's CNAME-expanded name, where
+                           its TLSA is looked up first (RFC 7672 2.2.2);
+                           "" when host is no alias */
 } ;
 
 enum route_status { ROUTE_OK, ROUTE_PERM, ROUTE_TEMP } ;

@@ -319,7 +319,8 @@ static int starttls (struct smtpc *c, struct smtpc_conf const *conf, struct rout
   if (c->code != 220) { setwhy(c, "STARTTLS refused: ", c->reply.s) ; return 0 ; }
   if (c->inpos != c->inlen) return die(c, "bytes after the STARTTLS reply (plaintext injection?)", 0) ;
   deadline_in(c, &d, T_TLS) ;
-  if (!tlsc_start(&c->tls, c->fd, t->host[0] ? t->host : c->ip, check, conf->cafile, tlsa, ntlsa, &d, why, sizeof(why)))
+  if (!tlsc_start(&c->tls, c->fd, t->host[0] ? t->host : c->ip, t->canon[0] ? t->canon : 0, check, conf->cafile,
+                  tlsa, ntlsa, &d, why, sizeof(why)))
     return die(c, why, 0) ;
   c->tlson = 1 ;
   return ehlo(c) ;
@@ -351,13 +352,29 @@ static int target_level (struct smtpc *c, struct dns *d, struct route_target con
     tain dl ;
     size_t n, usable = 0 ;
     deadline_in(c, &dl, 60) ;
-    dns_tlsa(d, t->host, t->port, tlsa, &a, &dl) ;
-    if (a.status == DNS_TEMP)
+    /* RFC 7672 2.2.2: an alias (its chain validated, or t->canon would be
+       empty) is looked up at its target first, then at its own name when
+       the target has no validated TLSA */
+    if (t->canon[0])
     {
-      setwhy(c, "TLSA look-up failed: ", a.why) ;
-      return 0 ;
+      dns_tlsa(d, t->canon, t->port, tlsa, &a, &dl) ;
+      if (a.status == DNS_TEMP)
+      {
+        setwhy(c, "TLSA look-up failed: ", a.why) ;
+        return 0 ;
+      }
+      if (a.status != DNS_OK || !a.secure) dns_tlsa_clear(tlsa) ;
     }
-    if (a.status != DNS_OK || !a.secure) return 1 ;
+    if (!genalloc_len(struct dns_tlsa, tlsa))
+    {
+      dns_tlsa(d, t->host, t->port, tlsa, &a, &dl) ;
+      if (a.status == DNS_TEMP)
+      {
+        setwhy(c, "TLSA look-up failed: ", a.why) ;
+        return 0 ;
+      }
+      if (a.status != DNS_OK || !a.secure) return 1 ;
+    }
     n = genalloc_len(struct dns_tlsa, tlsa) ;
     if (!n) return 1 ;
     for (size_t i = 0 ; i < n ; i++) usable += tlsc_tlsa_usable(genalloc_s(struct dns_tlsa, tlsa) + i) ;

@@ -176,7 +176,7 @@ static void cn_of (X509_NAME *name, char *out, size_t outlen)
   out[n] = 0 ;
 }
 
-int tlsc_start (struct tlsc *t, int fd, char const *host, enum tlsc_check check, char const *cafile,
+int tlsc_start (struct tlsc *t, int fd, char const *host, char const *host2, enum tlsc_check check, char const *cafile,
                 struct dns_tlsa const *tlsa, size_t ntlsa, tain const *deadline, char *why, size_t whylen)
 {
   SSL_CTX *ctx ;
@@ -193,6 +193,7 @@ int tlsc_start (struct tlsc *t, int fd, char const *host, enum tlsc_check check,
   {
     size_t added = 0 ;
     if (SSL_dane_enable(ssl, host) <= 0) goto setupfail ;
+    if (host2 && host2[0] && !SSL_add1_host(ssl, host2)) goto setupfail ;
     /* RFC 7672 3.2.3: DANE-EE(3) ignores names and validity dates */
     SSL_dane_set_flags(ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS) ;
     for (size_t i = 0 ; i < ntlsa ; i++)

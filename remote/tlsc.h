@@ -4,7 +4,7 @@
  * (DESIGN.md); the server side is yubin-tlsd.
  *
  *   struct tlsc t = TLSC_ZERO ;
- *   tlsc_start(&t, fd, "mx.example.org", TLSC_DANE, 0, tlsa, n, &deadline, why, sizeof why) ;
+ *   tlsc_start(&t, fd, "mx.example.org", 0, TLSC_DANE, 0, tlsa, n, &deadline, why, sizeof why) ;
  *   tlsc_write(&t, "EHLO ...\r\n", len, &deadline) ; tlsc_read(&t, buf, sizeof buf, &deadline) ;
  *   tlsc_close(&t, &deadline) ;
  */
@@ -44,12 +44,14 @@ extern int tlsc_tlsa_usable (struct dns_tlsa const *r) ;
 
 /* The handshake on fd (non-blocking, already connected; STARTTLS done).
  * host: the MX or relay name, sent as SNI unless it is an IP literal, and
- * the name checked for TLSC_CA and TLSC_DANE.  cafile: for TLSC_CA, or 0
+ * the name checked for TLSC_CA and TLSC_DANE; host2 (or 0): for TLSC_DANE,
+ * host's CNAME-expanded name, a second name the certificate may bear
+ * (RFC 7672 2.2.2; names only matter for DANE-TA).  cafile: for TLSC_CA, or 0
  * for the system's default paths.  tlsa/ntlsa: for TLSC_DANE (unusable
  * records are skipped; none usable is an error).  Returns 1 with the
  * fields above filled, or 0 with why (one line) and everything freed;
  * a failed check is a failure (the caller tries the next host). */
-extern int tlsc_start (struct tlsc *t, int fd, char const *host, enum tlsc_check check, char const *cafile,
+extern int tlsc_start (struct tlsc *t, int fd, char const *host, char const *host2, enum tlsc_check check, char const *cafile,
                        struct dns_tlsa const *tlsa, size_t ntlsa, tain const *deadline, char *why, size_t whylen) ;
 
 /* Read at most len bytes: >0 bytes read, 0 EOF, -1 error or deadline

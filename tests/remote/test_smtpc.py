@@ -580,6 +580,48 @@ def dane_full_spki_mismatch_defers(f):
     expect(not mail_cmd(srv), "MAIL sent: %r" % srv.commands)
 
 
+def dane_alias(f, dns, srv):
+    """route secure.test to alias.secure.test, a CNAME of mx.secure.test
+    (the chain signed): RFC 7672 2.2.2"""
+    dns.remove_records("secure.test", "alias ")
+    dns.add_records("secure.test", ["alias CNAME mx"])
+    f.control("smtproutes", "secure.test:alias.secure.test:%d" % srv.port)
+
+
+@case
+def dane_cname_tlsa_at_target(f):
+    # the TLSA of the CNAME's target is used (none at the alias)
+    dns, srv = dane_setup(f, "secure.test")
+    dane_alias(f, dns, srv)
+    rep, err, _ = f.remote(srv, ["x@secure.test"], host="secure.test", env=dns.env())
+    expect(letters(rep) == "rK", "report %r; log %r" % (rep, err))
+    expect("verified=dane-ee" in err and "level=dane" in err, "log %r" % err)
+
+
+@case
+def dane_cname_tlsa_at_alias(f):
+    # no TLSA at the target: the alias's own name is looked up next
+    dns, srv = dane_setup(f, "secure.test")
+    dns.remove_records("secure.test", "_%d._tcp.mx " % srv.port)
+    dane_alias(f, dns, srv)
+    dns.set_tlsa("alias.secure.test", f.cert, port=srv.port)
+    rep, err, _ = f.remote(srv, ["x@secure.test"], host="secure.test", env=dns.env())
+    expect(letters(rep) == "rK", "report %r; log %r" % (rep, err))
+    expect("verified=dane-ee" in err and "level=dane" in err, "log %r" % err)
+
+
+@case
+def dane_cname_target_first(f):
+    # a non-matching TLSA at the target wins over a matching one at the alias
+    dns, srv = dane_setup(f, "secure.test", match=False)
+    dane_alias(f, dns, srv)
+    dns.set_tlsa("alias.secure.test", f.cert, port=srv.port)
+    rep, err, _ = f.remote(srv, ["x@secure.test"], host="secure.test", env=dns.env())
+    expect(letters(rep) == "sZ", "report %r; log %r" % (rep, err))
+    expect("DANE verification failed" in rep[-1][1], "text %r" % rep[-1][1])
+    expect(not mail_cmd(srv), "MAIL sent: %r" % srv.commands)
+
+
 @case
 def dane_mismatch_defers(f):
     dns, srv = dane_setup(f, "secure.test", match=False)
