@@ -21,17 +21,16 @@
 #include <skalibs/allreadwrite.h>
 #include <skalibs/bytestr.h>
 #include <skalibs/djbunix.h>
-#include <skalibs/iopause.h>
 #include <skalibs/sgetopt.h>
 #include <skalibs/sig.h>
 #include <skalibs/stralloc.h>
 #include <skalibs/strerr.h>
-#include <skalibs/tai.h>
 #include <skalibs/types.h>
 
 #include "base64.h"
 #include "exitcodes.h"
 #include "loginsplit.h"
+#include "prelogin.h"
 #include "root.h"
 #include "sasl.h"
 #include "ucspitls.h"
@@ -61,80 +60,6 @@ static void dienomem (void)
   strerr_diefu1sys(EX_TEMP, "allocate memory") ;
 }
 
-/* ---------- the pre-login child: I/O ---------- */
-
-static tain deadline ;
-
-static void refresh_deadline (void)
-{
-  tain_now_g() ;
-  tain_addsec_g(&deadline, conf.timeout) ;
-}
-
-/* Everything we say is short: one write, waited for with the deadline. */
-static void say (char const *s)
-{
-  size_t len = strlen(s), done = 0 ;
-  while (done < len)
-  {
-    ssize_t w = fd_write(1, s + done, len - done) ;
-    if (w > 0) { done += w ; continue ; }
-    if (w < 0 && errno == EINTR) continue ;
-    if (w < 0 && errno == EAGAIN)
-    {
-      iopause_fd x = { .fd = 1, .events = IOPAUSE_WRITE, .revents = 0 } ;
-      int r = iopause_g(&x, 1, &deadline) ;
-      if (r > 0 || (r < 0 && errno == EINTR)) continue ;
-    }
-    /* the client is gone or stuck: nothing to do for it */
-    _exit(0) ;
-  }
-}
-
-/* One byte: 1, 0 at EOF, -1 at the deadline. */
-static int getbyte (char *c)
-{
-  for (;;)
-  {
-    ssize_t r = fd_read(0, c, 1) ;
-    if (r == 1) return 1 ;
-    if (!r) return 0 ;
-    if (errno == EINTR) continue ;
-    if (errno != EAGAIN) return 0 ;
-    iopause_fd x = { .fd = 0, .events = IOPAUSE_READ, .revents = 0 } ;
-    int p = iopause_g(&x, 1, &deadline) ;
-    if (!p) return -1 ;
-    if (p < 0 && errno != EINTR) return 0 ;
-  }
-}
-
-enum lineresult { LINE_OK, LINE_LONG, LINE_NUL, LINE_EOF, LINE_TIMEOUT } ;
-
-/* A command line into buf (NUL-terminated, without the line end; a bare
- * LF ends a line too).  A line longer than LINE_MAX_POP3 is read to its
- * end and dropped. */
-static enum lineresult get_line (char *buf, size_t *len)
-{
-  size_t n = 0 ;
-  int nul = 0, longline = 0 ;
-  for (;;)
-  {
-    char c ;
-    int r = getbyte(&c) ;
-    if (r < 0) return LINE_TIMEOUT ;
-    if (!r) return LINE_EOF ;
-    if (c == '\n') break ;
-    if (!c) nul = 1 ;
-    if (n < LINE_MAX_POP3) buf[n++] = c ;
-    else longline = 1 ;
-  }
-  if (n && buf[n-1] == '\r') n-- ;
-  buf[n] = 0 ;
-  *len = n ;
-  if (longline) return LINE_LONG ;
-  return nul ? LINE_NUL : LINE_OK ;
-}
-
 /* ---------- the pre-login child: the AUTHORIZATION state ---------- */
 
 static struct
@@ -151,10 +76,10 @@ static int login_allowed (void)
 
 static void bad (char const *reply)
 {
-  say(reply) ;
+  prelogin_say(reply) ;
   if (++st.bad >= BAD_COMMANDS_MAX)
   {
-    say("-ERR too many bad commands, goodbye\r\n") ;
+    prelogin_say("-ERR too many bad commands, goodbye\r\n") ;
     ylog("quit", "ip", conf.ip, "reason", "errors", (char *)0) ;
     _exit(0) ;
   }
@@ -162,11 +87,11 @@ static void bad (char const *reply)
 
 static void capa (void)
 {
-  say("+OK capability list follows\r\n") ;
-  say("TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n") ;
-  if (login_allowed()) say("USER\r\nSASL PLAIN\r\n") ;
-  if (!tls.on && ucspitls_offered(&tls)) say("STLS\r\n") ;
-  say("IMPLEMENTATION yubin\r\n.\r\n") ;
+  prelogin_say("+OK capability list follows\r\n") ;
+  prelogin_say("TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n") ;
+  if (login_allowed()) prelogin_say("USER\r\nSASL PLAIN\r\n") ;
+  if (!tls.on && ucspitls_offered(&tls)) prelogin_say("STLS\r\n") ;
+  prelogin_say("IMPLEMENTATION yubin\r\n.\r\n") ;
 }
 
 /* A login and its password, from USER/PASS or AUTH PLAIN. */
@@ -196,18 +121,18 @@ static void try_login (char const *login, size_t loginlen, char const *pass, siz
   if (v == LOGINSPLIT_TEMP)
   {
     ylog("auth-temp", "ip", conf.ip, "user", who.s, "mech", mech, (char *)0) ;
-    say("-ERR [SYS/TEMP] unable to log in now, try again later\r\n") ;
+    prelogin_say("-ERR [SYS/TEMP] unable to log in now, try again later\r\n") ;
   }
   else
   {
     ylog("auth-fail", "ip", conf.ip, "user", who.s, "mech", mech, (char *)0) ;
     if (++st.fails >= AUTH_FAILS_MAX)
     {
-      say("-ERR [AUTH] authentication failed, goodbye\r\n") ;
+      prelogin_say("-ERR [AUTH] authentication failed, goodbye\r\n") ;
       ylog("quit", "ip", conf.ip, "reason", "auth-failures", (char *)0) ;
       _exit(0) ;
     }
-    say("-ERR [AUTH] authentication failed\r\n") ;
+    prelogin_say("-ERR [AUTH] authentication failed\r\n") ;
   }
   stralloc_free(&who) ;
 }
@@ -218,7 +143,7 @@ static void cmd_user (char const *arg)
   if (!*arg) { bad("-ERR syntax: USER name\r\n") ; return ; }
   st.user.len = 0 ;
   if (!stralloc_cats(&st.user, arg) || !stralloc_0(&st.user)) dienomem() ;
-  say("+OK send PASS\r\n") ;
+  prelogin_say("+OK send PASS\r\n") ;
 }
 
 static void cmd_pass (char *arg, size_t len)
@@ -241,8 +166,8 @@ static void cmd_auth (char const *arg, char *line)
   if (!i)
   {
     /* no mechanism: the list, as many servers do for old clients */
-    if (login_allowed()) say("+OK\r\nPLAIN\r\n.\r\n") ;
-    else say("+OK\r\n.\r\n") ;
+    if (login_allowed()) prelogin_say("+OK\r\nPLAIN\r\n.\r\n") ;
+    else prelogin_say("+OK\r\n.\r\n") ;
     return ;
   }
   if (strcasecmp(mech, "PLAIN")) { bad("-ERR [AUTH] unsupported mechanism: use PLAIN\r\n") ; return ; }
@@ -252,10 +177,10 @@ static void cmd_auth (char const *arg, char *line)
   while (*resp == ' ') resp++ ;
   if (!*resp)
   {
-    say("+ \r\n") ;
-    enum lineresult r = get_line(line, &resplen) ;
-    if (r == LINE_EOF || r == LINE_TIMEOUT) { ylog("quit", "ip", conf.ip, "reason", r == LINE_EOF ? "eof" : "timeout", (char *)0) ; _exit(0) ; }
-    if (r != LINE_OK) { bad("-ERR [AUTH] malformed response\r\n") ; return ; }
+    prelogin_say("+ \r\n") ;
+    enum prelogin_line r = prelogin_getline(line, LINE_MAX_POP3, &resplen) ;
+    if (r == PRELOGIN_EOF || r == PRELOGIN_TIMEOUT) { ylog("quit", "ip", conf.ip, "reason", r == PRELOGIN_EOF ? "eof" : "timeout", (char *)0) ; _exit(0) ; }
+    if (r != PRELOGIN_OK) { bad("-ERR [AUTH] malformed response\r\n") ; return ; }
     resp = line ;
   }
   resplen = strlen(resp) ;
@@ -285,7 +210,7 @@ static void cmd_stls (void)
 {
   if (tls.on) { bad("-ERR TLS is already on\r\n") ; return ; }
   if (!ucspitls_offered(&tls)) { bad("-ERR STLS is not available here\r\n") ; return ; }
-  say("+OK begin TLS negotiation\r\n") ;
+  prelogin_say("+OK begin TLS negotiation\r\n") ;
   /* nothing past the STLS line was read: it goes to the handshake */
   ucspitls_switch(&tls, conf.timeout, conf.ip, "STLS") ;
   st.user.len = 0 ;
@@ -310,27 +235,27 @@ static void prelogin (void)
     ucspitls_switch(&tls, conf.timeout, conf.ip, "connect") ;
     ylog("tls", "ip", conf.ip, "proto", tls.proto.s, "cipher", tls.cipher.s, (char *)0) ;
   }
-  refresh_deadline() ;
+  prelogin_deadline(conf.timeout) ;
   /* no RFC 1939 timestamp: we offer no APOP (it needs a password the
      server can read), so we never let a client try it */
-  say("+OK yubin POP3 server ready\r\n") ;
+  prelogin_say("+OK yubin POP3 server ready\r\n") ;
   for (;;)
   {
     size_t len ;
     char const *arg ;
-    refresh_deadline() ;
-    enum lineresult r = get_line(line, &len) ;
-    if (r == LINE_EOF || r == LINE_TIMEOUT)
+    prelogin_deadline(conf.timeout) ;
+    enum prelogin_line r = prelogin_getline(line, LINE_MAX_POP3, &len) ;
+    if (r == PRELOGIN_EOF || r == PRELOGIN_TIMEOUT)
     {
-      if (r == LINE_TIMEOUT) say("-ERR idle for too long, goodbye\r\n") ;
-      ylog("quit", "ip", conf.ip, "reason", r == LINE_EOF ? "eof" : "timeout", (char *)0) ;
+      if (r == PRELOGIN_TIMEOUT) prelogin_say("-ERR idle for too long, goodbye\r\n") ;
+      ylog("quit", "ip", conf.ip, "reason", r == PRELOGIN_EOF ? "eof" : "timeout", (char *)0) ;
       _exit(0) ;
     }
-    if (r == LINE_LONG) { bad("-ERR line too long\r\n") ; continue ; }
-    if (r == LINE_NUL) { bad("-ERR NUL byte in command\r\n") ; continue ; }
+    if (r == PRELOGIN_LONG) { bad("-ERR line too long\r\n") ; continue ; }
+    if (r == PRELOGIN_NUL) { bad("-ERR NUL byte in command\r\n") ; continue ; }
     if (is_cmd(line, len, "QUIT", &arg))
     {
-      say("+OK bye\r\n") ;
+      prelogin_say("+OK bye\r\n") ;
       ylog("quit", "ip", conf.ip, "reason", "quit", (char *)0) ;
       _exit(0) ;
     }
