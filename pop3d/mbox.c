@@ -143,6 +143,7 @@ int mbox_crlfsize (int fd, uint64_t *size)
       p = q + 1 ;
     }
     last = buf[r - 1] ;
+    if ((size_t)r < sizeof buf) break ;   /* a regular file's end */
   }
   if (last != '\n') n += 2 ;
   *size = n ;

@@ -59,8 +59,9 @@ extern int mbox_parsenum (char const *s, size_t len, uint64_t *n) ;
 
 /* ---------- sizes and conversion ---------- */
 
-/* The CRLF size of what fd holds from its offset to EOF.  Returns 1, or
- * 0 on a read error (errno set). */
+/* The CRLF size of what the regular file fd holds from its offset to EOF
+ * (a short read is taken as its end).  Returns 1, or 0 on a read error
+ * (errno set). */
 extern int mbox_crlfsize (int fd, uint64_t *size) ;
 
 /* The RETR/TOP converter: init with the number of body lines to send

@@ -298,6 +298,9 @@ static void sendmsg (size_t i, uint64_t bodylines)
     if (!r) break ;
     if (!mbox_conv_feed(&c, filebuf, r, &out)) die_nomem() ;
     if (out.len > OUTFLUSH) flush() ;
+    /* a short read of a regular file is its end (Maildir files do not
+     * grow): one read(2) per small message, not two */
+    if ((size_t)r < sizeof filebuf) break ;
   }
   fd_close(fd) ;
   if (!mbox_conv_end(&c, &out)) die_nomem() ;
