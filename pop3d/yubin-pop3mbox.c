@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <skalibs/allreadwrite.h>
@@ -462,7 +463,7 @@ static void command (void)
   size_t total ;
   getcmdline(&total) ;
   if (total > LINEMAX) { bad("-ERR line too long\r\n") ; return ; }
-  if (memchr(line.s, 0, line.len)) { bad("-ERR NUL byte in command\r\n") ; return ; }
+  if (line.len && memchr(line.s, 0, line.len)) { bad("-ERR NUL byte in command\r\n") ; return ; }
   /* words separated by spaces */
   for (size_t p = 0 ; p < line.len ; )
   {
