@@ -26,8 +26,8 @@
  *
  * "CRLF sizes" count every LF not preceded by CR as 2 octets: the size
  * of the bytes as sent to the client.  Line counts are the number of
- * LFs in the body, plus one if the body does not end with LF and is not
- * empty (what Dovecot and UW count). */
+ * line ends (LFs) in the body, as Dovecot counts: a body part's last
+ * line end belongs to the boundary after it, so "Noon?" alone counts 0. */
 #ifndef YUBIN_IMAPD_MIME_H
 #define YUBIN_IMAPD_MIME_H
 
