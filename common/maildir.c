@@ -60,7 +60,7 @@ int maildir_unique (stralloc *sa)
 
 /* What a message weighs: its bytes, and its bytes as POP3 and IMAP send
  * them, each line ending in CRLF (an LF without a CR before it counts
- * twice). */
+ * twice, and a last line without LF gets a CRLF). */
 struct msgsize
 {
   uint64_t bytes, crlf ;
@@ -135,6 +135,8 @@ int maildir_deliver (char const *dir, char const *prefix, size_t prefixlen, int 
   }
   /* the sizes go into the name (Dovecot's ",S=" and ",W="): POP3's
      LIST and IMAP's RFC822.SIZE read them there, not from the file */
+  /* POP3 and IMAP end a last line that has no LF with a CRLF */
+  if (m.bytes && m.last != '\n') m.crlf += 2 ;
   if (!name_with_sizes(&new, &uniq, dir, &m) || (name && !stralloc_copyb(name, new.s + strlen(dir) + 1, new.len - strlen(dir) - 1)))
   {
     e = errno ;

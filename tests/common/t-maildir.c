@@ -226,6 +226,7 @@ static void deliver_case (char const *name, char const *md, char const *prefix, 
     char expect[100] ;
     for (size_t i = 0 ; i < want.len ; i++)
       if (want.s[i] == '\n' && (!i || want.s[i-1] != '\r')) crlf++ ;
+    if (want.len && want.s[want.len-1] != '\n') crlf += 2 ;
     snprintf(expect, sizeof expect, ",S=%zu,W=%zu", want.len, crlf) ;
     if (strcmp(sizes, expect)) { snprintf(why, sizeof why, "sizes in the name %s, want %s", sizes, expect) ; check(name, 0, why) ; goto end ; }
   }
