@@ -47,6 +47,7 @@ from yubintest import (Failure, Instance, case_list, check, expect, info, is_roo
 
 IO = 10                 # seconds for any one read
 INST = None             # the instance, made in main
+SANITIZER = False       # YUBIN_BIN is a sanitizer build
 CASES, case = case_list()
 
 # ---------------------------------------------------------------- messages
@@ -94,10 +95,50 @@ def maildir_files(user="demo"):
     return out
 
 
+def sanitizer_build():
+    """Whether YUBIN_BIN is a sanitizer build: then the setuid yubin-queue
+    cannot run LeakSanitizer (it reports a fatal error and SMTP answers
+    451), so messages are put into the Maildir the way yubin-local names
+    them instead of coming over SMTP (the normal build covers SMTP)."""
+    with open(os.path.join(INST.bin, "yubin-pop3d"), "rb") as fh:
+        return b"__asan_init" in fh.read()
+
+
+def crlf(data):
+    """data with every line end CRLF, the last line ended."""
+    out = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    return out if out.endswith(b"\r\n") or not out else out + b"\r\n"
+
+
+def put(data, name=None, sub="new", user="demo"):
+    """A message file written into the Maildir (tmp/, then renamed), owned
+    by the Maildir's owner; by default named as yubin-local names it
+    (<unique>,S=<bytes>,W=<CRLF bytes>).  Returns (path, data)."""
+    md = INST.maildir(user)
+    st = os.stat(md)
+    _serial[0] += 1
+    if name is None:
+        t = time.time()
+        name = "%d.M%dP%dQ%d.pop3test,S=%d,W=%d" % (int(t), int(t * 1e6) % 1000000, os.getpid(), _serial[0],
+                                                     len(data), len(crlf(data)))
+    tmp = os.path.join(md, "tmp", name)
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.chown(tmp, st.st_uid, st.st_gid)
+    os.chmod(tmp, 0o600)
+    path = os.path.join(md, sub, name)
+    os.rename(tmp, path)
+    return path, data
+
+
 def deliver(tag="m"):
     """Send one message over SMTP; wait for its Maildir file.  Returns
-    (path, bytes of the file)."""
+    (path, bytes of the file).  (A sanitizer build: the same message, put
+    into the Maildir as yubin-local would deliver it.)"""
     marker, msg = message(tag)
+    if SANITIZER:
+        return put(b"Return-Path: <alice@example.org>\nDelivered-To: demo@" + INST.domain.encode() + b"\n"
+                   + msg.replace(b"\r\n", b"\n"))
     ok, r = send(INST, "alice@example.org", ["demo@" + INST.domain], msg,
                  mail_options=["BODY=8BITMIME"])
     expect(ok and not r, "SMTP: %r" % (r,))
@@ -107,13 +148,14 @@ def deliver(tag="m"):
         found[:] = [p for p in INST.messages() if marker in INST.read(p)]
         return found
     expect(wait_for(seen, 20, 0.02), "%s not delivered to %s/new" % (marker, INST.maildir()))
-    return found[0], INST.read(found[0])
+    data = INST.read(found[0])
+    expect(b"\r" not in data, "a CR in the Maildir file")
+    return found[0], data
 
 
 def wire(data):
-    """What RETR must give (dot-stuffing undone): every LF as CRLF."""
-    expect(b"\r" not in data, "a CR in the Maildir file")
-    return data.replace(b"\n", b"\r\n")
+    """What RETR must give (dot-stuffing undone): every line end CRLF."""
+    return crlf(data)
 
 
 def unstuff(lines):
@@ -350,6 +392,46 @@ def curl(*args, timeout=30):
     r = subprocess.run(["curl", "-sS", "--max-time", "20"] + list(args),
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
     return r.returncode, r.stdout, r.stderr.decode(errors="replace")
+
+
+@case
+def empty_maildir_login(f):
+    p = f.pop()
+    r = p.login()
+    expect(r.startswith(b"+OK"), "login to an empty Maildir: %r" % r)
+    expect(p.cmd("STAT") == b"+OK 0 0", "STAT of an empty Maildir")
+    p.cmd("LIST")
+    expect(p.multi() == [], "LIST of an empty Maildir")
+    expect(uidls(p) == {}, "UIDL of an empty Maildir")
+    p.cmd("RETR 1", ok=False)
+    p.cmd("QUIT")
+    p.rest()
+
+
+@case
+def foreign_maildir_files(f):
+    """Files another program put there: CRLF on disk, no sizes in the name,
+    a last line without its newline, mixed line ends, in cur/ with flags:
+    RETR gives CRLF lines, LIST the octets RETR sends, UIDL the name up to
+    ':2,'."""
+    files = [
+        put(b"Subject: crlf on disk\r\n\r\n.dot\r\nline\r\n", name="1700000001.foreign1.example"),
+        put(b"Subject: no final newline\n\nbody\n.last", name="1700000002.foreign2.example:2,S", sub="cur"),
+        put(b"Subject: mixed\r\n\nCRLF\r\nLF\n..\r\n", name="1700000003.foreign3.example,S=31"),
+    ]
+    p = f.pop()
+    p.login()
+    p.cmd("LIST")
+    sizes = dict(l.split(b" ") for l in p.multi())
+    u = uidls(p)
+    expect(len(sizes) == 3 and len(u) == 3, "LIST %r UIDL %r" % (sizes, u))
+    for n, uid in u.items():
+        path, data = [x for x in files if os.path.basename(x[0]).split(":2,")[0].encode() == uid][0]
+        p.cmd("RETR %d" % n)
+        got = unstuff(p.multi())
+        expect(got == crlf(data), "%s: RETR %s" % (os.path.basename(path), diff(crlf(data), got)))
+        expect(int(sizes[b"%d" % n]) == len(got), "%s: LIST says %s, RETR sent %d" % (os.path.basename(path), sizes[b"%d" % n].decode(), len(got)))
+    p.cmd("QUIT")
 
 
 @case
@@ -662,22 +744,25 @@ def bad_input_before_login(f):
 def bad_input_after_login(f):
     path, data = deliver("bad")
     want = wire(data)
-    p = f.pop()
-    p.login()
-    for line in (b"RETR 0", b"RETR 99999999999999999999", b"RETR 18446744073709551617",
-                 b"RETR 4294967297", b"RETR -1", b"RETR +1", b"RETR abc", b"RETR 1abc", b"RETR",
-                 b"RETR 2", b"DELE 0", b"DELE -1", b"LIST 2", b"LIST 99999999999999999999", b"UIDL 0",
-                 b"TOP 1", b"TOP 1 -1", b"TOP 1 abc", b"TOP 0 0", b"FROBNICATE", LONG, b"NO\0OP",
-                 b"USER demo", b"PASS x"):
-        p.cmd(line, ok=False)
-        p.cmd("NOOP")
-    r = p.cmd("STAT")
-    expect(r == b"+OK 1 %d" % len(want), "STAT after the bad commands: %r" % r)
-    p.cmd("RETR 1")
-    expect(unstuff(p.multi()) == want, "RETR after the bad commands differs")
-    p.cmd("QUIT")
-    p.rest()
-    expect(len(maildir_files()) == 1, "the message is gone: %r" % maildir_files())
+    bad = [b"RETR 0", b"RETR 99999999999999999999", b"RETR 18446744073709551617",
+           b"RETR 4294967297", b"RETR -1", b"RETR +1", b"RETR abc", b"RETR 1abc", b"RETR",
+           b"RETR 2", b"DELE 0", b"DELE -1", b"LIST 2", b"LIST 99999999999999999999", b"UIDL 0",
+           b"TOP 1", b"TOP 1 -1", b"TOP 1 abc", b"TOP 0 0", b"FROBNICATE", LONG, b"NO\0OP",
+           b"USER demo", b"PASS x"]
+    # two sessions: 20 bad commands are the limit of one
+    for lines in (bad[:12], bad[12:]):
+        p = f.pop()
+        p.login()
+        for line in lines:
+            p.cmd(line, ok=False)
+            p.cmd("NOOP")
+        r = p.cmd("STAT")
+        expect(r == b"+OK 1 %d" % len(want), "STAT after the bad commands: %r" % r)
+        p.cmd("RETR 1")
+        expect(unstuff(p.multi()) == want, "RETR after the bad commands differs")
+        p.cmd("QUIT")
+        p.rest()
+        expect(len(maildir_files()) == 1, "the message is gone: %r" % maildir_files())
 
 
 @case
@@ -719,6 +804,53 @@ def three_failed_logins_end_session(f):
     rest = p.rest()
     expect(b"+OK" not in rest, "answered after the third failure: %r" % rest)
     expect(wait_for(lambda: "reason=auth-failures" in INST.log("pop3"), 5), "no quit reason=auth-failures logged")
+
+
+
+@case
+def auth_plain(f):
+    """RFC 5034: AUTH PLAIN with an initial response, with a continuation,
+    cancelled with "*", and an authorization identity other than the
+    login refused."""
+    b64 = lambda x: base64.b64encode(x).decode()
+    pw = INST.demo_password.encode()
+    p = f.pop()
+    r = p.cmd("AUTH PLAIN " + b64(b"other\0demo\0" + pw), ok=False)
+    expect(r.startswith(b"-ERR [AUTH]"), "authzid other than the login: %r" % r)
+    p.send(b"AUTH PLAIN\r\n")
+    expect(p.line() == b"+ ", "no continuation")
+    p.cmd("*", ok=False)
+    p.cmd("AUTH PLAIN !!!notbase64", ok=False)
+    p.send(b"AUTH PLAIN\r\n")
+    expect(p.line() == b"+ ", "no continuation")
+    p.cmd(b64(b"demo\0demo\0" + pw))
+    p.cmd("STAT")
+    p.cmd("QUIT")
+    p.rest()
+    p = f.pop(INST.pop3s_port, implicit=True)
+    p.cmd("AUTH PLAIN " + b64(b"\0demo\0" + pw))
+    p.cmd("NOOP")
+    expect(wait_for(lambda: re.search(r"pop3d: login ip=127\.0\.0\.1 user=demo .*tls=(?!no)", INST.log("pop3s")), 5),
+           "no TLS login line in log/pop3s: %r" % INST.log("pop3s")[-500:])
+
+
+@case
+def idle_timeout_ends_session(f):
+    """POP3TIMEOUT (seconds of silence) ends the session, before and
+    after the login (here 1s, on a socketpair)."""
+    deliver("idle")
+    p = remote_pop3d(f, "127.0.0.1", {"POP3TIMEOUT": "1"})
+    t = time.monotonic()
+    rest = p.rest(8)
+    expect(rest.startswith(b"-ERR") and time.monotonic() - t < 6, "before login: %r after %.1fs" % (rest, time.monotonic() - t))
+    p = remote_pop3d(f, "127.0.0.1", {"POP3TIMEOUT": "1"})
+    p.login()
+    t = time.monotonic()
+    rest = p.rest(8)
+    expect(b"+OK" not in rest and time.monotonic() - t < 6, "after login: %r after %.1fs" % (rest, time.monotonic() - t))
+    expect(len(maildir_files()) == 1, "the message is gone: %r" % maildir_files())
+    log = remote_logs(f)
+    expect(log.count("reason=timeout") == 2, "two quit reason=timeout lines: %r" % log[-600:])
 
 # ---------------------------------------------------------------- logging, banwatch
 
@@ -977,9 +1109,12 @@ def processes_run_as_they_should(f):
 
 
 def main():
-    global INST
+    global INST, SANITIZER
     with Instance() as inst:
         INST = inst
+        SANITIZER = sanitizer_build()
+        if SANITIZER:
+            info("sanitizer build: messages are put into the Maildir, not sent over SMTP")
         try:
             run_cases(CASES, Fix, timed=bool(os.environ.get("YUBIN_TIMED")))
         finally:
