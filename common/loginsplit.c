@@ -129,24 +129,36 @@ static int split_request (struct request *q, size_t n)
   return i + 1 == n ;
 }
 
+/* skalibs' ancil_recv_fd does not wait (MSG_DONTWAIT): we do, for as
+ * long as the pre-login process lives.  errno 0 at EOF. */
+static int recv_fd (int sock, char expect)
+{
+  for (;;)
+  {
+    iopause_fd x = { .fd = sock, .events = IOPAUSE_READ, .revents = 0 } ;
+    if (iopause_g(&x, 1, 0) < 0)
+    {
+      if (errno == EINTR) continue ;
+      strerr_diefu1sys(EX_TEMP, "iopause") ;
+    }
+    errno = 0 ;
+    int fd = ancil_recv_fd(sock, expect) ;
+    if (fd >= 0 || (errno != EAGAIN && errno != EINTR)) return fd ;
+  }
+}
+
 /* A request from the child: its two fds, then login\0pass\0 and the
  * variables, each NUL-terminated, then an empty one.  1, or 0 when the
  * child is gone. */
 static int read_request (int sock, struct request *q)
 {
-  /* skalibs' ancil_recv_fd does not wait: we do, for as long as the
-     pre-login process lives */
-  iopause_fd x = { .fd = sock, .events = IOPAUSE_READ, .revents = 0 } ;
-  while (iopause_g(&x, 1, 0) < 0)
-    if (errno != EINTR) strerr_diefu1sys(EX_TEMP, "iopause") ;
-  errno = 0 ;
-  q->in = ancil_recv_fd(sock, '0') ;
+  q->in = recv_fd(sock, '0') ;
   if (q->in < 0)
   {
     if (errno == EPIPE || errno == ECONNRESET || !errno) return 0 ;
     strerr_diefu1sys(EX_TEMP, "receive the connection from the pre-login process") ;
   }
-  q->out = ancil_recv_fd(sock, '1') ;
+  q->out = recv_fd(sock, '1') ;
   if (q->out < 0) strerr_diefu1sys(EX_TEMP, "receive the connection from the pre-login process") ;
   size_t n = 0 ;
   int seen_pass = 0 ;
