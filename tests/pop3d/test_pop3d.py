@@ -882,7 +882,14 @@ def banwatch_follows_pop3_logs(f):
 def wrong_password_counted(p, log):
     """A wrong password on p (connected): -ERR [AUTH], an auth-fail line
     in log, one more failure seen (ignored: loopback) by yubin-auth."""
-    before = int(jail_counts()["ignored"])
+    # earlier cases' failures may still be on their way to banwatch
+    before, prev = None, None
+    for _ in range(50):
+        before = int(jail_counts()["ignored"])
+        if before == prev:
+            break
+        prev = before
+        time.sleep(0.1)
     n = INST.log(log).count("pop3d: auth-fail ip=127.0.0.1 user=demo")
     p.cmd("USER demo")
     r = p.cmd("PASS not-the-password", ok=False)
