@@ -16,6 +16,8 @@
 #include <skalibs/djbunix.h>
 #include <skalibs/iopause.h>
 #include <skalibs/setgroups.h>
+#include <skalibs/sgetopt.h>
+#include <skalibs/stralloc.h>
 #include <skalibs/sig.h>
 #include <skalibs/strerr.h>
 #include <skalibs/types.h>
@@ -23,12 +25,66 @@
 #include "exitcodes.h"
 #include "loginsplit.h"
 #include "nodump.h"
+#include "root.h"
 
 #define CREDS_MAX 512          /* what yubin-checkpassword reads on fd 3 */
 #define REQUEST_MAX 2048       /* login, password and the variables */
 #define ENV_MAX 8
 
 static int monitor = -1 ;      /* the child's end of the socketpair */
+
+static void dienomem (void)
+{
+  strerr_diefu1sys(EX_TEMP, "allocate memory") ;
+}
+
+void loginsplit_options (int argc, char const *const *argv, char const *usage, struct loginsplit *ls, int *implicit, char const **maildir)
+{
+  subgetopt l = SUBGETOPT_ZERO ;
+  int haveuid = 0, havegid = 0, envuid = 0 ;
+  *implicit = 0 ;
+  *maildir = "Maildir" ;
+  for (;;)
+  {
+    int opt = subgetopt_r(argc, argv, "TUu:g:m:", &l) ;
+    if (opt == -1) break ;
+    switch (opt)
+    {
+      case 'T' : *implicit = 1 ; break ;
+      case 'U' : envuid = 1 ; break ;
+      case 'u' : if (!uid0_scan(l.arg, &ls->uid)) strerr_dieusage(EX_PERM, usage) ; haveuid = 1 ; break ;
+      case 'g' : if (!gid0_scan(l.arg, &ls->gid)) strerr_dieusage(EX_PERM, usage) ; havegid = 1 ; break ;
+      case 'm' : *maildir = l.arg ; break ;
+      default : strerr_dieusage(EX_PERM, usage) ;
+    }
+  }
+  if (l.ind < argc || haveuid != havegid) strerr_dieusage(EX_PERM, usage) ;
+  if (!**maildir || **maildir == '-') strerr_dief2x(EX_PERM, "invalid maildir: ", *maildir) ;
+  ls->have_uid = haveuid ;
+  if (envuid && !haveuid) loginsplit_uid_from_env(ls) ;
+}
+
+void loginsplit_programs (struct loginsplit *ls, stralloc *cpsa, stralloc *progsa, char const *envname, char const *prog, char const *maildir)
+{
+  char const *x = getenv("CHECKPASSWORD") ;
+  cpsa->len = progsa->len = 0 ;
+  if (x && *x ? !stralloc_cats(cpsa, x) : !yubin_libexec(cpsa, "yubin-checkpassword")) dienomem() ;
+  x = getenv(envname) ;
+  if (x && *x ? !stralloc_cats(progsa, x) : !yubin_sibling(progsa, prog)) dienomem() ;
+  if (!stralloc_0(cpsa) || !stralloc_0(progsa)) dienomem() ;
+  ls->checkpassword = cpsa->s ;
+  ls->argv[0] = progsa->s ;
+  ls->argv[1] = maildir ;
+  ls->argv[2] = 0 ;
+  ls->prog = ls->argv ;
+}
+
+void loginsplit_check_tls (struct ucspitls const *tls, int implicit)
+{
+  if (tls->ctlfd >= 0 || (tls->on && !implicit))
+    strerr_dief1x(EX_PERM, "yubin-tlsd in front would take root away from the monitor: use -T or $TLSD (TLS on demand) instead") ;
+  if (implicit && !tls->ondemand) strerr_dief1x(EX_PERM, "-T needs $TLSD (yubin-tlsd on demand)") ;
+}
 
 void loginsplit_uid_from_env (struct loginsplit *ls)
 {

@@ -18,6 +18,10 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <skalibs/stralloc.h>
+
+#include "ucspitls.h"
+
 #define LOGINSPLIT_BAD 'b'     /* checkpassword said no (exit 1) */
 #define LOGINSPLIT_TEMP 't'    /* it could not say (111, a crash, ...) */
 #define LOGINSPLIT_DONE 'd'    /* the mail part ran and the session is over */
@@ -33,6 +37,7 @@ struct loginsplit
   int have_uid ;
   char const *checkpassword ; /* path */
   char const *const *prog ;   /* the mail part and its arguments */
+  char const *argv[3] ;       /* prog's storage, for loginsplit_programs */
 } ;
 
 /* Forks.  The parent becomes the monitor and never returns (it exits
@@ -41,6 +46,22 @@ struct loginsplit
  * started as root without them, or with uid 0), unset $UID, $GID and
  * $GIDLIST and made itself non-dumpable. */
 extern void loginsplit_start (struct loginsplit const *ls) ;
+
+/* The daemons' common options: -T (implicit TLS: *implicit = 1), -U
+ * (uid and gid from $UID and $GID), -u uid -g gid, -m maildir (default
+ * "Maildir"; must not be empty or start with '-'), into ls; no other
+ * arguments.  Dies (100) with usage otherwise. */
+extern void loginsplit_options (int argc, char const *const *argv, char const *usage, struct loginsplit *ls, int *implicit, char const **maildir) ;
+
+/* ls->checkpassword from $CHECKPASSWORD, else libexec/yubin-checkpassword;
+ * the mail part (ls->prog: progsa's string, then maildir) from $envname,
+ * else the sibling named prog.  progsa and cpsa must outlive ls. */
+extern void loginsplit_programs (struct loginsplit *ls, stralloc *cpsa, stralloc *progsa, char const *envname, char const *prog, char const *maildir) ;
+
+/* After ucspitls_init(): dies (100) if yubin-tlsd is in front (it would
+ * have taken root from the monitor: TLS must be on demand, $TLSD) or if
+ * implicit TLS (-T) is asked without $TLSD. */
+extern void loginsplit_check_tls (struct ucspitls const *tls, int implicit) ;
 
 /* -U: ls's uid and gid from $UID and $GID (s6-envuidgid), if both are
  * set; dies (100) if they are not numbers. */

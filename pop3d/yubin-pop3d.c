@@ -21,7 +21,6 @@
 #include <skalibs/allreadwrite.h>
 #include <skalibs/bytestr.h>
 #include <skalibs/djbunix.h>
-#include <skalibs/sgetopt.h>
 #include <skalibs/sig.h>
 #include <skalibs/stralloc.h>
 #include <skalibs/strerr.h>
@@ -286,50 +285,17 @@ static void read_env (void)
     if (!n || x[n] || !conf.timeout) strerr_dief2x(EX_PERM, "invalid $POP3TIMEOUT: ", x) ;
   }
   conf.clearok = loginsplit_cleartext_ok(conf.ip) ;
-  x = getenv("CHECKPASSWORD") ;
-  if (x && *x) { if (!stralloc_cats(&cpprog, x)) dienomem() ; }
-  else if (!yubin_libexec(&cpprog, "yubin-checkpassword")) dienomem() ;
-  x = getenv("POP3MBOX") ;
-  if (x && *x) { if (!stralloc_cats(&mboxprog, x)) dienomem() ; }
-  else if (!yubin_sibling(&mboxprog, "yubin-pop3mbox")) dienomem() ;
-  if (!stralloc_0(&cpprog) || !stralloc_0(&mboxprog)) dienomem() ;
 }
 
 int main (int argc, char const *const *argv)
 {
   struct loginsplit ls = { .have_uid = 0 } ;
-  int haveuid = 0, havegid = 0, envuid = 0 ;
   PROG = "pop3d" ;
-  {
-    subgetopt l = SUBGETOPT_ZERO ;
-    for (;;)
-    {
-      int opt = subgetopt_r(argc, argv, "TUu:g:m:", &l) ;
-      if (opt == -1) break ;
-      switch (opt)
-      {
-        case 'T' : conf.implicit = 1 ; break ;
-        case 'U' : envuid = 1 ; break ;
-        case 'u' : if (!uid0_scan(l.arg, &ls.uid)) strerr_dieusage(EX_PERM, USAGE) ; haveuid = 1 ; break ;
-        case 'g' : if (!gid0_scan(l.arg, &ls.gid)) strerr_dieusage(EX_PERM, USAGE) ; havegid = 1 ; break ;
-        case 'm' : conf.maildir = l.arg ; break ;
-        default : strerr_dieusage(EX_PERM, USAGE) ;
-      }
-    }
-    if (l.ind < argc) strerr_dieusage(EX_PERM, USAGE) ;
-  }
-  if (!*conf.maildir || conf.maildir[0] == '-') strerr_dief2x(EX_PERM, "invalid maildir: ", conf.maildir) ;
-  if (haveuid != havegid) strerr_dieusage(EX_PERM, USAGE) ;
-  ls.have_uid = haveuid ;
-  if (envuid && !haveuid) loginsplit_uid_from_env(&ls) ;
+  loginsplit_options(argc, argv, USAGE, &ls, &conf.implicit, &conf.maildir) ;
   read_env() ;
   ucspitls_init(&tls) ;
-  if (tls.ctlfd >= 0 || (tls.on && !conf.implicit))
-    strerr_dief1x(EX_PERM, "yubin-tlsd in front of yubin-pop3d would take root away from the monitor: use -T or $TLSD (TLS on demand) instead") ;
-  if (conf.implicit && !tls.ondemand) strerr_dief1x(EX_PERM, "-T needs $TLSD (yubin-tlsd on demand)") ;
-  char const *prog[3] = { mboxprog.s, conf.maildir, 0 } ;
-  ls.checkpassword = cpprog.s ;
-  ls.prog = prog ;
+  loginsplit_check_tls(&tls, conf.implicit) ;
+  loginsplit_programs(&ls, &cpprog, &mboxprog, "POP3MBOX", "yubin-pop3mbox", conf.maildir) ;
   loginsplit_start(&ls) ;
   prelogin() ;
   return 0 ;
