@@ -1,20 +1,896 @@
-/* imapd/mime.c: see mime.h (stub while the parser is written) */
+/* imapd/mime.c: the MIME structure of a message for IMAP; see mime.h.
+ *
+ * Every scan is bounded by the range it is given; nothing is read
+ * outside [0, len) of the message.  Header values are unfolded into
+ * scratch strallocs and tokenized there (RFC 5322 specials for
+ * addresses, RFC 2045 tspecials for MIME fields). */
 
 #include <errno.h>
 #include <string.h>
 
 #include "imapd/mime.h"
 
-int mime_parse (struct mime *m, char const *msg, size_t len)
+/* ---------- small helpers ---------- */
+
+static int lc (int c) { return c >= 'A' && c <= 'Z' ? c + 32 : c ; }
+static int iswsp (int c) { return c == ' ' || c == '\t' ; }
+
+static int cieq (char const *a, size_t alen, char const *b, size_t blen)
+{
+  size_t i ;
+  if (alen != blen) return 0 ;
+  for (i = 0 ; i < alen ; i++) if (lc((unsigned char)a[i]) != lc((unsigned char)b[i])) return 0 ;
+  return 1 ;
+}
+
+static int cieqs (char const *a, size_t alen, char const *s) { return cieq(a, alen, s, strlen(s)) ; }
+
+static void trim (char const *s, size_t *start, size_t *end)
+{
+  while (*start < *end && (iswsp((unsigned char)s[*start]) || s[*start] == '\r' || s[*start] == '\n')) (*start)++ ;
+  while (*end > *start && (iswsp((unsigned char)s[*end - 1]) || s[*end - 1] == '\r' || s[*end - 1] == '\n')) (*end)-- ;
+}
+
+uint64_t mime_crlf_size (char const *s, size_t len)
+{
+  uint64_t n = len ;
+  size_t i ;
+  for (i = 0 ; i < len ; i++) if (s[i] == '\n' && (!i || s[i-1] != '\r')) n++ ;
+  return n ;
+}
+
+static uint64_t count_lf (char const *s, size_t len)
+{
+  uint64_t n = 0 ;
+  char const *p = s, *e = s + len ;
+  while (p < e && (p = memchr(p, '\n', (size_t)(e - p)))) { n++ ; p++ ; }
+  return n ;
+}
+
+/* appends s[0..len) with bare LFs made CRLF */
+static int cat_crlf (stralloc *sa, char const *s, size_t len)
+{
+  size_t i, from = 0 ;
+  for (i = 0 ; i < len ; i++)
+    if (s[i] == '\n' && (!i || s[i-1] != '\r'))
+    {
+      if (!stralloc_catb(sa, s + from, i - from) || !stralloc_catb(sa, "\r\n", 2)) return 0 ;
+      from = i + 1 ;
+    }
+  return stralloc_catb(sa, s + from, len - from) ;
+}
+
+/* ---------- header fields ---------- */
+
+struct hfield
+{
+  size_t start, end ;      /* the field's lines, final line end included */
+  size_t namelen ;         /* name at start, before ':' (0 if no colon) */
+  size_t value, vend ;     /* after ':' to before the final line end */
+} ;
+
+/* the next field of [*pos, hend); 0 at the end or at the blank line */
+static int hfield_next (char const *s, size_t *pos, size_t hend, struct hfield *f)
+{
+  size_t p = *pos, nl, colon ;
+  char const *q ;
+  if (p >= hend || s[p] == '\n' || (s[p] == '\r' && p + 1 < hend && s[p+1] == '\n')) return 0 ;
+  f->start = p ;
+  for (;;)
+  {
+    q = memchr(s + p, '\n', hend - p) ;
+    if (!q) { p = hend ; break ; }
+    p = (size_t)(q - s) + 1 ;
+    if (p >= hend || !iswsp((unsigned char)s[p])) break ;
+  }
+  f->end = p ;
+  nl = p ;
+  if (nl > f->start && s[nl-1] == '\n') nl-- ;
+  if (nl > f->start && s[nl-1] == '\r') nl-- ;
+  f->vend = nl ;
+  q = memchr(s + f->start, ':', nl - f->start) ;
+  colon = q ? (size_t)(q - s) : nl ;
+  /* a name is printable ASCII without space; else no field name */
+  {
+    size_t i, n = colon ;
+    while (n > f->start && iswsp((unsigned char)s[n-1])) n-- ;
+    for (i = f->start ; i < n ; i++) if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 127) break ;
+    if (!q || i < n || n == f->start) { f->namelen = 0 ; f->value = f->vend ; }
+    else { f->namelen = n - f->start ; f->value = colon + 1 ; }
+  }
+  *pos = p ;
+  return 1 ;
+}
+
+/* where the header starting at start ends: *body after the blank line
+   (or lim if none) */
+static size_t header_end (char const *s, size_t start, size_t lim)
+{
+  size_t p = start ;
+  while (p < lim)
+  {
+    char const *q ;
+    if (s[p] == '\n') return p + 1 ;
+    if (s[p] == '\r' && p + 1 < lim && s[p+1] == '\n') return p + 2 ;
+    q = memchr(s + p, '\n', lim - p) ;
+    if (!q) return lim ;
+    p = (size_t)(q - s) + 1 ;
+  }
+  return lim ;
+}
+
+/* the first field named name in [hdr, hend) */
+static int hfield_find (char const *s, size_t hdr, size_t hend, char const *name, struct hfield *f)
+{
+  size_t pos = hdr, nlen = strlen(name) ;
+  while (hfield_next(s, &pos, hend, f))
+    if (f->namelen && cieq(s + f->start, f->namelen, name, nlen)) return 1 ;
+  return 0 ;
+}
+
+/* appends the value unfolded (CR and LF dropped), trimmed */
+static int unfold (stralloc *sa, char const *s, size_t v, size_t vend)
+{
+  size_t i ;
+  trim(s, &v, &vend) ;
+  for (i = v ; i < vend ; i++)
+  {
+    if (s[i] == '\n' || (s[i] == '\r' && i + 1 < vend && s[i+1] == '\n')) continue ;
+    if (!stralloc_catb(sa, s + i, 1)) return 0 ;
+  }
+  return 1 ;
+}
+
+/* ---------- tokens (RFC 5322 / RFC 2045) ---------- */
+
+enum { T_ATOM, T_QSTR, T_COMMENT, T_DLIT, T_SPECIAL } ;
+
+struct tok { unsigned char type ; char c ; size_t off, len ; } ;
+
+/* tokenizes v[0..n) into toks, token texts into buf (quoted strings and
+   comments unescaped) */
+static int tokenize (char const *v, size_t n, int mime, genalloc *toks, stralloc *buf)
+{
+  char const *specials = mime ? "()<>@,;:\\\"/[]?=" : "()<>@,;:\\\".[]" ;
+  size_t i = 0 ;
+  genalloc_setlen(struct tok, toks, 0) ;
+  buf->len = 0 ;
+  while (i < n)
+  {
+    struct tok t ;
+    unsigned char c = v[i] ;
+    if (iswsp(c) || c == '\r' || c == '\n') { i++ ; continue ; }
+    t.off = buf->len ; t.c = 0 ;
+    if (c == '"' || c == '(')
+    {
+      int depth = 1 ;
+      t.type = c == '"' ? T_QSTR : T_COMMENT ;
+      for (i++ ; i < n ; i++)
+      {
+        c = v[i] ;
+        if (c == '\\' && i + 1 < n) { i++ ; if (!stralloc_catb(buf, v + i, 1)) return 0 ; continue ; }
+        if (t.type == T_QSTR && c == '"') { i++ ; break ; }
+        if (t.type == T_COMMENT && c == '(') depth++ ;
+        if (t.type == T_COMMENT && c == ')' && !--depth) { i++ ; break ; }
+        if (c == '\r' || c == '\n') continue ;
+        if (!stralloc_catb(buf, v + i, 1)) return 0 ;
+      }
+    }
+    else if (c == '[' && !mime)
+    {
+      size_t j = i + 1 ;
+      while (j < n && v[j] != ']') { if (v[j] == '\\' && j + 1 < n) j++ ; j++ ; }
+      if (j < n) j++ ;
+      t.type = T_DLIT ;
+      if (!stralloc_catb(buf, v + i, j - i)) return 0 ;
+      i = j ;
+    }
+    else if (c < 128 && strchr(specials, c))
+    {
+      t.type = T_SPECIAL ; t.c = c ; i++ ;
+    }
+    else
+    {
+      size_t j = i ;
+      t.type = T_ATOM ;
+      if (!mime && c == '=' && i + 1 < n && v[i+1] == '?')
+      {
+        /* an encoded word is one atom even with specials inside */
+        size_t k = i + 2, q = 0 ;
+        while (k < n && !iswsp((unsigned char)v[k]) && v[k] != '\r' && v[k] != '\n')
+        {
+          if (v[k] == '?') q++ ;
+          if (q >= 3 && v[k] == '=' && v[k-1] == '?') { k++ ; break ; }
+          k++ ;
+        }
+        if (q >= 3 && v[k-1] == '=' && v[k-2] == '?') j = k ;
+      }
+      if (j == i)
+        while (j < n)
+        {
+          unsigned char d = v[j] ;
+          if (iswsp(d) || d == '\r' || d == '\n' || d < 32 || d == 127 || (d < 128 && strchr(specials, d))) break ;
+          j++ ;
+        }
+      if (j == i) { i++ ; continue ; }   /* a control character */
+      if (!stralloc_catb(buf, v + i, j - i)) return 0 ;
+      i = j ;
+    }
+    t.len = buf->len - t.off ;
+    if (!genalloc_append(struct tok, toks, &t)) return 0 ;
+  }
+  return 1 ;
+}
+
+/* ---------- IMAP strings ---------- */
+
+int mime_imapstring (stralloc *sa, char const *s, size_t len)
+{
+  size_t i ;
+  int lit = len > 1000 ;
+  for (i = 0 ; i < len && !lit ; i++)
+  {
+    unsigned char c = s[i] ;
+    if (c == '\r' || c == '\n' || !c || c >= 128) lit = 1 ;
+  }
+  if (lit)
+  {
+    char fmt[32] ;
+    size_t n = 0, k ;
+    uint64_t v = len ;
+    char tmp[24] ;
+    do { tmp[n++] = '0' + v % 10 ; v /= 10 ; } while (v) ;
+    fmt[0] = '{' ;
+    for (k = 0 ; k < n ; k++) fmt[1 + k] = tmp[n - 1 - k] ;
+    memcpy(fmt + 1 + n, "}\r\n", 3) ;
+    if (!stralloc_catb(sa, fmt, n + 4)) return 0 ;
+    if (!stralloc_readyplus(sa, len)) return 0 ;
+    for (i = 0 ; i < len ; i++) sa->s[sa->len++] = s[i] ? s[i] : '?' ;   /* no NUL in IMAP4rev1 literals */
+    return 1 ;
+  }
+  if (!stralloc_readyplus(sa, 2 * len + 2)) return 0 ;
+  sa->s[sa->len++] = '"' ;
+  for (i = 0 ; i < len ; i++)
+  {
+    if (s[i] == '"' || s[i] == '\\') sa->s[sa->len++] = '\\' ;
+    sa->s[sa->len++] = s[i] ;
+  }
+  sa->s[sa->len++] = '"' ;
+  return 1 ;
+}
+
+static int nstring (stralloc *sa, char const *s, size_t len)
+{
+  return len ? mime_imapstring(sa, s, len) : stralloc_cats(sa, "NIL") ;
+}
+
+/* the unfolded, trimmed value of the first field name of [hdr, hend), as
+   an nstring (NIL if absent or empty) */
+static int field_nstring (stralloc *sa, char const *s, size_t hdr, size_t hend, char const *name, stralloc *tmp)
+{
+  struct hfield f ;
+  if (!hfield_find(s, hdr, hend, name, &f)) return stralloc_cats(sa, "NIL") ;
+  tmp->len = 0 ;
+  if (!unfold(tmp, s, f.value, f.vend)) return 0 ;
+  return nstring(sa, tmp->s, tmp->len) ;
+}
+
+/* ---------- addresses ---------- */
+
+struct actx
+{
+  struct tok const *t ;
+  size_t n, i ;
+  char const *b ;          /* token texts */
+  stralloc *sa ;
+  stralloc name, local, domain, adl ;
+  size_t count ;
+  size_t comment ;         /* the last comment seen in a domain */
+} ;
+
+#define TOK(a, k) ((a)->t[k])
+#define ISSP(a, k, ch) ((k) < (a)->n && (a)->t[k].type == T_SPECIAL && (a)->t[k].c == (ch))
+
+static int emit_addr (struct actx *a, char const *name, size_t namelen, char const *adl, size_t adllen,
+                      char const *mbox, size_t mboxlen, char const *host, size_t hostlen, int group)
+{
+  stralloc *sa = a->sa ;
+  a->count++ ;
+  if (!stralloc_catb(sa, "(", 1) || !nstring(sa, name, namelen) || !stralloc_catb(sa, " ", 1)
+   || !nstring(sa, adl, adllen) || !stralloc_catb(sa, " ", 1)) return 0 ;
+  if (group) { if (!nstring(sa, mbox, mboxlen) || !stralloc_cats(sa, " NIL)")) return 0 ; return 1 ; }
+  if (!mboxlen) { mbox = "MISSING_MAILBOX" ; mboxlen = 15 ; }
+  if (!hostlen) { host = "MISSING_DOMAIN" ; hostlen = 14 ; }
+  return mime_imapstring(sa, mbox, mboxlen) && stralloc_catb(sa, " ", 1)
+      && mime_imapstring(sa, host, hostlen) && stralloc_catb(sa, ")", 1) ;
+}
+
+/* whether a quoted local part can go bare (a dot-atom) */
+static int dotatom (char const *s, size_t len)
+{
+  size_t i ;
+  if (!len || s[0] == '.' || s[len-1] == '.') return 0 ;
+  for (i = 0 ; i < len ; i++)
+  {
+    unsigned char c = s[i] ;
+    if (c <= ' ' || c == 127 || (c < 128 && strchr("()<>@,;:\\\"[]", c))) return 0 ;
+    if (c == '.' && s[i+1] == '.') return 0 ;
+  }
+  return 1 ;
+}
+
+/* appends a word of a local part: a quoted string re-quoted if needed */
+static int cat_localword (stralloc *sa, struct tok const *t, char const *b)
+{
+  size_t i ;
+  if (t->type != T_QSTR || dotatom(b + t->off, t->len)) return stralloc_catb(sa, b + t->off, t->len) ;
+  if (!stralloc_catb(sa, "\"", 1)) return 0 ;
+  for (i = 0 ; i < t->len ; i++)
+  {
+    if ((b[t->off + i] == '"' || b[t->off + i] == '\\') && !stralloc_catb(sa, "\\", 1)) return 0 ;
+    if (!stralloc_catb(sa, b + t->off + i, 1)) return 0 ;
+  }
+  return stralloc_catb(sa, "\"", 1) ;
+}
+
+/* a domain: atoms and dots, or a domain literal, from a->i on */
+static int parse_domain (struct actx *a, stralloc *out)
+{
+  out->len = 0 ;
+  while (a->i < a->n)
+  {
+    struct tok const *t = &TOK(a, a->i) ;
+    if (t->type == T_COMMENT) { a->comment = a->i++ ; continue ; }
+    if (t->type == T_ATOM || t->type == T_DLIT) { if (!stralloc_catb(out, a->b + t->off, t->len)) return 0 ; }
+    else if (t->type == T_SPECIAL && t->c == '.') { if (!stralloc_catb(out, ".", 1)) return 0 ; }
+    else break ;
+    a->i++ ;
+  }
+  return 1 ;
+}
+
+/* one mailbox or group at a->i; ingroup: a ';' ends the group */
+static int parse_one (struct actx *a, int ingroup)
+{
+  size_t start = a->i, k ;
+  size_t comment = (size_t)-1 ;
+  a->name.len = a->local.len = a->domain.len = a->adl.len = 0 ;
+  a->comment = (size_t)-1 ;
+  /* find what this element is */
+  for (k = a->i ; k < a->n ; k++)
+  {
+    struct tok const *t = &TOK(a, k) ;
+    if (t->type == T_SPECIAL && strchr("<:@,;", t->c)) break ;
+  }
+  if (ISSP(a, k, ':') && !ingroup)
+  {
+    for (; a->i < k ; a->i++)
+    {
+      struct tok const *t = &TOK(a, a->i) ;
+      if (t->type == T_COMMENT) continue ;
+      if (t->type == T_SPECIAL && t->c != '.') continue ;
+      if (a->name.len && t->c != '.' && !stralloc_catb(&a->name, " ", 1)) return 0 ;
+      if (!stralloc_catb(&a->name, t->c == '.' ? "." : a->b + t->off, t->c == '.' ? 1 : t->len)) return 0 ;
+    }
+    a->i = k + 1 ;
+    if (!emit_addr(a, 0, 0, 0, 0, a->name.s, a->name.len, 0, 0, 1)) return 0 ;
+    while (a->i < a->n && !ISSP(a, a->i, ';'))
+    {
+      if (ISSP(a, a->i, ',') || ISSP(a, a->i, ':')) { a->i++ ; continue ; }
+      if (!parse_one(a, 1)) return 0 ;
+    }
+    if (a->i < a->n) a->i++ ;
+    return emit_addr(a, 0, 0, 0, 0, 0, 0, 0, 0, 1) ;
+  }
+  if (ISSP(a, k, '<'))
+  {
+    /* name-addr: phrase, then <[route:]local@domain> */
+    for (; a->i < k ; a->i++)
+    {
+      struct tok const *t = &TOK(a, a->i) ;
+      if (t->type == T_COMMENT) continue ;
+      if (t->type == T_SPECIAL && t->c != '.') continue ;
+      if (a->name.len && t->c != '.' && !stralloc_catb(&a->name, " ", 1)) return 0 ;
+      if (!stralloc_catb(&a->name, t->c == '.' ? "." : a->b + t->off, t->c == '.' ? 1 : t->len)) return 0 ;
+    }
+    a->i = k + 1 ;
+    if (ISSP(a, a->i, '@'))
+    {
+      /* route: @d1,@d2: */
+      size_t save = a->i ;
+      while (ISSP(a, a->i, '@') || ISSP(a, a->i, ','))
+      {
+        if (ISSP(a, a->i, ',')) { a->i++ ; if (!stralloc_catb(&a->adl, ",", 1)) return 0 ; continue ; }
+        a->i++ ;
+        if (!parse_domain(a, &a->domain)) return 0 ;
+        if (!stralloc_catb(&a->adl, "@", 1) || !stralloc_catb(&a->adl, a->domain.s, a->domain.len)) return 0 ;
+      }
+      if (ISSP(a, a->i, ':')) a->i++ ;
+      else { a->i = save ; a->adl.len = 0 ; }
+      a->domain.len = 0 ;
+    }
+    while (a->i < a->n)
+    {
+      struct tok const *t = &TOK(a, a->i) ;
+      if (t->type == T_COMMENT) { a->i++ ; continue ; }
+      if (t->type == T_ATOM || t->type == T_QSTR) { if (!cat_localword(&a->local, t, a->b)) return 0 ; }
+      else if (t->type == T_SPECIAL && t->c == '.') { if (!stralloc_catb(&a->local, ".", 1)) return 0 ; }
+      else break ;
+      a->i++ ;
+    }
+    if (ISSP(a, a->i, '@')) { a->i++ ; if (!parse_domain(a, &a->domain)) return 0 ; }
+    while (a->i < a->n && !ISSP(a, a->i, '>') && !ISSP(a, a->i, ',') && !(ingroup && ISSP(a, a->i, ';'))) a->i++ ;
+    if (ISSP(a, a->i, '>')) a->i++ ;
+  }
+  else
+  {
+    /* addr-spec: local[@domain], a comment may name it */
+    for (; a->i < k ; a->i++)
+    {
+      struct tok const *t = &TOK(a, a->i) ;
+      if (t->type == T_COMMENT) { comment = a->i ; continue ; }
+      if (t->type == T_ATOM || t->type == T_QSTR) { if (!cat_localword(&a->local, t, a->b)) return 0 ; }
+      else if (t->type == T_SPECIAL && t->c == '.') { if (!stralloc_catb(&a->local, ".", 1)) return 0 ; }
+    }
+    if (ISSP(a, a->i, '@')) { a->i++ ; if (!parse_domain(a, &a->domain)) return 0 ; }
+    if (a->comment != (size_t)-1) comment = a->comment ;
+  }
+  /* the rest up to ',' (or ';' in a group): a comment names a nameless
+     address */
+  while (a->i < a->n && !ISSP(a, a->i, ',') && !(ingroup && ISSP(a, a->i, ';')))
+  {
+    if (TOK(a, a->i).type == T_COMMENT) comment = a->i ;
+    a->i++ ;
+  }
+  if (!a->name.len && comment != (size_t)-1)
+  {
+    size_t s = TOK(a, comment).off, e = s + TOK(a, comment).len ;
+    trim(a->b, &s, &e) ;
+    if (!stralloc_catb(&a->name, a->b + s, e - s)) return 0 ;
+  }
+  if (a->i == start) { a->i++ ; return 1 ; }   /* a stray token */
+  if (!a->local.len && !a->domain.len && !a->name.len && !a->adl.len && a->i > start && !ISSP(a, k, '<')) return 1 ;
+  return emit_addr(a, a->name.s, a->name.len, a->adl.s, a->adl.len, a->local.s, a->local.len, a->domain.s, a->domain.len, 0) ;
+}
+
+static int address_list (stralloc *sa, char const *s, size_t hdr, size_t hend, char const *name, stralloc *tmp)
+{
+  struct hfield f ;
+  genalloc toks = GENALLOC_ZERO ;
+  stralloc buf = STRALLOC_ZERO ;
+  struct actx a = { .sa = sa, .name = STRALLOC_ZERO, .local = STRALLOC_ZERO, .domain = STRALLOC_ZERO, .adl = STRALLOC_ZERO } ;
+  size_t mark = sa->len ;
+  int ok = 0 ;
+  if (!hfield_find(s, hdr, hend, name, &f)) return stralloc_cats(sa, "NIL") ;
+  tmp->len = 0 ;
+  if (!unfold(tmp, s, f.value, f.vend)) return 0 ;
+  if (!tokenize(tmp->s, tmp->len, 0, &toks, &buf)) goto end ;
+  a.t = genalloc_s(struct tok, &toks) ;
+  a.n = genalloc_len(struct tok, &toks) ;
+  a.b = buf.s ;
+  if (!stralloc_catb(sa, "(", 1)) goto end ;
+  while (a.i < a.n)
+  {
+    if (ISSP(&a, a.i, ',') || ISSP(&a, a.i, ';') || ISSP(&a, a.i, '>')) { a.i++ ; continue ; }
+    if (!parse_one(&a, 0)) goto end ;
+  }
+  if (!a.count) { sa->len = mark ; if (!stralloc_cats(sa, "NIL")) goto end ; }
+  else if (!stralloc_catb(sa, ")", 1)) goto end ;
+  ok = 1 ;
+ end:
+  genalloc_free(struct tok, &toks) ;
+  stralloc_free(&buf) ; stralloc_free(&a.name) ; stralloc_free(&a.local) ;
+  stralloc_free(&a.domain) ; stralloc_free(&a.adl) ;
+  return ok ;
+}
+
+/* ---------- ENVELOPE ---------- */
+
+static struct mime_part const *part_at (struct mime const *m, uint32_t i)
+{
+  return i < mime_nparts(m) ? mime_parts(m) + i : 0 ;
+}
+
+int mime_envelope (struct mime const *m, uint32_t i, stralloc *sa)
+{
+  struct mime_part const *p = part_at(m, i) ;
+  stralloc tmp = STRALLOC_ZERO ;
+  char const *s = m->msg ;
+  size_t h, e ;
+  int ok = 0 ;
+  if (!p) return stralloc_cats(sa, "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)") ;
+  h = p->hdr ; e = p->body ;
+  if (!stralloc_catb(sa, "(", 1)
+   || !field_nstring(sa, s, h, e, "date", &tmp) || !stralloc_catb(sa, " ", 1)
+   || !field_nstring(sa, s, h, e, "subject", &tmp) || !stralloc_catb(sa, " ", 1)
+   || !address_list(sa, s, h, e, "from", &tmp) || !stralloc_catb(sa, " ", 1)) goto end ;
+  {
+    struct hfield f ;
+    /* sender and reply-to default to from (RFC 3501 7.4.2), also when
+       present but holding no address */
+    char const *const def[2] = { "sender", "reply-to" } ;
+    int k ;
+    for (k = 0 ; k < 2 ; k++)
+    {
+      size_t mark = sa->len ;
+      if (hfield_find(s, h, e, def[k], &f))
+      {
+        if (!address_list(sa, s, h, e, def[k], &tmp)) goto end ;
+        if (sa->len - mark == 3 && !memcmp(sa->s + mark, "NIL", 3)) sa->len = mark ;
+      }
+      if (sa->len == mark && !address_list(sa, s, h, e, "from", &tmp)) goto end ;
+      if (!stralloc_catb(sa, " ", 1)) goto end ;
+    }
+  }
+  if (!address_list(sa, s, h, e, "to", &tmp) || !stralloc_catb(sa, " ", 1)
+   || !address_list(sa, s, h, e, "cc", &tmp) || !stralloc_catb(sa, " ", 1)
+   || !address_list(sa, s, h, e, "bcc", &tmp) || !stralloc_catb(sa, " ", 1)
+   || !field_nstring(sa, s, h, e, "in-reply-to", &tmp) || !stralloc_catb(sa, " ", 1)
+   || !field_nstring(sa, s, h, e, "message-id", &tmp) || !stralloc_catb(sa, ")", 1)) goto end ;
+  ok = 1 ;
+ end:
+  stralloc_free(&tmp) ;
+  return ok ;
+}
+
+/* ---------- MIME fields: type, parameters (RFC 2231) ---------- */
+
+struct param { size_t name, namelen, value, valuelen ; } ;
+
+struct mfield
+{
+  int found, valid ;
+  size_t type, typelen, subtype, subtypelen ;   /* into buf */
+  genalloc params ;        /* struct param, into buf, RFC 2231 merged */
+  genalloc toks ;
+  stralloc buf, val ;
+} ;
+#define MFIELD_ZERO { .found = 0, .valid = 0, .type = 0, .typelen = 0, .subtype = 0, .subtypelen = 0, .params = GENALLOC_ZERO, .toks = GENALLOC_ZERO, .buf = STRALLOC_ZERO, .val = STRALLOC_ZERO }
+
+static void mfield_free (struct mfield *f)
+{
+  genalloc_free(struct param, &f->params) ;
+  genalloc_free(struct tok, &f->toks) ;
+  stralloc_free(&f->buf) ;
+  stralloc_free(&f->val) ;
+}
+
+/* name*N*, name*N, name*: the base length, section, extended */
+static int p2231 (char const *s, size_t len, size_t *baselen, unsigned *sect, int *ext)
+{
+  char const *st = memchr(s, '*', len) ;
+  size_t i ;
+  unsigned n = 0 ;
+  if (!st || st == s) return 0 ;
+  *baselen = (size_t)(st - s) ;
+  i = *baselen + 1 ;
+  *ext = 0 ;
+  *sect = 0 ;
+  if (i == len) { *ext = 1 ; return 2 ; }   /* name*: one extended value */
+  if (s[i] < '0' || s[i] > '9' || (s[i] == '0' && i + 1 < len && s[i+1] >= '0' && s[i+1] <= '9')) return 0 ;
+  while (i < len && s[i] >= '0' && s[i] <= '9') { if (n > 9999) return 0 ; n = n * 10 + (unsigned)(s[i++] - '0') ; }
+  if (i < len && s[i] == '*') { *ext = 1 ; i++ ; }
+  if (i != len) return 0 ;
+  *sect = n ;
+  return 1 ;
+}
+
+/* parses the value of a Content-Type (withsub) or Content-Disposition
+   field s[v..vend) */
+static int mfield_parse (struct mfield *f, char const *s, size_t v, size_t vend, int withsub)
+{
+  struct tok const *t ;
+  genalloc raw = GENALLOC_ZERO ;
+  size_t n, i = 0, k ;
+  struct param p ;
+  int ok = 0 ;
+  f->found = 1 ; f->valid = 0 ;
+  genalloc_setlen(struct param, &f->params, 0) ;
+  f->val.len = 0 ;
+  if (!unfold(&f->val, s, v, vend)) return 0 ;
+  if (!tokenize(f->val.s, f->val.len, 1, &f->toks, &f->buf)) return 0 ;
+  t = genalloc_s(struct tok, &f->toks) ;
+  n = genalloc_len(struct tok, &f->toks) ;
+  while (i < n && t[i].type == T_COMMENT) i++ ;
+  if (i >= n || t[i].type != T_ATOM) return 1 ;
+  f->type = t[i].off ; f->typelen = t[i].len ; i++ ;
+  if (withsub)
+  {
+    while (i < n && t[i].type == T_COMMENT) i++ ;
+    if (i >= n || t[i].type != T_SPECIAL || t[i].c != '/') return 1 ;
+    i++ ;
+    while (i < n && t[i].type == T_COMMENT) i++ ;
+    if (i >= n || t[i].type != T_ATOM) return 1 ;
+    f->subtype = t[i].off ; f->subtypelen = t[i].len ; i++ ;
+  }
+  f->valid = 1 ;
+  /* ; name = value, leniently: junk skipped up to the next ';' */
+  while (i < n)
+  {
+    size_t j ;
+    if (!(t[i].type == T_SPECIAL && t[i].c == ';')) { i++ ; continue ; }
+    i++ ;
+    while (i < n && t[i].type == T_COMMENT) i++ ;
+    if (i >= n || t[i].type != T_ATOM) continue ;
+    j = i + 1 ;
+    while (j < n && t[j].type == T_COMMENT) j++ ;
+    if (j >= n || t[j].type != T_SPECIAL || t[j].c != '=') { i = j ; continue ; }
+    j++ ;
+    while (j < n && t[j].type == T_COMMENT) j++ ;
+    if (j >= n || (t[j].type != T_ATOM && t[j].type != T_QSTR)) { i = j ; continue ; }
+    p.name = t[i].off ; p.namelen = t[i].len ;
+    p.value = t[j].off ; p.valuelen = t[j].len ;
+    /* a value of several tokens (a=b/c unquoted): up to the next ';' */
+    for (k = j + 1 ; k < n && !(t[k].type == T_SPECIAL && t[k].c == ';') ; k++)
+      if (t[k].type != T_COMMENT) p.valuelen = t[k].off + t[k].len - p.value ;
+    if (!genalloc_append(struct param, &raw, &p)) goto end ;
+    i = k ;
+  }
+  /* RFC 2231: sections of one name merged in place of the first */
+  {
+    struct param *r = genalloc_s(struct param, &raw) ;
+    size_t nr = genalloc_len(struct param, &raw) ;
+    for (i = 0 ; i < nr ; i++)
+    {
+      size_t bl, bl2 ;
+      unsigned sect, sect2, want ;
+      int ext, ext2, kind = r[i].namelen ? p2231(f->buf.s + r[i].name, r[i].namelen, &bl, &sect, &ext) : 0 ;
+      if (!r[i].namelen) continue ;
+      if (!kind)
+      {
+        if (!genalloc_append(struct param, &f->params, &r[i])) goto end ;
+        continue ;
+      }
+      /* the sections 0, 1, ... of this base name, in order */
+      {
+        size_t nameoff = f->buf.len, valoff ;
+        int anyext = 0 ;
+        for (k = i ; k < nr ; k++)
+          if (r[k].namelen && p2231(f->buf.s + r[k].name, r[k].namelen, &bl2, &sect2, &ext2) == kind
+           && cieq(f->buf.s + r[i].name, bl, f->buf.s + r[k].name, bl2) && sect2 == 0 && ext2) anyext = 1 ;
+        if (!stralloc_catb(&f->buf, f->buf.s + r[i].name, bl) || (anyext && !stralloc_catb(&f->buf, "*", 1))) goto end ;
+        valoff = f->buf.len ;
+        for (want = 0 ; ; want++)
+        {
+          int got = 0 ;
+          for (k = i ; k < nr ; k++)
+          {
+            if (!r[k].namelen) continue ;
+            if (p2231(f->buf.s + r[k].name, r[k].namelen, &bl2, &sect2, &ext2) != kind
+             || !cieq(f->buf.s + r[i].name, bl, f->buf.s + r[k].name, bl2) || sect2 != want) continue ;
+            if (!got)
+            {
+              size_t q ;
+              got = 1 ;
+              if (anyext && !ext2)   /* a plain section in an encoded value */
+                for (q = 0 ; q < r[k].valuelen ; q++)
+                {
+                  unsigned char c = f->buf.s[r[k].value + q] ;
+                  if (c == '%' || c <= ' ' || c >= 127 || c == '\'')
+                  {
+                    char hx[3] = { '%', "0123456789ABCDEF"[c >> 4], "0123456789ABCDEF"[c & 15] } ;
+                    if (!stralloc_catb(&f->buf, hx, 3)) goto end ;
+                  }
+                  else if (!stralloc_catb(&f->buf, (char *)&c, 1)) goto end ;
+                }
+              else if (!stralloc_catb(&f->buf, f->buf.s + r[k].value, r[k].valuelen)) goto end ;
+            }
+            if (k != i) r[k].namelen = 0 ;   /* consumed (duplicates too) */
+          }
+          if (!got || kind == 2) break ;
+        }
+        p.name = nameoff ; p.namelen = valoff - nameoff ;
+        p.value = valoff ; p.valuelen = f->buf.len - valoff ;
+        if (!genalloc_append(struct param, &f->params, &p)) goto end ;
+        r = genalloc_s(struct param, &raw) ;
+      }
+    }
+  }
+  ok = 1 ;
+ end:
+  genalloc_free(struct param, &raw) ;
+  return ok ;
+}
+
+/* the parameter name's value (RFC 2231-merged name, exact name match) */
+static int mfield_param (struct mfield const *f, char const *name, size_t *v, size_t *vlen)
+{
+  struct param const *p = genalloc_s(struct param, &f->params) ;
+  size_t i, n = genalloc_len(struct param, &f->params) ;
+  for (i = 0 ; i < n ; i++)
+    if (cieqs(f->buf.s + p[i].name, p[i].namelen, name)) { *v = p[i].value ; *vlen = p[i].valuelen ; return 1 ; }
+  return 0 ;
+}
+
+/* ---------- parsing ---------- */
+
+static int pool_lower (stralloc *pool, char const *s, size_t len, size_t *off)
+{
+  size_t i ;
+  *off = pool->len ;
+  if (!stralloc_readyplus(pool, len)) return 0 ;
+  for (i = 0 ; i < len ; i++) pool->s[pool->len++] = lc((unsigned char)s[i]) ;
+  return 1 ;
+}
+
+#define P(m, i) (mime_parts(m)[i])
+
+static int add_part (struct mime *m, uint32_t parent, uint32_t depth, size_t start, size_t hend, size_t end, uint32_t *idx)
 {
   struct mime_part p ;
   memset(&p, 0, sizeof p) ;
+  p.hdr = start ; p.body = hend ; p.end = end ;
+  p.parent = parent ; p.child = p.next = MIME_NOPART ;
+  p.depth = depth ;
+  p.hdrsize = mime_crlf_size(m->msg + start, hend - start) ;
+  p.bodysize = mime_crlf_size(m->msg + hend, end - hend) ;
+  p.lines = count_lf(m->msg + hend, end - hend) ;
+  *idx = (uint32_t)mime_nparts(m) ;
+  if (!genalloc_append(struct mime_part, &m->parts, &p)) return 0 ;
+  if (parent != MIME_NOPART)
+  {
+    if (P(m, parent).child == MIME_NOPART) P(m, parent).child = *idx ;
+    else
+    {
+      uint32_t c = P(m, parent).child ;
+      while (P(m, c).next != MIME_NOPART) c = P(m, c).next ;
+      P(m, c).next = *idx ;
+    }
+    P(m, parent).nchildren++ ;
+  }
+  return 1 ;
+}
+
+/* whether [p, lim) starts a delimiter line of b: "--b", maybe "--",
+   blanks; *close, *next (after the line end) */
+static int is_delim (char const *s, size_t p, size_t lim, char const *b, size_t blen, int *close, size_t *next)
+{
+  size_t q ;
+  if (lim - p < blen + 2 || s[p] != '-' || s[p+1] != '-' || memcmp(s + p + 2, b, blen)) return 0 ;
+  q = p + 2 + blen ;
+  *close = 0 ;
+  if (q + 1 < lim && s[q] == '-' && s[q+1] == '-') { *close = 1 ; q += 2 ; }
+  while (q < lim && (iswsp((unsigned char)s[q]) || s[q] == '\r')) q++ ;
+  if (q < lim && s[q] != '\n') return 0 ;
+  *next = q < lim ? q + 1 : lim ;
+  return 1 ;
+}
+
+static int parse_entity (struct mime *m, uint32_t parent, uint32_t depth, size_t start, size_t end, int ismessage, int indigest, uint32_t *out) ;
+
+static int parse_multipart (struct mime *m, uint32_t idx, uint32_t depth, char const *b, size_t blen, int digest)
+{
+  char const *s = m->msg ;
+  size_t body = P(m, idx).body, end = P(m, idx).end ;
+  size_t p = body, partstart = 0 ;
+  int inpart = 0 ;
+  uint32_t c ;
+  while (p < end)
+  {
+    int close ;
+    size_t next ;
+    char const *q ;
+    if (is_delim(s, p, end, b, blen, &close, &next))
+    {
+      if (inpart)
+      {
+        size_t pe = p ;
+        if (pe > partstart && s[pe-1] == '\n') pe-- ;
+        if (pe > partstart && s[pe-1] == '\r') pe-- ;
+        if (mime_nparts(m) >= MIME_MAXPARTS) { m->truncated = 1 ; return 1 ; }
+        if (!parse_entity(m, idx, depth + 1, partstart, pe, 0, digest, &c)) return 0 ;
+      }
+      P(m, idx).hasboundary = 1 ;
+      if (close) return 1 ;
+      inpart = 1 ; partstart = next ;
+      p = next ;
+      continue ;
+    }
+    q = memchr(s + p, '\n', end - p) ;
+    if (!q) break ;
+    p = (size_t)(q - s) + 1 ;
+  }
+  if (inpart)
+  {
+    if (mime_nparts(m) >= MIME_MAXPARTS) { m->truncated = 1 ; return 1 ; }
+    if (!parse_entity(m, idx, depth + 1, partstart, end, 0, digest, &c)) return 0 ;
+  }
+  return 1 ;
+}
+
+static int parse_entity (struct mime *m, uint32_t parent, uint32_t depth, size_t start, size_t end, int ismessage, int indigest, uint32_t *out)
+{
+  char const *s = m->msg ;
+  size_t hend = header_end(s, start, end) ;
+  uint32_t idx ;
+  struct hfield hf ;
+  struct mfield ct = MFIELD_ZERO ;
+  char const *type = "text", *sub = "plain" ;
+  size_t typelen = 4, sublen = 5 ;
+  int ok = 0 ;
+  if (!add_part(m, parent, depth, start, hend, end, &idx)) return 0 ;
+  *out = idx ;
+  P(m, idx).ismessage = ismessage ;
+  if (indigest) { type = "message" ; typelen = 7 ; sub = "rfc822" ; sublen = 6 ; }
+  if (hfield_find(s, start, hend, "content-type", &hf))
+  {
+    if (!mfield_parse(&ct, s, hf.value, hf.vend, 1)) goto end ;
+    if (ct.valid)
+    {
+      type = ct.buf.s + ct.type ; typelen = ct.typelen ;
+      sub = ct.buf.s + ct.subtype ; sublen = ct.subtypelen ;
+    }
+    else { type = "text" ; typelen = 4 ; sub = "plain" ; sublen = 5 ; }
+  }
+  if (!pool_lower(&m->pool, type, typelen, &P(m, idx).type)) goto end ;
+  P(m, idx).typelen = typelen ;
+  if (!pool_lower(&m->pool, sub, sublen, &P(m, idx).subtype)) goto end ;
+  P(m, idx).subtypelen = sublen ;
+  P(m, idx).istext = cieqs(type, typelen, "text") ;
+  {
+    char const *enc = "7bit" ;
+    size_t enclen = 4 ;
+    stralloc v = STRALLOC_ZERO ;
+    if (hfield_find(s, start, hend, "content-transfer-encoding", &hf))
+    {
+      size_t i = 0 ;
+      if (!unfold(&v, s, hf.value, hf.vend)) { stralloc_free(&v) ; goto end ; }
+      while (i < v.len && !iswsp((unsigned char)v.s[i]) && v.s[i] != '(' && v.s[i] != ';') i++ ;
+      if (i) { enc = v.s ; enclen = i ; }
+    }
+    if (!pool_lower(&m->pool, enc, enclen, &P(m, idx).encoding)) { stralloc_free(&v) ; goto end ; }
+    P(m, idx).encodinglen = enclen ;
+    stralloc_free(&v) ;
+  }
+  if (cieqs(type, typelen, "multipart"))
+  {
+    size_t bv, blen ;
+    P(m, idx).kind = MIME_MULTIPART ;
+    if (depth + 1 >= MIME_MAXDEPTH) m->truncated = 1 ;
+    else if (mfield_param(&ct, "boundary", &bv, &blen) && blen && blen <= 998)
+    {
+      if (!parse_multipart(m, idx, depth, ct.buf.s + bv, blen, cieqs(sub, sublen, "digest"))) goto end ;
+    }
+  }
+  else if (cieqs(type, typelen, "message") && (cieqs(sub, sublen, "rfc822") || cieqs(sub, sublen, "global")))
+  {
+    char const *e = m->pool.s + P(m, idx).encoding ;
+    size_t el = P(m, idx).encodinglen ;
+    uint32_t c ;
+    P(m, idx).kind = MIME_MESSAGE ;
+    if (depth + 1 >= MIME_MAXDEPTH || mime_nparts(m) >= MIME_MAXPARTS)
+    {
+      m->truncated = 1 ;
+      if (!add_part(m, idx, depth + 1, end, end, end, &c)) goto end ;
+      P(m, c).ismessage = 1 ;
+      if (!pool_lower(&m->pool, "text", 4, &P(m, c).type) || !pool_lower(&m->pool, "plain", 5, &P(m, c).subtype)
+       || !pool_lower(&m->pool, "7bit", 4, &P(m, c).encoding)) goto end ;
+      P(m, c).typelen = 4 ; P(m, c).subtypelen = 5 ; P(m, c).encodinglen = 4 ; P(m, c).istext = 1 ;
+    }
+    else if (cieqs(e, el, "7bit") || cieqs(e, el, "8bit") || cieqs(e, el, "binary"))
+    {
+      if (!parse_entity(m, idx, depth + 1, P(m, idx).body, end, 1, 0, &c)) goto end ;
+    }
+    else
+    {
+      /* an encoded message is not looked into (as Dovecot): empty */
+      if (!parse_entity(m, idx, depth + 1, end, end, 1, 0, &c)) goto end ;
+    }
+  }
+  ok = 1 ;
+ end:
+  mfield_free(&ct) ;
+  return ok ;
+}
+
+int mime_parse (struct mime *m, char const *msg, size_t len)
+{
+  uint32_t idx ;
   m->msg = msg ; m->len = len ; m->truncated = 0 ;
   genalloc_setlen(struct mime_part, &m->parts, 0) ;
   m->pool.len = 0 ;
-  p.parent = p.child = p.next = MIME_NOPART ;
-  p.end = len ; p.ismessage = 1 ;
-  return genalloc_append(struct mime_part, &m->parts, &p) ;
+  if (!parse_entity(m, MIME_NOPART, 0, 0, len, 1, 0, &idx)) { errno = ENOMEM ; return 0 ; }
+  return 1 ;
 }
 
 void mime_free (struct mime *m)
@@ -25,14 +901,660 @@ void mime_free (struct mime *m)
   m->msg = 0 ; m->len = 0 ; m->truncated = 0 ;
 }
 
-int mime_envelope (struct mime const *m, uint32_t i, stralloc *sa) { (void)m ; (void)i ; return stralloc_cats(sa, "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)") ; }
-int mime_bodystructure (struct mime const *m, uint32_t i, int ext, stralloc *sa) { (void)m ; (void)i ; (void)ext ; return stralloc_cats(sa, "(\"text\" \"plain\" NIL NIL NIL \"7bit\" 0 0)") ; }
-int mime_imapstring (stralloc *sa, char const *s, size_t len) { return stralloc_catb(sa, "\"", 1) && stralloc_catb(sa, s, len) && stralloc_catb(sa, "\"", 1) ; }
-int mime_section (struct mime const *m, char const *spec, size_t len, struct mime_section *sec, stralloc *built) { (void)spec ; (void)len ; (void)built ; sec->part = 0 ; sec->start = 0 ; sec->end = m->len ; sec->built = 0 ; sec->size = mime_crlf_size(m->msg, m->len) ; return MIME_SECT_OK ; }
-void mime_crlf_start (struct mime_crlf *c, char const *s, size_t len, uint64_t off) { c->s = s ; c->len = len ; c->pos = 0 ; c->lfpending = 0 ; (void)off ; }
-size_t mime_crlf_read (struct mime_crlf *c, char *buf, size_t max) { (void)c ; (void)buf ; (void)max ; return 0 ; }
-uint64_t mime_crlf_size (char const *s, size_t len) { uint64_t n = len ; for (size_t i = 0 ; i < len ; i++) if (s[i] == '\n' && (!i || s[i-1] != '\r')) n++ ; return n ; }
-int mime_header_decoded (struct mime const *m, uint32_t i, char const *name, stralloc *sa) { (void)m ; (void)i ; (void)name ; (void)sa ; return 0 ; }
-int mime_decode_words (stralloc *sa, char const *s, size_t len) { return stralloc_catb(sa, s, len) ; }
-int mime_text_walk (struct mime const *m, mime_text_func *f, void *ctx) { (void)m ; (void)f ; (void)ctx ; return 1 ; }
-int mime_casefold (stralloc *sa, char const *s, size_t len) { return stralloc_catb(sa, s, len) ; }
+/* ---------- BODY, BODYSTRUCTURE ---------- */
+
+static int params_list (stralloc *sa, struct mfield const *f, int addcharset)
+{
+  struct param const *p = genalloc_s(struct param, &f->params) ;
+  size_t i, n = genalloc_len(struct param, &f->params) ;
+  size_t v, vl ;
+  if (addcharset && mfield_param(f, "charset", &v, &vl)) addcharset = 0 ;
+  if (!n && !addcharset) return stralloc_cats(sa, "NIL") ;
+  if (!stralloc_catb(sa, "(", 1)) return 0 ;
+  for (i = 0 ; i < n ; i++)
+  {
+    if (i && !stralloc_catb(sa, " ", 1)) return 0 ;
+    if (!mime_imapstring(sa, f->buf.s + p[i].name, p[i].namelen) || !stralloc_catb(sa, " ", 1)
+     || !mime_imapstring(sa, f->buf.s + p[i].value, p[i].valuelen)) return 0 ;
+  }
+  if (addcharset && !stralloc_cats(sa, n ? " \"charset\" \"us-ascii\"" : "\"charset\" \"us-ascii\"")) return 0 ;
+  return stralloc_catb(sa, ")", 1) ;
+}
+
+/* the extension data common to all parts: disposition language location */
+static int ext_dll (stralloc *sa, char const *s, size_t h, size_t e, stralloc *tmp)
+{
+  struct hfield hf ;
+  struct mfield d = MFIELD_ZERO ;
+  int ok = 0 ;
+  if (!stralloc_catb(sa, " ", 1)) return 0 ;
+  if (!hfield_find(s, h, e, "content-disposition", &hf)) { if (!stralloc_cats(sa, "NIL")) goto end ; }
+  else
+  {
+    if (!mfield_parse(&d, s, hf.value, hf.vend, 0)) goto end ;
+    if (!d.valid) { if (!stralloc_cats(sa, "NIL")) goto end ; }
+    else if (!stralloc_catb(sa, "(", 1) || !mime_imapstring(sa, d.buf.s + d.type, d.typelen)
+          || !stralloc_catb(sa, " ", 1) || !params_list(sa, &d, 0) || !stralloc_catb(sa, ")", 1)) goto end ;
+  }
+  if (!stralloc_catb(sa, " ", 1)) goto end ;
+  if (!hfield_find(s, h, e, "content-language", &hf)) { if (!stralloc_cats(sa, "NIL")) goto end ; }
+  else
+  {
+    struct tok const *t ;
+    size_t i, n, count = 0, mark = sa->len ;
+    tmp->len = 0 ;
+    if (!unfold(tmp, s, hf.value, hf.vend) || !tokenize(tmp->s, tmp->len, 1, &d.toks, &d.buf)) goto end ;
+    t = genalloc_s(struct tok, &d.toks) ;
+    n = genalloc_len(struct tok, &d.toks) ;
+    if (!stralloc_catb(sa, "(", 1)) goto end ;
+    for (i = 0 ; i < n ; i++)
+      if (t[i].type == T_ATOM)
+      {
+        if ((count++ && !stralloc_catb(sa, " ", 1)) || !mime_imapstring(sa, d.buf.s + t[i].off, t[i].len)) goto end ;
+      }
+    if (!count) { sa->len = mark ; if (!stralloc_cats(sa, "NIL")) goto end ; }
+    else if (!stralloc_catb(sa, ")", 1)) goto end ;
+  }
+  if (!stralloc_catb(sa, " ", 1) || !field_nstring(sa, s, h, e, "content-location", tmp)) goto end ;
+  ok = 1 ;
+ end:
+  mfield_free(&d) ;
+  return ok ;
+}
+
+#define EMPTY_BODY "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)"
+#define EMPTY_BODYSTRUCTURE "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL)"
+
+static int cat_u64 (stralloc *sa, uint64_t v)
+{
+  char tmp[24] ;
+  size_t n = sizeof tmp ;
+  do { tmp[--n] = '0' + v % 10 ; v /= 10 ; } while (v) ;
+  return stralloc_catb(sa, tmp + n, sizeof tmp - n) ;
+}
+
+static int structure (struct mime const *m, uint32_t i, int ext, stralloc *sa, stralloc *tmp)
+{
+  struct mime_part const *p = mime_parts(m) + i ;
+  char const *s = m->msg ;
+  struct hfield hf ;
+  struct mfield ct = MFIELD_ZERO ;
+  int ok = 0 ;
+  if (hfield_find(s, p->hdr, p->body, "content-type", &hf) && !mfield_parse(&ct, s, hf.value, hf.vend, 1)) goto end ;
+  if (!stralloc_catb(sa, "(", 1)) goto end ;
+  if (p->kind == MIME_MULTIPART)
+  {
+    uint32_t c ;
+    if (p->child == MIME_NOPART && !stralloc_cats(sa, ext ? EMPTY_BODYSTRUCTURE : EMPTY_BODY)) goto end ;
+    for (c = p->child ; c != MIME_NOPART ; c = mime_parts(m)[c].next)
+      if (!structure(m, c, ext, sa, tmp)) goto end ;
+    if (!stralloc_catb(sa, " ", 1) || !mime_imapstring(sa, ct.buf.s + ct.subtype, ct.subtypelen)) goto end ;
+    if (ext)
+    {
+      if (!stralloc_catb(sa, " ", 1) || !params_list(sa, &ct, 0) || !ext_dll(sa, s, p->hdr, p->body, tmp)) goto end ;
+    }
+    if (!stralloc_catb(sa, ")", 1)) goto end ;
+    ok = 1 ;
+    goto end ;
+  }
+  /* type subtype params id description encoding size */
+  if (ct.valid)
+  {
+    if (!mime_imapstring(sa, ct.buf.s + ct.type, ct.typelen) || !stralloc_catb(sa, " ", 1)
+     || !mime_imapstring(sa, ct.buf.s + ct.subtype, ct.subtypelen) || !stralloc_catb(sa, " ", 1)
+     || !params_list(sa, &ct, p->istext)) goto end ;
+  }
+  else if (!p->istext)   /* the default in a multipart/digest */
+  {
+    if (!stralloc_cats(sa, "\"message\" \"rfc822\" NIL")) goto end ;
+  }
+  else if (!stralloc_cats(sa, "\"text\" \"plain\" (\"charset\" \"us-ascii\")")) goto end ;
+  if (!stralloc_catb(sa, " ", 1) || !field_nstring(sa, s, p->hdr, p->body, "content-id", tmp)
+   || !stralloc_catb(sa, " ", 1) || !field_nstring(sa, s, p->hdr, p->body, "content-description", tmp)
+   || !stralloc_catb(sa, " ", 1)) goto end ;
+  if (hfield_find(s, p->hdr, p->body, "content-transfer-encoding", &hf))
+  {
+    size_t k = 0 ;
+    tmp->len = 0 ;
+    if (!unfold(tmp, s, hf.value, hf.vend)) goto end ;
+    while (k < tmp->len && !iswsp((unsigned char)tmp->s[k]) && tmp->s[k] != '(' && tmp->s[k] != ';') k++ ;
+    if (!(k ? mime_imapstring(sa, tmp->s, k) : stralloc_cats(sa, "\"7bit\""))) goto end ;
+  }
+  else if (!stralloc_cats(sa, "\"7bit\"")) goto end ;
+  if (!stralloc_catb(sa, " ", 1) || !cat_u64(sa, p->bodysize)) goto end ;
+  if (p->kind == MIME_MESSAGE && p->child != MIME_NOPART)
+  {
+    if (!stralloc_catb(sa, " ", 1) || !mime_envelope(m, p->child, sa) || !stralloc_catb(sa, " ", 1)
+     || !structure(m, p->child, ext, sa, tmp) || !stralloc_catb(sa, " ", 1) || !cat_u64(sa, p->lines)) goto end ;
+  }
+  else if (p->istext)
+  {
+    if (!stralloc_catb(sa, " ", 1) || !cat_u64(sa, p->lines)) goto end ;
+  }
+  if (ext)
+  {
+    if (!stralloc_catb(sa, " ", 1) || !field_nstring(sa, s, p->hdr, p->body, "content-md5", tmp)
+     || !ext_dll(sa, s, p->hdr, p->body, tmp)) goto end ;
+  }
+  if (!stralloc_catb(sa, ")", 1)) goto end ;
+  ok = 1 ;
+ end:
+  mfield_free(&ct) ;
+  return ok ;
+}
+
+int mime_bodystructure (struct mime const *m, uint32_t i, int ext, stralloc *sa)
+{
+  stralloc tmp = STRALLOC_ZERO ;
+  int ok ;
+  if (i >= mime_nparts(m)) return stralloc_cats(sa, ext ? EMPTY_BODYSTRUCTURE : EMPTY_BODY) ;
+  ok = structure(m, i, ext, sa, &tmp) ;
+  stralloc_free(&tmp) ;
+  return ok ;
+}
+
+/* ---------- BODY[section] ---------- */
+
+static uint32_t nth_child (struct mime const *m, uint32_t i, uint32_t n)
+{
+  uint32_t c = mime_parts(m)[i].child ;
+  while (c != MIME_NOPART && --n) c = mime_parts(m)[c].next ;
+  return c ;
+}
+
+/* part n under cur (cur is the message itself when first) */
+static uint32_t step (struct mime const *m, uint32_t cur, uint32_t n, int first)
+{
+  struct mime_part const *p = mime_parts(m) + cur ;
+  if (!first && p->kind == MIME_MESSAGE)
+  {
+    cur = p->child ;
+    if (cur == MIME_NOPART) return MIME_NOPART ;
+    p = mime_parts(m) + cur ;
+    if (p->kind != MIME_MULTIPART) return n == 1 ? cur : MIME_NOPART ;
+    return nth_child(m, cur, n) ;
+  }
+  if (p->kind == MIME_MULTIPART) return nth_child(m, cur, n) ;
+  return first && n == 1 ? cur : MIME_NOPART ;
+}
+
+static int isatomchar (unsigned char c)
+{
+  return c > ' ' && c < 127 && !strchr("(){%*\"\\]", c) ;
+}
+
+/* the next header-fld-name of the list at *i: 1 and s[*a..*a+*alen)
+   (escapes kept: names with quotes or backslashes never match), 0 at ')',
+   -1 on a syntax error */
+static int list_next (char const *s, size_t len, size_t *i, size_t *a, size_t *alen)
+{
+  while (*i < len && s[*i] == ' ') (*i)++ ;
+  if (*i >= len) return -1 ;
+  if (s[*i] == ')') return 0 ;
+  if (s[*i] == '"')
+  {
+    size_t j = *i + 1 ;
+    while (j < len && s[j] != '"') { if (s[j] == '\\') j++ ; j++ ; }
+    if (j >= len) return -1 ;
+    *a = *i + 1 ; *alen = j - *a ; *i = j + 1 ;
+  }
+  else
+  {
+    size_t j = *i ;
+    while (j < len && isatomchar((unsigned char)s[j])) j++ ;
+    if (j == *i) return -1 ;
+    *a = *i ; *alen = j - *i ; *i = j ;
+  }
+  if (*i < len && s[*i] != ' ' && s[*i] != ')') return -1 ;
+  return 1 ;
+}
+
+static int match_word (char const *spec, size_t len, size_t *i, char const *w)
+{
+  size_t n = strlen(w) ;
+  if (len - *i < n || !cieq(spec + *i, n, w, n)) return 0 ;
+  *i += n ;
+  return 1 ;
+}
+
+int mime_section (struct mime const *m, char const *spec, size_t len, struct mime_section *sec, stralloc *built)
+{
+  size_t i = 0 ;
+  uint32_t cur = 0 ;
+  int numbered = 0, nopart = 0 ;
+  enum { S_ALL, S_HEADER, S_FIELDS, S_NOT, S_TEXT, S_MIME } what = S_ALL ;
+  size_t list = 0 ;
+  if (!mime_nparts(m)) return MIME_SECT_NOPART ;
+  while (i < len && spec[i] >= '0' && spec[i] <= '9')
+  {
+    uint64_t n = 0 ;
+    if (spec[i] == '0') return MIME_SECT_SYNTAX ;
+    while (i < len && spec[i] >= '0' && spec[i] <= '9') { n = n * 10 + (uint64_t)(spec[i++] - '0') ; if (n > UINT32_MAX) return MIME_SECT_SYNTAX ; }
+    if (!nopart)
+    {
+      cur = step(m, cur, (uint32_t)n, !numbered) ;
+      if (cur == MIME_NOPART) { nopart = 1 ; cur = 0 ; }
+    }
+    numbered = 1 ;
+    if (i == len) break ;
+    if (spec[i] != '.') return MIME_SECT_SYNTAX ;
+    i++ ;
+    if (i == len) return MIME_SECT_SYNTAX ;
+  }
+  if (i < len)
+  {
+    if (match_word(spec, len, &i, "HEADER.FIELDS.NOT")) what = S_NOT ;
+    else if (match_word(spec, len, &i, "HEADER.FIELDS")) what = S_FIELDS ;
+    else if (match_word(spec, len, &i, "HEADER")) what = S_HEADER ;
+    else if (match_word(spec, len, &i, "TEXT")) what = S_TEXT ;
+    else if (numbered && match_word(spec, len, &i, "MIME")) what = S_MIME ;
+    else return MIME_SECT_SYNTAX ;
+    if (what == S_FIELDS || what == S_NOT)
+    {
+      size_t a, al ;
+      int r, count = 0 ;
+      if (i + 1 >= len || spec[i] != ' ' || spec[i+1] != '(') return MIME_SECT_SYNTAX ;
+      i += 2 ;
+      list = i ;
+      while ((r = list_next(spec, len, &i, &a, &al)) == 1) count++ ;
+      if (r < 0 || !count) return MIME_SECT_SYNTAX ;
+      i++ ;
+    }
+    if (i != len) return MIME_SECT_SYNTAX ;
+  }
+  if (nopart) return MIME_SECT_NOPART ;
+  sec->part = cur ; sec->built = 0 ;
+  {
+    struct mime_part const *p = mime_parts(m) + cur ;
+    struct mime_part const *msg = p ;
+    if (what == S_HEADER || what == S_FIELDS || what == S_NOT || what == S_TEXT)
+    {
+      if (numbered)
+      {
+        if (p->kind != MIME_MESSAGE || p->child == MIME_NOPART) return MIME_SECT_NOPART ;
+        msg = mime_parts(m) + p->child ;
+      }
+    }
+    switch (what)
+    {
+      case S_ALL :
+        if (numbered) { sec->start = p->body ; sec->end = p->end ; }
+        else { sec->start = 0 ; sec->end = m->len ; }
+        break ;
+      case S_MIME : sec->start = p->hdr ; sec->end = p->body ; break ;
+      case S_HEADER : sec->start = msg->hdr ; sec->end = msg->body ; break ;
+      case S_TEXT : sec->start = msg->body ; sec->end = msg->end ; break ;
+      default :
+      {
+        size_t pos = msg->hdr, mark = built->len ;
+        struct hfield f ;
+        while (hfield_next(m->msg, &pos, msg->body, &f))
+        {
+          size_t j = list, a, al ;
+          int hit = 0 ;
+          if (!f.namelen) continue ;
+          while (list_next(spec, len, &j, &a, &al) == 1)
+            if (cieq(spec + a, al, m->msg + f.start, f.namelen)) { hit = 1 ; break ; }
+          if (hit != (what == S_FIELDS)) continue ;
+          if (!cat_crlf(built, m->msg + f.start, f.end - f.start)) return MIME_SECT_NOMEM ;
+          if (f.end == f.start || m->msg[f.end - 1] != '\n')
+            if (!stralloc_catb(built, "\r\n", 2)) return MIME_SECT_NOMEM ;
+        }
+        if (!stralloc_catb(built, "\r\n", 2)) return MIME_SECT_NOMEM ;
+        sec->built = 1 ;
+        sec->start = mark ; sec->end = built->len ;
+        sec->size = built->len - mark ;
+        return MIME_SECT_OK ;
+      }
+    }
+  }
+  sec->size = mime_crlf_size(m->msg + sec->start, sec->end - sec->start) ;
+  return MIME_SECT_OK ;
+}
+
+/* ---------- CRLF view ---------- */
+
+void mime_crlf_start (struct mime_crlf *c, char const *s, size_t len, uint64_t off)
+{
+  uint64_t at = 0 ;
+  c->s = s ; c->len = len ; c->pos = 0 ; c->lfpending = 0 ;
+  while (c->pos < len && at < off)
+  {
+    if (s[c->pos] == '\n' && (!c->pos || s[c->pos - 1] != '\r'))
+    {
+      if (at + 1 == off) { c->pos++ ; c->lfpending = 1 ; return ; }
+      at += 2 ;
+    }
+    else at++ ;
+    c->pos++ ;
+  }
+}
+
+size_t mime_crlf_read (struct mime_crlf *c, char *buf, size_t max)
+{
+  size_t n = 0 ;
+  while (n < max)
+  {
+    if (c->lfpending) { buf[n++] = '\n' ; c->lfpending = 0 ; continue ; }
+    if (c->pos >= c->len) break ;
+    if (c->s[c->pos] == '\n' && (!c->pos || c->s[c->pos - 1] != '\r'))
+    {
+      buf[n++] = '\r' ; c->lfpending = 1 ; c->pos++ ;
+      continue ;
+    }
+    buf[n++] = c->s[c->pos++] ;
+  }
+  return n ;
+}
+
+/* ---------- charsets, RFC 2047, transfer encodings ---------- */
+
+enum cs { CS_UTF8, CS_LATIN1, CS_LATIN9, CS_CP1252, CS_OTHER } ;
+
+static enum cs charset_of (char const *s, size_t len)
+{
+  if (!len || cieqs(s, len, "utf-8") || cieqs(s, len, "utf8") || cieqs(s, len, "us-ascii") || cieqs(s, len, "ascii")) return CS_UTF8 ;
+  if (cieqs(s, len, "iso-8859-1") || cieqs(s, len, "iso8859-1") || cieqs(s, len, "latin1") || cieqs(s, len, "l1") || cieqs(s, len, "iso_8859-1")) return CS_LATIN1 ;
+  if (cieqs(s, len, "iso-8859-15") || cieqs(s, len, "iso8859-15") || cieqs(s, len, "latin9")) return CS_LATIN9 ;
+  if (cieqs(s, len, "windows-1252") || cieqs(s, len, "cp1252")) return CS_CP1252 ;
+  return CS_OTHER ;
+}
+
+static uint16_t const cp1252[32] =
+{
+  0x20ac, 0x81, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020, 0x2021, 0x02c6, 0x2030, 0x0160, 0x2039, 0x0152, 0x8d, 0x017d, 0x8f,
+  0x90, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0x9d, 0x017e, 0x0178
+} ;
+
+static int cat_utf8 (stralloc *sa, uint32_t u)
+{
+  char b[4] ;
+  size_t n ;
+  if (u < 0x80) { b[0] = u ; n = 1 ; }
+  else if (u < 0x800) { b[0] = 0xc0 | (u >> 6) ; b[1] = 0x80 | (u & 63) ; n = 2 ; }
+  else if (u < 0x10000) { b[0] = 0xe0 | (u >> 12) ; b[1] = 0x80 | ((u >> 6) & 63) ; b[2] = 0x80 | (u & 63) ; n = 3 ; }
+  else { b[0] = 0xf0 | (u >> 18) ; b[1] = 0x80 | ((u >> 12) & 63) ; b[2] = 0x80 | ((u >> 6) & 63) ; b[3] = 0x80 | (u & 63) ; n = 4 ; }
+  return stralloc_catb(sa, b, n) ;
+}
+
+/* appends s[0..len) in charset cs converted to UTF-8 (CS_UTF8 and
+   CS_OTHER as they are) */
+static int cat_charset (stralloc *sa, enum cs cs, char const *s, size_t len)
+{
+  size_t i ;
+  if (cs == CS_UTF8 || cs == CS_OTHER) return stralloc_catb(sa, s, len) ;
+  for (i = 0 ; i < len ; i++)
+  {
+    unsigned char c = s[i] ;
+    uint32_t u = c ;
+    if (cs == CS_CP1252 && c >= 0x80 && c < 0xa0) u = cp1252[c - 0x80] ;
+    else if (cs == CS_LATIN9)
+      switch (c)
+      {
+        case 0xa4 : u = 0x20ac ; break ; case 0xa6 : u = 0x160 ; break ; case 0xa8 : u = 0x161 ; break ;
+        case 0xb4 : u = 0x17d ; break ; case 0xb8 : u = 0x17e ; break ; case 0xbc : u = 0x152 ; break ;
+        case 0xbd : u = 0x153 ; break ; case 0xbe : u = 0x178 ; break ; default : break ;
+      }
+    if (!cat_utf8(sa, u)) return 0 ;
+  }
+  return 1 ;
+}
+
+static int hexval (int c)
+{
+  if (c >= '0' && c <= '9') return c - '0' ;
+  c = lc(c) ;
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10 ;
+  return -1 ;
+}
+
+static int b64val (int c)
+{
+  if (c >= 'A' && c <= 'Z') return c - 'A' ;
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26 ;
+  if (c >= '0' && c <= '9') return c - '0' + 52 ;
+  if (c == '+') return 62 ;
+  if (c == '/') return 63 ;
+  return -1 ;
+}
+
+struct b64 { uint32_t acc ; unsigned n ; int done ; } ;
+
+static int b64_feed (struct b64 *st, stralloc *out, char const *s, size_t len)
+{
+  size_t i ;
+  if (!stralloc_readyplus(out, len)) return 0 ;
+  for (i = 0 ; i < len && !st->done ; i++)
+  {
+    int v = b64val((unsigned char)s[i]) ;
+    if (s[i] == '=') { st->done = 1 ; break ; }
+    if (v < 0) continue ;
+    st->acc = (st->acc << 6) | (uint32_t)v ;
+    if (++st->n == 4)
+    {
+      out->s[out->len++] = st->acc >> 16 ; out->s[out->len++] = st->acc >> 8 ; out->s[out->len++] = st->acc ;
+      st->n = 0 ; st->acc = 0 ;
+    }
+  }
+  return 1 ;
+}
+
+static int b64_end (struct b64 *st, stralloc *out)
+{
+  if (st->n == 2) { char c = st->acc >> 4 ; if (!stralloc_catb(out, &c, 1)) return 0 ; }
+  else if (st->n == 3) { char c[2] = { st->acc >> 10, st->acc >> 2 } ; if (!stralloc_catb(out, c, 2)) return 0 ; }
+  st->n = 0 ; st->acc = 0 ;
+  return 1 ;
+}
+
+/* quoted-printable of whole lines s[0..len) (or Q of RFC 2047, q set) */
+static int qp_decode (stralloc *out, char const *s, size_t len, int q)
+{
+  size_t i ;
+  if (!stralloc_readyplus(out, len)) return 0 ;
+  for (i = 0 ; i < len ; i++)
+  {
+    char c = s[i] ;
+    if (c == '=')
+    {
+      int h1 = i + 1 < len ? hexval((unsigned char)s[i+1]) : -1, h2 = i + 2 < len ? hexval((unsigned char)s[i+2]) : -1 ;
+      if (h1 >= 0 && h2 >= 0) { out->s[out->len++] = (char)(h1 * 16 + h2) ; i += 2 ; continue ; }
+      if (!q)
+      {
+        /* a soft line break: '=' then blanks then the line end */
+        size_t j = i + 1 ;
+        while (j < len && (iswsp((unsigned char)s[j]) || s[j] == '\r')) j++ ;
+        if (j >= len || s[j] == '\n') { i = j ; continue ; }
+      }
+    }
+    else if (q && c == '_') c = ' ' ;
+    out->s[out->len++] = c ;
+  }
+  return 1 ;
+}
+
+/* an encoded word at s[i..len): its end, charset, encoding, text */
+static int encword (char const *s, size_t i, size_t len, size_t *end, size_t *cs, size_t *cslen, char *enc, size_t *t, size_t *tlen)
+{
+  size_t j, q1, q2 ;
+  if (len - i < 8 || s[i] != '=' || s[i+1] != '?') return 0 ;
+  for (j = i + 2 ; j < len && s[j] != '?' ; j++) if ((unsigned char)s[j] <= ' ') return 0 ;
+  if (j >= len || j == i + 2) return 0 ;
+  q1 = j ;
+  if (q1 + 3 >= len || s[q1+2] != '?') return 0 ;
+  *enc = lc((unsigned char)s[q1+1]) ;
+  if (*enc != 'b' && *enc != 'q') return 0 ;
+  for (j = q1 + 3 ; j + 1 < len && !(s[j] == '?' && s[j+1] == '=') ; j++) if ((unsigned char)s[j] <= ' ') return 0 ;
+  if (j + 1 >= len) return 0 ;
+  q2 = j ;
+  *cs = i + 2 ; *cslen = q1 - *cs ;
+  {
+    char const *star = memchr(s + *cs, '*', *cslen) ;   /* RFC 2231 language */
+    if (star) *cslen = (size_t)(star - (s + *cs)) ;
+  }
+  *t = q1 + 3 ; *tlen = q2 - *t ;
+  *end = q2 + 2 ;
+  return 1 ;
+}
+
+int mime_decode_words (stralloc *sa, char const *s, size_t len)
+{
+  size_t i = 0, after = (size_t)-1, wordend = (size_t)-1 ;
+  stralloc raw = STRALLOC_ZERO ;
+  int ok = 0 ;
+  while (i < len)
+  {
+    size_t end, cs, cslen, t, tlen ;
+    char enc ;
+    enum cs c ;
+    if ((i == 0 || iswsp((unsigned char)s[i-1]) || s[i-1] == '(' || s[i-1] == '"' || i == wordend)
+      && encword(s, i, len, &end, &cs, &cslen, &enc, &t, &tlen)
+      && (c = charset_of(s + cs, cslen)) != CS_OTHER)
+    {
+      /* whitespace between two encoded words is dropped */
+      if (after != (size_t)-1) sa->len = after ;
+      raw.len = 0 ;
+      if (enc == 'q') { if (!qp_decode(&raw, s + t, tlen, 1)) goto end ; }
+      else
+      {
+        struct b64 st = { 0, 0, 0 } ;
+        if (!b64_feed(&st, &raw, s + t, tlen) || !b64_end(&st, &raw)) goto end ;
+      }
+      if (!cat_charset(sa, c, raw.s, raw.len)) goto end ;
+      after = sa->len ; wordend = i = end ;
+      continue ;
+    }
+    if (!iswsp((unsigned char)s[i])) after = (size_t)-1 ;
+    if (!stralloc_catb(sa, s + i, 1)) goto end ;
+    i++ ;
+  }
+  ok = 1 ;
+ end:
+  stralloc_free(&raw) ;
+  return ok ;
+}
+
+int mime_header_decoded (struct mime const *m, uint32_t i, char const *name, stralloc *sa)
+{
+  struct mime_part const *p = part_at(m, i) ;
+  stralloc tmp = STRALLOC_ZERO ;
+  struct hfield f ;
+  size_t pos, nlen = strlen(name) ;
+  int count = 0 ;
+  if (!p) return 0 ;
+  pos = p->hdr ;
+  while (hfield_next(m->msg, &pos, p->body, &f))
+  {
+    if (!f.namelen || !cieq(m->msg + f.start, f.namelen, name, nlen)) continue ;
+    tmp.len = 0 ;
+    if ((count && !stralloc_catb(sa, "\n", 1)) || !unfold(&tmp, m->msg, f.value, f.vend)
+     || !mime_decode_words(sa, tmp.s, tmp.len)) { stralloc_free(&tmp) ; errno = ENOMEM ; return -1 ; }
+    count++ ;
+  }
+  stralloc_free(&tmp) ;
+  return count ;
+}
+
+#define WALK_IN 16384
+
+int mime_text_walk (struct mime const *m, mime_text_func *f, void *ctx)
+{
+  stralloc dec = STRALLOC_ZERO, out = STRALLOC_ZERO ;
+  uint32_t i, n = (uint32_t)mime_nparts(m) ;
+  int r = 1 ;
+  for (i = 0 ; i < n && r == 1 ; i++)
+  {
+    struct mime_part const *p = mime_parts(m) + i ;
+    char const *s = m->msg ;
+    char const *e = m->pool.s + p->encoding ;
+    size_t el = p->encodinglen, pos = p->body ;
+    int isqp = cieqs(e, el, "quoted-printable"), isb64 = cieqs(e, el, "base64") ;
+    struct b64 st = { 0, 0, 0 } ;
+    enum cs cs = CS_UTF8 ;
+    if (p->kind != MIME_LEAF || !p->istext) continue ;
+    {
+      struct hfield hf ;
+      struct mfield ct = MFIELD_ZERO ;
+      size_t v, vl ;
+      if (hfield_find(s, p->hdr, p->body, "content-type", &hf))
+      {
+        if (!mfield_parse(&ct, s, hf.value, hf.vend, 1)) { mfield_free(&ct) ; r = -1 ; errno = ENOMEM ; break ; }
+        if (mfield_param(&ct, "charset", &v, &vl)) cs = charset_of(ct.buf.s + v, vl) ;
+      }
+      mfield_free(&ct) ;
+    }
+    r = (*f)(ctx, i, 0, 0) ;
+    while (r == 1 && pos < p->end)
+    {
+      size_t take = p->end - pos ;
+      if (take > WALK_IN)
+      {
+        /* end on a line end when one is near */
+        char const *q = memchr(s + pos + WALK_IN, '\n', take - WALK_IN < WALK_IN ? take - WALK_IN : WALK_IN) ;
+        take = q ? (size_t)(q - (s + pos)) + 1 : WALK_IN ;
+      }
+      dec.len = 0 ; out.len = 0 ;
+      if (isqp) { if (!qp_decode(&dec, s + pos, take, 0)) { r = -1 ; errno = ENOMEM ; break ; } }
+      else if (isb64) { if (!b64_feed(&st, &dec, s + pos, take)) { r = -1 ; errno = ENOMEM ; break ; } }
+      else if (!stralloc_catb(&dec, s + pos, take)) { r = -1 ; errno = ENOMEM ; break ; }
+      pos += take ;
+      if (isb64 && pos >= p->end && !b64_end(&st, &dec)) { r = -1 ; errno = ENOMEM ; break ; }
+      if (!cat_charset(&out, cs, dec.s, dec.len)) { r = -1 ; errno = ENOMEM ; break ; }
+      if (out.len) r = (*f)(ctx, i, out.s, out.len) ;
+    }
+  }
+  stralloc_free(&dec) ;
+  stralloc_free(&out) ;
+  return r ;
+}
+
+/* ---------- case folding ---------- */
+
+static uint32_t fold1 (uint32_t u)
+{
+  if (u < 0x80) return (u >= 'A' && u <= 'Z') ? u + 32 : u ;
+  if (u >= 0xc0 && u <= 0xde && u != 0xd7) return u + 32 ;
+  if (u == 0x130) return 'i' ;
+  if ((u >= 0x100 && u <= 0x137) || (u >= 0x14a && u <= 0x177)) return u | 1 ;
+  if ((u >= 0x139 && u <= 0x148) || (u >= 0x179 && u <= 0x17e)) return (u & 1) ? u + 1 : u ;
+  if (u == 0x178) return 0xff ;
+  if (u >= 0x391 && u <= 0x3a9 && u != 0x3a2) return u + 32 ;
+  if (u == 0x3c2) return 0x3c3 ;
+  if (u == 0x386) return 0x3ac ;
+  if (u >= 0x388 && u <= 0x38a) return u + 37 ;
+  if (u == 0x38c) return 0x3cc ;
+  if (u == 0x38e || u == 0x38f) return u + 63 ;
+  if (u >= 0x410 && u <= 0x42f) return u + 32 ;
+  if (u >= 0x400 && u <= 0x40f) return u + 80 ;
+  return u ;
+}
+
+int mime_casefold (stralloc *sa, char const *s, size_t len)
+{
+  size_t i = 0 ;
+  if (!stralloc_readyplus(sa, len)) return 0 ;
+  while (i < len)
+  {
+    unsigned char c = s[i] ;
+    uint32_t u ;
+    size_t n ;
+    if (c < 0x80) { sa->s[sa->len++] = (char)lc(c) ; i++ ; continue ; }
+    if (c >= 0xc2 && c <= 0xdf) { n = 2 ; u = c & 0x1f ; }
+    else if (c >= 0xe0 && c <= 0xef) { n = 3 ; u = c & 0x0f ; }
+    else { if (!stralloc_catb(sa, s + i, 1)) return 0 ; i++ ; continue ; }
+    if (len - i < n) { if (!stralloc_catb(sa, s + i, 1)) return 0 ; i++ ; continue ; }
+    {
+      size_t k ;
+      for (k = 1 ; k < n ; k++)
+      {
+        unsigned char d = s[i + k] ;
+        if ((d & 0xc0) != 0x80) break ;
+        u = (u << 6) | (d & 63) ;
+      }
+      if (k < n || (n == 3 && u < 0x800)) { if (!stralloc_catb(sa, s + i, 1)) return 0 ; i++ ; continue ; }
+    }
+    if (!cat_utf8(sa, fold1(u))) return 0 ;
+    i += n ;
+  }
+  return 1 ;
+}
