@@ -102,6 +102,8 @@ struct mailindex_s
   uint32_t *hash ;       /* unique part -> position + 1, open addressing */
   size_t hashsize ;
   uint64_t logrecs ;     /* records in yubin.index (compaction) */
+  size_t reported ;      /* messages the client knows of (n at the last report) */
+  int dirty ;            /* a STATE record is due */
 } ;
 
 #define index_msg(ix, i) (genalloc_s(struct index_msg, &(ix)->msgs) + (i))
@@ -161,7 +163,9 @@ extern int index_keyword (mailindex *ix, char const *s, size_t len, int create) 
 
 /* STORE: for the messages at positions pos[0..n), set / add / remove
  * system flags and keywords (renames the files; one lock, one log write
- * for all).  \Recent is not a stored flag.  If unchangedsince is not
+ * for all).  SET replaces the letters D F P R S T and the keywords that
+ * have names; other letters (other tools') are kept.  \Recent is not a
+ * stored flag.  If unchangedsince is not
  * UINT64_MAX (CONDSTORE), messages whose modseq is greater are left and
  * their positions appended to *failed (uint32_t positions; failed may
  * be 0 otherwise).  Messages expunged meanwhile are skipped.  Positions
@@ -212,7 +216,9 @@ extern void index_append_abort (struct index_append *ap) ;
  * (open on another folder): a hard link under a new unique name (a copy
  * when linking fails, e.g. EXDEV), flags kept (keywords mapped by name
  * into dst's letters), internal date kept, new UIDs in dst in the order
- * given.  uids (uint32_t) gets the new UIDs, in the same order as pos
+ * given (open dst with index_open(&dst, dir, 1): readonly takes no
+ * \Recent from the target; src == dst is allowed).  uids (uint32_t,
+ * emptied first) gets the new UIDs, in the same order as pos
  * (0 for a message gone meanwhile): COPYUID is the src UIDs and these.
  * If move, the source files are unlinked afterwards (MOVE, RFC 6851: the
  * source view then reports them through index_sync(src, 1)).  dst's view
