@@ -242,7 +242,13 @@ int imapcmd_feed (struct imapcmd_reader *r, char const *s, size_t len, size_t *u
         else if (lf && !take && have && r->buf.s[r->buf.len - 1] == '\r') { r->buf.len-- ; have-- ; }
         if (have + keep > IMAPCMD_LINEMAX + (lf ? 0 : 1))
         {
-          /* too long: what we have becomes the tail of a skipped line */
+          /* too long: the line up to the limit gives the tag, its end
+             becomes the tail of a skipped line */
+          size_t room = IMAPCMD_LINEMAX + 1 > have ? IMAPCMD_LINEMAX + 1 - have : 0 ;
+          if (room > take) room = take ;
+          if (!stralloc_catb(&r->buf, s + i, room)) return IMAPCMD_ENOMEM ;
+          i += room ;
+          have += room ;
           if (!genalloc_len(struct imapcmd_seg, &r->segs)) settag(r, r->buf.s + r->linestart, have) ;
           r->taillen = 0 ;
           tail_add(r, r->buf.s + r->linestart, have) ;
