@@ -23,6 +23,9 @@ socketpair with TCPREMOTEIP=192.0.2.x (no tcpserver), as root with -u/-g
 of yubinp: logins before STLS are refused unless CLEARTEXTLOGIN is set.
 
 One instance for the whole file; each case starts with an empty Maildir.
+With a sanitizer build (tests/run's second pass) the messages are put
+into the Maildir as yubin-local names them instead of coming over SMTP:
+the setuid yubin-queue cannot run LeakSanitizer.
 Prints "PASS name" or "FAIL name: why" per case.  YUBIN_BIN selects the
 binaries (default build/bin)."""
 
