@@ -86,6 +86,17 @@ void loginsplit_check_tls (struct ucspitls const *tls, int implicit)
   if (implicit && !tls->ondemand) strerr_dief1x(EX_PERM, "-T needs $TLSD (yubin-tlsd on demand)") ;
 }
 
+void loginsplit_loggedin (void)
+{
+  char const *x = getenv("YUBIN_LOGGEDIN_FD") ;
+  unsigned int fd ;
+  if (!x) return ;
+  if (x[uint_scan(x, &fd)] || fd < 3 || fd > 1023) return ;
+  if (fd_write(fd, "y", 1) != 1) errno = 0 ;   /* no monitor: nobody to tell */
+  fd_close(fd) ;
+  if (unsetenv("YUBIN_LOGGEDIN_FD") < 0) errno = 0 ;
+}
+
 void loginsplit_uid_from_env (struct loginsplit *ls)
 {
   char const *u = getenv("UID"), *g = getenv("GID") ;
@@ -249,10 +260,16 @@ static char check_and_serve (struct loginsplit const *ls, struct request *q)
   memcpy(creds, q->buf, up) ;
   memcpy(creds + up, stamp, sn) ;
   size_t len = up + sn ;
-  int p[2] ;
-  if (pipe(p) < 0) { byte_zzero(creds, sizeof(creds)) ; return LOGINSPLIT_TEMP ; }
+  int p[2], lp[2] ;
+  if (pipecoe(p) < 0) { byte_zzero(creds, sizeof(creds)) ; return LOGINSPLIT_TEMP ; }
+  if (pipecoe(lp) < 0) { fd_close(p[0]) ; fd_close(p[1]) ; byte_zzero(creds, sizeof(creds)) ; return LOGINSPLIT_TEMP ; }
   pid_t pid = fork() ;
-  if (pid < 0) { fd_close(p[0]) ; fd_close(p[1]) ; byte_zzero(creds, sizeof(creds)) ; return LOGINSPLIT_TEMP ; }
+  if (pid < 0)
+  {
+    fd_close(p[0]) ; fd_close(p[1]) ; fd_close(lp[0]) ; fd_close(lp[1]) ;
+    byte_zzero(creds, sizeof(creds)) ;
+    return LOGINSPLIT_TEMP ;
+  }
   if (!pid)
   {
     size_t argc = 0 ;
@@ -262,10 +279,15 @@ static char check_and_serve (struct loginsplit const *ls, struct request *q)
     for (size_t i = 0 ; i <= argc ; i++) argv[i + 1] = ls->prog[i] ;
     byte_zzero(creds, sizeof(creds)) ;
     fd_close(p[1]) ;
-    /* 0 and 1 first: in or out may be fd 3 */
-    if (fd_copy(0, q->in) < 0 || fd_copy(1, q->out) < 0 || fd_move(3, p[0]) < 0
+    fd_close(lp[0]) ;
+    /* above 9 first, so that no dup2 clobbers another's source */
+    int in = fcntl(q->in, F_DUPFD_CLOEXEC, 10), out = fcntl(q->out, F_DUPFD_CLOEXEC, 10) ;
+    int cr = fcntl(p[0], F_DUPFD_CLOEXEC, 10), li = fcntl(lp[1], F_DUPFD_CLOEXEC, 10) ;
+    if (in < 0 || out < 0 || cr < 0 || li < 0
+     || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(cr, 3) < 0 || dup2(li, 4) < 0
      || ndelay_off(0) < 0 || ndelay_off(1) < 0)
       strerr_diefu2sys(EX_TEMP, "set up the fds of ", ls->checkpassword) ;
+    if (putenv((char *)"YUBIN_LOGGEDIN_FD=4") < 0) strerr_diefu1sys(EX_TEMP, "set the environment") ;
     if (sig_restore(SIGPIPE) < 0 || sig_restore(SIGCHLD) < 0) strerr_diefu1sys(EX_TEMP, "restore signals") ;
     for (char const *const *e = q->env ; *e ; e++)
       if (putenv((char *)*e) < 0) strerr_diefu1sys(EX_TEMP, "set the environment") ;
@@ -273,13 +295,22 @@ static char check_and_serve (struct loginsplit const *ls, struct request *q)
     strerr_dieexec(EX_TEMP, argv[0]) ;
   }
   fd_close(p[0]) ;
+  fd_close(lp[1]) ;
   /* at most 512 bytes into an empty pipe: never blocks */
   if (allwrite(p[1], creds, len) != len) errno = 0 ;
   byte_zzero(creds, sizeof(creds)) ;
   fd_close(p[1]) ;
   int wstat ;
   while (waitpid(pid, &wstat, 0) < 0)
-    if (errno != EINTR) return LOGINSPLIT_TEMP ;
+    if (errno != EINTR) { fd_close(lp[0]) ; return LOGINSPLIT_TEMP ; }
+  /* the mail part said it took the session (loginsplit_loggedin): it is
+     over, however the mail part ended; else the exit code of
+     checkpassword is the verdict */
+  char y ;
+  if (ndelay_on(lp[0]) < 0) errno = 0 ;
+  ssize_t r = fd_read(lp[0], &y, 1) ;
+  fd_close(lp[0]) ;
+  if (r == 1) return LOGINSPLIT_DONE ;
   if (WIFEXITED(wstat) && !WEXITSTATUS(wstat)) return LOGINSPLIT_DONE ;
   if (WIFEXITED(wstat) && WEXITSTATUS(wstat) == 1) return LOGINSPLIT_BAD ;
   return LOGINSPLIT_TEMP ;

@@ -11,7 +11,11 @@
  * For each login the monitor runs the checkpassword program (root, so it
  * can become the user) with "login\0password\0stamp\0" on fd 3, the
  * child's fds as 0 and 1, and prog (the mail part) to exec as the user,
- * waits for it, and answers the child with a verdict. */
+ * waits for it, and answers the child with a verdict.  The mail part
+ * calls loginsplit_loggedin() before it first writes to the client: then
+ * the session is over when it ends, whatever its exit code; without
+ * that, exit 1 is a wrong password, 0 the end of a session, anything
+ * else a temporary failure the child reports. */
 #ifndef YUBIN_LOGINSPLIT_H
 #define YUBIN_LOGINSPLIT_H
 
@@ -62,6 +66,12 @@ extern void loginsplit_programs (struct loginsplit *ls, stralloc *cpsa, stralloc
  * have taken root from the monitor: TLS must be on demand, $TLSD) or if
  * implicit TLS (-T) is asked without $TLSD. */
 extern void loginsplit_check_tls (struct ucspitls const *tls, int implicit) ;
+
+/* In the mail part (yubin-pop3mbox, yubin-imapmail), before its first
+ * write to the client: tells the monitor the login went through (a byte
+ * on the fd in $YUBIN_LOGGEDIN_FD, then closed and unset).  Does nothing
+ * without $YUBIN_LOGGEDIN_FD (run by hand, or by another front). */
+extern void loginsplit_loggedin (void) ;
 
 /* -U: ls's uid and gid from $UID and $GID (s6-envuidgid), if both are
  * set; dies (100) if they are not numbers. */

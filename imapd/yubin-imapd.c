@@ -118,9 +118,8 @@ static void try_login (char const *tag, char const *login, size_t loginlen, char
   if (loginlen && !memchr(login, 0, loginlen) && !memchr(pass, 0, passlen))
   {
     stralloc e = STRALLOC_ZERO ;
-    size_t at[3] ;
+    size_t at[3] = { 0, 0, 0 } ;
     char const *env[4] = { 0, 0, 0, 0 } ;
-    at[0] = 0 ;
     if (!stralloc_cats(&e, "IMAPLOGINTAG=") || !stralloc_cats(&e, tag) || !stralloc_0(&e)) dienomem() ;
     if (tls.on)
     {

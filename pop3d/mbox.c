@@ -364,7 +364,7 @@ int mbox_scan (mbox *mb, char const *dir, char const **what, char const **where)
   closedir(d) ;
 
   mb->n = genalloc_len(struct mbox_msg, &mb->msgs) ;
-  qsort_r(genalloc_s(struct mbox_msg, &mb->msgs), mb->n, sizeof(struct mbox_msg), &msgcmp, mb->names.s) ;
+  if (mb->n) qsort_r(genalloc_s(struct mbox_msg, &mb->msgs), mb->n, sizeof(struct mbox_msg), &msgcmp, mb->names.s) ;
   compact(mb, &notdup) ;
 
   /* sizes the names do not give */

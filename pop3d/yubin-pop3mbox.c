@@ -27,6 +27,7 @@
 #include <skalibs/unix-timed.h>
 
 #include "exitcodes.h"
+#include "loginsplit.h"
 #include "ylog.h"
 #include "pop3d/mbox.h"
 
@@ -539,6 +540,8 @@ int main (int argc, char const *const *argv)
     b[uint64_fmt(b, mb.total)] = 0 ;
     ylog("login", "ip", remoteip, "user", user, "msgs", n, "bytes", b, "tls", tls && tls[0] ? "yes" : "no", (char *)0) ;
   }
+  /* from here on the session is ours, whatever becomes of it */
+  loginsplit_loggedin() ;
   cat("+OK ") ;
   maildrop() ;
   for (;;) command() ;
