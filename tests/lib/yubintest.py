@@ -564,7 +564,9 @@ class Instance:
         """FAIL if a sanitizer (build/asan) reported anything in the logs."""
         name = _prog_name()
         found = []
-        for s in ("smtpd", "submission", "smtps", "qmgr", "banwatch"):
+        for s in ("smtpd", "submission", "smtps", "pop3", "pop3s", "imap", "imaps", "qmgr", "banwatch"):
+            if not os.path.isdir(self.path("log", s)):
+                continue
             for line in self.log(s).splitlines():
                 if any(m in line for m in SANITIZER_MARKS):
                     found.append("log/%s: %s" % (s, line.strip()))
