@@ -467,7 +467,7 @@ static int address_list (stralloc *sa, char const *s, size_t hdr, size_t hend, c
   if (!tokenize(tmp->s, tmp->len, 0, &toks, &buf)) goto end ;
   a.t = genalloc_s(struct tok, &toks) ;
   a.n = genalloc_len(struct tok, &toks) ;
-  a.b = buf.s ;
+  a.b = buf.s ? buf.s : "" ;
   if (!stralloc_catb(sa, "(", 1)) goto end ;
   while (a.i < a.n)
   {
@@ -553,6 +553,15 @@ static void mfield_free (struct mfield *f)
   genalloc_free(struct tok, &f->toks) ;
   stralloc_free(&f->buf) ;
   stralloc_free(&f->val) ;
+}
+
+/* appends sa->s[off..off+len) to sa itself */
+static int cat_self (stralloc *sa, size_t off, size_t len)
+{
+  if (!stralloc_readyplus(sa, len)) return 0 ;
+  memmove(sa->s + sa->len, sa->s + off, len) ;
+  sa->len += len ;
+  return 1 ;
 }
 
 /* name*N*, name*N, name*: the base length, section, extended */
@@ -648,7 +657,7 @@ static int mfield_parse (struct mfield *f, char const *s, size_t v, size_t vend,
         for (k = i ; k < nr ; k++)
           if (r[k].namelen && p2231(f->buf.s + r[k].name, r[k].namelen, &bl2, &sect2, &ext2) == kind
            && cieq(f->buf.s + r[i].name, bl, f->buf.s + r[k].name, bl2) && sect2 == 0 && ext2) anyext = 1 ;
-        if (!stralloc_catb(&f->buf, f->buf.s + r[i].name, bl) || (anyext && !stralloc_catb(&f->buf, "*", 1))) goto end ;
+        if (!cat_self(&f->buf, r[i].name, bl) || (anyext && !stralloc_catb(&f->buf, "*", 1))) goto end ;
         valoff = f->buf.len ;
         for (want = 0 ; ; want++)
         {
@@ -673,12 +682,16 @@ static int mfield_parse (struct mfield *f, char const *s, size_t v, size_t vend,
                   }
                   else if (!stralloc_catb(&f->buf, (char *)&c, 1)) goto end ;
                 }
-              else if (!stralloc_catb(&f->buf, f->buf.s + r[k].value, r[k].valuelen)) goto end ;
+              else if (!cat_self(&f->buf, r[k].value, r[k].valuelen)) goto end ;
             }
             if (k != i) r[k].namelen = 0 ;   /* consumed (duplicates too) */
           }
           if (!got || kind == 2) break ;
         }
+        /* sections after a gap are dropped */
+        for (k = i + 1 ; k < nr ; k++)
+          if (r[k].namelen && p2231(f->buf.s + r[k].name, r[k].namelen, &bl2, &sect2, &ext2) == kind
+           && cieq(f->buf.s + r[i].name, bl, f->buf.s + r[k].name, bl2)) r[k].namelen = 0 ;
         p.name = nameoff ; p.namelen = valoff - nameoff ;
         p.value = valoff ; p.valuelen = f->buf.len - valoff ;
         if (!genalloc_append(struct param, &f->params, &p)) goto end ;
