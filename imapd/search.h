@@ -126,6 +126,7 @@ struct imapsearch
   stralloc strs ;            /* private: folded needles, KMP tables */
   genalloc fails ;           /* private */
   stralloc scratch ;         /* private: header values */
+  struct imapseq dollar ;    /* private: the saved result (UIDs) */
   size_t root ;
   unsigned int ret ;         /* IMAPSEARCH_RET_*, 0 if no RETURN */
   int esearch ;              /* RETURN (...) was given, even empty:
@@ -135,7 +136,7 @@ struct imapsearch
   int hasdollar ;            /* a '$' sequence set (SEARCHRES): the
                                 session must call imapsearch_setdollar */
 } ;
-#define IMAPSEARCH_ZERO { .nodes = GENALLOC_ZERO, .seqs = GENALLOC_ZERO, .strs = STRALLOC_ZERO, .fails = GENALLOC_ZERO, .scratch = STRALLOC_ZERO, .root = 0, .ret = 0, .esearch = 0, .charset = 0, .cost = 0, .hasdollar = 0 }
+#define IMAPSEARCH_ZERO { .nodes = GENALLOC_ZERO, .seqs = GENALLOC_ZERO, .strs = STRALLOC_ZERO, .fails = GENALLOC_ZERO, .scratch = STRALLOC_ZERO, .dollar = IMAPSEQ_ZERO, .root = 0, .ret = 0, .esearch = 0, .charset = 0, .cost = 0, .hasdollar = 0 }
 
 /* Parses arguments i.. to the end of c: [RETURN (...)] [CHARSET name]
  * keys...  The keys are ANDed.  Returns 1; 0 grammar error (*err the BAD
