@@ -419,13 +419,54 @@ static int ix_writefile (mailindex *ix)
   return 0 ;
 }
 
+/* The next UIDVALIDITY: above the time, the old one and the last one
+ * given in this Maildir (yubin-uidvalidity in the Maildir's top, the
+ * parent of a ".Folder"), so that an index rebuilt or a folder made again
+ * within the same second still gets a new one. */
+static uint32_t next_uidvalidity (mailindex const *ix, uint32_t olduv)
+{
+  stralloc p = STRALLOC_ZERO, tmp = STRALLOC_ZERO ;
+  char buf[32] ;
+  uint32_t uv = (uint32_t)time(0), last = 0 ;
+  char const *base = strrchr(ix->dir, '/') ;
+  base = base ? base + 1 : ix->dir ;
+  int ok = stralloc_cats(&p, ix->dir) && (base[0] != '.' || stralloc_catb(&p, "/..", 3))
+        && stralloc_cats(&p, "/yubin-uidvalidity") && stralloc_0(&p) ;
+  if (ok)
+  {
+    int fd = open(p.s, O_RDONLY | O_CLOEXEC) ;
+    if (fd >= 0)
+    {
+      ssize_t r = allread(fd, buf, sizeof buf - 1) ;
+      fd_close(fd) ;
+      if (r > 0) { buf[r] = 0 ; last = (uint32_t)strtoul(buf, 0, 10) ; }
+    }
+  }
+  if (uv <= olduv) uv = olduv + 1 ;
+  if (uv <= last) uv = last + 1 ;
+  if (!uv) uv = 1 ;
+  if (ok && stralloc_copyb(&tmp, p.s, p.len - 1) && stralloc_catb(&tmp, ".", 1) && stralloc_cats(&tmp, ix->dir + (base - ix->dir)) && stralloc_0(&tmp))
+  {
+    int fd = open(tmp.s, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) ;
+    if (fd >= 0)
+    {
+      int l = snprintf(buf, sizeof buf, "%u\n", uv) ;
+      int w = allwrite(fd, buf, (size_t)l) == (size_t)l ;
+      fd_close(fd) ;
+      if (!w || rename(tmp.s, p.s) < 0) unlink(tmp.s) ;
+    }
+  }
+  stralloc_free(&p) ;
+  stralloc_free(&tmp) ;
+  return uv ;
+}
+
 /* A new index: new UIDVALIDITY, empty view, every file to be found
  * again by the next scan (zero stamps). */
 static int ix_rebuild (mailindex *ix, uint32_t olduv)
 {
-  uint32_t uv = (uint32_t)time(0) ;
   if (olduv < ix->uidvalidity) olduv = ix->uidvalidity ;
-  if (uv <= olduv) uv = olduv + 1 ;
+  uint32_t uv = next_uidvalidity(ix, olduv) ;
   if (ix->uidvalidity || ix->n) ix->uidvalidity_changed = 1 ;
   view_clear(ix) ;
   ix->rec.len = 0 ;
@@ -727,6 +768,9 @@ int index_keyword (mailindex *ix, char const *s, size_t len, int create)
 {
   if (!kw_valid(s, len)) return (errno = EINVAL, -1) ;
   int i = kw_find(ix, s, len) ;
+  if (i >= 0) return i ;
+  if (!kw_load(ix, 0)) return -1 ;   /* another session may have named it */
+  i = kw_find(ix, s, len) ;
   if (i >= 0) return i ;
   if (!create) return (errno = ENOENT, -1) ;
   if (!ix_lock(ix)) return -1 ;
