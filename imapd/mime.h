@@ -54,8 +54,9 @@ struct mime_part
 {
   size_t hdr ;             /* the first byte of the header */
   size_t body ;            /* the first byte of the body: after the blank
-                              line ending the header (hdr if the part starts
-                              with the blank line; end if there is none) */
+                              line ending the header (a part that starts
+                              with the blank line has only it as header;
+                              with no blank line all is header, body=end) */
   size_t end ;             /* one past the last byte of the body (for a
                               body part: before the line end that precedes
                               the next boundary line) */
@@ -76,9 +77,10 @@ struct mime_part
   unsigned char hasboundary ; /* MIME_MULTIPART whose boundary was found;
                               a multipart with no boundary parameter or
                               no boundary line has no children */
-  /* Content-Type, Content-Transfer-Encoding, decoded and lowercased,
-     as offsets into struct mime's pool (type/subtype are the defaults
-     when the field is missing or invalid) */
+  /* Content-Type's type/subtype and Content-Transfer-Encoding's token,
+     lowercased, as offsets into struct mime's pool (text/plain, or
+     message/rfc822 in a multipart/digest, when the field is missing or
+     invalid; "7bit" when there is no encoding) */
   size_t type, typelen, subtype, subtypelen, encoding, encodinglen ;
 } ;
 
