@@ -913,7 +913,7 @@ static int scan_add (mailindex *ix, stralloc *fresh)
     if (!genalloc_append(size_t, &offs, &off)) goto err ;
   size_t k = genalloc_len(size_t, &offs) ;
   size_t *o = genalloc_s(size_t, &offs) ;
-  qsort_r(o, k, sizeof(size_t), &freshcmp, fresh->s) ;
+  if (k) qsort_r(o, k, sizeof(size_t), &freshcmp, fresh->s) ;
   for (size_t i = 0 ; i < k ; i++)
   {
     char const *name = fresh->s + o[i] ;

@@ -37,7 +37,7 @@ static void check (char const *name, int ok, char const *why)
 static int dec (char const *m, char const *u)
 {
   stralloc sa = STRALLOC_ZERO ;
-  int ok = folder_mutf7_decode(m, strlen(m), &sa) && sa.len == strlen(u) && !memcmp(sa.s, u, sa.len) ;
+  int ok = folder_mutf7_decode(m, strlen(m), &sa) && sa.len == strlen(u) && (!sa.len || !memcmp(sa.s, u, sa.len)) ;
   stralloc_free(&sa) ;
   return ok ;
 }
@@ -45,7 +45,7 @@ static int dec (char const *m, char const *u)
 static int enc (char const *u, char const *m)
 {
   stralloc sa = STRALLOC_ZERO ;
-  int ok = folder_mutf7_encode(u, strlen(u), &sa) && sa.len == strlen(m) && !memcmp(sa.s, m, sa.len) ;
+  int ok = folder_mutf7_encode(u, strlen(u), &sa) && sa.len == strlen(m) && (!sa.len || !memcmp(sa.s, m, sa.len)) ;
   stralloc_free(&sa) ;
   return ok && dec(m, u) ;
 }
