@@ -62,6 +62,8 @@ void imapcmd_reader_free (struct imapcmd_reader *r)
 
 static void reset_command (struct imapcmd_reader *r)
 {
+  /* a session lives long: give back the room a big command took */
+  if (r->buf.a > 4 * IMAPCMD_LINEMAX + IMAPCMD_LITMAX) stralloc_free(&r->buf) ;
   r->buf.len = 0 ;
   genalloc_setlen(struct imapcmd_seg, &r->segs, 0) ;
   r->tag[0] = 0 ;

@@ -106,6 +106,7 @@ struct node
   unsigned char op ;     /* DATE: D_* ; BODY: text */
   unsigned int set, unset ;
   size_t child, sib ;    /* AND / OR / NOT */
+  size_t last ;          /* the last child */
   size_t seq ;
   uint64_t n ;           /* LARGER / SMALLER */
   int64_t day ;
@@ -119,6 +120,7 @@ struct parser
   struct imapsearch *s ;
   struct imapcmd const *c ;
   size_t i ;
+  size_t end ;           /* the end of the current list of keys */
   size_t nkeys ;
   char const *err ;
 } ;
@@ -135,7 +137,7 @@ static size_t newnode (struct imapsearch *s, unsigned char type, unsigned char c
   memset(&n, 0, sizeof n) ;
   n.type = type ;
   n.cost = cost ;
-  n.child = n.sib = n.seq = NONE ;
+  n.child = n.sib = n.seq = n.last = NONE ;
   if (!genalloc_append(struct node, &s->nodes, &n)) return NONE ;
   return genalloc_len(struct node, &s->nodes) - 1 ;
 }
@@ -173,7 +175,7 @@ static int bad (struct parser *p, char const *err)
 static int strarg (struct parser *p, char const **str, size_t *len)
 {
   struct imapcmd_arg const *a = imapcmd_arg(p->c, p->i) ;
-  if (!a || p->i >= p->c->nargs) return bad(p, "missing string after search key") ;
+  if (!a || p->i >= p->end) return bad(p, "missing string after search key") ;
   if (a->type == IMAPARG_LIST || (a->type == IMAPARG_LITERAL && a->streamed)) return bad(p, "bad string after search key") ;
   *str = a->s ;
   *len = a->len ;
@@ -243,22 +245,15 @@ static int key (struct parser *p, size_t parent, unsigned int depth)
   char const *str ;
   size_t len ;
 
-  if (!a || p->i >= p->c->nargs) return bad(p, "missing search key") ;
+  if (!a || p->i >= p->end) return bad(p, "missing search key") ;
   if (depth >= IMAPSEARCH_DEPTHMAX) return bad(p, "search keys nested too deep") ;
   if (++p->nkeys > IMAPSEARCH_KEYMAX) return bad(p, "too many search keys") ;
   k = newnode(s, N_AND, IMAPSEARCH_INDEX) ;
   if (k == NONE) return -1 ;
   /* link k as the last child of parent */
-  if (parent != NONE)
-  {
-    size_t c = N(s, parent)->child ;
-    if (c == NONE) N(s, parent)->child = k ;
-    else
-    {
-      while (N(s, c)->sib != NONE) c = N(s, c)->sib ;
-      N(s, c)->sib = k ;
-    }
-  }
+  if (N(s, parent)->child == NONE) N(s, parent)->child = k ;
+  else N(s, N(s, parent)->last)->sib = k ;
+  N(s, parent)->last = k ;
   if (a->type == IMAPARG_LIST)
   {
     size_t end = a->next ;
@@ -333,7 +328,7 @@ static int key (struct parser *p, size_t parent, unsigned int depth)
   {
     struct imapcmd_arg const *b = imapcmd_arg(p->c, p->i) ;
     N(s, k)->neg = imapcmd_is(p->c, p->i - 1, "UNKEYWORD") ;
-    if (!b || p->i >= p->c->nargs || (b->type != IMAPARG_ATOM && b->type != IMAPARG_NIL)) return bad(p, "missing keyword") ;
+    if (!b || p->i >= p->end || (b->type != IMAPARG_ATOM && b->type != IMAPARG_NIL)) return bad(p, "missing keyword") ;
     N(s, k)->type = N_KEYWORD ;
     N(s, k)->s = b->s ;
     N(s, k)->len = b->len ;
@@ -344,7 +339,7 @@ static int key (struct parser *p, size_t parent, unsigned int depth)
   {
     uint64_t n ;
     N(s, k)->type = imapcmd_is(p->c, p->i - 1, "LARGER") ? N_LARGER : N_SMALLER ;
-    if (!imapcmd_number(p->c, p->i, UINT64_MAX, &n) || p->i >= p->c->nargs) return bad(p, "missing size") ;
+    if (p->i >= p->end || !imapcmd_number(p->c, p->i, UINT64_MAX, &n)) return bad(p, "missing size") ;
     N(s, k)->n = n ;
     p->i++ ;
     return 1 ;
@@ -352,7 +347,7 @@ static int key (struct parser *p, size_t parent, unsigned int depth)
   if (imapcmd_is(p->c, p->i - 1, "UID"))
   {
     struct imapcmd_arg const *b = imapcmd_arg(p->c, p->i) ;
-    if (!b || p->i >= p->c->nargs || b->type != IMAPARG_ATOM) return bad(p, "missing UID set") ;
+    if (!b || p->i >= p->end || b->type != IMAPARG_ATOM) return bad(p, "missing UID set") ;
     p->i++ ;
     return seqkey(p, k, b->s, b->len, 1) ;
   }
@@ -375,11 +370,14 @@ static int key (struct parser *p, size_t parent, unsigned int depth)
 /* keys from p->i up to end, children of parent */
 static int keys (struct parser *p, size_t parent, size_t end, unsigned int depth)
 {
+  size_t outer = p->end ;
+  p->end = end ;
   while (p->i < end)
   {
     int e = key(p, parent, depth) ;
     if (e <= 0) return e ;
   }
+  p->end = outer ;
   return 1 ;
 }
 
@@ -416,7 +414,7 @@ static int order (struct imapsearch *s, size_t k)
 
 int imapsearch_parse (struct imapsearch *s, struct imapcmd const *c, size_t i, char const **err)
 {
-  struct parser p = { .s = s, .c = c, .i = i, .nkeys = 0, .err = 0 } ;
+  struct parser p = { .s = s, .c = c, .i = i, .end = c->nargs, .nkeys = 0, .err = 0 } ;
   size_t n, j ;
   int e ;
   for (j = 0, n = genalloc_len(struct imapseq, &s->seqs) ; j < n ; j++) imapseq_free(genalloc_s(struct imapseq, &s->seqs) + j) ;

@@ -318,6 +318,13 @@ static void test_errors (void)
   sbad("bad-return", "RETURN (FOO) ALL", 0) ;
   sbad("bad-return-atom", "RETURN MIN ALL", 0) ;
   sbad("bad-quoted-key", "\"SEEN\"", 0) ;
+  sbad("bad-list-string", "(SUBJECT) x", 0) ;
+  sbad("bad-list-or", "(OR SEEN) SEEN", 0) ;
+  sbad("bad-list-larger", "(LARGER) 5", 0) ;
+  sbad("bad-list-uid", "(UID) 5", 0) ;
+  sbad("bad-list-keyword", "(KEYWORD) x", 0) ;
+  sbad("bad-list-date", "(SINCE) 1-Feb-1994", 0) ;
+  sbad("bad-list-header", "(HEADER x) y", 0) ;
   {
     stralloc sa = STRALLOC_ZERO ;
     int i ;
