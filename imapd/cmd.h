@@ -224,9 +224,9 @@ extern int imapcmd_number (struct imapcmd const *c, size_t i, uint64_t max, uint
 
 /* astring (atom, NIL as the string "NIL", quoted, stored literal):
  * returns 1 with *s, *len set, or 0 (a list, a streamed literal, or an
- * atom with '(' ')' '{' '%' '*' '"' '\\' or brackets... that an astring
- * cannot hold: '*' and '%' are allowed when wildcards is 1, for LIST
- * patterns).  nstring: the same, NIL gives *s = NULL. */
+ * atom holding a character an astring cannot: '\\', and '*' or '%'
+ * unless wildcards is 1, for LIST patterns).  nstring: a quoted string
+ * or a literal, or NIL which gives *s = NULL (an atom is refused). */
 extern int imapcmd_astring (struct imapcmd const *c, size_t i, int wildcards, char const **s, size_t *len) ;
 extern int imapcmd_nstring (struct imapcmd const *c, size_t i, char const **s, size_t *len) ;
 

@@ -145,7 +145,9 @@ struct imapsearch
 extern int imapsearch_parse (struct imapsearch *s, struct imapcmd const *c, size_t i, char const **err) ;
 
 /* Gives '*' its value in the sequence-set keys: nmsgs for message
- * numbers, maxuid for UID sets (the largest UID in the mailbox). */
+ * numbers, maxuid for UID sets (the largest UID in the mailbox).  Must
+ * be called after imapsearch_parse and before imapsearch_eval (again if
+ * the mailbox changed). */
 extern void imapsearch_prepare (struct imapsearch *s, uint32_t nmsgs, uint32_t maxuid) ;
 
 /* SEARCHRES: the saved result, as UIDs (sorted), for every '$'. */
