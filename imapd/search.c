@@ -209,6 +209,8 @@ static int seqkey (struct parser *p, size_t k, char const *str, size_t len, int 
   if (!genalloc_append(struct imapseq, &p->s->seqs, &q)) { imapseq_free(&q) ; return -1 ; }
   N(p->s, k)->type = N_SEQ ;
   N(p->s, k)->uid = uid ;
+  N(p->s, k)->s = str ;     /* parsed again by each imapsearch_prepare */
+  N(p->s, k)->len = len ;
   N(p->s, k)->seq = genalloc_len(struct imapseq, &p->s->seqs) - 1 ;
   return 1 ;
 }
@@ -482,8 +484,8 @@ void imapsearch_prepare (struct imapsearch *s, uint32_t nmsgs, uint32_t maxuid)
     if (x->type == N_SEQ)
     {
       struct imapseq *q = genalloc_s(struct imapseq, &s->seqs) + x->seq ;
-      q->resolved = 0 ;
-      imapseq_resolve(q, x->uid ? maxuid : nmsgs) ;
+      /* the same text: as many ranges as before, no allocation */
+      if (imapseq_parse(q, x->s, x->len) == 1) imapseq_resolve(q, x->uid ? maxuid : nmsgs) ;
     }
   }
 }

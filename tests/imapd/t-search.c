@@ -291,6 +291,19 @@ static void test_keys (void)
   }
 }
 
+static void test_prepare_again (void)
+{
+  char const *err ;
+  char got[NMSGS + 1] ;
+  int e = sparse("2:* UID 25:*", &err) ;
+  imapsearch_prepare(&srch, NMSGS, 4000000000u) ;
+  results(IMAPSEARCH_BODY, got) ;
+  e = e == 1 && !strcmp(got, "00111") ;
+  imapsearch_prepare(&srch, 3, 30) ;   /* the mailbox is smaller now */
+  results(IMAPSEARCH_BODY, got) ;
+  check("prepare-again", e && !strcmp(got, "00100"), got) ;
+}
+
 static void test_errors (void)
 {
   sbad("bad-empty", "", 0) ;
@@ -459,6 +472,7 @@ static void test_matcher (void)
 int main (void)
 {
   test_keys() ;
+  test_prepare_again() ;
   test_errors() ;
   test_cost() ;
   test_matcher() ;
