@@ -1,0 +1,319 @@
+/* imapd/fetch: FETCH and UID FETCH of yubin-imapmail (RFC 3501 6.4.5,
+ * 7.4.2), and the message files (mapped, parsed by imapd/mime on
+ * demand).  Bodies go out in chunks from the mapped file through
+ * mime_crlf (bare LF sent as CRLF): the session's memory does not grow
+ * with the message.  See imapd/session.h. */
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include <skalibs/djbunix.h>
+#include <skalibs/genalloc.h>
+#include <skalibs/stralloc.h>
+
+#include "ylog.h"
+#include "imapd/cmd.h"
+#include "imapd/index.h"
+#include "imapd/mime.h"
+#include "imapd/session.h"
+
+#define CHUNK 65536
+
+/* ---------- message files ---------- */
+
+void msg_unload (struct msgfile *mf)
+{
+  if (mf->mapped) munmap((void *)mf->map, mf->len) ;
+  mf->map = 0 ;
+  mf->len = 0 ;
+  mf->mapped = 0 ;
+  mf->loaded = 0 ;
+  mf->parsed = 0 ;
+}
+
+void msg_free (struct msgfile *mf)
+{
+  msg_unload(mf) ;
+  mime_free(&mf->mime) ;
+}
+
+int msg_load (struct msgfile *mf, size_t pos, int parse)
+{
+  if (!mf->loaded || mf->pos != pos)
+  {
+    struct stat st ;
+    int fd ;
+    msg_unload(mf) ;
+    fd = index_openmsg(&sess.ix, pos) ;
+    if (fd < 0) return errno == ENOENT ? 0 : -1 ;
+    if (fstat(fd, &st) < 0) { int e = errno ; fd_close(fd) ; errno = e ; return -1 ; }
+    if (!st.st_size) mf->map = "" ;
+    else
+    {
+      void *p = mmap(0, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0) ;
+      if (p == MAP_FAILED) { int e = errno ; fd_close(fd) ; errno = e ; return -1 ; }
+      madvise(p, st.st_size, MADV_SEQUENTIAL) ;
+      mf->map = p ;
+      mf->mapped = 1 ;
+    }
+    fd_close(fd) ;
+    mf->len = st.st_size ;
+    mf->pos = pos ;
+    mf->loaded = 1 ;
+    mf->parsed = 0 ;
+  }
+  if (parse && !mf->parsed)
+  {
+    if (!mime_parse(&mf->mime, mf->map, mf->len)) die_nomem() ;
+    mf->parsed = 1 ;
+  }
+  return 1 ;
+}
+
+/* ---------- FETCH ---------- */
+
+static int needs_file (struct imapfetch_att const *a)
+{
+  switch (a->kind)
+  {
+    case IMAPFETCH_ENVELOPE :
+    case IMAPFETCH_BODY :
+    case IMAPFETCH_BODYSTRUCTURE :
+    case IMAPFETCH_RFC822 :
+    case IMAPFETCH_RFC822_HEADER :
+    case IMAPFETCH_RFC822_TEXT :
+    case IMAPFETCH_SECTION : return 1 ;
+    default : return 0 ;
+  }
+}
+
+/* the whole message: no part tree needed */
+static int whole (struct imapfetch_att const *a)
+{
+  return a->kind == IMAPFETCH_RFC822 || (a->kind == IMAPFETCH_SECTION && !a->nparts && a->text == IMAPSECT_ALL) ;
+}
+
+static int sets_seen (struct imapfetch_att const *a)
+{
+  return (a->kind == IMAPFETCH_SECTION && !a->peek) || a->kind == IMAPFETCH_RFC822 || a->kind == IMAPFETCH_RFC822_TEXT ;
+}
+
+/* len bytes of the CRLF view of s[0..slen) from CRLF offset origin, as a
+ * literal */
+static void send_crlf (char const *s, size_t slen, uint64_t origin, uint64_t len)
+{
+  struct mime_crlf cr ;
+  char buf[CHUNK] ;
+  uint64_t left = len ;
+  out_catb("{", 1) ; out_catu64(len) ; out_catb("}\r\n", 3) ;
+  mime_crlf_start(&cr, s, slen, origin) ;
+  while (left)
+  {
+    size_t n = mime_crlf_read(&cr, buf, left < sizeof buf ? left : sizeof buf) ;
+    if (!n)
+    {
+      /* cannot happen with sizes from mime: keep the literal whole */
+      memset(buf, ' ', sizeof buf) ;
+      n = left < sizeof buf ? left : sizeof buf ;
+    }
+    out_catb(buf, n) ;
+    left -= n ;
+    out_maybeflush() ;
+  }
+}
+
+static void partial (struct imapfetch_att const *a, uint64_t total, uint64_t *origin, uint64_t *len)
+{
+  *origin = 0 ;
+  *len = total ;
+  if (!a->partial) return ;
+  *origin = a->origin < total ? a->origin : total ;
+  *len = total - *origin ;
+  if (a->count < *len) *len = a->count ;
+}
+
+/* BODY[section]<partial>, RFC822, RFC822.HEADER, RFC822.TEXT */
+static void send_section (struct msgfile *mf, struct imapfetch_att const *a, stralloc const *name, stralloc *built)
+{
+  char const *spec = "" ;
+  size_t speclen = 0 ;
+  struct mime_section sec ;
+  uint64_t origin, len ;
+  if (a->kind == IMAPFETCH_RFC822_HEADER) { spec = "HEADER" ; speclen = 6 ; }
+  else if (a->kind == IMAPFETCH_RFC822_TEXT) { spec = "TEXT" ; speclen = 4 ; }
+  else if (a->kind == IMAPFETCH_SECTION)
+  {
+    char const *l = memchr(name->s, '[', name->len) ;
+    size_t r = name->len ;
+    while (r && name->s[r - 1] != ']') r-- ;
+    if (l && r > (size_t)(l - name->s) + 1) { spec = l + 1 ; speclen = (name->s + r - 1) - spec ; }
+  }
+  if (!mf->parsed && !speclen)
+  {
+    uint64_t total = mime_crlf_size(mf->map, mf->len) ;
+    partial(a, total, &origin, &len) ;
+    send_crlf(mf->map, mf->len, origin, len) ;
+    return ;
+  }
+  built->len = 0 ;
+  int r = mime_section(&mf->mime, spec, speclen, &sec, built) ;
+  if (r == MIME_SECT_NOMEM) die_nomem() ;
+  if (r != MIME_SECT_OK) { out_cat("\"\"") ; return ; }
+  partial(a, sec.size, &origin, &len) ;
+  if (sec.built)
+  {
+    if (origin > built->len) origin = built->len ;
+    if (len > built->len - origin) len = built->len - origin ;
+    out_catb("{", 1) ; out_catu64(len) ; out_catb("}\r\n", 3) ;
+    out_catb(built->s + origin, len) ;
+    return ;
+  }
+  send_crlf(mf->map + sec.start, sec.end - sec.start, origin, len) ;
+}
+
+static int in_sorted (uint32_t const *v, size_t n, uint32_t x)
+{
+  size_t lo = 0, hi = n ;
+  while (lo < hi)
+  {
+    size_t mid = lo + (hi - lo) / 2 ;
+    if (v[mid] == x) return 1 ;
+    if (v[mid] < x) lo = mid + 1 ; else hi = mid ;
+  }
+  return 0 ;
+}
+
+void cmd_fetch (struct imapcmd const *c)
+{
+  genalloc pos = GENALLOC_ZERO, seen = GENALLOC_ZERO ;
+  struct imapfetch f = IMAPFETCH_ZERO ;
+  struct msgfile mf = MSGFILE_ZERO ;
+  stralloc name = STRALLOC_ZERO, built = STRALLOC_ZERO ;
+  mailindex *ix = &sess.ix ;
+  char const *err ;
+  size_t i, na, gone = 0, failed = 0 ;
+  struct imapfetch_att const *atts ;
+  int needfile = 0, needparse = 0, hasflags = 0, hasuid = 0, setseen = 0 ;
+
+  if (arg_count(c) != 2) { tagged_bad(c->tag, arg_count(c) > 2 ? "FETCH modifiers are not supported" : "Syntax: FETCH set items") ; goto end ; }
+  if (!arg_messages(c, 0, c->uid, c->tag, &pos)) goto end ;
+  i = arg_nth(c, 1) ;
+  {
+    int r = imapfetch_parse(&f, c, i, &err) ;
+    if (r < 0) die_nomem() ;
+    if (!r) { tagged_bad(c->tag, err) ; goto end ; }
+  }
+  atts = genalloc_s(struct imapfetch_att, &f.atts) ;
+  na = genalloc_len(struct imapfetch_att, &f.atts) ;
+  for (size_t k = 0 ; k < na ; k++)
+  {
+    struct imapfetch_att const *a = atts + k ;
+    if (a->kind == IMAPFETCH_BINARY || a->kind == IMAPFETCH_BINARY_SIZE || a->kind == IMAPFETCH_MODSEQ)
+    {
+      tagged_bad(c->tag, "BINARY and MODSEQ are not supported") ;
+      goto end ;
+    }
+    if (needs_file(a)) { needfile = 1 ; if (!whole(a)) needparse = 1 ; }
+    if (a->kind == IMAPFETCH_FLAGS) hasflags = 1 ;
+    if (a->kind == IMAPFETCH_UID) hasuid = 1 ;
+    if (sets_seen(a)) setseen = 1 ;
+  }
+
+  /* \Seen first (RFC 3501 6.4.5): FLAGS then go with the messages it set */
+  if (setseen && !sess.readonly)
+  {
+    uint32_t const *p = genalloc_s(uint32_t, &pos) ;
+    size_t n = genalloc_len(uint32_t, &pos) ;
+    for (size_t k = 0 ; k < n ; k++)
+    {
+      struct index_msg const *m = index_msg(ix, p[k]) ;
+      if (!(m->flags & INDEX_SEEN) && !(m->state & INDEX_EXPUNGED))
+        if (!genalloc_append(uint32_t, &seen, &p[k])) die_nomem() ;
+    }
+    if (genalloc_len(uint32_t, &seen) && !index_store(ix, genalloc_s(uint32_t, &seen), genalloc_len(uint32_t, &seen), INDEX_STORE_ADD, INDEX_SEEN, 0, UINT64_MAX, 0))
+    {
+      ylog("error", "ip", sess.ip, "user", sess.user, "op", "store-seen", "mailbox", sess.boxname.s, "errno", strerror(errno), (char *)0) ;
+      genalloc_setlen(uint32_t, &seen, 0) ;
+    }
+  }
+
+  {
+    uint32_t const *p = genalloc_s(uint32_t, &pos) ;
+    size_t n = genalloc_len(uint32_t, &pos) ;
+    uint32_t const *sp = genalloc_s(uint32_t, &seen) ;
+    size_t ns = genalloc_len(uint32_t, &seen) ;
+    for (size_t k = 0 ; k < n ; k++)
+    {
+      struct index_msg const *m = index_msg(ix, p[k]) ;
+      int first = 1 ;
+      if (needfile)
+      {
+        int r = msg_load(&mf, p[k], needparse) ;
+        if (!r) { gone++ ; continue ; }
+        if (r < 0)
+        {
+          stralloc fn = STRALLOC_ZERO ;
+          int e = errno ;
+          if (index_path(ix, p[k], &fn) && stralloc_0(&fn))
+            ylog("error", "ip", sess.ip, "user", sess.user, "op", "open", "file", fn.s, "errno", strerror(e), (char *)0) ;
+          stralloc_free(&fn) ;
+          failed++ ;
+          continue ;
+        }
+      }
+      m = index_msg(ix, p[k]) ;
+      out_cat("* ") ; out_catu64(p[k] + 1) ; out_cat(" FETCH (") ;
+      if (c->uid && !hasuid) { out_cat("UID ") ; out_catu64(m->uid) ; first = 0 ; }
+      for (size_t j = 0 ; j < na ; j++)
+      {
+        struct imapfetch_att const *a = atts + j ;
+        if (!first) out_catb(" ", 1) ;
+        first = 0 ;
+        name.len = 0 ;
+        if (!imapfetch_catname(&name, &f, a)) die_nomem() ;
+        out_catb(name.s, name.len) ;
+        out_catb(" ", 1) ;
+        switch (a->kind)
+        {
+          case IMAPFETCH_UID : out_catu64(m->uid) ; break ;
+          case IMAPFETCH_FLAGS : cat_flags(&out, p[k]) ; break ;
+          case IMAPFETCH_RFC822_SIZE : out_catu64(m->size) ; break ;
+          case IMAPFETCH_INTERNALDATE :
+            if (!imapcmd_catdatetime(&out, m->idate, sess.tzmin)) die_nomem() ;
+            break ;
+          case IMAPFETCH_ENVELOPE :
+            if (!mime_envelope(&mf.mime, 0, &out)) die_nomem() ;
+            break ;
+          case IMAPFETCH_BODY :
+          case IMAPFETCH_BODYSTRUCTURE :
+            if (!mime_bodystructure(&mf.mime, 0, a->kind == IMAPFETCH_BODYSTRUCTURE, &out)) die_nomem() ;
+            break ;
+          default : send_section(&mf, a, &name, &built) ; break ;
+        }
+        out_maybeflush() ;
+      }
+      if (!hasflags && ns && in_sorted(sp, ns, p[k]))
+      {
+        if (!first) out_catb(" ", 1) ;
+        out_cat("FLAGS ") ;
+        cat_flags(&out, p[k]) ;
+      }
+      out_cat(")\r\n") ;
+      msg_unload(&mf) ;
+      sess.nfetch++ ;
+      out_maybeflush() ;
+    }
+  }
+  if (failed) tagged(c->tag, "NO [UNAVAILABLE] Some of the messages could not be read") ;
+  else if (gone) tagged(c->tag, "NO [EXPUNGEISSUED] Some of the messages no longer exist") ;
+  else tagged(c->tag, "OK FETCH completed") ;
+ end:
+  msg_free(&mf) ;
+  imapfetch_free(&f) ;
+  genalloc_free(uint32_t, &pos) ;
+  genalloc_free(uint32_t, &seen) ;
+  stralloc_free(&name) ;
+  stralloc_free(&built) ;
+}
