@@ -1,4 +1,5 @@
-/* yubin-local: deliver one message to one recipient's Maildir.
+/* yubin-local: deliver one message to one local recipient, as its
+ * .qmail files say.
  *
  *   yubin-local [-nN] [--] user homedir local dash ext domain sender defaultdelivery
  *
@@ -6,14 +7,16 @@
  * qmail-lspawn, or be run by hand.  The message is on fd 0, which must be
  * seekable; it is read from fd 0's offset at start-up to EOF (yubin-lspawn
  * passes the queue file positioned after its header, qmail-lspawn passes
- * offset 0).  The work is local_deliver (local/deliver.c), which
+ * offset 0).  The work is local_run (local/deliver.c), which
  * yubin-lspawn also calls in its forked child to save an exec per
- * delivery.  See yubin-local.8. */
+ * delivery; this main adds qmail-local's report on stdout ("did
+ * F+W+P", "qp N").  See yubin-local.8. */
 
 #include <skalibs/buffer.h>
 #include <skalibs/sgetopt.h>
 #include <skalibs/stralloc.h>
 #include <skalibs/strerr.h>
+#include <skalibs/types.h>
 
 #include "exitcodes.h"
 #include "local/deliver.h"
@@ -46,20 +49,30 @@ int main (int argc, char const *const *argv)
   } ;
   if (!local_delivery_ok(&d)) strerr_dieusage(EX_PERM, LOCAL_USAGE) ;
 
-  if (!flagdoit)
-  {
-    /* qmail-local -n: describe the delivery instead of doing it. */
-    if (buffer_puts(buffer_1, local_delivery_kind(d.defaultdelivery)) < 0
-     || buffer_puts(buffer_1, " ") < 0
-     || buffer_puts(buffer_1, d.defaultdelivery) < 0
-     || buffer_putflush(buffer_1, "\n", 1) < 0)
-      strerr_diefusys(EX_TEMP, "write to stdout") ;
-    return 0 ;
-  }
-
+  /* qmail-local's report: on stdout, after what programs wrote there */
+  struct local_report rep = LOCAL_REPORT_ZERO ;
+  stralloc describe = STRALLOC_ZERO ;
   stralloc why = STRALLOC_ZERO ;
-  int code = local_deliver(&d, 0, &why) ;
+  int code = local_run(&d, 0, flagdoit ? 0 : &describe, &rep, &why) ;
   if (code) strerr_dief1x(code, why.s) ;
+  {
+    char fmt[ULONG_FMT] ;
+    if (buffer_put(buffer_1, describe.s, describe.len) < 0
+     || buffer_puts(buffer_1, "did ") < 0
+     || buffer_put(buffer_1, fmt, ulong_fmt(fmt, rep.files)) < 0
+     || buffer_puts(buffer_1, "+") < 0
+     || buffer_put(buffer_1, fmt, ulong_fmt(fmt, rep.forwards)) < 0
+     || buffer_puts(buffer_1, "+") < 0
+     || buffer_put(buffer_1, fmt, ulong_fmt(fmt, rep.programs)) < 0
+     || buffer_puts(buffer_1, "\n") < 0)
+      strerr_diefu1sys(EX_TEMP, "write to stdout") ;
+    if (rep.qp && (buffer_puts(buffer_1, "qp ") < 0
+     || buffer_put(buffer_1, fmt, ulong_fmt(fmt, rep.qp)) < 0
+     || buffer_puts(buffer_1, "\n") < 0))
+      strerr_diefu1sys(EX_TEMP, "write to stdout") ;
+    if (!buffer_flush(buffer_1)) strerr_diefu1sys(EX_TEMP, "write to stdout") ;
+  }
+  stralloc_free(&describe) ;
   stralloc_free(&why) ;
   return 0 ;
 }
