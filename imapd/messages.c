@@ -403,7 +403,9 @@ void append_litdata (struct imapcmd_reader const *r)
     else ast.begun = 1 ;
     stralloc_free(&name) ;
   }
-  if (!ast.active || !ast.begun) return ;
+  if (!ast.active) return ;
+  ast.got += r->chunklen ;
+  if (!ast.begun) return ;
   if (!index_append_write(&ast.ap, r->chunk, r->chunklen))
   {
     ast.err = errno ;
@@ -411,7 +413,6 @@ void append_litdata (struct imapcmd_reader const *r)
     ast.begun = 0 ;
     return ;
   }
-  ast.got += r->chunklen ;
 }
 
 static void append_error (char const *tag, int e, char const *why)
