@@ -9,6 +9,7 @@
  * lists local/deliver.c alone); its sections (reasons, .qmail files,
  * mbox, programs, the run) are the modules it would split into. */
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -25,6 +26,7 @@
 #include <skalibs/allreadwrite.h>
 #include <skalibs/buffer.h>
 #include <skalibs/bytestr.h>
+#include <skalibs/direntry.h>
 #include <skalibs/djbunix.h>
 #include <skalibs/env.h>
 #include <skalibs/genalloc.h>
@@ -224,6 +226,28 @@ static int dotqmail_exists (char const *dash, char const *safeext, char const *s
   if (stat(name.s, &st) < 0)
     r = absent(errno) ? 0 : local_fail(why, EX_TEMP, 1, "unable to stat ", name.s, " (#4.3.0)", (char *)0) ;
   stralloc_free(&name) ;
+  return r ;
+}
+
+/* Does the current directory hold a file whose name starts with
+ * ".qmail"?  1 yes, 0 no, 111 on error (reason in why). */
+static int home_has_dotqmail (stralloc *why)
+{
+  int r = 0 ;
+  DIR *dir = opendir(".") ;
+  if (!dir) return local_fail(why, EX_TEMP, 1, "unable to read the home directory (#4.3.0)", (char *)0) ;
+  for (;;)
+  {
+    errno = 0 ;
+    struct dirent *de = readdir(dir) ;
+    if (!de)
+    {
+      if (errno) r = local_fail(why, EX_TEMP, 1, "unable to read the home directory (#4.3.0)", (char *)0) ;
+      break ;
+    }
+    if (!strncmp(de->d_name, ".qmail", 6)) { r = 1 ; break ; }
+  }
+  dir_close(dir) ;
   return r ;
 }
 
@@ -938,7 +962,14 @@ int local_run (struct delivery const *d, int msgfd, stralloc *describe, struct l
   {
     int f = dotqmail_find(d->dash, safeext.s, &qmname, &cmds, &xbit, &defaultpos, why) ;
     if (f == EX_TEMP) { code = f ; goto end ; }
-    if (!f && *d->dash) { code = local_fail(why, EX_PERM, 0, "Sorry, no mailbox here by that name. (#5.1.1)", (char *)0) ; goto end ; }
+    if (!f && *d->dash)
+    {
+      /* yubin's plus addressing: a home without any .qmail file gets its
+         extensions delivered like the address itself */
+      int h = home_has_dotqmail(why) ;
+      if (h == EX_TEMP) { code = h ; goto end ; }
+      if (h) { code = local_fail(why, EX_PERM, 0, "Sorry, no mailbox here by that name. (#5.1.1)", (char *)0) ; goto end ; }
+    }
     if (f && defaultpos >= 0 && (size_t)defaultpos <= strlen(d->ext)) env_sets(&r.mods, "DEFAULT", d->ext + defaultpos) ;
     else if (!stralloc_catb(&r.mods, "DEFAULT", 8)) dienomem() ;   /* unset */
   }

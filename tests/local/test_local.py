@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""yubin-local: exact Maildir bytes, initial offset, loops, exit codes.
+"""yubin-local: exact Maildir bytes, initial offset, loops, exit codes
+(the .qmail engine has its own tests in test_dotqmail.py).
 
 Binaries from $YUBIN_BIN.  Prints PASS name / FAIL name: why per case."""
 
@@ -244,17 +245,23 @@ def t_bad_args(env):
 
 
 def t_mbox(env):
+    # defaultdelivery as an mbox (the details are in test_dotqmail.py)
     args = ["alice", env.home, "alice", "", "", "example.org", "bob@x", "./Mailbox"]
     rc, out, err = deliver(env, MSG, args)
-    expect_rc(rc, 100, err)
-    expect(b"mbox" in err, "stderr %r" % err)
-    expect(not os.path.exists(os.path.join(env.home, "Mailbox")), "Mailbox created")
+    expect_rc(rc, 0, err)
+    with open(os.path.join(env.home, "Mailbox"), "rb") as f:
+        data = f.read()
+    expect(data.startswith(b"From bob@x ") and data.endswith(MSG + b"\n"), "Mailbox %r" % data[:200])
+    expect(out == b"did 1+0+0\n", "stdout %r" % out)
 
 
 def t_program(env):
-    args = ["alice", env.home, "alice", "", "", "example.org", "bob@x", "|cat > /dev/null"]
+    args = ["alice", env.home, "alice", "", "", "example.org", "bob@x", "|cat > got"]
     rc, out, err = deliver(env, MSG, args)
-    expect_rc(rc, 100, err)
+    expect_rc(rc, 0, err)
+    with open(os.path.join(env.home, "got"), "rb") as f:
+        expect(f.read() == MSG, "program's stdin differs")
+    expect(out == b"did 0+0+1\n", "stdout %r" % out)
 
 
 def t_absolute_maildir(env):
@@ -268,7 +275,7 @@ def t_dash_n(env):
     args = ["-n", "alice", env.home, "alice", "", "", "example.org", "bob@x", "./Maildir/"]
     rc, out, err = deliver(env, MSG, args)
     expect_rc(rc, 0, err)
-    expect(out == b"maildir ./Maildir/\n", "stdout %r" % out)
+    expect(out == b"maildir ./Maildir/\ndid 1+0+0\n", "stdout %r" % out)
     expect(env.files("new") == [], "-n delivered")
 
 
@@ -328,8 +335,8 @@ def main():
         ("local-missing-home-111", t_missing_home),
         ("local-world-writable-home-111", t_writable_home),
         ("local-bad-args-100", t_bad_args),
-        ("local-mbox-unsupported-100", t_mbox),
-        ("local-program-unsupported-100", t_program),
+        ("local-default-mbox", t_mbox),
+        ("local-default-program", t_program),
         ("local-absolute-maildir", t_absolute_maildir),
         ("local-dash-n", t_dash_n),
         ("local-mode-0600-no-tmp-leftover", t_mode_tmp),
