@@ -327,18 +327,21 @@ int arg_messages (struct imapcmd const *c, size_t i, int uid, char const *tag, g
   else
   {
     uint32_t n = 0 ;
-    imapseq_resolve(&q, ix->n) ;
-    /* a message number past the end is a client error (RFC 9051 6.4.4) */
+    /* a message number past the end is a client error (RFC 9051 6.4.4);
+       a range with '*' is taken as far as it goes ("1:*" of an empty
+       mailbox is nothing, as Dovecot does) */
     {
       struct imapseq_range const *rg = genalloc_s(struct imapseq_range, &q.ranges) ;
       size_t nr = genalloc_len(struct imapseq_range, &q.ranges) ;
-      if (nr && rg[nr - 1].hi > ix->n)
-      {
-        imapseq_free(&q) ;
-        tagged_bad(tag, ix->n ? "Invalid message number" : "No messages: invalid message number") ;
-        return 0 ;
-      }
+      for (size_t k = 0 ; k < nr ; k++)
+        if (rg[k].lo && rg[k].hi && (rg[k].lo > ix->n || rg[k].hi > ix->n))
+        {
+          imapseq_free(&q) ;
+          tagged_bad(tag, ix->n ? "Invalid message number" : "No messages: invalid message number") ;
+          return 0 ;
+        }
     }
+    imapseq_resolve(&q, ix->n) ;
     while (imapseq_next(&q, ix->n, &n))
       if (!genalloc_append(uint32_t, pos, &(uint32_t){ n - 1 })) die_nomem() ;
   }
