@@ -237,8 +237,8 @@ static int holds_selected (char const *s, size_t len)
   if (!sess.selected) return 0 ;
   if (folder_name_canon(s, len, &canon, &why))
   {
-    size_t n = canon.len - 1 ;   /* without the NUL */
-    size_t bl = sess.boxname.len - 1 ;
+    size_t n = canon.len ;              /* without its NUL */
+    size_t bl = sess.boxname.len - 1 ;  /* boxname holds its NUL */
     r = (bl == n && !memcmp(sess.boxname.s, canon.s, n))
      || (bl > n && !memcmp(sess.boxname.s, canon.s, n) && sess.boxname.s[n] == FOLDER_DELIM) ;
   }
@@ -390,7 +390,7 @@ void cmd_status (struct imapcmd const *c)
       if (m->flags & INDEX_DELETED) deleted++ ;
     }
     out_cat("* STATUS ") ;
-    out_catstring(name.s, name.len - 1) ;
+    out_catstring(name.s, name.len) ;
     out_cat(" (") ;
     int first = 1 ;
     for (size_t m = 0 ; m < NSTATUSITEMS ; m++)

@@ -58,7 +58,7 @@ void cmd_select (struct imapcmd const *c, int readonly)
   }
   sess.selected = 1 ;
   sess.readonly = readonly ;
-  if (!stralloc_copyb(&sess.boxname, name.s, name.len) || !stralloc_copyb(&sess.boxdir, dir.s, dir.len)) die_nomem() ;
+  if (!stralloc_copyb(&sess.boxname, name.s, name.len + 1) || !stralloc_copyb(&sess.boxdir, dir.s, dir.len)) die_nomem() ;
   genalloc_setlen(uint32_t, &ix->expunged, 0) ;
   genalloc_setlen(uint32_t, &ix->expunged_uids, 0) ;
   genalloc_setlen(uint32_t, &ix->changed, 0) ;

@@ -30,7 +30,7 @@ struct imapsession
   int selected ;              /* a mailbox is selected */
   int readonly ;              /* EXAMINE */
   mailindex ix ;              /* the selected mailbox */
-  stralloc boxname ;          /* its canonical IMAP name, NUL-terminated */
+  stralloc boxname ;          /* its canonical IMAP name, its NUL counted in len */
   stralloc boxdir ;           /* its directory, NUL-terminated */
   size_t recent_reported ;
   int tzmin ;                 /* the server's zone, minutes east of UTC */
@@ -85,8 +85,9 @@ extern void report_changes (void) ;
 extern size_t arg_count (struct imapcmd const *c) ;
 extern size_t arg_nth (struct imapcmd const *c, size_t k) ;
 
-/* A mailbox name argument (astring) into its canonical form (sa,
- * NUL-terminated) and its directory (dir, NUL-terminated).  Returns 1;
+/* A mailbox name argument (astring) into its canonical form (name,
+ * NUL-terminated, the NUL not counted: folder_name_canon) and its
+ * directory (dir, NUL-terminated, the NUL counted: folder_path).  Returns 1;
  * 0 after answering "tag BAD" or "tag NO". */
 extern int arg_mailbox (struct imapcmd const *c, size_t i, char const *tag, stralloc *name, stralloc *dir) ;
 
