@@ -1057,6 +1057,8 @@ int local_run (struct delivery const *d, int msgfd, stralloc *describe, struct l
           rep->forwards++ ;
           if (!*line || !queue_addr_ok(line, strlen(line)))
           {
+            size_t len = strlen(line) ;
+            if (len > 100) memcpy(line + 97, "...", 4) ;   /* a reason, not a copy of the line */
             code = local_fail(why, EX_PERM, 0, "bad forward address in ", qmname.s, ": ", *line ? line : "(empty)", " (#5.1.3)", (char *)0) ;
             goto end ;
           }
