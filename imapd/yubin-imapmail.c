@@ -487,14 +487,18 @@ static void cmd_idle (struct imapcmd const *c)
       stralloc p = STRALLOC_ZERO ;
       uint32_t mask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB ;
       char const *sub[2] = { "/new", "/cur" } ;
+      int watched = 0 ;
       for (int k = 0 ; k < 2 ; k++)
       {
         p.len = 0 ;
         if (!stralloc_cats(&p, sess.boxdir.s) || !stralloc_cats(&p, sub[k]) || !stralloc_0(&p)) die_nomem() ;
         if (inotify_add_watch(ifd, p.s, mask) < 0)
           ylog("error", "ip", sess.ip, "user", sess.user, "op", "inotify", "dir", p.s, "errno", strerror(errno), (char *)0) ;
+        else watched++ ;
       }
       stralloc_free(&p) ;
+      /* nothing to watch: look every few seconds instead */
+      if (watched < 2) { fd_close(ifd) ; ifd = -1 ; }
     }
     else ylog("error", "ip", sess.ip, "user", sess.user, "op", "inotify", "errno", strerror(errno), (char *)0) ;
     report_updates(1) ;
