@@ -288,7 +288,7 @@ static char check_and_serve (struct loginsplit const *ls, struct request *q)
      || ndelay_off(0) < 0 || ndelay_off(1) < 0)
       strerr_diefu2sys(EX_TEMP, "set up the fds of ", ls->checkpassword) ;
     if (putenv((char *)"YUBIN_LOGGEDIN_FD=4") < 0) strerr_diefu1sys(EX_TEMP, "set the environment") ;
-    if (sig_restore(SIGPIPE) < 0 || sig_restore(SIGCHLD) < 0) strerr_diefu1sys(EX_TEMP, "restore signals") ;
+    if (!sig_restore(SIGPIPE) || !sig_restore(SIGCHLD)) strerr_diefu1sys(EX_TEMP, "restore signals") ;
     for (char const *const *e = q->env ; *e ; e++)
       if (putenv((char *)*e) < 0) strerr_diefu1sys(EX_TEMP, "set the environment") ;
     execv(argv[0], (char *const *)argv) ;
@@ -347,7 +347,7 @@ static void run_monitor (struct loginsplit const *ls, int sock, pid_t child)
 void loginsplit_start (struct loginsplit const *ls)
 {
   int sp[2] ;
-  if (sig_ignore(SIGPIPE) < 0) strerr_diefu1sys(EX_TEMP, "ignore SIGPIPE") ;
+  if (!sig_ignore(SIGPIPE)) strerr_diefu1sys(EX_TEMP, "ignore SIGPIPE") ;
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) strerr_diefu1sys(EX_TEMP, "create a socketpair") ;
   pid_t pid = fork() ;
   if (pid < 0) strerr_diefu1sys(EX_TEMP, "fork") ;

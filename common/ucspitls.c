@@ -163,7 +163,7 @@ static void ondemand_switch (struct ucspitls *tls, unsigned int timeout, char co
     int a = fcntl(d[1], F_DUPFD_CLOEXEC, 5), b = fcntl(c[1], F_DUPFD_CLOEXEC, 5) ;
     if (a < 0 || b < 0 || dup2(a, 3) < 0 || dup2(b, 4) < 0) strerr_diefu1sys(EX_TEMP, "move fds for yubin-tlsd") ;
     if (ndelay_off(0) < 0 || ndelay_off(1) < 0) strerr_diefu1sys(EX_TEMP, "set the connection blocking") ;
-    if (sig_restore(SIGPIPE) < 0) strerr_diefu1sys(EX_TEMP, "restore SIGPIPE") ;
+    if (!sig_restore(SIGPIPE)) strerr_diefu1sys(EX_TEMP, "restore SIGPIPE") ;
     execv(argv[0], (char *const *)argv) ;
     strerr_dieexec(EX_TEMP, argv[0]) ;
   }

@@ -709,7 +709,7 @@ int main (int argc, char const *const *argv)
     if (!r) strerr_dief1x(EX_TEMP, "another yubin-qmgr is running on this queue") ;
   }
 
-  if (sig_ignore(SIGPIPE) < 0) strerr_diefu1sys(EX_TEMP, "ignore SIGPIPE") ;
+  if (!sig_ignore(SIGPIPE)) strerr_diefu1sys(EX_TEMP, "ignore SIGPIPE") ;
   int spfd = sigtrap_init((int const []){ SIGCHLD, SIGTERM, SIGHUP, SIGALRM, 0 }) ;
   read_control() ;
   now = clock_ms() ;

@@ -215,7 +215,7 @@ int main (void)
   /* A closed fd 0 or 1 would let our own files take its number. */
   if (fcntl(0, F_GETFD) < 0 || fcntl(1, F_GETFD) < 0) _exit(QQ_READ) ;
   if (!fd_ensure_open(2, 1)) _exit(QQ_BUG) ;
-  if (sig_catch(SIGALRM, &on_alarm) < 0) strerr_diefu1sys(QQ_BUG, "catch SIGALRM") ;
+  if (!sig_catch(SIGALRM, &on_alarm)) strerr_diefu1sys(QQ_BUG, "catch SIGALRM") ;
   alarm(TIMEOUT) ;
 
   if (!yubin_path(&sa, "queue")) strerr_diefu1sys(QQ_NOMEM, "allocate") ;

@@ -558,7 +558,7 @@ int main (int argc, char const *const *argv)
   if (coe(0) < 0 || coe(1) < 0) strerr_diefu1sys(EX_TEMP, "set close-on-exec") ;
   read_control() ;
   if (!route_init()) strerr_dief1x(EX_TEMP, route_init_why()) ;
-  if (sig_ignore(SIGPIPE) < 0) strerr_diefu1sys(EX_TEMP, "ignore SIGPIPE") ;
+  if (!sig_ignore(SIGPIPE)) strerr_diefu1sys(EX_TEMP, "ignore SIGPIPE") ;
   int spfd = sigtrap_init((int const []){ SIGCHLD, SIGTERM, 0 }) ;
   tain_now_set_stopwatch_g() ;
   tain_now_g() ;

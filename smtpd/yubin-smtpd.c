@@ -631,8 +631,8 @@ int main (int argc, char const *const *argv)
   conf.remotehost = getenv("TCPREMOTEHOST") ;
   conf.relayclient = getenv("RELAYCLIENT") ;
 
-  if (sig_ignore(SIGPIPE) < 0) strerr_diefu1sys(EX_TEMP, "ignore SIGPIPE") ;
-  if (sig_restore(SIGCHLD) < 0) strerr_diefu1sys(EX_TEMP, "restore SIGCHLD") ;
+  if (!sig_ignore(SIGPIPE)) strerr_diefu1sys(EX_TEMP, "ignore SIGPIPE") ;
+  if (!sig_restore(SIGCHLD)) strerr_diefu1sys(EX_TEMP, "restore SIGCHLD") ;
   if (ndelay_on(0) < 0) strerr_diefu1sys(EX_TEMP, "set fd 0 non-blocking") ;
   if (ndelay_on(1) < 0) strerr_diefu1sys(EX_TEMP, "set fd 1 non-blocking") ;
   ucspitls_init(&tls) ;

@@ -707,7 +707,7 @@ static int run_implicit (struct pemfiles *files, char const *const *argv, unsign
   if (!c.pid)
   {
     if (fd_move(0, pin[0]) < 0 || fd_move(1, pout[1]) < 0) strerr_diefusys(EX_TEMP, "move fds") ;
-    if (sig_restore(SIGPIPE) < 0) strerr_diefusys(EX_TEMP, "restore SIGPIPE") ;
+    if (!sig_restore(SIGPIPE)) strerr_diefusys(EX_TEMP, "restore SIGPIPE") ;
     xmexec_m(argv, env.s, env.len) ;
   }
   stralloc_free(&env) ;
@@ -747,7 +747,7 @@ static int run_starttls (struct pemfiles *files, char const *const *argv, unsign
   if (!c.pid)
   {
     if (uncoe(ctl[1]) < 0 || uncoe(pin[0]) < 0 || uncoe(pout[1]) < 0) strerr_diefusys(EX_TEMP, "uncoe") ;
-    if (sig_restore(SIGPIPE) < 0) strerr_diefusys(EX_TEMP, "restore SIGPIPE") ;
+    if (!sig_restore(SIGPIPE)) strerr_diefusys(EX_TEMP, "restore SIGPIPE") ;
     xmexec_m(argv, env.s, env.len) ;
   }
   stralloc_free(&env) ;
@@ -894,7 +894,7 @@ int main (int argc, char const *const *argv)
     strerr_dief(EX_PERM, "-E needs the cleartext socket on fd 3 and the control socket on fd 4") ;
 
   char const *ip = getenv("TCPREMOTEIP") ;
-  if (sig_ignore(SIGPIPE) < 0) strerr_diefusys(EX_TEMP, "ignore SIGPIPE") ;
+  if (!sig_ignore(SIGPIPE)) strerr_diefusys(EX_TEMP, "ignore SIGPIPE") ;
   tain_now_set_stopwatch_g() ;
 
   /* certificate and key, read with the privileges we were started with */
