@@ -111,7 +111,7 @@ endif
 # the shared libcrypto each time (rebuild it after an OpenSSL update, as
 # yubin-tlsd); yubin-connlimit starts every network session (static: about
 # 0.3 ms less per connection, measured).
-HOTPATH := yubin-smtpd yubin-queue yubin-local yubin-lspawn yubin-checkpassword yubin-connlimit yubin-pop3d yubin-pop3mbox
+HOTPATH := yubin-smtpd yubin-queue yubin-local yubin-lspawn yubin-checkpassword yubin-connlimit yubin-pop3d yubin-pop3mbox yubin-imapd yubin-imapmail
 ifneq ($(SAN),1)
 $(patsubst %,$(B)/bin/%,$(HOTPATH)): LDFLAGS += -static
 endif

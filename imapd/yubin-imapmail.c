@@ -30,6 +30,7 @@
 
 #include "control.h"
 #include "exitcodes.h"
+#include "loginsplit.h"
 #include "ylog.h"
 #include "imapd/capa.h"
 #include "imapd/cmd.h"
@@ -785,6 +786,8 @@ int main (int argc, char const *const *argv)
     char const *tls = getenv("SSL_PROTOCOL") ;
     ylog("login", "ip", sess.ip, "user", sess.user, "tls", tls && *tls ? tls : "no", (char *)0) ;
   }
+  /* from here on the session is ours, whatever becomes of it */
+  loginsplit_loggedin() ;
   out_cat(tag) ;
   out_cat(" OK [CAPABILITY " IMAP_CAPA "] Logged in\r\n") ;
   out_flush() ;

@@ -379,6 +379,8 @@ class Instance:
         self.smtps_port = free_port(self.ip)
         self.pop3_port = free_port(self.ip)
         self.pop3s_port = free_port(self.ip)
+        self.imap_port = free_port(self.ip)
+        self.imaps_port = free_port(self.ip)
         self.domain = domain or DOMAIN
         self.extra_env = env or {}
         self.start_timeout = start_timeout
@@ -417,6 +419,8 @@ class Instance:
             "YUBIN_SMTPS_PORT": str(self.smtps_port),
             "YUBIN_POP3_PORT": str(self.pop3_port),
             "YUBIN_POP3S_PORT": str(self.pop3s_port),
+            "YUBIN_IMAP_PORT": str(self.imap_port),
+            "YUBIN_IMAPS_PORT": str(self.imaps_port),
             "YUBIN_DOMAIN": self.domain,
             # never the machine's own nftables ruleset: firewall tests make
             # their own network namespace (tests/banwatch/test_netns.py)
@@ -452,7 +456,8 @@ class Instance:
         try:
             self.wait_smtp(deadline)
             # the other listeners start on their own: wait until they accept
-            for port in (self.submission_port, self.smtps_port, self.pop3_port, self.pop3s_port):
+            for port in (self.submission_port, self.smtps_port, self.pop3_port, self.pop3s_port,
+                         self.imap_port, self.imaps_port):
                 self.wait_listening(port, deadline)
             self.wait_up("qmgr", deadline)
             if not self.wait_log("qmgr", "qmgr: start", deadline):
