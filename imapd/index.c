@@ -33,7 +33,9 @@
 #define IX_LOCK_WAIT_MS 60000
 #define IX_STAMP_MARGIN_NS 100000000LL  /* a directory changed within 100 ms is rescanned */
 #define IX_REC_MAX (1 << 20)
-#define SCAN 0x80                        /* index_msg.state scratch bit */
+#define SCAN 0x80                        /* index_msg.state scratch bits: seen by this scan, */
+#define SCANNEW 0x40                     /* its file is (still) in new/ */
+#define IX_PEEK_STATS 64                 /* a peek checks at most this many names with a stat before reading cur/ */
 #define SETMASK (INDEX_DRAFT | INDEX_FLAGGED | INDEX_PASSED | INDEX_ANSWERED | INDEX_SEEN | INDEX_DELETED)
 
 /* ---------- little helpers ---------- */
@@ -273,9 +275,10 @@ static int rec_uid (stralloc *sa, char type, uint32_t uid, uint64_t v, char cons
 static int rec_state (stralloc *sa, mailindex const *ix)
 {
   size_t start ;
-  char b[12 + 64] ;
+  char b[12 + 64 + 4] ;
   put32(b, ix->uidnext) ; put64(b + 4, ix->highestmodseq) ;
   for (int d = 0 ; d < 2 ; d++) for (int k = 0 ; k < 4 ; k++) put64(b + 12 + 32 * d + 8 * k, ix->stamp[d][k]) ;
+  put32(b + 76, ix->pend) ;
   if (!rec_begin(sa, 'S', &start) || !stralloc_catb(sa, b, sizeof b)) return 0 ;
   rec_end(sa, start) ;
   if (!rec_begin(sa, 'C', &start)) return 0 ;
@@ -331,6 +334,8 @@ static int rec_apply (mailindex *ix, char const *p, size_t len)
       if (get32(p) > ix->uidnext) ix->uidnext = get32(p) ;
       ix->highestmodseq = get64(p + 4) ;
       for (int d = 0 ; d < 2 ; d++) for (int k = 0 ; k < 4 ; k++) ix->stamp[d][k] = get64(p + 12 + 32 * d + 8 * k) ;
+      /* the pending tail came later: without it, anything may be in new/ */
+      ix->pend = len >= 80 ? get32(p + 76) : 1 ;
       return 1 ;
     default :   /* 'C', and types of later versions: nothing to do */
       return 1 ;
@@ -473,6 +478,7 @@ static int ix_rebuild (mailindex *ix, uint32_t olduv)
   ix->uidvalidity = uv ;
   ix->uidnext = 1 ;
   ix->highestmodseq = 1 ;
+  ix->pend = 0 ;
   memset(ix->stamp, 0, sizeof ix->stamp) ;
   return ix_writefile(ix) ;
 }
@@ -536,6 +542,7 @@ static int ix_merge (mailindex *ix, mailindex *t)
   ix->uidvalidity = t->uidvalidity ;
   ix->uidnext = t->uidnext ;
   ix->highestmodseq = t->highestmodseq ;
+  ix->pend = t->pend ;
   memcpy(ix->stamp, t->stamp, sizeof ix->stamp) ;
   return 1 ;
  err:
@@ -842,6 +849,57 @@ static int scan_new (mailindex *ix, stralloc *moved, size_t *nmoved)
   return 0 ;
 }
 
+/* INDEX_PEEK: read new/ without taking anything.  Messages of the view
+ * found there get SCAN | SCANNEW; unknown names go to fresh as
+ * "n<name>" (NUL-terminated); *seen counts both.  The hash must be
+ * built. */
+static int scan_peek (mailindex *ix, stralloc *fresh, size_t *seen)
+{
+  DIR *d = opendirat(ix->newfd) ;
+  if (!d) return 0 ;
+  for (;;)
+  {
+    struct mbox_name nm ;
+    errno = 0 ;
+    struct dirent *e = readdir(d) ;
+    if (!e) break ;
+    size_t len = strlen(e->d_name) ;
+    if (!mbox_name_parse(e->d_name, len, &nm)) continue ;
+    ssize_t pos = hash_find(ix, e->d_name, nm.uniqlen) ;
+    if (pos >= 0) { index_msg(ix, pos)->state |= SCAN | SCANNEW ; (*seen)++ ; continue ; }
+    int r = isregular(ix->newfd, e) ;
+    if (r < 0) goto err ;
+    if (r) (*seen)++ ;
+    if (r && (!stralloc_catb(fresh, "n", 1) || !stralloc_catb(fresh, e->d_name, len) || !stralloc_0(fresh))) goto err ;
+  }
+  if (errno) goto err ;
+  closedir(d) ;
+  return 1 ;
+ err:
+  {
+    int e = errno ;
+    closedir(d) ;
+    errno = e ;
+  }
+  return 0 ;
+}
+
+/* Is message m's file still in new/ (peeked, taken by no session yet)?
+ * Its name there is its name in the index, or that without an empty
+ * ":2," (scan_new's rule backwards).  1 yes, 0 no, -1 error. */
+static int in_new (mailindex const *ix, struct index_msg const *m)
+{
+  char const *name = ix->names.s + m->name ;
+  char buf[256] ;
+  if (faccessat(ix->newfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0) return 1 ;
+  if (errno != ENOENT) return -1 ;
+  if (strlen(name) != (size_t)m->uniqlen + 3 || m->uniqlen >= sizeof buf || memcmp(name + m->uniqlen, ":2,", 3)) return 0 ;
+  memcpy(buf, name, m->uniqlen) ;
+  buf[m->uniqlen] = 0 ;
+  if (faccessat(ix->newfd, buf, F_OK, AT_SYMLINK_NOFOLLOW) == 0) return 1 ;
+  return errno == ENOENT ? 0 : -1 ;
+}
+
 /* a file of the view found under name[0..len): a flag change by someone else? */
 static int scan_found (mailindex *ix, size_t pos, char const *name, size_t len, size_t uniqlen)
 {
@@ -857,7 +915,8 @@ static int scan_found (mailindex *ix, size_t pos, char const *name, size_t len, 
 }
 
 /* read cur/: known names marked SCAN (renames noted), unknown ones to
- * fresh (NUL-separated) if fresh is not 0 */
+ * fresh as "c<name>" (NUL-terminated) if fresh is not 0.  A message
+ * seen in new/ before (SCANNEW) and found here was moved meanwhile. */
 static int scan_cur (mailindex *ix, stralloc *fresh)
 {
   DIR *d = opendirat(ix->curfd) ;
@@ -873,14 +932,16 @@ static int scan_cur (mailindex *ix, stralloc *fresh)
     ssize_t pos = hash_find(ix, e->d_name, nm.uniqlen) ;
     if (pos >= 0)
     {
-      if (index_msg(ix, pos)->state & SCAN) continue ;   /* the same unique part twice: first wins */
+      struct index_msg *m = index_msg(ix, pos) ;
+      if (m->state & SCANNEW) m->state &= ~(SCAN | SCANNEW) ;
+      else if (m->state & SCAN) continue ;   /* the same unique part twice: first wins */
       if (!scan_found(ix, (size_t)pos, e->d_name, len, nm.uniqlen)) goto err ;
       continue ;
     }
     if (!fresh) continue ;
     int r = isregular(ix->curfd, e) ;
     if (r < 0) goto err ;
-    if (r && (!stralloc_catb(fresh, e->d_name, len) || !stralloc_0(fresh))) goto err ;
+    if (r && (!stralloc_catb(fresh, "c", 1) || !stralloc_catb(fresh, e->d_name, len) || !stralloc_0(fresh))) goto err ;
   }
   if (errno) goto err ;
   closedir(d) ;
@@ -905,24 +966,32 @@ static int freshcmp (void const *x, void const *y, void *aux)
   return c ? c : strcmp(a, b) ;
 }
 
-/* UIDs for the new names, in delivery order */
+/* UIDs for the new names of fresh ("c<name>" in cur/, "n<name>" left in
+ * new/ by a peek: recorded under the name scan_new will give it, marked
+ * SCANNEW), in delivery order */
 static int scan_add (mailindex *ix, stralloc *fresh)
 {
   genalloc offs = GENALLOC_ZERO ;
+  stralloc rname = STRALLOC_ZERO ;
   for (size_t off = 0 ; off < fresh->len ; off += strlen(fresh->s + off) + 1)
-    if (!genalloc_append(size_t, &offs, &off)) goto err ;
+  {
+    size_t o = off + 1 ;
+    if (!genalloc_append(size_t, &offs, &o)) goto err ;
+  }
   size_t k = genalloc_len(size_t, &offs) ;
   size_t *o = genalloc_s(size_t, &offs) ;
   if (k) qsort_r(o, k, sizeof(size_t), &freshcmp, fresh->s) ;
   for (size_t i = 0 ; i < k ; i++)
   {
     char const *name = fresh->s + o[i] ;
+    int innew = fresh->s[o[i] - 1] == 'n' ;
+    int dfd = innew ? ix->newfd : ix->curfd ;
     size_t len = strlen(name) ;
     struct mbox_name nm ;
     struct stat st ;
     mbox_name_parse(name, len, &nm) ;
     if (hash_find(ix, name, nm.uniqlen) >= 0) continue ;   /* the same unique part twice */
-    if (fstatat(ix->curfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
     {
       if (errno == ENOENT) continue ;   /* renamed meanwhile: the next scan */
       goto err ;
@@ -931,7 +1000,7 @@ static int scan_add (mailindex *ix, stralloc *fresh)
     uint64_t size = nm.wsize ;
     if (!nm.haswsize)
     {
-      int fd = openat(ix->curfd, name, O_RDONLY | O_CLOEXEC) ;
+      int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC) ;
       if (fd < 0) { if (errno == ENOENT) continue ; goto err ; }
       int ok = mbox_crlfsize(fd, &size) ;
       int e = errno ;
@@ -939,47 +1008,101 @@ static int scan_add (mailindex *ix, stralloc *fresh)
       errno = e ;
       if (!ok) goto err ;
     }
+    rname.len = 0 ;
+    if (!stralloc_catb(&rname, name, len) || (innew && nm.uniqlen == len && !stralloc_catb(&rname, ":2,", 3))) goto err ;
     if (ix->uidnext == UINT32_MAX) { errno = EOVERFLOW ; goto err ; }
-    if (!view_add(ix, ix->uidnext++, ++ix->highestmodseq, size, (int64_t)st.st_mtim.tv_sec, INDEX_NODATE, name, len)) goto err ;
+    if (!view_add(ix, ix->uidnext++, ++ix->highestmodseq, size, (int64_t)st.st_mtim.tv_sec, INDEX_NODATE, rname.s, rname.len)) goto err ;
+    if (innew) index_msg(ix, ix->n - 1)->state |= SCAN | SCANNEW ;
     if (!rec_add(&ix->rec, ix, index_msg(ix, ix->n - 1))) goto err ;
     ix->dirty = 1 ;
   }
   genalloc_free(size_t, &offs) ;
+  stralloc_free(&rname) ;
   return 1 ;
  err:
   {
     int e = errno ;
     genalloc_free(size_t, &offs) ;
+    stralloc_free(&rname) ;
     errno = e ;
   }
   return 0 ;
 }
 
+/* INDEX_PEEK, after scan_peek: must cur/ be read to know where the
+ * messages that may be pending (UID >= pend, not seen in new/) went?  A
+ * few are looked up in cur/ with a stat; more, or one not there, say
+ * yes.  1 yes, 0 no, -1 error. */
+static int peek_needs_cur (mailindex *ix)
+{
+  size_t stats = 0 ;
+  if (!ix->pend) return 0 ;
+  for (size_t i = ix->n ; i-- > 0 ; )
+  {
+    struct index_msg const *m = index_msg(ix, i) ;
+    if (m->uid < ix->pend) break ;
+    if (m->state & (SCANNEW | INDEX_EXPUNGED)) continue ;
+    if (++stats > IX_PEEK_STATS) return 1 ;
+    if (faccessat(ix->curfd, ix->names.s + m->name, F_OK, AT_SYMLINK_NOFOLLOW) == 0) continue ;
+    return errno == ENOENT ? 1 : -1 ;
+  }
+  return 0 ;
+}
+
 /* Bring the view in line with new/ and cur/ (locked, after a catch-up).
- * force: read cur/ even if its stamp says nothing changed. */
+ * force: read new/ and cur/ even if their stamps say nothing changed.
+ *
+ * new/ is read when its stamp differs from the one of the last scan that
+ * took new/, or when ix->pend says a message of the index may still be
+ * there.  Normally its files are moved into cur/ (\Recent for this
+ * session unless readonly).  INDEX_PEEK only looks: known names are
+ * marked as still in new/, unknown ones get UIDs under the name they
+ * will have in cur/, and the stamp of new/ is left alone, so the next
+ * session that takes new/ still reads it (and gets the \Recent).
+ * ix->pend, written with the STATE, is the lowest UID found in new/
+ * (0: none): a scan that reads new/ or cur/ computes it again. */
 static int ix_scan (mailindex *ix, int force)
 {
   stralloc moved = STRALLOC_ZERO, fresh = STRALLOC_ZERO ;
   size_t nmoved = 0 ;
   struct stat st ;
-  uint64_t stamp[4] ;
-  int ok = 0 ;
+  uint64_t stamp[4], stamp1[4] ;
+  int ok = 0, peek = ix->readonly == INDEX_PEEK, newread = 0, curread = 0 ;
 
   if (fstat(ix->newfd, &st) < 0) return 0 ;
-  if (force || !samestamp(ix->stamp[0], &st))
+  if (force || ix->pend || !samestamp(ix->stamp[0], &st))
   {
-    getstamp(&st, stamp, now_ns()) ;
-    if (!scan_new(ix, &moved, &nmoved)) goto end ;
-    if (memcmp(stamp, ix->stamp[0], sizeof stamp)) { memcpy(ix->stamp[0], stamp, sizeof stamp) ; ix->dirty = 1 ; }
-    if (nmoved) force = 1 ;
+    newread = 1 ;
+    if (peek)
+    {
+      size_t seen = 0 ;
+      getstamp(&st, stamp, now_ns()) ;
+      if (!ix->hash && !hash_build(ix)) goto end ;
+      if (!scan_peek(ix, &fresh, &seen)) goto end ;
+      /* an empty new/ is what a real scan would leave: its stamp is good */
+      if (!seen && memcmp(stamp, ix->stamp[0], sizeof stamp)) { memcpy(ix->stamp[0], stamp, sizeof stamp) ; ix->dirty = 1 ; }
+      int r = peek_needs_cur(ix) ;
+      if (r < 0) goto end ;
+      if (r) force = 1 ;
+    }
+    else
+    {
+      getstamp(&st, stamp, now_ns()) ;
+      if (!scan_new(ix, &moved, &nmoved)) goto end ;
+      if (memcmp(stamp, ix->stamp[0], sizeof stamp)) { memcpy(ix->stamp[0], stamp, sizeof stamp) ; ix->dirty = 1 ; }
+      /* what we moved, and what others took from new/ or removed there */
+      if (nmoved || ix->pend) force = 1 ;
+    }
   }
   if (fstat(ix->curfd, &st) < 0) goto end ;
   if (force || !samestamp(ix->stamp[1], &st))
   {
-    getstamp(&st, stamp, now_ns()) ;
+    curread = 1 ;
+    getstamp(&st, stamp1, now_ns()) ;
     if (!ix->hash && !hash_build(ix)) goto end ;
     if (!scan_cur(ix, &fresh)) goto end ;
-    /* not seen: missed by readdir (a rename during it) or gone */
+    /* not seen: missed by readdir (a rename during it), still in new/
+       (a peeked message), or gone */
     size_t missing = 0 ;
     for (size_t i = 0 ; i < ix->n ; i++)
     {
@@ -987,6 +1110,9 @@ static int ix_scan (mailindex *ix, int force)
       if (m->state & (SCAN | INDEX_EXPUNGED)) continue ;
       if (faccessat(ix->curfd, ix->names.s + m->name, F_OK, AT_SYMLINK_NOFOLLOW) == 0) { m->state |= SCAN ; continue ; }
       if (errno != ENOENT) goto end ;
+      int r = in_new(ix, m) ;
+      if (r < 0) goto end ;
+      if (r) { m->state |= SCAN | SCANNEW ; continue ; }
       missing++ ;
     }
     if (missing && !scan_cur(ix, 0)) goto end ;
@@ -1000,11 +1126,27 @@ static int ix_scan (mailindex *ix, int force)
         if (!rec_uid(&ix->rec, 'X', m->uid, ++ix->highestmodseq, 0)) goto end ;
         ix->dirty = 1 ;
       }
-      m->state &= ~SCAN ;
     }
-    if (!scan_add(ix, &fresh)) goto end ;
-    if (memcmp(stamp, ix->stamp[1], sizeof stamp)) { memcpy(ix->stamp[1], stamp, sizeof stamp) ; ix->dirty = 1 ; }
   }
+  if (fresh.len && !scan_add(ix, &fresh)) goto end ;
+  if (curread && memcmp(stamp1, ix->stamp[1], sizeof stamp1)) { memcpy(ix->stamp[1], stamp1, sizeof stamp1) ; ix->dirty = 1 ; }
+  if (newread || curread)
+  {
+    uint32_t pend = 0 ;
+    for (size_t i = 0 ; i < ix->n ; i++)
+    {
+      struct index_msg const *m = index_msg(ix, i) ;
+      if (m->state & SCANNEW && !(m->state & INDEX_EXPUNGED)) { pend = m->uid ; break ; }
+    }
+    if (pend != ix->pend) { ix->pend = pend ; ix->dirty = 1 ; }
+  }
+  if (peek)   /* \Recent in a peek: still in new/, \Recent for whoever takes it */
+    for (size_t i = 0 ; i < ix->n ; i++)
+    {
+      struct index_msg *m = index_msg(ix, i) ;
+      if (m->state & SCANNEW && !(m->state & INDEX_EXPUNGED)) m->state |= INDEX_RECENT ;
+      else m->state &= ~INDEX_RECENT ;
+    }
   if (!ix->readonly)
     for (size_t off = 0 ; off < moved.len ; off += strlen(moved.s + off) + 1)
     {
@@ -1015,7 +1157,7 @@ static int ix_scan (mailindex *ix, int force)
  end:
   {
     int e = errno ;
-    if (!ok) for (size_t i = 0 ; i < ix->n ; i++) index_msg(ix, i)->state &= ~SCAN ;
+    for (size_t i = 0 ; i < ix->n ; i++) index_msg(ix, i)->state &= ~(SCAN | SCANNEW) ;
     stralloc_free(&moved) ;
     stralloc_free(&fresh) ;
     errno = e ;
@@ -1421,7 +1563,7 @@ int index_append_commit (struct index_append *ap, uint32_t flags, char const *co
   if (idate < 0) idate = (int64_t)time(0) ;
   struct timespec ts[2] = { { .tv_sec = (time_t)idate, .tv_nsec = 0 }, { .tv_sec = (time_t)idate, .tv_nsec = 0 } } ;
   if (fsync(ap->fd) < 0 || futimens(ap->fd, ts) < 0) goto end ;
-  if (!ix_attach(&t, ap->dir, 1) || !ix_lock(&t)) goto end ;
+  if (!ix_attach(&t, ap->dir, INDEX_PEEK) || !ix_lock(&t)) goto end ;
   if (!ix_catchup(&t)) goto endl ;
   if (t.highestmodseq <= 1 && !ix_scan(&t, 1)) goto endl ;   /* a new index: the Maildir's mail first */
   for (size_t i = 0 ; i < nkeywords ; i++)

@@ -48,7 +48,7 @@
 #define INDEX_KEYWORDS 26
 
 /* index_msg.state bits (per session, not on disk) */
-#define INDEX_RECENT    0x01  /* this session moved it out of new/ */
+#define INDEX_RECENT    0x01  /* this session moved it out of new/ (INDEX_PEEK: it is still in new/) */
 #define INDEX_EXPUNGED  0x02  /* gone from the Maildir, not yet reported */
 #define INDEX_CHANGED   0x04  /* flags changed by someone else since the last sync */
 
@@ -78,7 +78,7 @@ struct mailindex_s
   uint32_t uidvalidity ;
   uint32_t uidnext ;
   uint64_t highestmodseq ;
-  size_t recent ;        /* messages with INDEX_RECENT */
+  size_t recent ;        /* messages with INDEX_RECENT (INDEX_PEEK: STATUS's RECENT) */
   char keyword[INDEX_KEYWORDS][64] ; /* names of keywords a..z, "" if unused */
 
   /* what the last index_sync / index_expunge changed, for the responses */
@@ -95,6 +95,7 @@ struct mailindex_s
   int locked ;
   uint64_t logino, logoff ; /* the yubin.index read so far */
   uint64_t stamp[2][4] ; /* new/, cur/: mtime s, ns, size, inode as last scanned */
+  uint32_t pend ;        /* the lowest UID whose file may still be in new/ (peeked), 0 none */
   int64_t kwmtime ;
   uint64_t kwino ;
   stralloc rec ;         /* records waiting to be written */
@@ -112,11 +113,26 @@ struct mailindex_s
 /* ---------- opening and syncing ---------- */
 
 /* Open the folder at dir (a Maildir: cur/, new/, tmp/ must exist) and
- * sync it (as index_sync).  readonly (EXAMINE) still moves new/ into cur/
- * and keeps the index, as Dovecot does, but gives no \Recent.  A missing
- * or damaged index is rebuilt from the Maildir with a new UIDVALIDITY.
- * ix must be zeroed (INDEX_ZERO).  Returns 1, or 0 (errno set;
- * index_close still to be called). */
+ * sync it (as index_sync).  readonly:
+ *   0           SELECT: new/ is moved into cur/, \Recent for this session
+ *   1           EXAMINE: new/ still moved into cur/ and the index kept, as
+ *               Dovecot does, but no \Recent
+ *   INDEX_PEEK  STATUS, LIST-STATUS, a COPY/APPEND target: new/ is only
+ *               looked at.  Its messages get UIDs in the index (committed,
+ *               so UIDNEXT is true and the UIDs stay) under the names
+ *               they will have in cur/, but their files stay in new/, so
+ *               the session that takes them later (SELECT, or a sync of a
+ *               session that has the folder selected) gets their \Recent.
+ *               In this view they are in the count (n), carry
+ *               INDEX_RECENT (ix->recent is STATUS's RECENT: mail no
+ *               session has taken yet) and their flags are those of
+ *               their names in new/.  A peek view is for counting and
+ *               for index_copy/APPEND targets: do not open its messages
+ *               (index_openmsg looks in cur/ only).
+ * A missing or damaged index is rebuilt from the Maildir with a new
+ * UIDVALIDITY.  ix must be zeroed (INDEX_ZERO).  Returns 1, or 0 (errno
+ * set; index_close still to be called). */
+#define INDEX_PEEK 2
 #define INDEX_ZERO { .msgs = GENALLOC_ZERO, .names = STRALLOC_ZERO, .expunged = GENALLOC_ZERO, .expunged_uids = GENALLOC_ZERO, .changed = GENALLOC_ZERO, .rec = STRALLOC_ZERO, .dirfd = -1, .curfd = -1, .newfd = -1, .lockfd = -1, .logfd = -1 }
 extern int index_open (mailindex *ix, char const *dir, int readonly) ;
 
@@ -216,8 +232,8 @@ extern void index_append_abort (struct index_append *ap) ;
  * (open on another folder): a hard link under a new unique name (a copy
  * when linking fails, e.g. EXDEV), flags kept (keywords mapped by name
  * into dst's letters), internal date kept, new UIDs in dst in the order
- * given (open dst with index_open(&dst, dir, 1): readonly takes no
- * \Recent from the target; src == dst is allowed).  uids (uint32_t,
+ * given (open dst with index_open(&dst, dir, INDEX_PEEK): it leaves the
+ * target's new/ for whoever selects it; src == dst is allowed).  uids (uint32_t,
  * emptied first) gets the new UIDs, in the same order as pos
  * (0 for a message gone meanwhile): COPYUID is the src UIDs and these.
  * If move, the source files are unlinked afterwards (MOVE, RFC 6851: the

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <string.h>
 #include <strings.h>
-#include <dirent.h>
 
 #include <skalibs/genalloc.h>
 #include <skalibs/stralloc.h>
@@ -322,30 +321,12 @@ static struct { char const *name ; unsigned int bit ; } const statusitems[] =
 } ;
 #define NSTATUSITEMS (sizeof statusitems / sizeof statusitems[0])
 
-/* the files in new/ that no session has taken yet: STATUS's RECENT */
-static uint64_t count_new (char const *dir)
-{
-  stralloc p = STRALLOC_ZERO ;
-  uint64_t n = 0 ;
-  if (!stralloc_cats(&p, dir) || !stralloc_cats(&p, "/new") || !stralloc_0(&p)) die_nomem() ;
-  DIR *d = opendir(p.s) ;
-  if (d)
-  {
-    struct dirent *de ;
-    while ((de = readdir(d))) if (de->d_name[0] != '.') n++ ;
-    closedir(d) ;
-  }
-  stralloc_free(&p) ;
-  return n ;
-}
-
 void cmd_status (struct imapcmd const *c)
 {
   stralloc name = STRALLOC_ZERO, dir = STRALLOC_ZERO ;
   mailindex other = INDEX_ZERO ;
   mailindex *ix ;
   unsigned int want = 0 ;
-  uint64_t recent = 0 ;
   size_t i ;
   struct imapcmd_arg const *a ;
   if (!arg_mailbox(c, 0, c->tag, &name, &dir)) goto end ;
@@ -362,15 +343,13 @@ void cmd_status (struct imapcmd const *c)
       want |= statusitems[m].bit ;
     }
   }
-  if (sess.selected && !strcmp(name.s, sess.boxname.s))
-  {
-    ix = &sess.ix ;
-    recent = ix->recent ;
-  }
+  if (sess.selected && !strcmp(name.s, sess.boxname.s)) ix = &sess.ix ;
   else
   {
-    if (want & ST_RECENT) recent = count_new(dir.s) ;
-    if (!index_open(&other, dir.s, 1))
+    /* a peek: new/ stays for the session that selects it (\Recent);
+       its messages are counted, get their UIDs (UIDNEXT is true) and are
+       the RECENT */
+    if (!index_open(&other, dir.s, INDEX_PEEK))
     {
       if (errno == ENOENT || errno == ENOTDIR) tagged(c->tag, "NO [NONEXISTENT] No such mailbox") ;
       else tagged_syserr(c->tag, "open the mailbox") ;
@@ -400,7 +379,7 @@ void cmd_status (struct imapcmd const *c)
       switch (statusitems[m].bit)
       {
         case ST_MESSAGES : v = messages ; break ;
-        case ST_RECENT : v = recent ; break ;
+        case ST_RECENT : v = ix->recent ; break ;
         case ST_UIDNEXT : v = ix->uidnext ; break ;
         case ST_UIDVALIDITY : v = ix->uidvalidity ; break ;
         case ST_UNSEEN : v = unseen ; break ;
