@@ -79,6 +79,7 @@ static void catb (stralloc *sa, char const *s, size_t n)
 
 static stralloc defaulthost = STRALLOC_ZERO ;
 static stralloc defaultdomain = STRALLOC_ZERO ;
+static stralloc plusdomain = STRALLOC_ZERO ;
 
 static char const *env_first (char const *a, char const *b, char const *c, char const *d)
 {
@@ -109,21 +110,33 @@ static void config (void)
   if (!stralloc_0(&me)) die_nomem() ;
   readcontrol(&defaulthost, "QMAILDEFAULTHOST", "defaulthost", me.s) ;
   readcontrol(&defaultdomain, "QMAILDEFAULTDOMAIN", "defaultdomain", me.s) ;
+  readcontrol(&plusdomain, "QMAILPLUSDOMAIN", "plusdomain", me.s) ;
   stralloc_free(&me) ;
 }
 
 /* ---------- addresses ---------- */
 
 /* Complete an address as qmail does: "user" -> user@defaulthost,
- * "user@host" (no dot in host) -> user@host.defaultdomain.  The result
- * is appended to out, NUL-terminated. */
+ * "user@host+" -> user@host.plusdomain (defaulthost too may end with
+ * '+'), "user@host" (no dot in host) -> user@host.defaultdomain.  The
+ * result is appended to out, NUL-terminated. */
 static void qualify (stralloc *out, char const *a, size_t n)
 {
+  size_t start = out->len ;
   size_t at = byte_rchr(a, n, '@') ;
   catb(out, a, n) ;
   if (at == n) { cats(out, "@") ; catb(out, defaulthost.s, defaulthost.len) ; }
   else if (at + 1 == n) catb(out, defaulthost.s, defaulthost.len) ;
-  else if (byte_chr(a + at + 1, n - at - 1, '.') == n - at - 1 && a[at+1] != '[')
+  at = start + byte_rchr(out->s + start, out->len - start, '@') ;
+  char const *host = out->s + at + 1 ;
+  size_t hlen = out->len - at - 1 ;
+  if (hlen && host[hlen - 1] == '+')
+  {
+    out->len-- ;
+    cats(out, ".") ;
+    catb(out, plusdomain.s, plusdomain.len) ;
+  }
+  else if (hlen && byte_chr(host, hlen, '.') == hlen && host[0] != '[')
   {
     cats(out, ".") ;
     catb(out, defaultdomain.s, defaultdomain.len) ;
@@ -678,7 +691,7 @@ int main (int argc, char const *const *argv)
   stralloc_free(&user) ; stralloc_free(&name) ; stralloc_free(&host) ;
   stralloc_free(&from) ; stralloc_free(&env) ; stralloc_free(&rcpts) ; stralloc_free(&tmp) ;
   stralloc_free(&hdr) ; stralloc_free(&firstbody) ; stralloc_free(&bodybuf) ;
-  stralloc_free(&defaulthost) ; stralloc_free(&defaultdomain) ;
+  stralloc_free(&defaulthost) ; stralloc_free(&defaultdomain) ; stralloc_free(&plusdomain) ;
   return 0 ;
 }
 

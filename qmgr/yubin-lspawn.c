@@ -1,6 +1,7 @@
 /* yubin-lspawn: runs local deliveries for yubin-qmgr.  The one part of the
- * queue that stays root: for each request it finds the recipient in
- * users.cdb, becomes that user and runs yubin-local with the queue file
+ * queue that stays root: for each request it finds who takes the
+ * recipient (common/assign.h: users/assign.cdb, users.cdb, the alias
+ * user), becomes that user and runs yubin-local with the queue file
  * as stdin.  Requests on fd 0, results on fd 1 (the records of
  * qmgr/spawnproto.h, described in yubin-lspawn(8)); yubin-local's stderr
  * goes to our stderr (the log) and its last line becomes the reason text
@@ -29,6 +30,7 @@
 #include <skalibs/tai.h>
 #include <skalibs/types.h>
 
+#include "assign.h"
 #include "control.h"
 #include "exitcodes.h"
 #include "sigtrap.h"
@@ -36,7 +38,6 @@
 #include "qmgr/queue.h"
 #include "qmgr/spawnproto.h"
 #include "root.h"
-#include "userdb.h"
 #include "ylog.h"
 
 #define JOBS_MAX 1000         /* more than any sane concurrencylocal */
@@ -181,17 +182,17 @@ static struct job *job_slot (void)
  * per delivery, the costliest step of the hot path.  With $YUBIN_LOCAL set
  * (e.g. to qmail-local, or a wrapper), that program is exec'd instead,
  * with qmail-local's command line. */
-static void child (int msgfd, int errfd, struct yubin_user const *u, struct delivery const *d)
+static void child (int msgfd, int errfd, struct assign const *a, struct delivery const *d)
 {
   selfpipe_finish() ;
   /* stdout too: qmail-local writes its reasons there, yubin-local on stderr */
   if (fd_move(0, msgfd) < 0 || fd_copy(1, errfd) < 0 || fd_move(2, errfd) < 0) _exit(EX_TEMP) ;
   if (amroot)
   {
-    if (skalibs_setgroups(1, &u->gid) < 0 || setgid(u->gid) < 0 || setuid(u->uid) < 0)
+    if (skalibs_setgroups(1, &a->gid) < 0 || setgid(a->gid) < 0 || setuid(a->uid) < 0)
       strerr_diefu1sys(EX_TEMP, "set the user's uid and gid (#4.3.0)") ;
   }
-  if (chdir(u->home.s) < 0) strerr_diefusys(EX_TEMP, "switch to ", u->home.s, " (#4.3.0)") ;
+  if (chdir(d->home) < 0) strerr_diefusys(EX_TEMP, "switch to ", d->home, " (#4.3.0)") ;
   if (!localexec)
   {
     stralloc why = STRALLOC_ZERO ;
@@ -213,10 +214,8 @@ static void start (struct spawn_request const *rq)
 {
   char const *jobid = rq->jobid, *id = rq->msgid, *sender = rq->sender, *rcpt = rq->rcpts ;
   uint64_t off = rq->msgoff ;
-  struct yubin_user u = YUBIN_USER_ZERO ;
-  stralloc user = STRALLOC_ZERO ;
+  struct assign a = ASSIGN_ZERO ;
   stralloc local = STRALLOC_ZERO ;
-  size_t ext ;
   int r ;
 
   if (!queue_id_valid(id)) strerr_dief1x(EX_TEMP, "protocol error: bad request from yubin-qmgr") ;
@@ -226,18 +225,11 @@ static void start (struct spawn_request const *rq)
   size_t at = byte_rchr(rcpt, rlen, '@') ;
   char const *domain = at < rlen ? rcpt + at + 1 : "" ;
   if (!stralloc_catb(&local, rcpt, at) || !stralloc_0(&local)) dienomem() ;
-  if (at == 10 && !strncasecmp(rcpt, "postmaster", 10))
-  {
-    if (!stralloc_copyb(&user, pmuser.s, pmuser.len + 1)) dienomem() ;
-    ext = at ;
-    r = 1 ;
-  }
-  else r = at ? users_match_local(rcpt, at, &user, &ext) : 0 ;
-  if (r > 0) r = users_lookup(user.s, &u) ;
-  if (r < 0) { reports(jobid, EX_TEMP, "unable to look the user up in users.cdb (#4.3.0)") ; goto end ; }
+  r = at ? assign_find(rcpt, at, pmuser.s, &a) : 0 ;
+  if (r < 0) { reports(jobid, EX_TEMP, "unable to look the recipient up in users/assign.cdb, users.cdb or alias/ (#4.3.0)") ; goto end ; }
   if (!r) { reports(jobid, EX_PERM, "Sorry, no mailbox here by that name. (#5.1.1)") ; goto end ; }
-  if (amroot && !u.uid) { reports(jobid, EX_PERM, "refusing to deliver to a user with uid 0 (#5.7.1)") ; goto end ; }
-  if (amroot && !u.gid) { reports(jobid, EX_PERM, "refusing to deliver to a user with gid 0 (#5.7.1)") ; goto end ; }
+  if (amroot && !a.uid) { reports(jobid, EX_PERM, "refusing to deliver to a user with uid 0 (#5.7.1)") ; goto end ; }
+  if (amroot && !a.gid) { reports(jobid, EX_PERM, "refusing to deliver to a user with gid 0 (#5.7.1)") ; goto end ; }
 
   char fn[4 + QUEUE_IDMAX] ;
   memcpy(fn, "cur/", 4) ;
@@ -263,11 +255,11 @@ static void start (struct spawn_request const *rq)
   }
   struct delivery d =
   {
-    .user = user.s, .home = u.home.s, .local = local.s, .dash = ext < at ? "-" : "",
-    .ext = local.s + ext, .domain = domain, .sender = sender, .defaultdelivery = "./Maildir/"
+    .user = assign_user(&a), .home = assign_home(&a), .local = local.s, .dash = assign_dash(&a),
+    .ext = assign_ext(&a), .domain = domain, .sender = sender, .defaultdelivery = "./Maildir/"
   } ;
   pid_t pid = fork() ;
-  if (!pid) child(msgfd, p[1], &u, &d) ;
+  if (!pid) child(msgfd, p[1], &a, &d) ;
   int e = errno ;
   fd_close(msgfd) ;
   fd_close(p[1]) ;
@@ -288,8 +280,7 @@ static void start (struct spawn_request const *rq)
   j->why.len = 0 ;
   njobs++ ;
  end:
-  stralloc_free(&u.home) ;
-  stralloc_free(&user) ;
+  assign_free(&a) ;
   stralloc_free(&local) ;
 }
 

@@ -38,6 +38,7 @@
 #include "sigtrap.h"
 #include "heap.h"
 #include "qq.h"
+#include "rewrite.h"
 #include "root.h"
 #include "ylog.h"
 #include "qmgr/bounce.h"
@@ -85,6 +86,10 @@ unsigned long retrymax = 3600 ;
 static unsigned long bouncemax = 50000 ;
 static stralloc me = STRALLOC_ZERO ;
 static stralloc locals = STRALLOC_ZERO ;
+static stralloc envnoathost = STRALLOC_ZERO ;
+static stralloc percenthack = STRALLOC_ZERO ;
+static stralloc vdoms = STRALLOC_ZERO ;      /* control/virtualdomains */
+static stralloc lspawnrcpt = STRALLOC_ZERO ; /* scratch: a virtual recipient as lspawn gets it */
 
 int stopping = 0 ;
 uint64_t now ;    /* milliseconds since the epoch */
@@ -140,6 +145,9 @@ static void read_control (void)
   int r = control_readlist(&locals, "locals") ;
   if (r < 0) strerr_diefu1sys(EX_TEMP, "read control/locals") ;
   if (!r && !stralloc_copyb(&locals, me.s, me.len + 1)) dienomem() ;
+  if (control_readline(&envnoathost, "envnoathost", me.s) < 0) strerr_diefu1sys(EX_TEMP, "read control/envnoathost") ;
+  if (control_readlist(&percenthack, "percenthack") < 0) strerr_diefu1sys(EX_TEMP, "read control/percenthack") ;
+  if (control_readlist(&vdoms, "virtualdomains") < 0) strerr_diefu1sys(EX_TEMP, "read control/virtualdomains") ;
   if (!genalloc_ready(struct job, &jobs, conc)) dienomem() ;
   for (size_t i = genalloc_len(struct job, &jobs) ; i < conc ; i++)
     genalloc_s(struct job, &jobs)[i].busy = 0 ;
@@ -153,6 +161,45 @@ static int is_local (char const *addr)
   size_t at = byte_rchr(addr, len, '@') ;
   if (at == len) return 1 ;
   return control_domain_in_list(locals.s, locals.len, addr + at + 1) ;
+}
+
+/* As qmail-send: an address of control/virtualdomains is local, and
+ * yubin-lspawn gets it as "prefix-user@domain" (qmail-send(8)).  Returns
+ * the address lspawn gets: addr, or lspawnrcpt when virtual. */
+static char const *lspawn_address (char const *addr)
+{
+  char const *prefix ;
+  size_t plen, len = strlen(addr) ;
+  if (is_local(addr) || !rewrite_vdomain(vdoms.s, vdoms.len, addr, len, &prefix, &plen)) return addr ;
+  if (!rewrite_vdomain_local(&lspawnrcpt, prefix, plen, addr, len)) dienomem() ;
+  return lspawnrcpt.s ;
+}
+
+/* Local (a local domain or a virtual one), else remote. */
+static int is_delivered_here (char const *addr)
+{
+  char const *prefix ;
+  size_t plen ;
+  return is_local(addr) || rewrite_vdomain(vdoms.s, vdoms.len, addr, strlen(addr), &prefix, &plen) ;
+}
+
+/* qmail-send's rewriting of recipient pos of m: control/envnoathost for
+ * an address without '@', then control/percenthack.  A changed address
+ * goes after the envelope's end in m->env; returns its offset, or the
+ * original one. */
+static size_t rewrite_rcpt (struct msg *m, size_t pos)
+{
+  static stralloc a = STRALLOC_ZERO ;
+  size_t len = strlen(m->env.s + pos) ;
+  if (!stralloc_copyb(&a, m->env.s + pos, len + 1)) dienomem() ;
+  a.len = len ;
+  int r = rewrite_noat(&a, envnoathost.s) ;
+  if (r < 0) dienomem() ;
+  if (rewrite_percent(percenthack.s, percenthack.len, &a)) r = 1 ;
+  if (!r) return pos ;
+  size_t at = m->env.len ;
+  if (!stralloc_catb(&m->env, a.s, a.len + 1)) dienomem() ;
+  return at ;
 }
 
 /* ---- messages, ready queue, retry heap ---- */
@@ -414,7 +461,7 @@ static void job_start (uint32_t i, size_t k)
   struct spawn_request rq =
   {
     .jobid = a, .msgid = m->id, .msgoff = m->h.msgoff,
-    .sender = m->env.s + 1, .rcpts = ADDR(m, r), .nrcpts = 1
+    .sender = m->env.s + 1, .rcpts = lspawn_address(ADDR(m, r)), .nrcpts = 1
   } ;
   if (!spawn_request_put(&out, &rq, SPAWN_ONE)) strerr_diefu1sys(EX_TEMP, "encode a request") ;
 }
@@ -479,8 +526,10 @@ static void load (char const *id, int recovered)
   while (m->env.s[pos])
   {
     struct rcpt rc = { .addr = pos + 1, .stoff = m->envbase + pos, .dom = NODOM, .state = m->env.s[pos], .flags = 0 } ;
-    if (is_local(m->env.s + pos + 1)) rc.flags |= R_LOCAL ;
-    else if (rc.state == QUEUE_TODO) rc.dom = remote_dest(m->env.s + pos + 1) ;
+    rc.addr = rewrite_rcpt(m, pos + 1) ;
+    m = M(i) ;
+    if (is_delivered_here(ADDR(m, &rc))) rc.flags |= R_LOCAL ;
+    else if (rc.state == QUEUE_TODO) rc.dom = remote_dest(ADDR(m, &rc)) ;
     if (!genalloc_append(struct rcpt, &m->rcpts, &rc)) dienomem() ;
     if (rc.state == QUEUE_TODO) m->npending++ ;
     else if (rc.state == QUEUE_FAILED)
@@ -662,6 +711,10 @@ static void free_all (void)
   stralloc_free(&queueprog) ;
   stralloc_free(&me) ;
   stralloc_free(&locals) ;
+  stralloc_free(&envnoathost) ;
+  stralloc_free(&percenthack) ;
+  stralloc_free(&vdoms) ;
+  stralloc_free(&lspawnrcpt) ;
   scan_close(&dirs) ;
 }
 

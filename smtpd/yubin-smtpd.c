@@ -27,6 +27,7 @@
 #include <skalibs/types.h>
 
 #include "address.h"
+#include "assign.h"
 #include "auth.h"
 #include "connlimit.h"
 #include "control.h"
@@ -35,10 +36,10 @@
 #include "nodump.h"
 #include "qq.h"
 #include "received.h"
+#include "rewrite.h"
 #include "smtpcmd.h"
 #include "smtpd.h"
 #include "ucspitls.h"
-#include "userdb.h"
 #include "ylog.h"
 
 char const *PROG = "smtpd" ;
@@ -63,10 +64,12 @@ static struct
   int lists_read ;
   stralloc locals ;
   stralloc rcpthosts ;
+  stralloc vdoms ;          /* control/virtualdomains */
+  stralloc percenthack ;
   unsigned long maxrcpt ;
   int databytes_read ;
   unsigned long databytes ;
-} ctl = { .locals = STRALLOC_ZERO, .rcpthosts = STRALLOC_ZERO, .maxrcpt = MAXRCPT_DEFAULT } ;
+} ctl = { .locals = STRALLOC_ZERO, .rcpthosts = STRALLOC_ZERO, .vdoms = STRALLOC_ZERO, .percenthack = STRALLOC_ZERO, .maxrcpt = MAXRCPT_DEFAULT } ;
 
 /* ---------- helpers ---------- */
 
@@ -100,6 +103,8 @@ static void read_lists (void)
     catb(&ctl.locals, conf.me.s, conf.me.len + 1) ;   /* with its NUL */
   }
   if (control_readlist(&ctl.rcpthosts, "rcpthosts") < 0) die_control("rcpthosts") ;
+  if (control_readlist(&ctl.vdoms, "virtualdomains") < 0) die_control("virtualdomains") ;
+  if (control_readlist(&ctl.percenthack, "percenthack") < 0) die_control("percenthack") ;
   if (!env_ulong("MAXRCPT", &ctl.maxrcpt)
    && control_readulong(&ctl.maxrcpt, "maxrcpt", MAXRCPT_DEFAULT) < 0) die_control("maxrcpt") ;
   if (!ctl.maxrcpt) ctl.maxrcpt = MAXRCPT_DEFAULT ;
@@ -279,6 +284,42 @@ static void smtp_mail (struct smtpcmd const *c)
   reply("250 2.1.0 ok\r\n") ;
 }
 
+/* Does someone here take the recipient a[0..len) (at: its '@')?  A
+ * local domain's local part, or the local part "prefix-user" that
+ * control/virtualdomains makes of a virtual one, must have an owner
+ * (common/assign.h: users/assign, the users, the alias user's .qmail
+ * files); any other address is not ours to check.  0 if taken, else
+ * the reply code with the text in tmp and the log reason in *why. */
+static int rcpt_owner (char const *a, size_t len, size_t at, int islocal, char const **why)
+{
+  static stralloc mapped = STRALLOC_ZERO ;
+  char const *local = a ;
+  size_t llen = at ;
+  if (!islocal)
+  {
+    char const *prefix ;
+    size_t plen ;
+    if (!rewrite_vdomain(ctl.vdoms.s, ctl.vdoms.len, a, len, &prefix, &plen)) return 0 ;
+    if (!rewrite_vdomain_local(&mapped, prefix, plen, a, at)) die_nomem() ;
+    local = mapped.s ;
+    llen = mapped.len ;
+  }
+  struct assign as = ASSIGN_ZERO ;
+  int r = assign_find(local, llen, 0, &as) ;
+  assign_free(&as) ;
+  tmp.len = 0 ;
+  if (r > 0) return 0 ;
+  if (r < 0)
+  {
+    *why = "user-lookup-failed" ;
+    cat(&tmp, "451 4.3.0 temporary failure looking up the recipient\r\n") ;
+    return 451 ;
+  }
+  *why = "no-such-user" ;
+  cat(&tmp, "550 5.1.1 <") ; catb(&tmp, addr.s, addr.len) ; cat(&tmp, ">: no such user here\r\n") ;
+  return 550 ;
+}
+
 /* Is the recipient in addr acceptable?  Returns 0 if so, else the reply
  * code, with the reply text in tmp and a log reason in *why. */
 static int rcpt_policy (char const **why)
@@ -319,20 +360,23 @@ static int rcpt_policy (char const **why)
       return 553 ;
     }
   }
-  if (!islocal || is_postmaster(addr.s, at)) return 0 ;
-  size_t ext ;
-  int r = users_match_local(addr.s, at, &tmp, &ext) ;
-  tmp.len = 0 ;
-  if (r > 0) return 0 ;
-  if (r < 0)
+  if (ctl.percenthack.len && byte_chr(addr.s, at, '%') < at)
   {
-    *why = "user-lookup-failed" ;
-    cat(&tmp, "451 4.3.0 temporary failure looking up the recipient\r\n") ;
-    return 451 ;
+    /* control/percenthack (for the clients that may relay, the others
+       were refused above): qmgr will deliver to user@host, check that */
+    static stralloc ph = STRALLOC_ZERO ;
+    if (!stralloc_copyb(&ph, addr.s, addr.len + 1)) die_nomem() ;
+    ph.len-- ;
+    if (rewrite_percent(ctl.percenthack.s, ctl.percenthack.len, &ph))
+    {
+      size_t pat = address_split(ph.s, ph.len) ;
+      int plocal = control_domain_in_list(ctl.locals.s, ctl.locals.len, ph.s + pat + 1) ;
+      if (plocal && is_postmaster(ph.s, pat)) return 0 ;
+      return rcpt_owner(ph.s, ph.len, pat, plocal, why) ;
+    }
   }
-  *why = "no-such-user" ;
-  cat(&tmp, "550 5.1.1 <") ; catb(&tmp, addr.s, addr.len) ; cat(&tmp, ">: no such user here\r\n") ;
-  return 550 ;
+  if (islocal && is_postmaster(addr.s, at)) return 0 ;
+  return rcpt_owner(addr.s, addr.len, at, islocal, why) ;
 }
 
 /* address_parse_path, plus RFC 5321 4.5.1's "<Postmaster>" without a
