@@ -124,10 +124,28 @@ $(B)/bin/yubin-remote $(B)/bin/yubin-rspawn $(B)/unit/t-route: LDLIBS += $(REMOT
 
 MANPAGES := $(sort $(foreach d,$(PROGDIRS),$(wildcard $(d)/*.[1-9])))
 
+# make install: the programs (0755, nothing set-id) and yubin-qmail-check
+# into $(DESTDIR)$(PREFIX)/bin, the man pages, and the kit package/setup
+# needs (package/, banwatch/conf/) into $(PREFIX)/share/yubin/; then
+# package/install makes the instance at YUBIN_ROOT (default ROOT) with
+# package/setup (users, owners, set-id bits, services), links the qmail
+# names in <root>/bin (and QMAIL_COMPAT/bin) and the services into SCANDIR.
+# With DESTDIR it makes nothing else and prints what a postinst must run.
+# README.md, "Installing" and "Migrating from qmail".
+YUBIN_ROOT   ?= $(ROOT)
+SCANDIR      ?=
+QMAIL_COMPAT ?=
+INSTALLKIT   := package/setup package/install package/tcp.smtp \
+                $(wildcard package/services/*/run package/services/*/log/run) \
+                $(wildcard banwatch/conf/*.conf banwatch/conf/filter.d/*.conf)
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8
-	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
-	for m in $(MANPAGES); do s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
+	install -m 755 $(PROGS) package/yubin-qmail-check $(DESTDIR)$(PREFIX)/bin/
+	for m in $(MANPAGES) package/yubin-qmail-check.8; do s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
+	for f in $(INSTALLKIT); do if [ -x $$f ]; then m=755; else m=644; fi; \
+	  install -D -m $$m $$f $(DESTDIR)$(PREFIX)/share/yubin/$$f || exit 1; done
+	DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' ROOT='$(ROOT)' YUBIN_ROOT='$(YUBIN_ROOT)' \
+	  SCANDIR='$(SCANDIR)' QMAIL_COMPAT='$(QMAIL_COMPAT)' sh package/install
 
 asan:
 	$(MAKE) B=build/asan SAN=1 all unit
