@@ -13,6 +13,13 @@
  * (every message once, one UID each, \Recent in exactly one session);
  * APPEND (APPENDUID, flags, keywords, date, size); COPY and MOVE (new
  * UIDs, flags kept, the source reports the moved ones as expunged);
+ * INDEX_PEEK (STATUS): new/ counted, given UIDs and left there, the same
+ * UIDs at the next peek and at SELECT, which gets the \Recent; a
+ * selected session takes what a peek numbered; a peeked file removed
+ * from new/ or moved to cur/ by another program; APPEND into a folder
+ * without an index leaves its new/; an index written before the STATE's
+ * pending tail; a deliverer, a peeker in a loop and a session at once
+ * (UIDs the peeker saw never change, every \Recent in the session);
  * 10,000 messages: first sync, no-change sync, reopen and STORE timed
  * (printed as info). */
 
@@ -424,6 +431,269 @@ static void test_append_copy (char const *md, char const *md2)
   index_close(&dst) ;
 }
 
+/* ---------- peek (STATUS) ---------- */
+
+/* the first name in the directory dir */
+static int firstname (char const *dir, char *out, size_t outlen)
+{
+  DIR *d = opendir(dir) ;
+  if (!d) return 0 ;
+  struct dirent *e ;
+  int found = 0 ;
+  while (!found && (e = readdir(d))) if (e->d_name[0] != '.') { snprintf(out, outlen, "%s", e->d_name) ; found = 1 ; }
+  closedir(d) ;
+  return found ;
+}
+
+/* the UID of the message whose unique part starts name, 0 if none */
+static uint32_t uidof (mailindex const *ix, char const *name)
+{
+  size_t len = strcspn(name, ":") ;
+  for (size_t i = 0 ; i < ix->n ; i++)
+    if (index_msg(ix, i)->uniqlen == len && !memcmp(index_name(ix, i), name, len) && !(index_msg(ix, i)->state & INDEX_EXPUNGED))
+      return index_msg(ix, i)->uid ;
+  return 0 ;
+}
+
+static int peekcount (char const *md, size_t *n, size_t *recent, uint32_t *uidnext)
+{
+  mailindex p = INDEX_ZERO ;
+  int ok = index_open(&p, md, INDEX_PEEK) ;
+  *n = p.n ; *recent = p.recent ; *uidnext = p.uidnext ;
+  index_close(&p) ;
+  return ok ;
+}
+
+static void test_peek (char const *md)
+{
+  mailindex p = INDEX_ZERO, s = INDEX_ZERO ;
+  size_t n = 0, recent = 0 ;
+  uint32_t next = 0 ;
+  char name[512] ;
+  int ok = deliver(md, "Subject: p1\n\nbody\n") && deliver(md, "Subject: p2\n\nbody\n") && deliver(md, "Subject: p3\n\nbody\n") ;
+  ok = ok && index_open(&p, md, INDEX_PEEK) ;
+  check("peek-counts", ok && p.n == 3 && p.recent == 3 && p.uidnext == 4 && uids_increasing(&p)
+        && index_msg(&p, 0)->size == strlen("Subject: p1\n\nbody\n") + 3 && !index_msg(&p, 0)->flags
+        && countdir(path(md, "new")) == 3 && countdir(path(md, "cur")) == 0, "three in new/ counted, left there") ;
+  check("peek-cur-name", p.n == 3 && strstr(index_name(&p, 0), ":2,") != 0, "not recorded under its cur/ name") ;
+  uint32_t uids[3] = { 0 } ;
+  char names[3][256] ;
+  for (size_t i = 0 ; i < 3 && i < p.n ; i++) { uids[i] = index_msg(&p, i)->uid ; snprintf(names[i], sizeof names[i], "%s", index_name(&p, i)) ; }
+  index_close(&p) ;
+
+  /* peek again: the same UIDs (committed), nothing taken */
+  ok = index_open(&p, md, INDEX_PEEK) ;
+  int same = ok && p.n == 3 && p.recent == 3 && p.uidnext == 4 ;
+  for (size_t i = 0 ; same && i < 3 ; i++) same = uidof(&p, names[i]) == uids[i] ;
+  check("peek-again-stable", same && countdir(path(md, "new")) == 3, "UIDs moved between two peeks") ;
+  index_close(&p) ;
+
+  /* one more delivery: the next UID; then SELECT takes all with \Recent and the same UIDs */
+  ok = deliver(md, "Subject: p4\n\nbody\n") && peekcount(md, &n, &recent, &next) ;
+  check("peek-delivery", ok && n == 4 && recent == 4 && next == 5, "fourth delivery") ;
+  ok = index_open(&s, md, 0) ;
+  same = ok && s.n == 4 && s.recent == 4 && s.uidnext == 5 && uids_increasing(&s) && countdir(path(md, "new")) == 0 && countdir(path(md, "cur")) == 4 ;
+  for (size_t i = 0 ; same && i < 3 ; i++) same = uidof(&s, names[i]) == uids[i] && !strcmp(index_name(&s, i), names[i]) ;
+  check("peek-then-select", same, "SELECT after STATUS: \\Recent or UIDs lost") ;
+  ok = peekcount(md, &n, &recent, &next) ;
+  check("peek-after-select", ok && n == 4 && recent == 0 && next == 5, "RECENT after SELECT took them") ;
+
+  /* a session has it selected: a peek gives UIDs, the session's sync takes the \Recent */
+  ok = deliver(md, "Subject: p5\n\nbody\n") && deliver(md, "Subject: p6\n\nbody\n") && peekcount(md, &n, &recent, &next) ;
+  check("peek-selected", ok && n == 6 && recent == 2 && next == 7, "two delivered under a selected session") ;
+  size_t before = s.recent ;
+  ok = index_sync(&s, 1) ;
+  check("peek-selected-sync", ok && s.n == 6 && s.added == 2 && s.recent == before + 2 && index_msg(&s, 5)->uid == 6
+        && s.uidnext == 7 && countdir(path(md, "new")) == 0, "the selected session did not take them") ;
+
+  /* a peeked message removed from new/ by someone else: gone for both */
+  ok = deliver(md, "Subject: p7\n\nbody\n") && peekcount(md, &n, &recent, &next) && n == 7 && recent == 1 && firstname(path(md, "new"), name, sizeof name) ;
+  ok = ok && unlinkat(AT_FDCWD, path(path(md, "new"), name), 0) == 0 && peekcount(md, &n, &recent, &next) ;
+  check("peek-vanished", ok && n == 6 && recent == 0 && next == 8, "a peeked file removed from new/") ;
+  ok = index_sync(&s, 1) ;
+  check("peek-vanished-session", ok && s.n == 6 && s.added == 0 && s.uidnext == 8, "the session saw the removed one") ;
+
+  /* a peeked message moved to cur/ by a POP3 server (with \Seen): the same UID, not \Recent */
+  ok = deliver(md, "Subject: p8\n\nbody\n") && peekcount(md, &n, &recent, &next) && n == 7 && recent == 1 && firstname(path(md, "new"), name, sizeof name) ;
+  {
+    char to[600] ;
+    snprintf(to, sizeof to, "%s:2,S", name) ;
+    ok = ok && rename(path(path(md, "new"), name), path(path(md, "cur"), to)) == 0 ;
+  }
+  ok = ok && index_open(&p, md, INDEX_PEEK) ;
+  check("peek-moved-by-other", ok && p.n == 7 && p.recent == 0 && uidof(&p, name) == 8 && index_msg(&p, 6)->flags == INDEX_SEEN, "moved to cur/ by another program") ;
+  index_close(&p) ;
+  before = s.recent ;
+  ok = index_sync(&s, 1) ;
+  check("peek-moved-session", ok && s.n == 7 && s.added == 1 && s.recent == before && uidof(&s, name) == 8, "the session's view of it") ;
+  index_close(&s) ;
+}
+
+/* APPEND into a folder whose index is new: its new/ mail stays there */
+static void test_peek_append (char const *md)
+{
+  struct index_append ap = INDEX_APPEND_ZERO ;
+  mailindex s = INDEX_ZERO ;
+  uint32_t uv = 0, uid = 0 ;
+  int ok = deliver(md, "Subject: waiting\n\nx\n") && index_append_begin(&ap, md) && index_append_write(&ap, "Subject: a\r\n\r\nb\r\n", 17)
+        && index_append_commit(&ap, 0, 0, 0, -1, &uv, &uid) ;
+  if (!ok) index_append_abort(&ap) ;
+  ok = ok && uid == 2 && countdir(path(md, "new")) == 1 && index_open(&s, md, 0) ;
+  check("peek-append-target", ok && s.n == 2 && s.recent == 1 && index_msg(&s, 0)->state & INDEX_RECENT && index_msg(&s, 1)->uid == uid,
+        "APPEND to a new index took new/") ;
+  index_close(&s) ;
+}
+
+/* an index written before the pending tail (76-byte STATE records):
+ * read as "anything may be in new/", UIDs kept */
+static int strip_pend (char const *md)
+{
+  int fd = open(path(md, "yubin.index"), O_RDWR) ;
+  struct stat st ;
+  if (fd < 0 || fstat(fd, &st) < 0) return 0 ;
+  size_t len = (size_t)st.st_size, o = 32, w = 32 ;
+  unsigned char *b = malloc(len) ;
+  int ok = b && pread(fd, b, len, 0) == (ssize_t)len ;
+  while (ok && o + 8 <= len)
+  {
+    uint32_t rl = b[o] | b[o + 1] << 8 | b[o + 2] << 16 | (uint32_t)b[o + 3] << 24 ;
+    if (o + 8 + rl > len) break ;
+    unsigned char *pl = b + o + 8 ;
+    uint32_t nl = pl[0] == 'S' && rl == 81 ? 77 : rl ;
+    memmove(b + w + 8, pl, nl) ;
+    uint32_t c = 0xffffffffu ;
+    for (uint32_t i = 0 ; i < nl ; i++) { c ^= b[w + 8 + i] ; for (int k = 0 ; k < 8 ; k++) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1 ; }
+    c ^= 0xffffffffu ;
+    for (int k = 0 ; k < 4 ; k++) { b[w + k] = (unsigned char)(nl >> 8 * k) ; b[w + 4 + k] = (unsigned char)(c >> 8 * k) ; }
+    o += 8 + rl ; w += 8 + nl ;
+  }
+  ok = ok && pwrite(fd, b, w, 0) == (ssize_t)w && ftruncate(fd, (off_t)w) == 0 ;
+  free(b) ;
+  close(fd) ;
+  return ok ;
+}
+
+static void test_peek_oldformat (char const *md)
+{
+  mailindex p = INDEX_ZERO, s = INDEX_ZERO ;
+  int ok = deliver(md, "Subject: o1\n\nx\n") && index_open(&s, md, 0) ;
+  index_close(&s) ;
+  ok = ok && deliver(md, "Subject: o2\n\nx\n") && index_open(&p, md, INDEX_PEEK) && p.n == 2 && p.recent == 1 ;
+  index_close(&p) ;
+  ok = ok && strip_pend(md) ;
+  ok = ok && index_open(&p, md, INDEX_PEEK) ;
+  check("peek-oldformat", ok && p.n == 2 && p.recent == 1 && p.uidnext == 3 && index_msg(&p, 1)->uid == 2, "an index without the pending tail") ;
+  index_close(&p) ;
+  ok = strip_pend(md) && index_open(&s, md, 0) ;
+  check("peek-oldformat-select", ok && s.n == 2 && s.recent == 1 && index_msg(&s, 1)->uid == 2 && index_msg(&s, 1)->state & INDEX_RECENT
+        && countdir(path(md, "new")) == 0, "an old index: SELECT after a peek") ;
+  index_close(&s) ;
+}
+
+/* a deliverer, a peeker (STATUS in a loop) and a selected session:
+ * every message one UID forever, every \Recent in the session */
+#define PEEK_MSGS 200
+
+static int peeker (char const *md, char const *out)
+{
+  FILE *f = fopen(out, "w") ;
+  if (!f) return 1 ;
+  char (*seen)[128] = calloc(PEEK_MSGS * 2 + 2, sizeof *seen) ;   /* seen[uid]: its unique part */
+  if (!seen) return 1 ;
+  double end = now() + 60 ;
+  int rc = 0 ;
+  while (now() < end)
+  {
+    int done = access(path(md, "done"), F_OK) == 0 ;
+    mailindex p = INDEX_ZERO ;
+    if (!index_open(&p, md, INDEX_PEEK)) { rc = 2 ; break ; }
+    if (!uids_increasing(&p) || p.recent > p.n) rc = 3 ;
+    for (size_t i = 0 ; !rc && i < p.n ; i++)
+    {
+      struct index_msg const *m = index_msg(&p, i) ;
+      if (m->uid > PEEK_MSGS * 2 || m->uniqlen >= 128) { rc = 4 ; break ; }
+      if (!seen[m->uid][0]) { memcpy(seen[m->uid], index_name(&p, i), m->uniqlen) ; fprintf(f, "%u %s\n", m->uid, seen[m->uid]) ; }
+      else if (strlen(seen[m->uid]) != m->uniqlen || memcmp(seen[m->uid], index_name(&p, i), m->uniqlen)) rc = 5 ;
+    }
+    if (p.uidnext < p.n + 1) rc = 6 ;
+    index_close(&p) ;
+    if (rc || done) break ;
+    usleep(300) ;
+  }
+  free(seen) ;
+  if (fclose(f) != 0 && !rc) rc = 7 ;
+  return rc ;
+}
+
+static void test_peek_concurrent (char const *md)
+{
+  int pp[2] ;
+  pid_t pids[3] ;
+  char out[600] ;
+  snprintf(out, sizeof out, "%s/../peeker.out", md) ;
+  if (pipe(pp) < 0) { check("peek-concurrent", 0, "pipe") ; return ; }
+  for (int k = 0 ; k < 3 ; k++)
+  {
+    pids[k] = fork() ;
+    if (pids[k] < 0) { check("peek-concurrent", 0, "fork") ; return ; }
+    if (!pids[k])
+    {
+      close(pp[0]) ;
+      if (k == 0)
+      {
+        char body[64] ;
+        for (int i = 0 ; i < PEEK_MSGS ; i++)
+        {
+          snprintf(body, sizeof body, "Subject: c%d\n\nbody\n", i) ;
+          if (!deliver(md, body)) _exit(1) ;
+          if (i % 10 == 0) usleep(2000) ;
+        }
+        int fd = open(path(md, "done"), O_WRONLY | O_CREAT, 0600) ;
+        _exit(fd < 0) ;
+      }
+      if (k == 1) _exit(peeker(md, out)) ;
+      _exit(syncer(md, pp[1])) ;
+    }
+  }
+  close(pp[1]) ;
+  int ok = 1 ;
+  for (int k = 0 ; k < 3 ; k++)
+  {
+    int st ;
+    if (waitpid(pids[k], &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st)) { ok = 0 ; printf("# child %d: status %d\n", k, st) ; }
+  }
+  char buf[128] ;
+  ssize_t r = read(pp[0], buf, sizeof buf - 1) ;
+  close(pp[0]) ;
+  size_t n1 = 0, r1 = 0 ;
+  unsigned uv1 = 0 ;
+  if (r > 0) { buf[r] = 0 ; if (sscanf(buf, "%zu %zu %u", &n1, &r1, &uv1) != 3) ok = 0 ; }
+  else ok = 0 ;
+  mailindex ix = INDEX_ZERO ;
+  ok = ok && index_open(&ix, md, 0) ;
+  int good = ok && ix.n == PEEK_MSGS && ix.uidnext == PEEK_MSGS + 1 && uids_increasing(&ix) && n1 == PEEK_MSGS && uv1 == ix.uidvalidity
+          && countdir(path(md, "cur")) == PEEK_MSGS && countdir(path(md, "new")) == 0 ;
+  /* what the peeker saw is what stayed */
+  size_t lines = 0 ;
+  FILE *f = fopen(out, "r") ;
+  if (!f) good = 0 ;
+  else
+  {
+    unsigned u ;
+    char uq[256] ;
+    while (fscanf(f, "%u %255s", &u, uq) == 2)
+    {
+      lines++ ;
+      if (uidof(&ix, uq) != u) { good = 0 ; printf("# UID %u (%s) changed to %u\n", u, uq, uidof(&ix, uq)) ; }
+    }
+    fclose(f) ;
+  }
+  check("peek-concurrent", good && lines > 0, "a deliverer, a peeker and a session disagree") ;
+  check("peek-concurrent-recent", ok && r1 == PEEK_MSGS, "the session did not get every \\Recent") ;
+  printf("# peek-concurrent: the peeker saw %zu of %d UIDs, the session got %zu \\Recent\n", lines, PEEK_MSGS, r1) ;
+  index_close(&ix) ;
+}
+
 /* ---------- 10,000 messages ---------- */
 
 static void test_big (char const *md, size_t n)
@@ -484,9 +754,9 @@ int main (void)
   char const *tmp = getenv("TMPDIR") ;
   snprintf(top, sizeof top, "%s/t-index.XXXXXX", tmp ? tmp : "/tmp") ;
   if (!mkdtemp(top)) { printf("FAIL index-setup: mkdtemp\n") ; return 1 ; }
-  char md[4][512] ;
-  for (int i = 0 ; i < 4 ; i++) snprintf(md[i], sizeof md[i], "%s/md%d", top, i) ;
-  for (int i = 0 ; i < 4 ; i++) if (!mkmd(md[i])) { printf("FAIL index-setup: maildir_make\n") ; return 1 ; }
+  char md[8][512] ;
+  for (int i = 0 ; i < 8 ; i++) snprintf(md[i], sizeof md[i], "%s/md%d", top, i) ;
+  for (int i = 0 ; i < 8 ; i++) if (!mkmd(md[i])) { printf("FAIL index-setup: maildir_make\n") ; return 1 ; }
   char sub[600] ;
   snprintf(sub, sizeof sub, "%s/.Sub", md[2]) ;
   if (!mkmd(sub)) { printf("FAIL index-setup: maildir_make\n") ; return 1 ; }
@@ -495,6 +765,10 @@ int main (void)
   test_concurrent(md[3]) ;
   for (int i = 0 ; i < 3 ; i++) if (!deliver(md[2], "Subject: c\n\nx\n")) printf("FAIL index-setup: deliver\n") ;
   test_append_copy(md[2], sub) ;
+  test_peek(md[4]) ;
+  test_peek_append(md[5]) ;
+  test_peek_oldformat(md[6]) ;
+  test_peek_concurrent(md[7]) ;
   rmrf(md[0]) ;
   if (!mkmd(md[0])) return 1 ;
   test_big(md[0], 10000) ;
