@@ -765,6 +765,18 @@ def curl_case(url_base, tls_args):
     rc, out, err = curl(*tls_args, "-u", u, url_base + "/INBOX;UID=1")
     expect(rc == 0, "curl fetch: %d %s" % (rc, err))
     expect(out == crlf(data), "curl INBOX;UID=1 " + diff(crlf(data), out))
+    # an upload: APPEND to Sent
+    marker, up = message("curl-upload")
+    fn = os.path.join(tempfile.gettempdir(), "imapt-upload-%d" % os.getpid())
+    with open(fn, "wb") as fh:
+        fh.write(up)
+    try:
+        rc, out, err = curl(*tls_args, "-u", u, "-T", fn, url_base + "/Sent")
+    finally:
+        os.unlink(fn)
+    expect(rc == 0, "curl upload: %d %s" % (rc, err))
+    sent = folder_files("Sent")
+    expect(len(sent) == 1 and crlf(INST.read(sent[0])) == up, "Sent after the upload: %r" % sent)
 
 
 @case
@@ -992,6 +1004,7 @@ def fetchmail_case(f, port, tlsopts, keep, tls_re):
     left = folder_files()
     if keep:
         expect(len(left) == 2, "-k: the messages must stay, INBOX holds %r" % left)
+        expect(all("S" in flags_of(p) for p in left), "-k: fetched messages are \\Seen: %r" % left)
     else:
         expect(wait_for(lambda: not folder_files(), 5), "without -k INBOX must be empty: %r" % folder_files())
 
@@ -1468,6 +1481,152 @@ def twenty_bads_end_session_after_login(f):
     twenty_bads(r)
     expect(wait_for(lambda: re.search(r"imapd: logout ip=127\.0\.0\.1 user=demo .*reason=errors", INST.log("imap")), 5),
            "no logout reason=errors in log/imap: %r" % INST.log("imap")[-400:])
+
+# ---------------------------------------------------------------- more through the instance
+
+
+@case
+def big_message_over_tls(f):
+    """A 3 MB message APPENDed over imaps comes back byte for byte through
+    yubin-tlsd, whole and in a partial."""
+    lines = [b"From: big@example.org", b"Subject: big one", b""]
+    for i in range(40000):
+        lines.append(b"line %06d " % i + b"abcdefghijklmnopqrstuvwxyz0123456789" * 2)
+    msg = b"\r\n".join(lines) + b"\r\n"
+    c = f.imaplib("imaps")
+    typ, d = c.append("INBOX", None, None, msg)
+    expect(typ == "OK", "APPEND of %d bytes: %r %r" % (len(msg), typ, d))
+    files = folder_files()
+    expect(len(files) == 1 and crlf(INST.read(files[0])) == msg, "on disk: %r" % files)
+    ok(c.select("INBOX"), "SELECT")
+    typ, d = c.fetch("1", "(RFC822.SIZE BODY.PEEK[])")
+    text, lits = fetch_parts(d)
+    body = lits.get(b"BODY[]", b"")
+    expect(body == msg, "BODY[] of the big message " + diff(msg, body))
+    expect(b"RFC822.SIZE %d" % len(msg) in text, "RFC822.SIZE in %r, want %d" % (text, len(msg)))
+    typ, d = c.fetch("1", "(BODY.PEEK[]<1000000.5000>)")
+    part = [x[1] for x in d if isinstance(x, tuple)]
+    expect(part == [msg[1000000:1005000]], "BODY[]<1000000.5000>: %r" % [x[:80] for x in part])
+    c.logout()
+
+
+@case
+def concurrent_appends_and_delivery(f):
+    """Three sessions APPEND at once while mail is delivered: every message
+    gets its own UID, a session that watched sees them all, FETCH gives
+    each file's bytes."""
+    n_each, n_deliver = 12, 3
+    watcher = f.imaplib("plain")
+    ok(watcher.select("INBOX"), "SELECT")
+    errors = []
+
+    def appender(k):
+        try:
+            c = imaplib.IMAP4(INST.ip, INST.imap_port, timeout=IO)
+            c.login("demo", INST.demo_password)
+            for i in range(n_each):
+                m = message("conc-%d-%d" % (k, i))[1]
+                typ, d = c.append("INBOX", None, None, m)
+                if typ != "OK":
+                    errors.append("session %d APPEND %d: %r %r" % (k, i, typ, d))
+            c.logout()
+        except Exception as e:
+            errors.append("session %d: %r" % (k, e))
+    threads = [threading.Thread(target=appender, args=(k,), daemon=True) for k in range(3)]
+    for t in threads:
+        t.start()
+    for i in range(n_deliver):
+        deliver("conc-smtp-%d" % i)
+    for t in threads:
+        t.join(60)
+    expect(not errors, "; ".join(errors[:5]))
+    total = 3 * n_each + n_deliver
+    expect(wait_for(lambda: len(folder_files()) == total, 20), "on disk %d files, want %d" % (len(folder_files()), total))
+    ok(watcher.noop(), "NOOP")
+    ex = untagged(watcher, "EXISTS")
+    expect(ex and int(ex[-1]) == total, "the watching session: EXISTS %r, want %d" % (ex, total))
+    typ, d = watcher.fetch("1:*", "(UID RFC822.SIZE BODY.PEEK[])")
+    expect(typ == "OK", "FETCH 1:*: %r" % typ)
+    seen_uids, bodies = [], []
+    for item in d:
+        if isinstance(item, tuple):
+            m = re.search(rb"UID (\d+)", item[0])
+            seen_uids.append(int(m.group(1)) if m else None)
+            bodies.append(item[1])
+    expect(len(seen_uids) == total and len(set(seen_uids)) == total and seen_uids == sorted(seen_uids),
+           "UIDs %r" % seen_uids)
+    on_disk = sorted(crlf(INST.read(p)) for p in folder_files())
+    expect(sorted(bodies) == on_disk, "FETCH bodies differ from the files")
+    typ, d = watcher.status("INBOX", "(MESSAGES UIDNEXT)")
+    m = re.search(rb"UIDNEXT (\d+)", d[0])
+    expect(m and int(m.group(1)) > max(seen_uids), "UIDNEXT %r, highest UID %d" % (d, max(seen_uids)))
+    watcher.logout()
+
+
+@case
+def pop3_and_imap_on_one_mailbox(f):
+    """yubin-pop3d and the IMAP server on the same Maildir: a POP3 DELE is
+    an EXPUNGE for the IMAP session, UIDs and UIDLs stay."""
+    import poplib
+    deliver("mixed1")
+    path2, data2 = deliver("mixed2")
+    c = f.imaplib("plain")
+    ok(c.select("INBOX"), "SELECT")
+    typ, d = c.fetch("1:*", "(UID)")
+    expect(d == [b"1 (UID 1)", b"2 (UID 2)"], "UIDs %r" % d)
+    p = poplib.POP3(INST.ip, INST.pop3_port, timeout=IO)
+    try:
+        p.user("demo")
+        p.pass_(INST.demo_password)
+        uidl1 = p.uidl()[1]
+        expect(len(uidl1) == 2, "UIDL %r" % uidl1)
+        p.dele(1)
+        p.quit()
+    finally:
+        p.close()
+    expect(len(folder_files()) == 1, "after POP3 DELE: %r" % folder_files())
+    ok(c.noop(), "NOOP")
+    expect(untagged(c, "EXPUNGE") == [b"1"], "no * 1 EXPUNGE after the POP3 DELE")
+    typ, d = c.fetch("1", "(UID BODY.PEEK[])")
+    text, lits = fetch_parts(d)
+    expect(b"UID 2" in text and lits.get(b"BODY[]") == crlf(data2), "the message left: %r" % text)
+    ok(c.store("1", "+FLAGS", "(\\Seen \\Flagged)"), "STORE")
+    p = poplib.POP3(INST.ip, INST.pop3_port, timeout=IO)
+    try:
+        p.user("demo")
+        p.pass_(INST.demo_password)
+        u = p.uidl()[1]
+        expect(len(u) == 1 and u[0].split()[1] == uidl1[1].split()[1], "UIDL after the flag change: %r, was %r" % (u, uidl1))
+        got = b"".join(l + b"\r\n" for l in p.retr(1)[1])
+        expect(got == crlf(data2), "POP3 RETR " + diff(crlf(data2), got))
+        p.quit()
+    finally:
+        p.close()
+    ok(c.noop(), "NOOP")
+    typ, d = c.fetch("1", "(UID FLAGS)")
+    expect(re.search(rb"UID 2 FLAGS \((?=[^)]*\\Seen)(?=[^)]*\\Flagged)", d[0]), "after POP3: %r" % d)
+    c.logout()
+
+
+@case
+def autologout_before_and_after_login(f):
+    """IMAPLOGINTIMEOUT before the login, IMAPTIMEOUT (carried through the
+    login to yubin-imapmail) after it: * BYE and the end."""
+    r = remote_imapd(f, "127.0.0.1", {"IMAPLOGINTIMEOUT": "1"})
+    t = time.monotonic()
+    rest = r.rest(8)
+    dt = time.monotonic() - t
+    expect(b"* BYE" in rest and dt < 5, "before the login: %r after %.1fs" % (rest, dt))
+    r = remote_imapd(f, "127.0.0.1", {"IMAPTIMEOUT": "2"})
+    r.login()
+    r.cmd(b"a1", "SELECT INBOX")
+    t = time.monotonic()
+    rest = r.rest(10)
+    dt = time.monotonic() - t
+    expect(b"* BYE" in rest and 1 < dt < 6, "after the login: %r after %.1fs" % (rest, dt))
+    expect(wait_for(lambda: "reason=timeout" in remote_logs(f), 5), "no reason=timeout: %r" % remote_logs(f)[-500:])
+    log = remote_logs(f)
+    expect(not sanitizer_report(log), sanitizer_report(log))
 
 # ---------------------------------------------------------------- main
 
