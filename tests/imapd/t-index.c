@@ -612,7 +612,7 @@ static int peeker (char const *md, char const *out)
     {
       struct index_msg const *m = index_msg(&p, i) ;
       if (m->uid > PEEK_MSGS * 2 || m->uniqlen >= 128) { rc = 4 ; break ; }
-      if (!seen[m->uid][0]) { memcpy(seen[m->uid], index_name(&p, i), m->uniqlen) ; fprintf(f, "%u %s\n", m->uid, seen[m->uid]) ; }
+      if (!seen[m->uid][0]) { memcpy(seen[m->uid], index_name(&p, i), m->uniqlen) ; fprintf(f, "%u %s %d\n", m->uid, seen[m->uid], m->state & INDEX_RECENT ? 1 : 0) ; }
       else if (strlen(seen[m->uid]) != m->uniqlen || memcmp(seen[m->uid], index_name(&p, i), m->uniqlen)) rc = 5 ;
     }
     if (p.uidnext < p.n + 1) rc = 6 ;
@@ -674,23 +674,25 @@ static void test_peek_concurrent (char const *md)
   int good = ok && ix.n == PEEK_MSGS && ix.uidnext == PEEK_MSGS + 1 && uids_increasing(&ix) && n1 == PEEK_MSGS && uv1 == ix.uidvalidity
           && countdir(path(md, "cur")) == PEEK_MSGS && countdir(path(md, "new")) == 0 ;
   /* what the peeker saw is what stayed */
-  size_t lines = 0 ;
+  size_t lines = 0, innew = 0 ;
   FILE *f = fopen(out, "r") ;
   if (!f) good = 0 ;
   else
   {
     unsigned u ;
+    int rec ;
     char uq[256] ;
-    while (fscanf(f, "%u %255s", &u, uq) == 2)
+    while (fscanf(f, "%u %255s %d", &u, uq, &rec) == 3)
     {
       lines++ ;
+      innew += rec ;
       if (uidof(&ix, uq) != u) { good = 0 ; printf("# UID %u (%s) changed to %u\n", u, uq, uidof(&ix, uq)) ; }
     }
     fclose(f) ;
   }
   check("peek-concurrent", good && lines > 0, "a deliverer, a peeker and a session disagree") ;
   check("peek-concurrent-recent", ok && r1 == PEEK_MSGS, "the session did not get every \\Recent") ;
-  printf("# peek-concurrent: the peeker saw %zu of %d UIDs, the session got %zu \\Recent\n", lines, PEEK_MSGS, r1) ;
+  printf("# peek-concurrent: the peeker saw %zu of %d UIDs (%zu first while in new/), the session got %zu \\Recent\n", lines, PEEK_MSGS, innew, r1) ;
   index_close(&ix) ;
 }
 
@@ -733,6 +735,19 @@ static void test_big (char const *md, size_t n)
          "reopen (index read) %.1f ms, STORE +FLAGS on all %.1f ms, other session sees it %.1f ms; index %lld bytes\n",
          n, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2 - 0.15) * 1e3, (t4 - t3) * 1e3, (t5 - t4) * 1e3, (t6 - t5) * 1e3, (t7 - t6) * 1e3,
          isize) ;
+  /* STATUS of it with three waiting in new/: twice (the second finds them numbered) */
+  mailindex p = INDEX_ZERO, p2 = INDEX_ZERO ;
+  usleep(150000) ;
+  ok = ok && index_sync(&ix, 1) && deliver(md, "Subject: w1\n\nx\n") && deliver(md, "Subject: w2\n\nx\n") && deliver(md, "Subject: w3\n\nx\n") ;
+  double t8 = now() ;
+  ok = ok && index_open(&p, md, INDEX_PEEK) ;
+  double t9 = now() ;
+  ok = ok && index_open(&p2, md, INDEX_PEEK) ;
+  double t10 = now() ;
+  check("big-peek", ok && p.n == n + 3 && p.recent == 3 && p2.n == n + 3 && p2.recent == 3 && countdir(path(md, "new")) == 3, "STATUS of 10,000 + 3 new") ;
+  printf("# info STATUS (peek open) with 3 in new/: first %.1f ms, again %.1f ms\n", (t9 - t8) * 1e3, (t10 - t9) * 1e3) ;
+  index_close(&p) ;
+  index_close(&p2) ;
   index_close(&ix) ;
   index_close(&ix2) ;
 }
