@@ -1489,6 +1489,38 @@ def twenty_bads_end_session_before_login(f):
 
 
 @case
+def twenty_bads_pipelined_still_get_bye(f):
+    """A client that sent more than the server reads (25 bad commands in
+    one packet, read after a moment): the 20 BADs and the * BYE must still
+    reach it.  A server that exits with unread input makes the kernel send
+    a RST, which throws away what the client has not read yet."""
+    bad = []
+    for when in ("before", "after"):
+        r = f.raw()
+        if when == "after":
+            r.login()
+        r.send(b"".join(b"x%d FROBNICATE\r\n" % i for i in range(25)))
+        time.sleep(0.5)
+        data, err = r.buf, None
+        r.buf = b""
+        r.s.settimeout(IO)
+        while True:
+            try:
+                d = r.s.recv(65536)
+            except OSError as e:
+                err = e
+                break
+            if not d:
+                break
+            data += d
+        if not (data.count(b" BAD ") == 20 and b"* BYE" in data):
+            bad.append("%s the login: got %d BADs%s, ending %r, then %s"
+                       % (when, data.count(b" BAD "), "" if b"* BYE" in data else " and no * BYE", data[-40:], err or "EOF"))
+    expect(not bad, "; ".join(bad) + " (bug: the session ends with unread input, the kernel's RST discards its "
+           "last answers; /tmp/imap-bugs.txt)")
+
+
+@case
 def twenty_bads_end_session_after_login(f):
     r = f.raw()
     r.login()
