@@ -250,7 +250,7 @@ void cmd_copy (struct imapcmd const *c, int move)
         if (!genalloc_append(uint32_t, &live, &p[k])) die_nomem() ;
   }
   if (!strcmp(name.s, sess.boxname.s)) dst = &sess.ix ;
-  else if (!index_open(&other, dir.s, 1))
+  else if (!index_open(&other, dir.s, INDEX_PEEK))
   {
     if (errno == ENOENT || errno == ENOTDIR) tagged(c->tag, "NO [TRYCREATE] No such mailbox") ;
     else tagged_syserr(c->tag, "open the target mailbox") ;
