@@ -30,7 +30,14 @@ Checks, each a user-visible assertion:
     STARTTLS, allowed with CLEARTEXTLOGIN=1;
   - bad input over the network (unbalanced parentheses, a literal over
     the limit, a 100 KB line, NUL bytes) gets BAD/NO and the session goes
-    on; 20 BADs end it with * BYE.
+    on; 20 BADs end it with * BYE, also when the client pipelined more
+    (the BYE must not be lost to a RST);
+  - a 3 MB message through TLS, whole and partial; three sessions
+    APPENDing while mail arrives (distinct UIDs, a watching session sees
+    them all); yubin-pop3d beside IMAP on one Maildir (a POP3 DELE is an
+    EXPUNGE, UIDs and UIDLs stay); the autologout before and after the
+    login; a client vanishing in IDLE over TLS or in an APPEND literal
+    (the processes end, no tmp/ file stays).
 
 The unit-level session test (yubin-imapmail on a socketpair, every
 command's exact bytes) is tests/imapd/test_imapmail; this file goes
@@ -808,7 +815,7 @@ def curl_imaps(f):
 # ---------------------------------------------------------------- mbsync
 
 
-def tree(root, skip=()):
+def tree(root):
     """{relative path: bytes} of the message files under root (in cur/ or
     new/ directories)."""
     out = {}
@@ -857,10 +864,6 @@ def mbsync(f, home):
     out = r.stdout.decode(errors="replace")
     expect(r.returncode == 0, "mbsync exited %d:\n%s" % (r.returncode, out[-1500:]))
     return out
-
-
-def local_name(path):
-    return os.path.basename(path)
 
 
 @case
@@ -1674,6 +1677,36 @@ def autologout_before_and_after_login(f):
     expect(wait_for(lambda: "reason=timeout" in remote_logs(f), 5), "no reason=timeout: %r" % remote_logs(f)[-500:])
     log = remote_logs(f)
     expect(not sanitizer_report(log), sanitizer_report(log))
+
+@case
+def dropped_connections_end_sessions(f):
+    """A client that vanishes in IDLE over TLS, or in the middle of an
+    APPEND literal: the session's processes end, no tmp/ file stays."""
+    for implicit in (True, False):
+        r = f.raw(INST.imaps_port if implicit else INST.imap_port, implicit=implicit)
+        mon, _ = session_processes(r.port)
+        r.login()
+        if implicit:
+            r.cmd(b"a1", "SELECT INBOX")
+            r.send(b"a2 IDLE\r\n")
+            expect(r.line().startswith(b"+"), "IDLE")
+        else:
+            r.send(b"a2 APPEND INBOX {300000}\r\n")
+            expect(r.line().startswith(b"+"), "no continuation for APPEND")
+            r.send(b"x" * 150000)
+            expect(wait_for(lambda: os.listdir(os.path.join(INST.maildir(), "tmp")), 5),
+                   "a 300 KB APPEND is not written to tmp/ as it arrives")
+        mails = imapmail_procs()
+        expect(mon and mails, "session processes: monitor %r, yubin-imapmail %r" % (mon, mails))
+        r.close()
+        alive = lambda pid: os.path.exists("/proc/%d" % pid) and proc_status(pid)["State"][0] != "Z"
+        expect(wait_for(lambda: not any(alive(p) for p in mails + [mon]), 5),
+               "%s: processes still there 5s after the client left: %r" % (
+                   "IDLE over imaps" if implicit else "APPEND", [p for p in mails + [mon] if alive(p)]))
+        tmp = os.listdir(os.path.join(INST.maildir(), "tmp"))
+        expect(not tmp, "tmp/ after a dropped APPEND: %r" % tmp)
+    expect(not folder_files(), "a half APPEND was delivered: %r" % folder_files())
+
 
 # ---------------------------------------------------------------- main
 
