@@ -17,7 +17,9 @@ Checks, each a user-visible assertion:
   - curl imap:// (STARTTLS, --ssl-reqd) and imaps://: LIST and
     INBOX;UID=1, byte for byte;
   - mbsync: a mailbox with folders synced to a local Maildir byte for
-    byte, a change on each side synced back, a third run changes nothing;
+    byte (imaps), a change on each side (a flag and a new message and
+    folder locally, an expunge on the server) synced both ways (STARTTLS),
+    a third run changes nothing on either side;
   - fetchmail over IMAP (imaps and STARTTLS, --mda, keep and not keep);
   - STARTTLS injection gets no answer, in plaintext or over TLS;
   - path-traversal names refused, nothing created outside the Maildir;
@@ -888,13 +890,14 @@ def mbsync_two_way(f):
     pwfile = os.path.join(home, "pw")
     with open(pwfile, "w") as fh:
         fh.write(INST.demo_password + "\n")
-    with open(os.path.join(home, ".mbsyncrc"), "w") as fh:
-        fh.write("""IMAPAccount yubin
+    def rc(port, ssltype):
+        with open(os.path.join(home, ".mbsyncrc"), "w") as fh:
+            fh.write("""IMAPAccount yubin
 Host localhost
 Port %d
 User demo
 PassCmd "cat %s"
-SSLType IMAPS
+SSLType %s
 CertificateFile %s
 SystemCertificates no
 Timeout 20
@@ -915,7 +918,8 @@ Create Both
 Sync All
 Expunge Both
 SyncState *
-""" % (INST.imaps_port, pwfile, INST.path("control", "cert.pem"), local, local))
+""" % (port, pwfile, ssltype, INST.path("control", "cert.pem"), local, local))
+    rc(INST.imaps_port, "IMAPS")
     # 1: everything arrives byte for byte
     out1 = mbsync(f, home)
     srv, loc = server_boxes(), local_boxes(local)
@@ -954,7 +958,10 @@ SyncState *
     ok(c.store("1", "+FLAGS.SILENT", "(\\Deleted)"), "STORE")
     ok(c.expunge(), "EXPUNGE")
     c.logout()
+    # the same account through the imap port and STARTTLS
+    rc(INST.imap_port, "STARTTLS")
     out2 = mbsync(f, home)
+    expect(re.search(r"(?i)starttls|encrypted", out2), "no STARTTLS in mbsync's output:\n%s" % out2[-600:])
     srv, loc = server_boxes(), local_boxes(local)
     expect(set(srv) == set(loc) and "Local" in srv, "mailboxes after sync 2: server %r, local %r\n%s"
            % (sorted(srv), sorted(loc), out2[-800:]))
