@@ -26,6 +26,7 @@
 #include "loginsplit.h"
 #include "nodump.h"
 #include "root.h"
+#include "ylog.h"
 
 #define CREDS_MAX 512          /* what yubin-checkpassword reads on fd 3 */
 #define REQUEST_MAX 2048       /* login, password and the variables */
@@ -77,6 +78,59 @@ void loginsplit_programs (struct loginsplit *ls, stralloc *cpsa, stralloc *progs
   ls->argv[1] = maildir ;
   ls->argv[2] = 0 ;
   ls->prog = ls->argv ;
+}
+
+char loginsplit_login (struct loginsplit_daemon const *d, char const *login, size_t loginlen,
+                       char const *pass, size_t passlen, char const *mech, char const *extra)
+{
+  char v = LOGINSPLIT_BAD ;
+  if (loginlen && !memchr(login, 0, loginlen) && !memchr(pass, 0, passlen))
+  {
+    /* the mail part logs whether the session is encrypted */
+    stralloc e = STRALLOC_ZERO ;
+    size_t at[2] = { 0, 0 } ;
+    char const *env[4] = { 0, 0, 0, 0 } ;
+    size_t n = 0 ;
+    if (d->tls.on)
+    {
+      if (!stralloc_cats(&e, "SSL_PROTOCOL=") || !stralloc_catb(&e, d->tls.proto.s, d->tls.proto.len + 1)) dienomem() ;
+      at[1] = e.len ;
+      if (!stralloc_cats(&e, "SSL_CIPHER=") || !stralloc_catb(&e, d->tls.cipher.s, d->tls.cipher.len + 1)) dienomem() ;
+      env[n++] = e.s + at[0] ;
+      env[n++] = e.s + at[1] ;
+    }
+    if (extra) env[n++] = extra ;
+    v = loginsplit_ask(login, loginlen, pass, passlen, env) ;
+    stralloc_free(&e) ;
+  }
+  if (v == LOGINSPLIT_DONE) _exit(0) ;
+  stralloc who = STRALLOC_ZERO ;
+  if (!stralloc_catb(&who, login, loginlen) || !stralloc_0(&who)) dienomem() ;
+  ylog(v == LOGINSPLIT_TEMP ? "auth-temp" : "auth-fail", "ip", d->ip, "user", who.s, "mech", mech, (char *)0) ;
+  stralloc_free(&who) ;
+  return v ;
+}
+
+void loginsplit_daemon (struct loginsplit_daemon *d, int argc, char const *const *argv, char const *usage,
+                        char const *timeoutvar, unsigned int timeoutdefault, char const *progvar, char const *prog)
+{
+  static struct loginsplit ls = { .have_uid = 0 } ;
+  static stralloc cpsa = STRALLOC_ZERO, progsa = STRALLOC_ZERO ;
+  loginsplit_options(argc, argv, usage, &ls, &d->implicit, &d->maildir) ;
+  char const *x = getenv("TCPREMOTEIP") ;
+  if (x && *x) d->ip = x ;
+  d->timeout = timeoutdefault ;
+  x = getenv(timeoutvar) ;
+  if (x && *x)
+  {
+    size_t n = uint_scan(x, &d->timeout) ;
+    if (!n || x[n] || !d->timeout) strerr_dief4x(EX_PERM, "invalid $", timeoutvar, ": ", x) ;
+  }
+  d->clearok = loginsplit_cleartext_ok(d->ip) ;
+  ucspitls_init(&d->tls) ;
+  loginsplit_check_tls(&d->tls, d->implicit) ;
+  loginsplit_programs(&ls, &cpsa, &progsa, progvar, prog, d->maildir) ;
+  loginsplit_start(&ls) ;
 }
 
 void loginsplit_check_tls (struct ucspitls const *tls, int implicit)

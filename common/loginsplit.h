@@ -51,6 +51,37 @@ struct loginsplit
  * $GIDLIST and made itself non-dumpable. */
 extern void loginsplit_start (struct loginsplit const *ls) ;
 
+/* What a pre-login daemon knows before it talks. */
+struct loginsplit_daemon
+{
+  char const *ip ;            /* $TCPREMOTEIP, or "unknown" */
+  unsigned int timeout ;      /* seconds without a command, before the login */
+  int implicit ;              /* -T: TLS before the greeting */
+  int clearok ;               /* logins allowed without TLS (loopback,
+                                 $CLEARTEXTLOGIN) */
+  char const *maildir ;       /* -m, for the mail part */
+  struct ucspitls tls ;
+} ;
+#define LOGINSPLIT_DAEMON_ZERO { .ip = "unknown", .timeout = 0, .implicit = 0, .clearok = 0, .maildir = "Maildir", .tls = UCSPITLS_ZERO }
+
+/* A pre-login daemon's main() up to its dialogue: the options
+ * (loginsplit_options), $TCPREMOTEIP, the timeout from $timeoutvar (else
+ * timeoutdefault), the cleartext rule, TLS (ucspitls_init,
+ * loginsplit_check_tls), the programs (loginsplit_programs with $progvar
+ * and prog), then loginsplit_start().  Returns in the child. */
+extern void loginsplit_daemon (struct loginsplit_daemon *d, int argc, char const *const *argv, char const *usage,
+                               char const *timeoutvar, unsigned int timeoutdefault, char const *progvar, char const *prog) ;
+
+/* A login in the child: refuses (LOGINSPLIT_BAD) an empty login or one
+ * with a NUL byte, else hands it to the monitor (loginsplit_ask) with the
+ * TLS parameters of d and extra (one more "NAME=value", or NULL) in the
+ * mail part's environment.  LOGINSPLIT_DONE ends the process (exit 0: the
+ * mail part had the session); BAD and TEMP are logged (auth-fail,
+ * auth-temp with ip, user and mech) and returned for the daemon to
+ * answer. */
+extern char loginsplit_login (struct loginsplit_daemon const *d, char const *login, size_t loginlen,
+                              char const *pass, size_t passlen, char const *mech, char const *extra) ;
+
 /* The daemons' common options: -T (implicit TLS: *implicit = 1), -U
  * (uid and gid from $UID and $GID), -u uid -g gid, -m maildir (default
  * "Maildir"; must not be empty or start with '-'), into ls; no other

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
 
 #include <skalibs/allreadwrite.h>
 #include <skalibs/iopause.h>
@@ -78,4 +79,21 @@ enum prelogin_line prelogin_getline (char *buf, size_t max, size_t *len)
   *len = n ;
   if (longline) return PRELOGIN_LONG ;
   return nul ? PRELOGIN_NUL : PRELOGIN_OK ;
+}
+
+void prelogin_end (void)
+{
+  char buf[4096] ;
+  size_t total = 0 ;
+  if (shutdown(1, SHUT_WR) < 0) errno = 0 ;   /* not a socket: nothing to linger for */
+  prelogin_deadline(2) ;
+  while (total < 1048576)
+  {
+    ssize_t r = fd_read(0, buf, sizeof(buf)) ;
+    if (r > 0) { total += r ; continue ; }
+    if (!r || (errno != EAGAIN && errno != EINTR)) break ;
+    iopause_fd x = { .fd = 0, .events = IOPAUSE_READ, .revents = 0 } ;
+    if (!iopause_g(&x, 1, &deadline)) break ;
+  }
+  _exit(0) ;
 }

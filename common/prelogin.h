@@ -8,6 +8,7 @@
 #define YUBIN_PRELOGIN_H
 
 #include <stddef.h>
+#include <skalibs/gccattributes.h>
 
 /* Every read and write from now on must be done within secs seconds. */
 extern void prelogin_deadline (unsigned int secs) ;
@@ -27,5 +28,13 @@ enum prelogin_line { PRELOGIN_OK, PRELOGIN_LONG, PRELOGIN_NUL, PRELOGIN_EOF, PRE
  * *len its length).  A line longer than max is read to its end and
  * dropped (PRELOGIN_LONG); one holding a NUL byte gives PRELOGIN_NUL. */
 extern enum prelogin_line prelogin_getline (char *buf, size_t max, size_t *len) ;
+
+/* Ends the session: exit 0 after a lingering close.  The client may have
+ * sent more than was read (pipelined commands after the last one taken):
+ * closing a TCP socket with unread input makes the kernel send a RST,
+ * and the client's kernel then drops the answers it has not read yet (the
+ * BYE among them).  So: shutdown the sending side, then read and discard
+ * until EOF, at most 2 seconds and 1 MB. */
+extern void prelogin_end (void) gccattr_noreturn ;
 
 #endif

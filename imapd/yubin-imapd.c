@@ -38,18 +38,7 @@
 #define TIMEOUT_DEFAULT 120    /* before the login; the mail part has its own */
 #define LOGIN_MAX 1024         /* a login, a password, an AUTHENTICATE line */
 
-static struct
-{
-  char const *ip ;
-  unsigned int timeout ;
-  int implicit ;              /* -T: TLS before the greeting (imaps) */
-  int clearok ;               /* logins allowed without TLS */
-  char const *maildir ;
-} conf = { .ip = "unknown", .timeout = TIMEOUT_DEFAULT, .implicit = 0, .clearok = 0, .maildir = "Maildir" } ;
-
-static struct ucspitls tls = UCSPITLS_ZERO ;
-static stralloc cpprog = STRALLOC_ZERO ;    /* yubin-checkpassword */
-static stralloc mailprog = STRALLOC_ZERO ;  /* yubin-imapmail */
+static struct loginsplit_daemon conf = LOGINSPLIT_DAEMON_ZERO ;
 static struct imapcmd_reader reader = IMAPCMD_READER_ZERO ;
 static struct imapcmd cmd = IMAPCMD_ZERO ;
 static unsigned int bads = 0, fails = 0 ;
@@ -61,14 +50,14 @@ static void dienomem (void)
 
 static int login_allowed (void)
 {
-  return tls.on || conf.clearok ;
+  return conf.tls.on || conf.clearok ;
 }
 
 static void bye (char const *reason, char const *text)
 {
   if (text) prelogin_say(text) ;
   ylog("quit", "ip", conf.ip, "reason", reason, (char *)0) ;
-  _exit(0) ;
+  prelogin_end() ;
 }
 
 /* "tag " + s + "\r\n" */
@@ -95,7 +84,7 @@ static void bad (char const *tag, char const *s)
 static void catcapa (stralloc *sa)
 {
   if (!stralloc_cats(sa, IMAP_CAPA_PRELOGIN)) dienomem() ;
-  if (!tls.on && ucspitls_offered(&tls) && !stralloc_cats(sa, " STARTTLS")) dienomem() ;
+  if (!conf.tls.on && ucspitls_offered(&conf.tls) && !stralloc_cats(sa, " STARTTLS")) dienomem() ;
   if (!stralloc_cats(sa, login_allowed() ? " AUTH=PLAIN" : " LOGINDISABLED")) dienomem() ;
 }
 
@@ -114,40 +103,16 @@ static void cmd_capability (char const *tag)
  * is right, the mail part, which answers the tag itself. */
 static void try_login (char const *tag, char const *login, size_t loginlen, char const *pass, size_t passlen, char const *mech)
 {
-  char v = LOGINSPLIT_BAD ;
-  if (loginlen && !memchr(login, 0, loginlen) && !memchr(pass, 0, passlen))
-  {
-    stralloc e = STRALLOC_ZERO ;
-    size_t at[3] = { 0, 0, 0 } ;
-    char const *env[4] = { 0, 0, 0, 0 } ;
-    if (!stralloc_cats(&e, "IMAPLOGINTAG=") || !stralloc_cats(&e, tag) || !stralloc_0(&e)) dienomem() ;
-    if (tls.on)
-    {
-      at[1] = e.len ;
-      if (!stralloc_cats(&e, "SSL_PROTOCOL=") || !stralloc_catb(&e, tls.proto.s, tls.proto.len + 1)) dienomem() ;
-      at[2] = e.len ;
-      if (!stralloc_cats(&e, "SSL_CIPHER=") || !stralloc_catb(&e, tls.cipher.s, tls.cipher.len + 1)) dienomem() ;
-    }
-    env[0] = e.s + at[0] ;
-    if (tls.on) { env[1] = e.s + at[1] ; env[2] = e.s + at[2] ; }
-    v = loginsplit_ask(login, loginlen, pass, passlen, env) ;
-    stralloc_free(&e) ;
-  }
-  if (v == LOGINSPLIT_DONE) _exit(0) ;
-  stralloc who = STRALLOC_ZERO ;
-  if (!stralloc_catb(&who, login, loginlen) || !stralloc_0(&who)) dienomem() ;
-  if (v == LOGINSPLIT_TEMP)
-  {
-    ylog("auth-temp", "ip", conf.ip, "user", who.s, "mech", mech, (char *)0) ;
-    tagged(tag, "NO [UNAVAILABLE] Unable to log in now, try again later") ;
-  }
+  stralloc e = STRALLOC_ZERO ;
+  if (!stralloc_cats(&e, "IMAPLOGINTAG=") || !stralloc_cats(&e, tag) || !stralloc_0(&e)) dienomem() ;
+  char v = loginsplit_login(&conf, login, loginlen, pass, passlen, mech, e.s) ;
+  stralloc_free(&e) ;
+  if (v == LOGINSPLIT_TEMP) tagged(tag, "NO [UNAVAILABLE] Unable to log in now, try again later") ;
   else
   {
-    ylog("auth-fail", "ip", conf.ip, "user", who.s, "mech", mech, (char *)0) ;
     tagged(tag, "NO [AUTHENTICATIONFAILED] Authentication failed") ;
     if (++fails >= AUTH_FAILS_MAX) bye("auth-failures", "* BYE Too many authentication failures\r\n") ;
   }
-  stralloc_free(&who) ;
 }
 
 static int refuse_cleartext (char const *tag)
@@ -222,12 +187,12 @@ static void cmd_authenticate (char const *tag)
 
 static void cmd_starttls (char const *tag)
 {
-  if (tls.on) { bad(tag, "TLS is already on") ; return ; }
-  if (!ucspitls_offered(&tls)) { bad(tag, "STARTTLS is not available here") ; return ; }
+  if (conf.tls.on) { bad(tag, "TLS is already on") ; return ; }
+  if (!ucspitls_offered(&conf.tls)) { bad(tag, "STARTTLS is not available here") ; return ; }
   tagged(tag, "OK Begin TLS negotiation now") ;
   /* nothing past the STARTTLS line was read: it goes to the handshake */
-  ucspitls_switch(&tls, conf.timeout, conf.ip, "STARTTLS") ;
-  ylog("tls", "ip", conf.ip, "proto", tls.proto.s, "cipher", tls.cipher.s, (char *)0) ;
+  ucspitls_switch(&conf.tls, conf.timeout, conf.ip, "STARTTLS") ;
+  ylog("tls", "ip", conf.ip, "proto", conf.tls.proto.s, "cipher", conf.tls.cipher.s, (char *)0) ;
 }
 
 /* ID (RFC 2971): we say who we are, and ignore what the client says. */
@@ -297,8 +262,8 @@ static void prelogin (void)
   prelogin_deadline(conf.timeout) ;
   if (conf.implicit)
   {
-    ucspitls_switch(&tls, conf.timeout, conf.ip, "connect") ;
-    ylog("tls", "ip", conf.ip, "proto", tls.proto.s, "cipher", tls.cipher.s, (char *)0) ;
+    ucspitls_switch(&conf.tls, conf.timeout, conf.ip, "connect") ;
+    ylog("tls", "ip", conf.ip, "proto", conf.tls.proto.s, "cipher", conf.tls.cipher.s, (char *)0) ;
   }
   imapcmd_reader_init(&reader) ;
   /* small limits: a login is short */
@@ -321,29 +286,10 @@ static void prelogin (void)
   }
 }
 
-static void read_env (void)
-{
-  char const *x = getenv("TCPREMOTEIP") ;
-  if (x && *x) conf.ip = x ;
-  x = getenv("IMAPLOGINTIMEOUT") ;
-  if (x && *x)
-  {
-    size_t n = uint_scan(x, &conf.timeout) ;
-    if (!n || x[n] || !conf.timeout) strerr_dief2x(EX_PERM, "invalid $IMAPLOGINTIMEOUT: ", x) ;
-  }
-  conf.clearok = loginsplit_cleartext_ok(conf.ip) ;
-}
-
 int main (int argc, char const *const *argv)
 {
-  struct loginsplit ls = { .have_uid = 0 } ;
   PROG = "imapd" ;
-  loginsplit_options(argc, argv, USAGE, &ls, &conf.implicit, &conf.maildir) ;
-  read_env() ;
-  ucspitls_init(&tls) ;
-  loginsplit_check_tls(&tls, conf.implicit) ;
-  loginsplit_programs(&ls, &cpprog, &mailprog, "IMAPMAIL", "yubin-imapmail", conf.maildir) ;
-  loginsplit_start(&ls) ;
+  loginsplit_daemon(&conf, argc, argv, USAGE, "IMAPLOGINTIMEOUT", TIMEOUT_DEFAULT, "IMAPMAIL", "yubin-imapmail") ;
   prelogin() ;
   return 0 ;
 }

@@ -41,18 +41,7 @@
 #define AUTH_FAILS_MAX 3
 #define TIMEOUT_DEFAULT 600    /* RFC 1939: at least 10 minutes */
 
-static struct
-{
-  char const *ip ;
-  unsigned int timeout ;
-  int implicit ;              /* -T: TLS before the greeting (pop3s) */
-  int clearok ;               /* logins allowed without TLS */
-  char const *maildir ;
-} conf = { .ip = "unknown", .timeout = TIMEOUT_DEFAULT, .implicit = 0, .clearok = 0, .maildir = "Maildir" } ;
-
-static struct ucspitls tls = UCSPITLS_ZERO ;
-static stralloc cpprog = STRALLOC_ZERO ;   /* yubin-checkpassword */
-static stralloc mboxprog = STRALLOC_ZERO ; /* yubin-pop3mbox */
+static struct loginsplit_daemon conf = LOGINSPLIT_DAEMON_ZERO ;
 
 static void dienomem (void)
 {
@@ -70,7 +59,7 @@ static struct
 
 static int login_allowed (void)
 {
-  return tls.on || conf.clearok ;
+  return conf.tls.on || conf.clearok ;
 }
 
 static void bad (char const *reply)
@@ -80,7 +69,7 @@ static void bad (char const *reply)
   {
     prelogin_say("-ERR too many bad commands, goodbye\r\n") ;
     ylog("quit", "ip", conf.ip, "reason", "errors", (char *)0) ;
-    _exit(0) ;
+    prelogin_end() ;
   }
 }
 
@@ -89,51 +78,25 @@ static void capa (void)
   prelogin_say("+OK capability list follows\r\n") ;
   prelogin_say("TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n") ;
   if (login_allowed()) prelogin_say("USER\r\nSASL PLAIN\r\n") ;
-  if (!tls.on && ucspitls_offered(&tls)) prelogin_say("STLS\r\n") ;
+  if (!conf.tls.on && ucspitls_offered(&conf.tls)) prelogin_say("STLS\r\n") ;
   prelogin_say("IMPLEMENTATION yubin\r\n.\r\n") ;
 }
 
 /* A login and its password, from USER/PASS or AUTH PLAIN. */
 static void try_login (char const *login, size_t loginlen, char const *pass, size_t passlen, char const *mech)
 {
-  char v = LOGINSPLIT_BAD ;
-  if (!memchr(login, 0, loginlen) && !memchr(pass, 0, passlen) && loginlen)
-  {
-    /* the mailbox part logs whether the session is encrypted */
-    stralloc e = STRALLOC_ZERO ;
-    char const *env[3] = { 0, 0, 0 } ;
-    if (tls.on)
-    {
-      size_t cipherat ;
-      if (!stralloc_cats(&e, "SSL_PROTOCOL=") || !stralloc_catb(&e, tls.proto.s, tls.proto.len + 1)
-       || (cipherat = e.len, !stralloc_cats(&e, "SSL_CIPHER=")) || !stralloc_catb(&e, tls.cipher.s, tls.cipher.len + 1))
-        dienomem() ;
-      env[0] = e.s ;
-      env[1] = e.s + cipherat ;
-    }
-    v = loginsplit_ask(login, loginlen, pass, passlen, env) ;
-    stralloc_free(&e) ;
-  }
-  if (v == LOGINSPLIT_DONE) _exit(0) ;
-  stralloc who = STRALLOC_ZERO ;
-  if (!stralloc_catb(&who, login, loginlen) || !stralloc_0(&who)) dienomem() ;
-  if (v == LOGINSPLIT_TEMP)
-  {
-    ylog("auth-temp", "ip", conf.ip, "user", who.s, "mech", mech, (char *)0) ;
-    prelogin_say("-ERR [SYS/TEMP] unable to log in now, try again later\r\n") ;
-  }
+  char v = loginsplit_login(&conf, login, loginlen, pass, passlen, mech, 0) ;
+  if (v == LOGINSPLIT_TEMP) prelogin_say("-ERR [SYS/TEMP] unable to log in now, try again later\r\n") ;
   else
   {
-    ylog("auth-fail", "ip", conf.ip, "user", who.s, "mech", mech, (char *)0) ;
     if (++st.fails >= AUTH_FAILS_MAX)
     {
       prelogin_say("-ERR [AUTH] authentication failed, goodbye\r\n") ;
       ylog("quit", "ip", conf.ip, "reason", "auth-failures", (char *)0) ;
-      _exit(0) ;
+      prelogin_end() ;
     }
     prelogin_say("-ERR [AUTH] authentication failed\r\n") ;
   }
-  stralloc_free(&who) ;
 }
 
 static void cmd_user (char const *arg)
@@ -178,7 +141,7 @@ static void cmd_auth (char const *arg, char *line)
   {
     prelogin_say("+ \r\n") ;
     enum prelogin_line r = prelogin_getline(line, LINE_MAX_POP3, &resplen) ;
-    if (r == PRELOGIN_EOF || r == PRELOGIN_TIMEOUT) { ylog("quit", "ip", conf.ip, "reason", r == PRELOGIN_EOF ? "eof" : "timeout", (char *)0) ; _exit(0) ; }
+    if (r == PRELOGIN_EOF || r == PRELOGIN_TIMEOUT) { ylog("quit", "ip", conf.ip, "reason", r == PRELOGIN_EOF ? "eof" : "timeout", (char *)0) ; prelogin_end() ; }
     if (r != PRELOGIN_OK) { bad("-ERR [AUTH] malformed response\r\n") ; return ; }
     resp = line ;
   }
@@ -207,13 +170,13 @@ static void cmd_auth (char const *arg, char *line)
 
 static void cmd_stls (void)
 {
-  if (tls.on) { bad("-ERR TLS is already on\r\n") ; return ; }
-  if (!ucspitls_offered(&tls)) { bad("-ERR STLS is not available here\r\n") ; return ; }
+  if (conf.tls.on) { bad("-ERR TLS is already on\r\n") ; return ; }
+  if (!ucspitls_offered(&conf.tls)) { bad("-ERR STLS is not available here\r\n") ; return ; }
   prelogin_say("+OK begin TLS negotiation\r\n") ;
   /* nothing past the STLS line was read: it goes to the handshake */
-  ucspitls_switch(&tls, conf.timeout, conf.ip, "STLS") ;
+  ucspitls_switch(&conf.tls, conf.timeout, conf.ip, "STLS") ;
   st.user.len = 0 ;
-  ylog("tls", "ip", conf.ip, "proto", tls.proto.s, "cipher", tls.cipher.s, (char *)0) ;
+  ylog("tls", "ip", conf.ip, "proto", conf.tls.proto.s, "cipher", conf.tls.cipher.s, (char *)0) ;
 }
 
 static int is_cmd (char const *line, size_t len, char const *name, char const **arg)
@@ -231,8 +194,8 @@ static void prelogin (void)
   if (ndelay_on(0) < 0 || ndelay_on(1) < 0) strerr_diefu1sys(EX_TEMP, "set the connection non-blocking") ;
   if (conf.implicit)
   {
-    ucspitls_switch(&tls, conf.timeout, conf.ip, "connect") ;
-    ylog("tls", "ip", conf.ip, "proto", tls.proto.s, "cipher", tls.cipher.s, (char *)0) ;
+    ucspitls_switch(&conf.tls, conf.timeout, conf.ip, "connect") ;
+    ylog("tls", "ip", conf.ip, "proto", conf.tls.proto.s, "cipher", conf.tls.cipher.s, (char *)0) ;
   }
   prelogin_deadline(conf.timeout) ;
   /* no RFC 1939 timestamp: we offer no APOP (it needs a password the
@@ -248,7 +211,7 @@ static void prelogin (void)
     {
       if (r == PRELOGIN_TIMEOUT) prelogin_say("-ERR idle for too long, goodbye\r\n") ;
       ylog("quit", "ip", conf.ip, "reason", r == PRELOGIN_EOF ? "eof" : "timeout", (char *)0) ;
-      _exit(0) ;
+      prelogin_end() ;
     }
     if (r == PRELOGIN_LONG) { bad("-ERR line too long\r\n") ; continue ; }
     if (r == PRELOGIN_NUL) { bad("-ERR NUL byte in command\r\n") ; continue ; }
@@ -256,7 +219,7 @@ static void prelogin (void)
     {
       prelogin_say("+OK bye\r\n") ;
       ylog("quit", "ip", conf.ip, "reason", "quit", (char *)0) ;
-      _exit(0) ;
+      prelogin_end() ;
     }
     else if (is_cmd(line, len, "CAPA", &arg)) capa() ;
     else if (is_cmd(line, len, "USER", &arg)) cmd_user(arg) ;
@@ -274,29 +237,10 @@ static void prelogin (void)
 
 /* ---------- main ---------- */
 
-static void read_env (void)
-{
-  char const *x = getenv("TCPREMOTEIP") ;
-  if (x && *x) conf.ip = x ;
-  x = getenv("POP3TIMEOUT") ;
-  if (x && *x)
-  {
-    size_t n = uint_scan(x, &conf.timeout) ;
-    if (!n || x[n] || !conf.timeout) strerr_dief2x(EX_PERM, "invalid $POP3TIMEOUT: ", x) ;
-  }
-  conf.clearok = loginsplit_cleartext_ok(conf.ip) ;
-}
-
 int main (int argc, char const *const *argv)
 {
-  struct loginsplit ls = { .have_uid = 0 } ;
   PROG = "pop3d" ;
-  loginsplit_options(argc, argv, USAGE, &ls, &conf.implicit, &conf.maildir) ;
-  read_env() ;
-  ucspitls_init(&tls) ;
-  loginsplit_check_tls(&tls, conf.implicit) ;
-  loginsplit_programs(&ls, &cpprog, &mboxprog, "POP3MBOX", "yubin-pop3mbox", conf.maildir) ;
-  loginsplit_start(&ls) ;
+  loginsplit_daemon(&conf, argc, argv, USAGE, "POP3TIMEOUT", TIMEOUT_DEFAULT, "POP3MBOX", "yubin-pop3mbox") ;
   prelogin() ;
   return 0 ;
 }
