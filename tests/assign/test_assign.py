@@ -20,16 +20,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 from yubintest import Instance, SMTPRaw, binary, check, is_root, run, send, skip  # noqa: E402
+import yubintest  # noqa: E402
 
 
 def sanitizer_build():
-    """As tests/local/test_instance.py: no instance for a sanitizer build
-    as root (LeakSanitizer does not run in the setuid yubin-queue)."""
-    try:
-        with open(binary("yubin-queue"), "rb") as f:
-            return b"__asan_init" in f.read()
-    except OSError:
-        return False
+    return yubintest.sanitizer_build()
 
 
 # ---------------------------------------------------------------- yubin-newu

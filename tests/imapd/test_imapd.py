@@ -73,6 +73,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 from yubintest import (Failure, Instance, case_list, check, expect, info, is_root,  # noqa: E402
                        minimal_env, run, run_cases, sanitizer_report, send, tls_client_ctx,
                        wait_for)
+import yubintest  # noqa: E402
 
 IO = 10                 # seconds for any one read
 INST = None             # the instance, made in main
@@ -119,8 +120,7 @@ def crlf(data):
 
 
 def sanitizer_build():
-    with open(os.path.join(INST.bin, "yubin-queue"), "rb") as fh:
-        return b"__asan_init" in fh.read()
+    return yubintest.sanitizer_build(INST.bin)
 
 
 def folder_dir(folder=""):

@@ -20,6 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 from yubintest import (Failure, Instance, binary, case_list, expect, minimal_env,  # noqa: E402
                        run_cases, sanitizer_report, skip)
+import yubintest  # noqa: E402
 
 INJECT = binary("yubin-inject")
 TIMEOUT = 20
@@ -407,8 +408,7 @@ def end_to_end():
 
 
 def sanitizer_build():
-    with open(INJECT, "rb") as f:
-        return b"__asan_init" in f.read()
+    return yubintest.sanitizer_build(os.path.dirname(INJECT))
 
 
 # Not with the sanitizer build: LeakSanitizer cannot run in the set-uid

@@ -37,6 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 from yubintest import (TOP, bin_dir, case_list, expect, free_port, info, is_root,  # noqa: E402
                        run_cases, skip, wait_for)
+import yubintest  # noqa: E402
 
 CASES, case = case_list()
 DOMAIN = "install.test"
@@ -44,11 +45,7 @@ SERVICES = ("smtpd", "submission", "smtps", "pop3", "pop3s", "imap", "imaps", "q
 
 
 def sanitizer_build():
-    try:
-        with open(os.path.join(bin_dir(), "yubin-smtpd"), "rb") as f:
-            return b"__asan_init" in f.read()
-    except OSError:
-        return False
+    return yubintest.sanitizer_build()
 
 
 def make_install(extra_env, **vars):

@@ -12,6 +12,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 from yubintest import Instance, binary, check, is_root, run, send, skip  # noqa: E402
+import yubintest  # noqa: E402
 
 
 def write_owned(path, data, like):
@@ -36,15 +37,7 @@ def wait_file(path, timeout=20):
 
 
 def sanitizer_build():
-    """A sanitizer build cannot run an instance as root: LeakSanitizer
-    does not run in the setuid yubin-queue (tests/run).  The engine's
-    code is the same as yubin-local's, which test_dotqmail.py runs under
-    the sanitizers."""
-    try:
-        with open(binary("yubin-queue"), "rb") as f:
-            return b"__asan_init" in f.read()
-    except OSError:
-        return False
+    return yubintest.sanitizer_build()
 
 
 def main():

@@ -47,6 +47,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 from yubintest import (Failure, Instance, case_list, check, expect, info, is_root,  # noqa: E402
                        minimal_env, run, run_cases, sanitizer_report, send, tls_client_ctx,
                        wait_for)
+import yubintest  # noqa: E402
 
 IO = 10                 # seconds for any one read
 INST = None             # the instance, made in main
@@ -99,12 +100,7 @@ def maildir_files(user="demo"):
 
 
 def sanitizer_build():
-    """Whether YUBIN_BIN is a sanitizer build: then the setuid yubin-queue
-    cannot run LeakSanitizer (it reports a fatal error and SMTP answers
-    451), so messages are put into the Maildir the way yubin-local names
-    them instead of coming over SMTP (the normal build covers SMTP)."""
-    with open(os.path.join(INST.bin, "yubin-pop3d"), "rb") as fh:
-        return b"__asan_init" in fh.read()
+    return yubintest.sanitizer_build(INST.bin)
 
 
 def crlf(data):
