@@ -855,7 +855,8 @@ static int parse_entity (struct mime *m, uint32_t parent, uint32_t depth, size_t
     P(m, idx).encodinglen = enclen ;
     stralloc_free(&v) ;
   }
-  if (cieqs(type, typelen, "multipart"))
+  if (m->headeronly) ;
+  else if (cieqs(type, typelen, "multipart"))
   {
     size_t bv, blen ;
     P(m, idx).kind = MIME_MULTIPART ;
@@ -899,10 +900,63 @@ static int parse_entity (struct mime *m, uint32_t parent, uint32_t depth, size_t
 int mime_parse (struct mime *m, char const *msg, size_t len)
 {
   uint32_t idx ;
-  m->msg = msg ; m->len = len ; m->truncated = 0 ;
+  m->msg = msg ; m->len = len ; m->truncated = 0 ; m->header = 0 ; m->headeronly = 0 ;
   genalloc_setlen(struct mime_part, &m->parts, 0) ;
   m->pool.len = 0 ;
   if (!parse_entity(m, MIME_NOPART, 0, 0, len, 1, 0, &idx)) { errno = ENOMEM ; return 0 ; }
+  return 1 ;
+}
+
+/* the header only: part 0 with its type fields, no children */
+int mime_parse_header (struct mime *m, char const *msg, size_t len)
+{
+  uint32_t idx ;
+  m->msg = msg ; m->len = len ; m->truncated = 0 ;
+  genalloc_setlen(struct mime_part, &m->parts, 0) ;
+  m->pool.len = 0 ;
+  m->headeronly = 1 ;
+  if (!parse_entity(m, MIME_NOPART, 0, 0, header_end(msg, 0, len), 1, 0, &idx)) { m->headeronly = 0 ; errno = ENOMEM ; return 0 ; }
+  m->headeronly = 0 ;
+  m->header = 1 ;
+  return 1 ;
+}
+
+size_t mime_header_length (char const *s, size_t len)
+{
+  size_t p = 0 ;
+  while (p < len)
+  {
+    char const *q ;
+    if (s[p] == '\n') return p + 1 ;
+    if (s[p] == '\r' && p + 1 < len && s[p+1] == '\n') return p + 2 ;
+    q = memchr(s + p, '\n', len - p) ;
+    if (!q) return 0 ;
+    p = (size_t)(q - s) + 1 ;
+  }
+  return 0 ;
+}
+
+char const *const mime_cached_fields[] =
+{
+  "date", "subject", "from", "sender", "reply-to", "to", "cc", "bcc",
+  "in-reply-to", "message-id", "references", "content-type", "newsgroups",
+  "priority", "x-priority", "importance", "list-id", "list-post",
+  "x-mailer", "user-agent", 0
+} ;
+
+int mime_header_subset (stralloc *sa, char const *s, size_t len, char const *const *names)
+{
+  size_t pos = 0, hend = header_end(s, 0, len), mark = sa->len ;
+  struct hfield f ;
+  while (hfield_next(s, &pos, hend, &f))
+  {
+    size_t k ;
+    if (!f.namelen) continue ;
+    for (k = 0 ; names[k] ; k++) if (cieqs(s + f.start, f.namelen, names[k])) break ;
+    if (!names[k]) continue ;
+    if (f.end == f.start || s[f.end - 1] != '\n') { sa->len = mark ; return 0 ; }
+    if (!stralloc_catb(sa, s + f.start, f.end - f.start)) { sa->len = mark ; return -1 ; }
+  }
   return 1 ;
 }
 
@@ -911,7 +965,7 @@ void mime_free (struct mime *m)
   genalloc_free(struct mime_part, &m->parts) ;
   stralloc_free(&m->pool) ;
   stralloc_free(&m->tmp) ;
-  m->msg = 0 ; m->len = 0 ; m->truncated = 0 ;
+  m->msg = 0 ; m->len = 0 ; m->truncated = 0 ; m->header = 0 ; m->headeronly = 0 ;
 }
 
 /* ---------- BODY, BODYSTRUCTURE ---------- */

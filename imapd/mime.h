@@ -93,8 +93,10 @@ struct mime
   stralloc pool ;          /* strings the parts point into */
   stralloc tmp ;           /* scratch */
   unsigned int truncated ; /* 1 if a limit was hit */
+  unsigned int header ;    /* 1 after mime_parse_header: part 0 only */
+  unsigned int headeronly ;/* private */
 } ;
-#define MIME_ZERO { .msg = 0, .len = 0, .parts = GENALLOC_ZERO, .pool = STRALLOC_ZERO, .tmp = STRALLOC_ZERO, .truncated = 0 }
+#define MIME_ZERO { .msg = 0, .len = 0, .parts = GENALLOC_ZERO, .pool = STRALLOC_ZERO, .tmp = STRALLOC_ZERO, .truncated = 0, .header = 0, .headeronly = 0 }
 
 #define mime_parts(m) genalloc_s(struct mime_part, &(m)->parts)
 #define mime_nparts(m) genalloc_len(struct mime_part, &(m)->parts)
@@ -102,6 +104,38 @@ struct mime
 /* Parses msg[0..len) into m (m is MIME_ZERO or was used before: it is
  * reset, its memory reused).  Returns 1, or 0 with errno ENOMEM. */
 extern int mime_parse (struct mime *m, char const *msg, size_t len) ;
+
+/* The top-level header alone, for what needs no more (ENVELOPE of part
+ * 0, BODY[HEADER], BODY[HEADER.FIELDS(.NOT) (...)], mime_header_decoded
+ * of part 0): msg[0..len) holds at least the whole header with the
+ * blank line ending it (mime_header_length), or the whole message if it
+ * has none.  m then has part 0 only (hdr, body, type, subtype, encoding
+ * as mime_parse gives them; the body taken as empty: end = body, no
+ * children) and m->header is 1: those functions then give the same
+ * bytes as after mime_parse of the whole message; anything else (part
+ * numbers, TEXT, BODYSTRUCTURE) is not to be asked.  Returns 1, or 0
+ * with errno ENOMEM. */
+extern int mime_parse_header (struct mime *m, char const *msg, size_t len) ;
+
+/* The length of the header at the start of s[0..len), the blank line
+ * ending it included; 0 if s[0..len) holds no such blank line (the
+ * header goes on past len, or the message is all header). */
+extern size_t mime_header_length (char const *s, size_t len) ;
+
+/* Appends to sa the raw lines (continuations included, in message order)
+ * of the top-level header fields of s[0..len) whose names (any case) are
+ * in names (0-terminated, lower case): a header made of them alone,
+ * without the blank line, gives the same ENVELOPE, HEADER.FIELDS bytes
+ * (for lists within names) and mime_header_decoded values for those
+ * names as the message (followed by "\n", given to mime_parse_header).
+ * Returns 1; 0 if a chosen field has no final line end (sa unchanged:
+ * do not use a subset of it); -1 (ENOMEM). */
+/* The field names a header cache keeps with mime_header_subset: those
+ * of ENVELOPE and those clients usually list in HEADER.FIELDS (From To
+ * Cc Bcc Subject Date Message-ID In-Reply-To References Content-Type
+ * Priority X-Priority Newsgroups Reply-To ...), lower case, 0-terminated. */
+extern char const *const mime_cached_fields[] ;
+extern int mime_header_subset (stralloc *sa, char const *s, size_t len, char const *const *names) ;
 
 /* Frees what m holds; m is MIME_ZERO again. */
 extern void mime_free (struct mime *m) ;

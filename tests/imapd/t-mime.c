@@ -71,6 +71,74 @@ static void tocrlf (char const *s, size_t len, stralloc *out)
   }
 }
 
+/* what the header-only paths must give as the full parse does: ENVELOPE,
+   HEADER, HEADER.FIELDS (.NOT), decoded fields; with subset, only what
+   a header subset (mime_header_subset) can answer */
+static void header_view (struct mime const *m, int subset, stralloc *out)
+{
+  static char const *const specs[] = { "HEADER.FIELDS (FROM SUBJECT DATE)", "HEADER.FIELDS (From To Cc Bcc Subject Date Message-ID Priority X-Priority References Newsgroups In-Reply-To Content-Type Reply-To)", "HEADER", "HEADER.FIELDS.NOT (Received)", 0 } ;
+  static char const *const fields[] = { "Subject", "From", "To", "Cc", "Bcc", "Date", 0 } ;
+  if (!stralloc_cats(out, "ENVELOPE ") || !mime_envelope(m, 0, out)) nomem() ;
+  for (size_t k = 0 ; specs[k] ; k++)
+  {
+    struct mime_section sec ;
+    stralloc built = STRALLOC_ZERO ;
+    if (subset && k >= 2) break ;
+    int r = mime_section(m, specs[k], strlen(specs[k]), &sec, &built) ;
+    if (r != MIME_SECT_OK) nomem() ;
+    if (!stralloc_cats(out, "\nSECTION ")) nomem() ;
+    if (sec.built) { if (!stralloc_catb(out, built.s + sec.start, sec.end - sec.start)) nomem() ; }
+    else if (!stralloc_catb(out, m->msg + sec.start, sec.end - sec.start)) nomem() ;
+    stralloc_free(&built) ;
+  }
+  for (size_t k = 0 ; fields[k] ; k++)
+  {
+    if (!stralloc_cats(out, "\nFIELD ") || mime_header_decoded(m, 0, fields[k], out) < 0) nomem() ;
+  }
+}
+
+static void header_only_cmp (char const *name, char const *s, size_t len)
+{
+  struct mime m = MIME_ZERO, h = MIME_ZERO ;
+  stralloc full = STRALLOC_ZERO, got = STRALLOC_ZERO, sub = STRALLOC_ZERO ;
+  char nm[400] ;
+  size_t hl = mime_header_length(s, len) ;
+  if (!mime_parse(&m, s, len)) nomem() ;
+  header_view(&m, 0, &full) ;
+  /* every prefix at least as long as the header, as a reader gets it */
+  for (size_t cut = hl ? hl : len ; cut <= len ; cut += cut < len && cut + 97 < len ? 97 : (cut < len ? len - cut : 1))
+  {
+    got.len = 0 ;
+    if (mime_header_length(s, cut) != hl) { snprintf(nm, sizeof nm, "%s header length at %zu", name, cut) ; check(nm, 0, "differs") ; break ; }
+    if (!mime_parse_header(&h, s, cut)) nomem() ;
+    header_view(&h, 0, &got) ;
+    if (got.len != full.len || memcmp(got.s, full.s, got.len))
+    {
+      snprintf(nm, sizeof nm, "%s-header-only", name) ;
+      check(nm, 0, "ENVELOPE / HEADER.FIELDS / fields differ from the full parse") ;
+      goto end ;
+    }
+    if (cut == len) break ;
+  }
+  snprintf(nm, sizeof nm, "%s-header-only", name) ;
+  check(nm, 1, "") ;
+  /* the cached subset answers the same */
+  {
+    int r = mime_header_subset(&sub, s, len, mime_cached_fields) ;
+    snprintf(nm, sizeof nm, "%s-header-subset", name) ;
+    if (r < 0) nomem() ;
+    if (!r) { check(nm, 1, "") ; goto end ; }  /* not cacheable: the file is read */
+    if (!stralloc_catb(&sub, "\n", 1)) nomem() ;
+    if (!mime_parse_header(&h, sub.s, sub.len)) nomem() ;
+    got.len = 0 ; header_view(&h, 1, &got) ;
+    full.len = 0 ; header_view(&m, 1, &full) ;
+    check(nm, got.len == full.len && !memcmp(got.s, full.s, got.len), "differs from the full parse") ;
+  }
+ end:
+  mime_free(&m) ; mime_free(&h) ;
+  stralloc_free(&full) ; stralloc_free(&got) ; stralloc_free(&sub) ;
+}
+
 static int cmpstr (const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b) ; }
 
 static void test_corpus (char const *dir)
@@ -114,6 +182,10 @@ static void test_corpus (char const *dir)
     describe(crlf.s, crlf.len, &got2) ;
     snprintf(name, sizeof name, "corpus-%.*s-crlf", (int)l, names[i]) ;
     check(name, got2.len == got.len && !memcmp(got2.s, got.s, got.len), "differs from the LF form") ;
+    snprintf(name, sizeof name, "corpus-%.*s", (int)l, names[i]) ;
+    header_only_cmp(name, msg.s, msg.len) ;
+    snprintf(name, sizeof name, "corpus-%.*s-crlf", (int)l, names[i]) ;
+    header_only_cmp(name, crlf.s, crlf.len) ;
     stralloc_free(&msg) ; stralloc_free(&exp) ; stralloc_free(&got) ; stralloc_free(&crlf) ; stralloc_free(&got2) ;
     free(names[i]) ;
   }
