@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
@@ -23,6 +24,14 @@
 
 /* ---------- message files ---------- */
 
+/* Files up to MSG_SMALL bytes are read into the msgfile's buffer (one
+ * pread, reused from message to message: no mmap, munmap, page faults);
+ * larger ones are mapped, so that memory never grows with a message.
+ * For the header alone, MSG_HEADREAD bytes are read first, more (up to
+ * MSG_SMALL) only if the header is longer; past that the file is mapped. */
+#define MSG_SMALL 131072
+#define MSG_HEADREAD 8192
+
 void msg_unload (struct msgfile *mf)
 {
   if (mf->mapped) munmap((void *)mf->map, mf->len) ;
@@ -30,69 +39,137 @@ void msg_unload (struct msgfile *mf)
   mf->len = 0 ;
   mf->mapped = 0 ;
   mf->loaded = 0 ;
+  mf->whole = 0 ;
   mf->parsed = 0 ;
+  mf->hparsed = 0 ;
 }
 
 void msg_free (struct msgfile *mf)
 {
   msg_unload(mf) ;
   mime_free(&mf->mime) ;
+  stralloc_free(&mf->buf) ;
 }
 
-int msg_load (struct msgfile *mf, size_t pos, int parse)
+/* up to len bytes at off into mf->buf from its length on; 1, or 0 */
+static int readmore (struct msgfile *mf, int fd, size_t len)
 {
-  if (!mf->loaded || mf->pos != pos)
+  if (!stralloc_readyplus(&mf->buf, len)) die_nomem() ;
+  while (len)
   {
-    struct stat st ;
-    int fd ;
-    msg_unload(mf) ;
-    fd = index_openmsg(&sess.ix, pos) ;
-    if (fd < 0) return errno == ENOENT ? 0 : -1 ;
-    if (fstat(fd, &st) < 0) { int e = errno ; fd_close(fd) ; errno = e ; return -1 ; }
-    if (!st.st_size) mf->map = "" ;
-    else
-    {
-      void *p = mmap(0, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0) ;
-      if (p == MAP_FAILED) { int e = errno ; fd_close(fd) ; errno = e ; return -1 ; }
-      madvise(p, st.st_size, MADV_SEQUENTIAL) ;
-      mf->map = p ;
-      mf->mapped = 1 ;
-    }
-    fd_close(fd) ;
-    mf->len = st.st_size ;
-    mf->pos = pos ;
-    mf->loaded = 1 ;
-    mf->parsed = 0 ;
+    ssize_t r = pread(fd, mf->buf.s + mf->buf.len, len, (off_t)mf->buf.len) ;
+    if (r < 0) { if (errno == EINTR) continue ; return 0 ; }
+    if (!r) break ;
+    mf->buf.len += (size_t)r ;
+    len -= (size_t)r ;
   }
-  if (parse && !mf->parsed)
+  return 1 ;
+}
+
+static int mapfile (struct msgfile *mf, int fd, size_t size)
+{
+  void *p = mmap(0, size, PROT_READ, MAP_PRIVATE, fd, 0) ;
+  if (p == MAP_FAILED) return 0 ;
+  madvise(p, size, MADV_SEQUENTIAL) ;
+  mf->map = p ;
+  mf->len = size ;
+  mf->mapped = 1 ;
+  mf->whole = 1 ;
+  return 1 ;
+}
+
+/* the file of message pos: all of it (whole) or at least its header */
+static int readfile (struct msgfile *mf, size_t pos, int whole)
+{
+  struct stat st ;
+  int fd, ok = 0 ;
+  size_t size ;
+  msg_unload(mf) ;
+  fd = index_openmsg(&sess.ix, pos) ;
+  if (fd < 0) return errno == ENOENT ? 0 : -1 ;
+  if (fstat(fd, &st) < 0) goto err ;
+  size = (size_t)st.st_size ;
+  mf->buf.len = 0 ;
+  if (!size) { mf->map = "" ; mf->whole = 1 ; }
+  else if (size > MSG_SMALL && whole) { if (!mapfile(mf, fd, size)) goto err ; }
+  else if (whole)
+  {
+    if (!readmore(mf, fd, size)) goto err ;
+    mf->map = mf->buf.s ; mf->len = mf->buf.len ; mf->whole = 1 ;
+  }
+  else
+  {
+    size_t want = MSG_HEADREAD ;
+    for (;;)
+    {
+      if (want > size) want = size ;
+      if (!readmore(mf, fd, want - mf->buf.len)) goto err ;
+      if (mf->buf.len < want || want == size) { mf->whole = 1 ; break ; }
+      if (mime_header_length(mf->buf.s, mf->buf.len)) break ;
+      if (want >= MSG_SMALL) break ;
+      want *= 4 ;
+    }
+    if (!mf->whole && !mime_header_length(mf->buf.s, mf->buf.len))
+    {
+      /* a header over MSG_SMALL: map the file */
+      mf->buf.len = 0 ;
+      if (!mapfile(mf, fd, size)) goto err ;
+    }
+    else { mf->map = mf->buf.s ; mf->len = mf->buf.len ; }
+  }
+  mf->pos = pos ;
+  mf->loaded = 1 ;
+  ok = 1 ;
+ err:
+  {
+    int e = errno ;
+    fd_close(fd) ;
+    errno = e ;
+  }
+  return ok ? 1 : -1 ;
+}
+
+int msg_load (struct msgfile *mf, size_t pos, int how)
+{
+  int whole = !(how & MSG_HEADER) || (how & (MSG_WHOLE | MSG_PARSE)) ;
+  if (!mf->loaded || mf->pos != pos || (whole && !mf->whole))
+  {
+    int r = readfile(mf, pos, whole) ;
+    if (r <= 0) return r ;
+  }
+  if (how & MSG_PARSE && !mf->parsed)
   {
     if (!mime_parse(&mf->mime, mf->map, mf->len)) die_nomem() ;
     mf->parsed = 1 ;
+  }
+  if (how & MSG_HEADER && !mf->parsed && !mf->hparsed)
+  {
+    if (!mime_parse_header(&mf->mime, mf->map, mf->len)) die_nomem() ;
+    mf->hparsed = 1 ;
   }
   return 1 ;
 }
 
 /* ---------- FETCH ---------- */
 
-static int needs_file (struct imapfetch_att const *a)
+/* what an attribute needs of the file: 0 nothing, else msg_load's how */
+static int needs (struct imapfetch_att const *a)
 {
   switch (a->kind)
   {
     case IMAPFETCH_ENVELOPE :
+    case IMAPFETCH_RFC822_HEADER : return MSG_HEADER ;
+    case IMAPFETCH_RFC822 : return MSG_WHOLE ;
     case IMAPFETCH_BODY :
     case IMAPFETCH_BODYSTRUCTURE :
-    case IMAPFETCH_RFC822 :
-    case IMAPFETCH_RFC822_HEADER :
-    case IMAPFETCH_RFC822_TEXT :
-    case IMAPFETCH_SECTION : return 1 ;
+    case IMAPFETCH_RFC822_TEXT : return MSG_PARSE ;
+    case IMAPFETCH_SECTION :
+      if (a->nparts) return MSG_PARSE ;
+      if (a->text == IMAPSECT_ALL) return MSG_WHOLE ;
+      if (a->text == IMAPSECT_HEADER || a->text == IMAPSECT_FIELDS || a->text == IMAPSECT_FIELDS_NOT) return MSG_HEADER ;
+      return MSG_PARSE ;
     default : return 0 ;
   }
-}
-
-/* the whole message: no part tree needed */
-static int whole (struct imapfetch_att const *a)
-{
-  return a->kind == IMAPFETCH_RFC822 || (a->kind == IMAPFETCH_SECTION && !a->nparts && a->text == IMAPSECT_ALL) ;
 }
 
 static int sets_seen (struct imapfetch_att const *a)
@@ -150,7 +227,7 @@ static void send_section (struct msgfile *mf, struct imapfetch_att const *a, str
     while (r && name->s[r - 1] != ']') r-- ;
     if (l && r > (size_t)(l - name->s) + 1) { spec = l + 1 ; speclen = (name->s + r - 1) - spec ; }
   }
-  if (!mf->parsed && !speclen)
+  if (!mf->parsed && !mf->hparsed && !speclen)
   {
     uint64_t total = mime_crlf_size(mf->map, mf->len) ;
     partial(a, total, &origin, &len) ;
@@ -195,7 +272,7 @@ void cmd_fetch (struct imapcmd const *c)
   char const *err ;
   size_t i, na, gone = 0, failed = 0 ;
   struct imapfetch_att const *atts ;
-  int needfile = 0, needparse = 0, hasflags = 0, hasuid = 0, setseen = 0 ;
+  int how = 0, needfile = 0, hasflags = 0, hasuid = 0, setseen = 0 ;
 
   if (arg_count(c) != 2) { tagged_bad(c->tag, arg_count(c) > 2 ? "FETCH modifiers are not supported" : "Syntax: FETCH set items") ; goto end ; }
   if (!arg_messages(c, 0, c->uid, c->tag, &pos)) goto end ;
@@ -215,7 +292,7 @@ void cmd_fetch (struct imapcmd const *c)
       tagged_bad(c->tag, "BINARY and MODSEQ are not supported") ;
       goto end ;
     }
-    if (needs_file(a)) { needfile = 1 ; if (!whole(a)) needparse = 1 ; }
+    if (needs(a)) { needfile = 1 ; how |= needs(a) ; }
     if (a->kind == IMAPFETCH_FLAGS) hasflags = 1 ;
     if (a->kind == IMAPFETCH_UID) hasuid = 1 ;
     if (sets_seen(a)) setseen = 1 ;
@@ -250,7 +327,7 @@ void cmd_fetch (struct imapcmd const *c)
       int first = 1 ;
       if (needfile)
       {
-        int r = msg_load(&mf, p[k], needparse) ;
+        int r = msg_load(&mf, p[k], how) ;
         if (!r) { gone++ ; continue ; }
         if (r < 0)
         {

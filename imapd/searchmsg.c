@@ -146,9 +146,9 @@ static void acc_internaldate (void *ctx, uint32_t seq, int64_t *t, int *tzmin)
   *tzmin = sess.tzmin ;
 }
 
-static int load (struct sctx *x, uint32_t seq)
+static int load (struct sctx *x, uint32_t seq, int how)
 {
-  int r = msg_load(&x->mf, seq - 1, 1) ;
+  int r = msg_load(&x->mf, seq - 1, how) ;
   if (r > 0) return 1 ;
   if (!r) errno = ENOENT ;
   return 0 ;
@@ -163,7 +163,7 @@ static int acc_sentdate (void *ctx, uint32_t seq, int64_t *t, int *tzmin)
   int64_t when ;
   int zone ;
   if (m->sentdate != INDEX_NODATE) { *t = m->sentdate ; *tzmin = 0 ; return 1 ; }
-  if (!load(x, seq)) return -1 ;
+  if (!load(x, seq, MSG_HEADER)) return -1 ;
   x->tmp.len = 0 ;
   int r = mime_header_decoded(&x->mf.mime, 0, "Date", &x->tmp) ;
   if (r < 0) die_nomem() ;
@@ -181,7 +181,7 @@ static int acc_header (void *ctx, uint32_t seq, char const *name, size_t namelen
   if (namelen >= sizeof field || memchr(name, 0, namelen)) return 0 ;
   memcpy(field, name, namelen) ;
   field[namelen] = 0 ;
-  if (!load(x, seq)) return -1 ;
+  if (!load(x, seq, MSG_HEADER)) return -1 ;
   int r = mime_header_decoded(&x->mf.mime, 0, field, sa) ;
   if (r < 0) die_nomem() ;
   return r > 0 ;
@@ -198,7 +198,7 @@ static int walk_feed (void *ctx, uint32_t part, char const *s, size_t len)
 static int acc_contains (void *ctx, uint32_t seq, int text, struct imapsearch_match *m)
 {
   struct sctx *x = ctx ;
-  if (!load(x, seq)) return -1 ;
+  if (!load(x, seq, MSG_PARSE)) return -1 ;
   if (text)
   {
     struct mime_part const *root = mime_parts(&x->mf.mime) ;

@@ -108,19 +108,30 @@ extern unsigned int flags_from_index (uint32_t f, uint8_t state) ;
 
 struct msgfile
 {
-  char const *map ;           /* the file's bytes */
+  char const *map ;           /* the file's bytes (or its first len: !whole) */
   size_t len ;
-  int mapped ;                /* map is an mmap of len bytes */
+  int mapped ;                /* map is an mmap of len bytes, else in buf */
   int loaded ;
+  int whole ;                 /* map holds the whole file */
   int parsed ;                /* mime is the part tree of map */
+  int hparsed ;               /* mime is the header of map (mime_parse_header) */
   size_t pos ;
   struct mime mime ;
+  stralloc buf ;              /* small files and headers, reused */
 } ;
-#define MSGFILE_ZERO { .map = 0, .len = 0, .mapped = 0, .loaded = 0, .parsed = 0, .pos = 0, .mime = MIME_ZERO }
+#define MSGFILE_ZERO { .map = 0, .len = 0, .mapped = 0, .loaded = 0, .whole = 0, .parsed = 0, .hparsed = 0, .pos = 0, .mime = MIME_ZERO, .buf = STRALLOC_ZERO }
 
-/* Maps message pos of the selected mailbox (and parses it if parse).
- * Returns 1; 0 if it is gone (errno ENOENT); -1 on another error. */
-extern int msg_load (struct msgfile *mf, size_t pos, int parse) ;
+/* Loads message pos of the selected mailbox, how: 0 the whole file;
+ * MSG_PARSE the whole file and its part tree; MSG_HEADER at least the
+ * top-level header, parsed alone (mime_parse_header: ENVELOPE, HEADER,
+ * HEADER.FIELDS(.NOT), header fields of part 0); MSG_WHOLE | MSG_HEADER
+ * the whole file and its header.  Small files are read into mf->buf,
+ * big ones mapped (memory does not grow with the message).  Returns 1;
+ * 0 if it is gone (errno ENOENT); -1 on another error. */
+#define MSG_PARSE 1
+#define MSG_HEADER 2
+#define MSG_WHOLE 4
+extern int msg_load (struct msgfile *mf, size_t pos, int how) ;
 extern void msg_unload (struct msgfile *mf) ;
 extern void msg_free (struct msgfile *mf) ;
 
