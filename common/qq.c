@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <skalibs/allreadwrite.h>
@@ -30,9 +32,78 @@ static void close_pair (int p[2])
   fd_close(p[1]) ;
 }
 
+/* one byte 'Q' on sock with fd attached */
+static ssize_t send_hello (int sock, int fd)
+{
+  char c = 'Q' ;
+  struct iovec v = { .iov_base = &c, .iov_len = 1 } ;
+  union { struct cmsghdr h ; char buf[CMSG_SPACE(sizeof(int))] ; } ctl ;
+  struct msghdr mh = { .msg_iov = &v, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) } ;
+  memset(&ctl, 0, sizeof(ctl)) ;
+  struct cmsghdr *h = CMSG_FIRSTHDR(&mh) ;
+  h->cmsg_level = SOL_SOCKET ;
+  h->cmsg_type = SCM_RIGHTS ;
+  h->cmsg_len = CMSG_LEN(sizeof(int)) ;
+  memcpy(CMSG_DATA(h), &fd, sizeof(int)) ;
+  ssize_t r ;
+  do r = sendmsg(sock, &mh, MSG_NOSIGNAL) ;
+  while (r < 0 && errno == EINTR) ;
+  return r ;
+}
+
+/* yubin-queued, if it listens: 1 connected (q is ready), 0 not there
+ * (run the program instead). */
+static int qq_daemon (struct qq *q)
+{
+  static struct sockaddr_un sa = { .sun_family = AF_UNIX } ;
+  static int known = 0 ;   /* 1: sa is the path, -1: no usable path */
+  if (!known)
+  {
+    stralloc fn = STRALLOC_ZERO ;
+    known = -1 ;
+    if (yubin_path(&fn, "queued/sock") && fn.len <= sizeof(sa.sun_path))
+    {
+      memcpy(sa.sun_path, fn.s, fn.len) ;
+      known = 1 ;
+    }
+    stralloc_free(&fn) ;
+  }
+  if (known < 0) return 0 ;
+  int e = errno ;
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0) ;
+  if (s < 0) goto no ;
+  if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) goto close ;
+  int pm[2] ;
+  if (pipecoe(pm) < 0) goto close ;
+  /* 'Q' and the read end of the message pipe; the envelope follows on s */
+  if (send_hello(s, pm[0]) < 0)
+  {
+    close_pair(pm) ;
+    goto close ;
+  }
+  fd_close(pm[0]) ;
+  struct ucred cred ;
+  socklen_t len = sizeof(cred) ;
+  q->pid = getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ? 0 : cred.pid ;
+  q->sock = s ;
+  q->msgfd = pm[1] ;
+  q->envfd = s ;
+  q->err = 0 ;
+  q->len = 0 ;
+  return 1 ;
+ close:
+  fd_close(s) ;
+ no:
+  errno = e ;
+  return 0 ;
+}
+
 int qq_open (struct qq *q, char const *prog)
 {
   int pm[2], pe[2] ;
+  char const *x = getenv("QMAILQUEUE") ;
+  if (!(x && *x) && qq_daemon(q)) return 0 ;
+  q->sock = -1 ;
   if (pipecoe(pm) < 0) return -1 ;
   if (pipecoe(pe) < 0) { int e = errno ; close_pair(pm) ; errno = e ; return -1 ; }
   /* vfork + execve rather than posix_spawn: glibc's posix_spawn child
@@ -81,10 +152,28 @@ int qq_open (struct qq *q, char const *prog)
   return 0 ;
 }
 
+/* all of s to the daemon's socket, without SIGPIPE if it died */
+static int sock_write (int fd, char const *s, size_t len)
+{
+  while (len)
+  {
+    ssize_t r = send(fd, s, len, MSG_NOSIGNAL) ;
+    if (r < 0)
+    {
+      if (errno == EINTR) continue ;
+      return 0 ;
+    }
+    s += r ;
+    len -= r ;
+  }
+  return 1 ;
+}
+
 static void qq_write (struct qq *q, int fd, char const *s, size_t len)
 {
   if (fd < 0) { q->err = 1 ; return ; }
-  if (!q->err && allwrite(fd, s, len) < len) q->err = 1 ;
+  if (q->err) return ;
+  if (fd == q->sock ? !sock_write(fd, s, len) : allwrite(fd, s, len) < len) q->err = 1 ;
 }
 
 static void qq_flush (struct qq *q, int fd)
@@ -140,9 +229,31 @@ void qq_to (struct qq *q, char const *rcpt)
   qq_envelope(q, 'T', rcpt) ;
 }
 
+/* The daemon's verdict: one byte, after the envelope (ended: the
+ * envelope's final '\0' was sent); EOF means it died, or refused to read
+ * a truncated envelope. */
+static int qq_answer (struct qq *q, int ended)
+{
+  int code = QQ_CRASHED ;
+  if (q->msgfd >= 0) { fd_close(q->msgfd) ; q->msgfd = -1 ; }
+  if (ended)
+  {
+    unsigned char c ;
+    ssize_t r ;
+    do r = read(q->sock, &c, 1) ;
+    while (r < 0 && errno == EINTR) ;
+    if (r == 1) code = c ;
+  }
+  fd_close(q->sock) ;
+  q->sock = q->envfd = -1 ;
+  q->pid = 0 ;
+  return code ;
+}
+
 static int qq_wait (struct qq *q)
 {
   int wstat ;
+  if (q->sock >= 0) return qq_answer(q, 0) ;
   if (q->msgfd >= 0) { fd_close(q->msgfd) ; q->msgfd = -1 ; }
   if (q->envfd >= 0) { fd_close(q->envfd) ; q->envfd = -1 ; }
   if (q->pid <= 0 || waitpid_nointr(q->pid, &wstat, 0) != q->pid) return QQ_NOWAIT ;
@@ -158,7 +269,7 @@ int qq_close (struct qq *q)
     qq_buffer(q, q->envfd, "", 1) ;
     qq_flush(q, q->envfd) ;
   }
-  int code = qq_wait(q) ;
+  int code = q->sock >= 0 ? qq_answer(q, !q->err) : qq_wait(q) ;
   /* it said yes to an envelope or message that did not arrive whole */
   if (!code && q->err) code = QQ_READ ;
   return code ;

@@ -1,7 +1,14 @@
 /* The qmail-queue client (qmail's qmail.c): run the queue program, give it
  * the message on its fd 0 and the envelope on its fd 1, read its verdict
  * from its exit code.  Every injector uses it: yubin-smtpd, qmgr's
- * bounces, and later yubin-inject and .qmail forwards.
+ * bounces, yubin-inject and .qmail forwards.
+ *
+ * Unless $QMAILQUEUE names a program, qq_open first tries the queue
+ * daemon, yubin-queued, on <root>/queued/sock: it passes the read end of
+ * the message pipe over the socket (SCM_RIGHTS), writes the envelope on
+ * the socket itself, and reads the verdict as one byte, the same exit
+ * codes.  No process is started.  When the socket is missing or nobody
+ * listens (the service is down), it runs prog as before.
  *
  *   struct qq q = QQ_ZERO ;
  *   if (qq_open(&q, prog) < 0) ...          errno set, nothing started
@@ -44,22 +51,24 @@
 
 struct qq
 {
-  pid_t pid ;
+  pid_t pid ;              /* the queue program, or the daemon's pid */
+  int sock ;               /* the daemon's socket, -1: a program runs */
   int msgfd ;              /* the queue program's fd 0, -1 when closed */
   int envfd ;              /* the queue program's fd 1, -1 when closed */
   int err ;                /* a write failed */
   size_t len ;             /* bytes in buf */
   char buf[8192] ;
 } ;
-#define QQ_ZERO { .pid = 0, .msgfd = -1, .envfd = -1, .err = 0, .len = 0 }
+#define QQ_ZERO { .pid = 0, .sock = -1, .msgfd = -1, .envfd = -1, .err = 0, .len = 0 }
 
 /* prog = $QMAILQUEUE if set and not empty, else yubin-queue beside the
  * running binary.  NUL-terminated.  Returns 1, or 0 on allocation failure. */
 extern int qq_program (stralloc *prog) ;
 
-/* Start prog with the two pipes.  Signal dispositions and the signal mask
- * are reset in the child.  Returns 0, or -1 with errno (then nothing runs:
- * a program that cannot be executed is reported here, not at close). */
+/* Connect to yubin-queued (when $QMAILQUEUE is not set), else start prog
+ * with the two pipes.  Signal dispositions and the signal mask are reset
+ * in the child.  Returns 0, or -1 with errno (then nothing runs: a
+ * program that cannot be executed is reported here, not at close). */
 extern int qq_open (struct qq *q, char const *prog) ;
 
 extern void qq_put (struct qq *q, char const *s, size_t len) ;
