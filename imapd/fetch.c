@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -32,7 +33,7 @@
 #define MSG_SMALL 131072
 #define MSG_HEADREAD 8192
 
-void msg_unload (struct msgfile *mf)
+static void unload_file (struct msgfile *mf)
 {
   if (mf->mapped) munmap((void *)mf->map, mf->len) ;
   mf->map = 0 ;
@@ -44,11 +45,136 @@ void msg_unload (struct msgfile *mf)
   mf->hparsed = 0 ;
 }
 
+void msg_unload (struct msgfile *mf)
+{
+  if (mf->mapped) munmap((void *)mf->map, mf->len) ;
+  mf->map = 0 ;
+  mf->len = 0 ;
+  mf->mapped = 0 ;
+  mf->loaded = 0 ;
+  mf->whole = 0 ;
+  mf->parsed = 0 ;
+  mf->hparsed = 0 ;
+  mf->mc.state = 0 ;
+  mf->mc.has = 0 ;
+  mf->mc.hparsed = 0 ;
+}
+
 void msg_free (struct msgfile *mf)
 {
   msg_unload(mf) ;
   mime_free(&mf->mime) ;
   stralloc_free(&mf->buf) ;
+  mime_free(&mf->mc.hm) ;
+  stralloc_free(&mf->mc.data) ;
+}
+
+/* ---------- cached fields ----------
+ * The string kept by index_cache_put: fields, each a tag byte, a length
+ * (u32, little-endian) and the bytes: 'S' BODYSTRUCTURE, 'B' BODY, 'H'
+ * the top-level header fields of mime_cached_fields (raw lines, then a
+ * blank line: a header of its own), 'h' (empty) the header cannot be
+ * kept so (a chosen field without a line end).  Unknown tags are
+ * skipped. */
+
+static uint32_t get32 (char const *p)
+{
+  return (uint32_t)(unsigned char)p[0] | (uint32_t)(unsigned char)p[1] << 8 | (uint32_t)(unsigned char)p[2] << 16 | (uint32_t)(unsigned char)p[3] << 24 ;
+}
+
+static void cat_field (stralloc *sa, char tag, char const *s, size_t len)
+{
+  char h[5] = { tag, (char)len, (char)(len >> 8), (char)(len >> 16), (char)(len >> 24) } ;
+  if (!stralloc_catb(sa, h, 5) || !stralloc_catb(sa, s, len)) die_nomem() ;
+}
+
+int msg_cached (struct msgfile *mf, size_t pos)
+{
+  struct msgcache *c = &mf->mc ;
+  size_t i = 0 ;
+  if (c->state && mf->pos == pos) return c->has ;
+  if (mf->loaded && mf->pos != pos) msg_unload(mf) ;
+  mf->pos = pos ;
+  c->state = 1 ; c->has = 0 ; c->hparsed = 0 ;
+  c->data.len = 0 ;
+  int r = index_cache_get(&sess.ix, pos, &c->data) ;
+  if (r < 0) die_nomem() ;
+  if (!r) return 0 ;
+  while (i + 5 <= c->data.len)
+  {
+    char tag = c->data.s[i] ;
+    size_t len = get32(c->data.s + i + 1), at = i + 5 ;
+    if (len > c->data.len - at) break ;
+    switch (tag)
+    {
+      case 'S' : c->bs = at ; c->bslen = len ; c->has |= MC_BS ; break ;
+      case 'B' : c->body = at ; c->bodylen = len ; c->has |= MC_BODY ; break ;
+      case 'H' : c->hdr = at ; c->hdrlen = len ; c->has |= MC_HDR ; break ;
+      case 'h' : c->has |= MC_NOHDR ; break ;
+      default : break ;
+    }
+    i = at + len ;
+  }
+  return c->has ;
+}
+
+struct mime const *msg_cached_header (struct msgfile *mf)
+{
+  struct msgcache *c = &mf->mc ;
+  if (!c->hparsed)
+  {
+    if (!mime_parse_header(&c->hm, c->data.s + c->hdr, c->hdrlen)) die_nomem() ;
+    c->hparsed = 1 ;
+  }
+  return &c->hm ;
+}
+
+int msg_cached_field (char const *name, size_t len)
+{
+  for (size_t k = 0 ; mime_cached_fields[k] ; k++)
+    if (strlen(mime_cached_fields[k]) == len && !strncasecmp(mime_cached_fields[k], name, len)) return 1 ;
+  return 0 ;
+}
+
+static int cat_subset (stralloc *sa, char const *s, size_t len)
+{
+  size_t mark = sa->len ;
+  if (!stralloc_catb(sa, "H0000", 5)) die_nomem() ;
+  int r = mime_header_subset(sa, s, len, mime_cached_fields) ;
+  if (r < 0) die_nomem() ;
+  if (!r) { sa->len = mark ; cat_field(sa, 'h', "", 0) ; return 0 ; }
+  if (!stralloc_catb(sa, "\n", 1)) die_nomem() ;
+  size_t n = sa->len - mark - 5 ;
+  sa->s[mark + 1] = (char)n ; sa->s[mark + 2] = (char)(n >> 8) ; sa->s[mark + 3] = (char)(n >> 16) ; sa->s[mark + 4] = (char)(n >> 24) ;
+  return 1 ;
+}
+
+void msg_cache_store (struct msgfile *mf)
+{
+  stralloc e = STRALLOC_ZERO ;
+  int has = msg_cached(mf, mf->pos) ;
+  if (mf->parsed && !(has & MC_BS))
+  {
+    struct mime_part const *root = mime_parts(&mf->mime) ;
+    size_t mark ;
+    if (!stralloc_catb(&e, "S0000", 5)) die_nomem() ;
+    mark = e.len ;
+    if (!mime_bodystructure(&mf->mime, 0, 1, &e)) die_nomem() ;
+    { size_t n = e.len - mark ; e.s[1] = (char)n ; e.s[2] = (char)(n >> 8) ; e.s[3] = (char)(n >> 16) ; e.s[4] = (char)(n >> 24) ; }
+    size_t b = e.len ;
+    if (!stralloc_catb(&e, "B0000", 5)) die_nomem() ;
+    mark = e.len ;
+    if (!mime_bodystructure(&mf->mime, 0, 0, &e)) die_nomem() ;
+    { size_t n = e.len - mark ; e.s[b + 1] = (char)n ; e.s[b + 2] = (char)(n >> 8) ; e.s[b + 3] = (char)(n >> 16) ; e.s[b + 4] = (char)(n >> 24) ; }
+    cat_subset(&e, mf->map, root->body) ;
+  }
+  else if (mf->hparsed && !has)
+  {
+    struct mime_part const *root = mime_parts(&mf->mime) ;
+    cat_subset(&e, mf->map, root->body) ;
+  }
+  if (e.len && !index_cache_put(&sess.ix, mf->pos, e.s, e.len)) die_nomem() ;
+  stralloc_free(&e) ;
 }
 
 /* up to len bytes at off into mf->buf from its length on; 1, or 0 */
@@ -84,7 +210,7 @@ static int readfile (struct msgfile *mf, size_t pos, int whole)
   struct stat st ;
   int fd, ok = 0 ;
   size_t size ;
-  msg_unload(mf) ;
+  if (mf->pos != pos) msg_unload(mf) ; else unload_file(mf) ;
   fd = index_openmsg(&sess.ix, pos) ;
   if (fd < 0) return errno == ENOENT ? 0 : -1 ;
   if (fstat(fd, &st) < 0) goto err ;
@@ -152,6 +278,28 @@ int msg_load (struct msgfile *mf, size_t pos, int how)
 
 /* ---------- FETCH ---------- */
 
+static int needs (struct imapfetch_att const *a) ;
+
+/* what an attribute can take from the cache: MC_* bits, -1 not there */
+static int cacheable (struct imapfetch const *f, struct imapfetch_att const *a)
+{
+  switch (a->kind)
+  {
+    case IMAPFETCH_ENVELOPE : return MC_HDR ;
+    case IMAPFETCH_BODY : return MC_BODY ;
+    case IMAPFETCH_BODYSTRUCTURE : return MC_BS ;
+    case IMAPFETCH_SECTION :
+      if (a->nparts || a->text != IMAPSECT_FIELDS) return -1 ;
+      for (size_t k = 0 ; k < a->nfields ; k++)
+      {
+        struct imapcmd_str const *fs = genalloc_s(struct imapcmd_str, &f->fields) + a->field + k ;
+        if (!msg_cached_field(fs->s, fs->len)) return -1 ;
+      }
+      return MC_HDR ;
+    default : return needs(a) ? -1 : 0 ;
+  }
+}
+
 /* what an attribute needs of the file: 0 nothing, else msg_load's how */
 static int needs (struct imapfetch_att const *a)
 {
@@ -212,7 +360,7 @@ static void partial (struct imapfetch_att const *a, uint64_t total, uint64_t *or
 }
 
 /* BODY[section]<partial>, RFC822, RFC822.HEADER, RFC822.TEXT */
-static void send_section (struct msgfile *mf, struct imapfetch_att const *a, stralloc const *name, stralloc *built)
+static void send_section (struct msgfile *mf, struct mime const *mm, struct imapfetch_att const *a, stralloc const *name, stralloc *built)
 {
   char const *spec = "" ;
   size_t speclen = 0 ;
@@ -235,7 +383,7 @@ static void send_section (struct msgfile *mf, struct imapfetch_att const *a, str
     return ;
   }
   built->len = 0 ;
-  int r = mime_section(&mf->mime, spec, speclen, &sec, built) ;
+  int r = mime_section(mm, spec, speclen, &sec, built) ;
   if (r == MIME_SECT_NOMEM) die_nomem() ;
   if (r != MIME_SECT_OK) { out_cat("\"\"") ; return ; }
   partial(a, sec.size, &origin, &len) ;
@@ -272,7 +420,7 @@ void cmd_fetch (struct imapcmd const *c)
   char const *err ;
   size_t i, na, gone = 0, failed = 0 ;
   struct imapfetch_att const *atts ;
-  int how = 0, needfile = 0, hasflags = 0, hasuid = 0, setseen = 0 ;
+  int how = 0, needfile = 0, hasflags = 0, hasuid = 0, setseen = 0, cacheneed = 0 ;
 
   if (arg_count(c) != 2) { tagged_bad(c->tag, arg_count(c) > 2 ? "FETCH modifiers are not supported" : "Syntax: FETCH set items") ; goto end ; }
   if (!arg_messages(c, 0, c->uid, c->tag, &pos)) goto end ;
@@ -293,6 +441,10 @@ void cmd_fetch (struct imapcmd const *c)
       goto end ;
     }
     if (needs(a)) { needfile = 1 ; how |= needs(a) ; }
+    {
+      int cn = cacheable(&f, a) ;
+      if (cn < 0 || cacheneed < 0) cacheneed = -1 ; else cacheneed |= cn ;
+    }
     if (a->kind == IMAPFETCH_FLAGS) hasflags = 1 ;
     if (a->kind == IMAPFETCH_UID) hasuid = 1 ;
     if (sets_seen(a)) setseen = 1 ;
@@ -324,8 +476,13 @@ void cmd_fetch (struct imapcmd const *c)
     for (size_t k = 0 ; k < n ; k++)
     {
       struct index_msg const *m = index_msg(ix, p[k]) ;
-      int first = 1 ;
+      int first = 1, fromcache = 0 ;
       if (needfile)
+      {
+        int has = msg_cached(&mf, p[k]) ;
+        if (cacheneed > 0 && (has & cacheneed) == cacheneed) fromcache = 1 ;
+      }
+      if (needfile && !fromcache)
       {
         int r = msg_load(&mf, p[k], how) ;
         if (!r) { gone++ ; continue ; }
@@ -339,6 +496,7 @@ void cmd_fetch (struct imapcmd const *c)
           failed++ ;
           continue ;
         }
+        if (how & (MSG_PARSE | MSG_HEADER)) msg_cache_store(&mf) ;
       }
       m = index_msg(ix, p[k]) ;
       out_cat("* ") ; out_catu64(p[k] + 1) ; out_cat(" FETCH (") ;
@@ -361,13 +519,18 @@ void cmd_fetch (struct imapcmd const *c)
             if (!imapcmd_catdatetime(&out, m->idate, sess.tzmin)) die_nomem() ;
             break ;
           case IMAPFETCH_ENVELOPE :
-            if (!mime_envelope(&mf.mime, 0, &out)) die_nomem() ;
+            if (!mime_envelope(fromcache ? msg_cached_header(&mf) : &mf.mime, 0, &out)) die_nomem() ;
             break ;
           case IMAPFETCH_BODY :
           case IMAPFETCH_BODYSTRUCTURE :
-            if (!mime_bodystructure(&mf.mime, 0, a->kind == IMAPFETCH_BODYSTRUCTURE, &out)) die_nomem() ;
+            if (fromcache)
+            {
+              if (a->kind == IMAPFETCH_BODY) out_catb(mf.mc.data.s + mf.mc.body, mf.mc.bodylen) ;
+              else out_catb(mf.mc.data.s + mf.mc.bs, mf.mc.bslen) ;
+            }
+            else if (!mime_bodystructure(&mf.mime, 0, a->kind == IMAPFETCH_BODYSTRUCTURE, &out)) die_nomem() ;
             break ;
-          default : send_section(&mf, a, &name, &built) ; break ;
+          default : send_section(&mf, fromcache ? msg_cached_header(&mf) : &mf.mime, a, &name, &built) ; break ;
         }
         out_maybeflush() ;
       }

@@ -50,6 +50,9 @@
 #define IX_TMP "yubin.index.tmp"
 #define IX_LOCK "yubin.index.lock"
 #define IX_KW "yubin-keywords"
+#define IX_CACHE "yubin.cache"
+#define IX_CACHE_SLACK (1 << 20)          /* the cache file is emptied at compaction when over 2 x live + this */
+#define IX_CACHE_PENDING (256 << 10)     /* entries waiting in memory before index_cache_put writes them */
 #define IX_KWTMP "yubin-keywords.tmp"
 #define IX_LOCK_WAIT_MS 60000
 #define IX_STAMP_MARGIN_NS 100000000LL  /* a directory changed within 100 ms is rescanned */
@@ -293,6 +296,16 @@ static int rec_uid (stralloc *sa, char type, uint32_t uid, uint64_t v, char cons
   return 1 ;
 }
 
+static int rec_cache (stralloc *sa, struct index_msg const *m)
+{
+  size_t start ;
+  char b[16] ;
+  put32(b, m->uid) ; put64(b + 4, m->cacheoff) ; put32(b + 12, m->cachelen) ;
+  if (!rec_begin(sa, 'F', &start) || !stralloc_catb(sa, b, 16)) return 0 ;
+  rec_end(sa, start) ;
+  return 1 ;
+}
+
 static int rec_state (stralloc *sa, mailindex const *ix)
 {
   size_t start ;
@@ -350,6 +363,16 @@ static int rec_apply (mailindex *ix, char const *p, size_t len)
       else m->sentdate = (int64_t)get64(p + 4) ;
       return 1 ;
     }
+    case 'F' :
+    {
+      if (len < 16) return 0 ;
+      ssize_t i = index_find_uid(ix, get32(p)) ;
+      if (i < 0) return 1 ;
+      struct index_msg *m = index_msg(ix, i) ;
+      m->cacheoff = get64(p + 4) ;
+      m->cachelen = get32(p + 12) ;
+      return 1 ;
+    }
     case 'S' :
       if (len < 76) return 0 ;
       if (get32(p) > ix->uidnext) ix->uidnext = get32(p) ;
@@ -386,8 +409,8 @@ static int recs_apply (mailindex *ix, char const *buf, size_t len, size_t *used)
   {
     uint32_t rlen = get32(buf + off) ;
     if (!rec_apply(ix, buf + off + 8, rlen)) return 0 ;
+    if (buf[off + 8] != 'F') ix->logrecs++ ;   /* cache pointers are not counted for compaction */
     off += 8 + rlen ;
-    ix->logrecs++ ;
   }
   *used = lastc ;
   return 1 ;
@@ -400,6 +423,71 @@ static int header_check (char const *h, uint32_t *uidvalidity)
   if (memcmp(h, IX_MAGIC, 8) || get32(h + 8) != IX_VERSION || get32(h + 24) != crc32(h, 24)) return 0 ;
   *uidvalidity = get32(h + 12) ;
   return *uidvalidity != 0 ;
+}
+
+/* ---------- the cache file ---------- */
+
+static int cache_open (mailindex *ix)
+{
+  if (ix->cachefd >= 0) return 1 ;
+  ix->cachefd = openat(ix->dirfd, IX_CACHE, O_RDWR | O_CREAT | O_CLOEXEC, 0600) ;
+  return ix->cachefd >= 0 ;
+}
+
+/* at compaction: empty yubin.cache when most of it is dead (entries of
+   expunged messages, older entries of a message); locked */
+static void cache_trim (mailindex *ix)
+{
+  struct stat st ;
+  uint64_t live = 0 ;
+  if (ix->cachefd < 0)
+  {
+    ix->cachefd = openat(ix->dirfd, IX_CACHE, O_RDWR | O_CLOEXEC) ;
+    if (ix->cachefd < 0) return ;
+  }
+  for (size_t i = 0 ; i < ix->n ; i++)
+  {
+    struct index_msg const *m = index_msg(ix, i) ;
+    if (!(m->state & INDEX_EXPUNGED)) live += m->cachelen ;
+  }
+  if (fstat(ix->cachefd, &st) < 0 || (uint64_t)st.st_size <= 2 * live + IX_CACHE_SLACK) return ;
+  if (ftruncate(ix->cachefd, 0) < 0) return ;
+  for (size_t i = 0 ; i < nmsgs(ix) ; i++) { index_msg(ix, i)->cacheoff = 0 ; index_msg(ix, i)->cachelen = 0 ; }
+}
+
+/* the entries waiting in ix->cachebuf go to the end of yubin.cache, and
+   an F record for each into ix->rec; locked, caught up.  A failure only
+   loses them (nothing points at what was not written). */
+static int cache_write (mailindex *ix)
+{
+  struct stat st ;
+  size_t done = 0 ;
+  struct cachepend const *p = genalloc_s(struct cachepend, &ix->cachepend) ;
+  size_t n = genalloc_len(struct cachepend, &ix->cachepend) ;
+  int ok = 0 ;
+  if (!ix->cachebuf.len) return 1 ;
+  if (!cache_open(ix) || fstat(ix->cachefd, &st) < 0) goto end ;
+  while (done < ix->cachebuf.len)
+  {
+    ssize_t w = pwrite(ix->cachefd, ix->cachebuf.s + done, ix->cachebuf.len - done, st.st_size + (off_t)done) ;
+    if (w < 0) { if (errno == EINTR) continue ; goto end ; }
+    done += (size_t)w ;
+  }
+  ok = 1 ;
+  for (size_t k = 0 ; k < n ; k++)
+  {
+    ssize_t i = index_find_uid(ix, p[k].uid) ;
+    if (i < 0) continue ;
+    struct index_msg *m = index_msg(ix, i) ;
+    if (m->state & INDEX_EXPUNGED) continue ;
+    m->cacheoff = (uint64_t)st.st_size + p[k].off ;
+    m->cachelen = p[k].len ;
+    if (!rec_cache(&ix->rec, m)) { m->cachelen = 0 ; ok = 0 ; break ; }
+  }
+ end:
+  ix->cachebuf.len = 0 ;
+  genalloc_setlen(struct cachepend, &ix->cachepend, 0) ;
+  return ok ;
 }
 
 /* Write the whole index (header, STATE, one ADD per live message) to
@@ -416,11 +504,13 @@ static int ix_writefile (mailindex *ix)
   put32(h + 24, crc32(h, 24)) ;
   if (!stralloc_catb(&sa, h, IX_HDRLEN)) goto err ;
   uint64_t recs = 2 ;
+  cache_trim(ix) ;
   for (size_t i = 0 ; i < ix->n ; i++)
   {
     struct index_msg const *m = index_msg(ix, i) ;
     if (m->state & INDEX_EXPUNGED) continue ;
     if (!rec_add(&sa, ix, m)) goto err ;
+    if (m->cachelen && !rec_cache(&sa, m)) goto err ;
     recs++ ;
   }
   if (!rec_state(&sa, ix)) goto err ;
@@ -635,10 +725,11 @@ static int ix_catchup (mailindex *ix)
  * nothing was written and the view is reloaded at the next catch-up. */
 static int ix_flush (mailindex *ix)
 {
+  if (ix->cachebuf.len && !cache_write(ix)) { }   /* only the cache entries are lost */
   if (!ix->rec.len && !ix->dirty) return 1 ;
   size_t start = ix->rec.len ;
   uint64_t recs = 2 ;
-  for (size_t off = 0 ; off < start ; off += 8 + get32(ix->rec.s + off)) recs++ ;
+  for (size_t off = 0 ; off < start ; off += 8 + get32(ix->rec.s + off)) if (ix->rec.s[off + 8] != 'F') recs++ ;
   if (!rec_state(&ix->rec, ix)) goto err ;
   if (ix->logrecs + recs > 2 * ix->n + 4096) { if (!ix_writefile(ix)) goto err ; }
   else
@@ -1321,10 +1412,12 @@ void index_close (mailindex *ix)
   genalloc_free(uint32_t, &ix->expunged_uids) ;
   genalloc_free(uint32_t, &ix->changed) ;
   stralloc_free(&ix->rec) ;
+  stralloc_free(&ix->cachebuf) ;
+  genalloc_free(struct cachepend, &ix->cachepend) ;
   hash_free(ix) ;
   free(ix->dir) ;
   ix->dir = 0 ;
-  int *fds[] = { &ix->dirfd, &ix->curfd, &ix->newfd, &ix->lockfd, &ix->logfd } ;
+  int *fds[] = { &ix->dirfd, &ix->curfd, &ix->newfd, &ix->lockfd, &ix->logfd, &ix->cachefd } ;
   for (size_t i = 0 ; i < sizeof fds / sizeof *fds ; i++)
     if (*fds[i] >= 0) { fd_close(*fds[i]) ; *fds[i] = -1 ; }
   ix->n = 0 ;
@@ -1356,6 +1449,53 @@ int index_cache_sentdate (mailindex *ix, size_t i, int64_t sentdate)
   if (m->sentdate == sentdate) return 1 ;
   m->sentdate = sentdate ;
   return rec_uid(&ix->rec, 'D', m->uid, (uint64_t)sentdate, 0) ;
+}
+
+int index_cache_get (mailindex *ix, size_t i, stralloc *sa)
+{
+  struct index_msg *m = index_msg(ix, i) ;
+  size_t mark = sa->len, len = m->cachelen ;
+  if (len < 16 || len > IX_REC_MAX || m->state & INDEX_EXPUNGED) return 0 ;
+  if (!cache_open(ix)) return 0 ;
+  if (!stralloc_readyplus(sa, len)) return -1 ;
+  size_t got = 0 ;
+  while (got < len)
+  {
+    ssize_t r = pread(ix->cachefd, sa->s + mark + got, len - got, (off_t)(m->cacheoff + got)) ;
+    if (r < 0) { if (errno == EINTR) continue ; break ; }
+    if (!r) break ;
+    got += (size_t)r ;
+  }
+  char const *e = sa->s + mark ;
+  if (got < len || get32(e) != len - 8 || get32(e + 4) != crc32(e + 8, len - 8)
+   || get32(e + 8) != ix->uidvalidity || get32(e + 12) != m->uid)
+  {
+    m->cachelen = 0 ;   /* torn, lost or emptied: computed and written again */
+    return 0 ;
+  }
+  memmove(sa->s + mark, e + 16, len - 16) ;
+  sa->len = mark + len - 16 ;
+  return 1 ;
+}
+
+int index_cache_put (mailindex *ix, size_t i, char const *s, size_t len)
+{
+  struct index_msg const *m = index_msg(ix, i) ;
+  struct cachepend p = { .uid = m->uid, .off = ix->cachebuf.len, .len = (uint32_t)(len + 16) } ;
+  size_t start = ix->cachebuf.len ;
+  char h[16] ;
+  if (len + 16 > IX_REC_MAX) return 1 ;
+  put32(h + 8, ix->uidvalidity) ; put32(h + 12, m->uid) ;
+  if (!stralloc_catb(&ix->cachebuf, h, 16) || !stralloc_catb(&ix->cachebuf, s, len)
+   || !genalloc_append(struct cachepend, &ix->cachepend, &p)) { ix->cachebuf.len = start ; return 0 ; }
+  put32(ix->cachebuf.s + start, (uint32_t)(len + 8)) ;
+  put32(ix->cachebuf.s + start + 4, crc32(ix->cachebuf.s + start + 8, len + 8)) ;
+  if (ix->cachebuf.len >= IX_CACHE_PENDING && !ix_update(ix, 0, 0))
+  {
+    ix->cachebuf.len = 0 ;
+    genalloc_setlen(struct cachepend, &ix->cachepend, 0) ;
+  }
+  return 1 ;
 }
 
 /* rename message i to carry flags and keywords; 1 done, 0 error, -1 ENOENT */

@@ -58,6 +58,8 @@ struct index_msg
   uint64_t size ;        /* RFC822.SIZE: CRLF size (",W=" or counted once) */
   int64_t idate ;        /* INTERNALDATE, Unix seconds (file mtime when first seen) */
   int64_t sentdate ;     /* cached Date: header, Unix seconds; INDEX_NODATE if not cached */
+  uint64_t cacheoff ;    /* its cached fields: offset in yubin.cache, */
+  uint32_t cachelen ;    /* length of the entry (0: none) */
   uint32_t uid ;
   uint32_t name ;        /* offset in ix->names of its file name in cur/, NUL-terminated */
   uint32_t flags ;       /* INDEX_FLAG bits */
@@ -105,7 +107,11 @@ struct mailindex_s
   uint64_t logrecs ;     /* records in yubin.index (compaction) */
   size_t reported ;      /* messages the client knows of (n at the last report) */
   int dirty ;            /* a STATE record is due */
+  int cachefd ;          /* yubin.cache, -1 until needed */
+  stralloc cachebuf ;    /* cache entries waiting to be written */
+  genalloc cachepend ;   /* struct cachepend: what they are */
 } ;
+struct cachepend { uint32_t uid ; uint32_t len ; size_t off ; } ;
 
 #define index_msg(ix, i) (genalloc_s(struct index_msg, &(ix)->msgs) + (i))
 #define index_name(ix, i) ((ix)->names.s + index_msg(ix, i)->name)
@@ -133,7 +139,7 @@ struct mailindex_s
  * UIDVALIDITY.  ix must be zeroed (INDEX_ZERO).  Returns 1, or 0 (errno
  * set; index_close still to be called). */
 #define INDEX_PEEK 2
-#define INDEX_ZERO { .msgs = GENALLOC_ZERO, .names = STRALLOC_ZERO, .expunged = GENALLOC_ZERO, .expunged_uids = GENALLOC_ZERO, .changed = GENALLOC_ZERO, .rec = STRALLOC_ZERO, .dirfd = -1, .curfd = -1, .newfd = -1, .lockfd = -1, .logfd = -1 }
+#define INDEX_ZERO { .msgs = GENALLOC_ZERO, .names = STRALLOC_ZERO, .expunged = GENALLOC_ZERO, .expunged_uids = GENALLOC_ZERO, .changed = GENALLOC_ZERO, .rec = STRALLOC_ZERO, .dirfd = -1, .curfd = -1, .newfd = -1, .lockfd = -1, .logfd = -1, .cachefd = -1, .cachebuf = STRALLOC_ZERO, .cachepend = GENALLOC_ZERO }
 extern int index_open (mailindex *ix, char const *dir, int readonly) ;
 
 /* Bring the view up to date: under the lock, read what other sessions
@@ -200,6 +206,22 @@ extern int index_expunge (mailindex *ix, uint32_t const *uids, size_t nuids) ;
  * Written with the next locked change or sync; losing it costs only a
  * re-parse.  Returns 1, 0 on ENOMEM. */
 extern int index_cache_sentdate (mailindex *ix, size_t i, int64_t sentdate) ;
+
+/* Cached fields (imapd/README, "Storage": yubin.cache): a string the
+ * session computes from a message's file (its BODYSTRUCTURE ...) is
+ * kept in yubin.cache beside the index, found again by later sessions.
+ * A message's content never changes (a new file is a new UID), so an
+ * entry stays true; each entry holds UIDVALIDITY, UID and a checksum,
+ * and one that does not match is "not cached".
+ * index_cache_get appends message i's string to sa: 1, 0 if it has none
+ * (or it could not be read: then forgotten), -1 ENOMEM.
+ * index_cache_put remembers s[0..len) as message i's string (replacing
+ * an older one): written to yubin.cache and pointed at from yubin.index
+ * with the next locked change or sync, or at once (taking the lock)
+ * when 256 KiB are waiting; a failed write only loses the entries.
+ * Returns 1, 0 ENOMEM. */
+extern int index_cache_get (mailindex *ix, size_t i, stralloc *sa) ;
+extern int index_cache_put (mailindex *ix, size_t i, char const *s, size_t len) ;
 
 /* ---------- APPEND ---------- */
 

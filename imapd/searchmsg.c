@@ -149,7 +149,7 @@ static void acc_internaldate (void *ctx, uint32_t seq, int64_t *t, int *tzmin)
 static int load (struct sctx *x, uint32_t seq, int how)
 {
   int r = msg_load(&x->mf, seq - 1, how) ;
-  if (r > 0) return 1 ;
+  if (r > 0) { msg_cache_store(&x->mf) ; return 1 ; }
   if (!r) errno = ENOENT ;
   return 0 ;
 }
@@ -163,9 +163,11 @@ static int acc_sentdate (void *ctx, uint32_t seq, int64_t *t, int *tzmin)
   int64_t when ;
   int zone ;
   if (m->sentdate != INDEX_NODATE) { *t = m->sentdate ; *tzmin = 0 ; return 1 ; }
-  if (!load(x, seq, MSG_HEADER)) return -1 ;
   x->tmp.len = 0 ;
-  int r = mime_header_decoded(&x->mf.mime, 0, "Date", &x->tmp) ;
+  struct mime const *mm = &x->mf.mime ;
+  if (msg_cached(&x->mf, seq - 1) & MC_HDR) mm = msg_cached_header(&x->mf) ;
+  else if (!load(x, seq, MSG_HEADER)) return -1 ;
+  int r = mime_header_decoded(mm, 0, "Date", &x->tmp) ;
   if (r < 0) die_nomem() ;
   if (!r || !date5322(x->tmp.s, x->tmp.len, &when, &zone)) return 0 ;
   *t = when + (int64_t)zone * 60 ;
@@ -181,8 +183,10 @@ static int acc_header (void *ctx, uint32_t seq, char const *name, size_t namelen
   if (namelen >= sizeof field || memchr(name, 0, namelen)) return 0 ;
   memcpy(field, name, namelen) ;
   field[namelen] = 0 ;
-  if (!load(x, seq, MSG_HEADER)) return -1 ;
-  int r = mime_header_decoded(&x->mf.mime, 0, field, sa) ;
+  struct mime const *mm = &x->mf.mime ;
+  if (msg_cached_field(name, namelen) && msg_cached(&x->mf, seq - 1) & MC_HDR) mm = msg_cached_header(&x->mf) ;
+  else if (!load(x, seq, MSG_HEADER)) return -1 ;
+  int r = mime_header_decoded(mm, 0, field, sa) ;
   if (r < 0) die_nomem() ;
   return r > 0 ;
 }

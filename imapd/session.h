@@ -106,6 +106,23 @@ extern unsigned int flags_from_index (uint32_t f, uint8_t state) ;
 
 /* ---------- message files (fetch.c) ---------- */
 
+/* a message's cached fields (index_cache_get): BODYSTRUCTURE, BODY and
+ * the top-level header fields of mime_cached_fields */
+#define MC_BS 1               /* BODYSTRUCTURE */
+#define MC_BODY 2             /* BODY */
+#define MC_HDR 4              /* the header subset */
+#define MC_NOHDR 8            /* the header cannot be cached: read the file */
+struct msgcache
+{
+  int state ;                 /* 0 not looked at, 1 looked at */
+  int has ;                   /* MC_* */
+  stralloc data ;
+  size_t bs, bslen, body, bodylen, hdr, hdrlen ;
+  int hparsed ;
+  struct mime hm ;            /* the header subset, parsed (mime_parse_header) */
+} ;
+#define MSGCACHE_ZERO { .state = 0, .has = 0, .data = STRALLOC_ZERO, .hparsed = 0, .hm = MIME_ZERO }
+
 struct msgfile
 {
   char const *map ;           /* the file's bytes (or its first len: !whole) */
@@ -118,8 +135,21 @@ struct msgfile
   size_t pos ;
   struct mime mime ;
   stralloc buf ;              /* small files and headers, reused */
+  struct msgcache mc ;        /* message pos's cached fields */
 } ;
-#define MSGFILE_ZERO { .map = 0, .len = 0, .mapped = 0, .loaded = 0, .whole = 0, .parsed = 0, .hparsed = 0, .pos = 0, .mime = MIME_ZERO, .buf = STRALLOC_ZERO }
+#define MSGFILE_ZERO { .map = 0, .len = 0, .mapped = 0, .loaded = 0, .whole = 0, .parsed = 0, .hparsed = 0, .pos = 0, .mime = MIME_ZERO, .buf = STRALLOC_ZERO, .mc = MSGCACHE_ZERO }
+
+/* The cached fields of message pos: MC_* bits of what the index's cache
+ * holds (0: nothing), in mf->mc. */
+extern int msg_cached (struct msgfile *mf, size_t pos) ;
+/* mf->mc.hm parsed from the cached header subset (MC_HDR only) */
+extern struct mime const *msg_cached_header (struct msgfile *mf) ;
+/* After msg_load of message pos: puts what it computed into the cache
+ * if the cache lacks it (MSG_PARSE: all; a header only: MC_HDR when
+ * there was no entry). */
+extern void msg_cache_store (struct msgfile *mf) ;
+/* whether the header field name[0..len) is one the cache keeps */
+extern int msg_cached_field (char const *name, size_t len) ;
 
 /* Loads message pos of the selected mailbox, how: 0 the whole file;
  * MSG_PARSE the whole file and its part tree; MSG_HEADER at least the

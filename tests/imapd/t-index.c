@@ -39,6 +39,7 @@
 
 #include "maildir.h"
 #include "imapd/index.h"
+#include "imapd/mime.h"
 
 char const *PROG = "t-index" ;
 
@@ -752,6 +753,116 @@ static void test_big (char const *md, size_t n)
   index_close(&ix2) ;
 }
 
+/* the cached fields (yubin.cache): kept, found by a later session,
+   equal to what was computed (BODYSTRUCTURE of the mime corpus), a
+   damaged entry is "not cached" */
+static int slurpf (char const *fn, stralloc *sa)
+{
+  char b[8192] ;
+  ssize_t r ;
+  int fd = open(fn, O_RDONLY) ;
+  if (fd < 0) return 0 ;
+  while ((r = read(fd, b, sizeof b)) > 0) if (!stralloc_catb(sa, b, (size_t)r)) { close(fd) ; return 0 ; }
+  close(fd) ;
+  return !r ;
+}
+
+static void test_cache (char const *md, char const *corpus)
+{
+  mailindex ix = INDEX_ZERO, ix2 = INDEX_ZERO ;
+  stralloc bs[40], got = STRALLOC_ZERO, msg = STRALLOC_ZERO ;
+  size_t n = 0 ;
+  DIR *d = opendir(corpus) ;
+  struct dirent *e ;
+  struct mime m = MIME_ZERO ;
+  int ok = 1 ;
+  if (!d) { check("cache-corpus", 0, "no corpus") ; return ; }
+  while ((e = readdir(d)) && n < 40)
+  {
+    size_t l = strlen(e->d_name) ;
+    if (l < 5 || strcmp(e->d_name + l - 4, ".eml")) continue ;
+    msg.len = 0 ;
+    if (!slurpf(path(corpus, e->d_name), &msg) || !stralloc_0(&msg) || !deliver(md, msg.s)) { ok = 0 ; break ; }
+    n++ ;
+  }
+  closedir(d) ;
+  ok = ok && n >= 15 && index_open(&ix, md, 0) && ix.n == n ;
+  check("cache-setup", ok, "delivering the corpus") ;
+  if (!ok) { index_close(&ix) ; stralloc_free(&msg) ; return ; }
+  for (size_t i = 0 ; i < n ; i++)
+  {
+    int fd = index_openmsg(&ix, i) ;
+    bs[i] = (stralloc)STRALLOC_ZERO ;
+    msg.len = 0 ;
+    if (fd < 0) { ok = 0 ; continue ; }
+    char b[65536] ;
+    ssize_t r ;
+    while ((r = read(fd, b, sizeof b)) > 0) if (!stralloc_catb(&msg, b, (size_t)r)) ok = 0 ;
+    close(fd) ;
+    if (!mime_parse(&m, msg.s, msg.len) || !mime_bodystructure(&m, 0, 1, &bs[i])) ok = 0 ;
+    /* every other one now */
+    if (i % 2 == 0 && !index_cache_put(&ix, i, bs[i].s, bs[i].len)) ok = 0 ;
+  }
+  got.len = 0 ;
+  check("cache-pending", ok && index_cache_get(&ix, 0, &got) == 0, "an entry not yet written was found") ;
+  ok = ok && index_sync(&ix, 1) ;
+  for (size_t i = 0 ; ok && i < n ; i++)
+  {
+    got.len = 0 ;
+    int r = index_cache_get(&ix, i, &got) ;
+    if (i % 2 ? r != 0 : r != 1 || got.len != bs[i].len || memcmp(got.s, bs[i].s, got.len)) ok = 0 ;
+  }
+  check("cache-same-session", ok, "the cached BODYSTRUCTURE differs from the computed one") ;
+  /* the rest, in another session; the first sees them after a sync */
+  ok = ok && index_open(&ix2, md, 0) ;
+  for (size_t i = 0 ; ok && i < n ; i++)
+  {
+    got.len = 0 ;
+    int r = index_cache_get(&ix2, i, &got) ;
+    if (i % 2 == 0 && (r != 1 || got.len != bs[i].len || memcmp(got.s, bs[i].s, got.len))) ok = 0 ;
+    if (i % 2 && (r != 0 || !index_cache_put(&ix2, i, bs[i].s, bs[i].len))) ok = 0 ;
+  }
+  ok = ok && index_sync(&ix2, 1) && index_sync(&ix, 1) ;
+  for (size_t i = 0 ; ok && i < n ; i++)
+  {
+    got.len = 0 ;
+    if (index_cache_get(&ix, i, &got) != 1 || got.len != bs[i].len || memcmp(got.s, bs[i].s, got.len)) ok = 0 ;
+  }
+  check("cache-other-session", ok, "a later session does not find the cached BODYSTRUCTURE") ;
+  /* damage: the entries are "not cached", not wrong */
+  {
+    int fd = open(path(md, "yubin.cache"), O_WRONLY) ;
+    ok = fd >= 0 && pwrite(fd, "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX", 32, 20) == 32 ;
+    if (fd >= 0) close(fd) ;
+    index_close(&ix2) ; ix2 = (mailindex)INDEX_ZERO ;
+    ok = ok && index_open(&ix2, md, 0) ;
+    size_t found = 0 ;
+    for (size_t i = 0 ; ok && i < n ; i++)
+    {
+      got.len = 0 ;
+      int r = index_cache_get(&ix2, i, &got) ;
+      if (r == 1) { found++ ; if (got.len != bs[i].len || memcmp(got.s, bs[i].s, got.len)) ok = 0 ; }
+    }
+    check("cache-damaged", ok && found == n - 1, "a damaged entry was used, or intact ones lost") ;
+  }
+  /* many at once: written before the sync, memory bounded */
+  {
+    stralloc big = STRALLOC_ZERO ;
+    struct stat st0, st1 ;
+    ok = stralloc_ready(&big, 100000) ;
+    if (ok) { memset(big.s, 'b', 100000) ; big.len = 100000 ; }
+    ok = ok && !stat(path(md, "yubin.cache"), &st0) ;
+    for (size_t i = 0 ; ok && i < 4 ; i++) ok = index_cache_put(&ix2, i, big.s, big.len) ;
+    ok = ok && !stat(path(md, "yubin.cache"), &st1) && st1.st_size > st0.st_size + 200000 && ix2.cachebuf.len < 256 << 10 ;
+    check("cache-bounded", ok, "256 KiB of entries were not written at once") ;
+    stralloc_free(&big) ;
+  }
+  for (size_t i = 0 ; i < n ; i++) stralloc_free(&bs[i]) ;
+  index_close(&ix) ; index_close(&ix2) ;
+  mime_free(&m) ;
+  stralloc_free(&got) ; stralloc_free(&msg) ;
+}
+
 static int mkmd (char const *dir)
 {
   return maildir_make(dir) ;
@@ -784,6 +895,9 @@ int main (void)
   test_peek_append(md[5]) ;
   test_peek_oldformat(md[6]) ;
   test_peek_concurrent(md[7]) ;
+  rmrf(md[0]) ;
+  if (!mkmd(md[0])) return 1 ;
+  test_cache(md[0], "tests/imapd/mime") ;
   rmrf(md[0]) ;
   if (!mkmd(md[0])) return 1 ;
   test_big(md[0], 10000) ;
