@@ -435,7 +435,15 @@ static size_t stamp_syslog (char const *s, size_t n, int64_t *ms, int64_t now)
 {
   static char const months[] = "JanFebMarAprMayJunJulAugSepOctNovDec" ;
   unsigned int mo = 0, d, h, mi, sec ;
+  /* lines come in bursts within a second: keep the last label's time */
+  static char lastlabel[15] ;
+  static int64_t lastt = -1, lastnow = -1 ;
   if (n < 15 || s[3] != ' ' || s[9] != ':' || s[12] != ':') return 0 ;
+  if (lastt >= 0 && now == lastnow && !memcmp(s, lastlabel, 15) && (n == 15 || s[15] == ' ' || s[15] == '\t'))
+  {
+    *ms = lastt ;
+    return 15 ;
+  }
   for (unsigned int i = 0 ; i < 12 ; i++)
     if (!memcmp(s, months + 3 * i, 3)) { mo = i + 1 ; break ; }
   if (!mo) return 0 ;
@@ -459,6 +467,7 @@ static size_t stamp_syslog (char const *s, size_t n, int64_t *ms, int64_t now)
   if (t > nows + 86400) t = local_epoch(y - 1, mo, d, h, mi, sec) ;
   if (t < 0) return 0 ;
   *ms = t * 1000 ;
+  memcpy(lastlabel, s, 15) ; lastt = *ms ; lastnow = now ;
   return 15 ;
 }
 
@@ -557,6 +566,10 @@ int banline_kv_field (char const *s, size_t n, char const *key, char const **v, 
 
 #define HOSTRE "([0-9A-Fa-f:.]+)"
 
+/* the escapes that stand for the character itself (not \< \> \b \w ...,
+ * glibc's word operators, nor back references) */
+#define LITESC ".[]()*+?{}|^$\\/-"
+
 /* index past the bracket expression that starts at p[i] == '[', 0 if open */
 static size_t bracket_end (char const *p, size_t n, size_t i)
 {
@@ -580,16 +593,17 @@ static size_t bracket_end (char const *p, size_t n, size_t i)
   return 0 ;
 }
 
-/* the byte of a literal to look for first: the least common in logs */
+/* the byte of a literal to look for first: the least common in logs
+ * (bytes of log text from the most common on; any other is rarer) */
 static size_t rarest (char const *lit, size_t len)
 {
+  static char const common[] = " e0t1a2o3.i4n5s6r7:89h-ld=c]u[m/fp,gw<>y@bv()kSAxTEOCRIjNLPqzMDFUBH_" ;
   size_t best = 0 ;
-  int bestscore = 1000 ;
+  size_t bestscore = (size_t)-1 ;
   for (size_t i = 0 ; i < len ; i++)
   {
-    unsigned char c = lit[i] ;
-    int score = c == ' ' ? 100 : (c >= 'a' && c <= 'z') ? 50 - (c == 'q' || c == 'x' || c == 'z' || c == 'j' || c == 'k') * 20
-              : (c >= '0' && c <= '9') ? 40 : (c >= 'A' && c <= 'Z') ? 20 : 10 ;
+    char const *q = lit[i] ? strchr(common, lit[i]) : 0 ;
+    size_t score = q ? sizeof(common) - (size_t)(q - common) : 0 ;
     if (score < bestscore) { bestscore = score ; best = i ; }
   }
   return best ;
@@ -614,7 +628,7 @@ static void find_literal (banpat *bp, char const *p, size_t n)
     {
       char e = i + 1 < n ? p[i+1] : 0 ;
       i += 2 ;
-      if (e && strchr(".[]()*+?{}|^$\\/-<>", e) && depth == 0) { c = e ; atom_lit = 1 ; }
+      if (e && strchr(LITESC, e) && depth == 0) { c = e ; atom_lit = 1 ; }
       else end = 1 ;
     }
     else if (c == '[') { size_t j = bracket_end(p, n, i) ; i = j ? j : n ; end = 1 ; }
@@ -666,7 +680,7 @@ static int token (char const *p, size_t n, size_t *i, char *c)
   {
     char e = *i + 1 < n ? p[*i + 1] : 0 ;
     *i += 2 ;
-    if (e && strchr(".[]()*+?{}|^$\\/-<>", e)) { *c = e ; return TK_LIT ; }
+    if (e && strchr(LITESC, e)) { *c = e ; return TK_LIT ; }
     return TK_OTHER ;
   }
   if (x == '[') { size_t j = bracket_end(p, n, *i) ; *i = j ? j : n ; return TK_OTHER ; }
@@ -680,6 +694,23 @@ static int token (char const *p, size_t n, size_t *i, char *c)
 }
 
 #define ISHOST(c) (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F') || (c) == ':' || (c) == '.')
+
+/* a banre for the pattern s (regcomp took it), or 0: regexec then */
+static banre *dfa_new (char const *s)
+{
+  banre *r = malloc(sizeof *r) ;
+  if (!r) return 0 ;
+  if (!banre_compile(r, s, strlen(s))) { free(r) ; return 0 ; }
+  return r ;
+}
+
+static void dfa_free (banre **r)
+{
+  if (!*r) return ;
+  banre_free(*r) ;
+  free(*r) ;
+  *r = 0 ;
+}
 
 static void fast_setup (banpat *bp, char const *p, size_t n, size_t hostpos)
 {
@@ -714,8 +745,10 @@ static void fast_setup (banpat *bp, char const *p, size_t n, size_t hostpos)
   if (hostpos + 2 > sizeof tmp || n - hostpos - 6 + 2 > sizeof tmp) { bp->prelen = 0 ; return ; }
   memcpy(tmp, p, hostpos) ; tmp[hostpos] = '$' ; tmp[hostpos + 1] = 0 ;
   if (regcomp(&bp->pre, tmp, REG_EXTENDED | REG_NOSUB)) { bp->prelen = 0 ; return ; }
+  bp->dpre = dfa_new(tmp) ;
   tmp[0] = '^' ; memcpy(tmp + 1, p + hostpos + 6, n - hostpos - 6) ; tmp[n - hostpos - 5] = 0 ;
-  if (regcomp(&bp->post, tmp, REG_EXTENDED | REG_NOSUB)) { regfree(&bp->pre) ; bp->prelen = 0 ; return ; }
+  if (regcomp(&bp->post, tmp, REG_EXTENDED | REG_NOSUB)) { regfree(&bp->pre) ; dfa_free(&bp->dpre) ; bp->prelen = 0 ; return ; }
+  bp->dpost = dfa_new(tmp) ;
   bp->fast = 1 ;
 }
 
@@ -821,6 +854,7 @@ int banpat_compile (banpat *bp, char const *p, int host, char *err, size_t errle
   if (!bp->m) { regfree(&bp->re) ; goto nomem ; }
   find_literal(bp, p, n) ;
   bp->litkey = rarest(bp->lit, bp->litlen) ;
+  if (!backref) bp->dfa = dfa_new(re.s) ;
   if (hosts == 1 && hostdepth == 0 && !topalt && !backref && n >= 2 && p[0] == '^' && p[n-1] == '$')
     fast_setup(bp, p, n, hostpos) ;
   stralloc_free(&re) ;
@@ -837,6 +871,7 @@ void banpat_free (banpat *bp)
   if (!bp->m) return ;
   regfree(&bp->re) ;
   if (bp->fast) { regfree(&bp->pre) ; regfree(&bp->post) ; bp->fast = 0 ; }
+  dfa_free(&bp->dfa) ; dfa_free(&bp->dpre) ; dfa_free(&bp->dpost) ;
   free(bp->m) ;
   bp->m = 0 ;
 }
@@ -871,10 +906,12 @@ static int banpat_match_fast (banpat const *bp, char const *s, size_t n, banaddr
     while (j < n && ISHOST(s[j])) j++ ;
     if (j == i || n - j < bp->postlen || memcmp(s + j, bp->postlit, bp->postlen)) continue ;
     regmatch_t m ;
-    m.rm_so = 0 ; m.rm_eo = i ;
-    if (regexec(&bp->pre, s, 1, &m, REG_STARTEND)) continue ;
-    m.rm_so = 0 ; m.rm_eo = n - j ;
-    if (regexec(&bp->post, s + j, 1, &m, REG_STARTEND)) continue ;
+    int r = bp->dpre ? banre_match(bp->dpre, s, i) : -1 ;
+    if (r < 0) { m.rm_so = 0 ; m.rm_eo = i ; r = !regexec(&bp->pre, s, 1, &m, REG_STARTEND) ; }
+    if (!r) continue ;
+    r = bp->dpost ? banre_match(bp->dpost, s + j, n - j) : -1 ;
+    if (r < 0) { m.rm_so = 0 ; m.rm_eo = n - j ; r = !regexec(&bp->post, s + j, 1, &m, REG_STARTEND) ; }
+    if (!r) continue ;
     if (found++) return banpat_match_full(bp, s, n, host) ;   /* ambiguous */
     hi = i ; hj = j ;
   }
@@ -886,6 +923,23 @@ int banpat_match (banpat const *bp, char const *s, size_t n, banaddr *host)
 {
   if (bp->litlen && !findlit(s, n, bp->lit, bp->litlen, bp->litkey)) return 0 ;
   if (bp->fast) return banpat_match_fast(bp, s, n, host) ;
+  if (bp->dfa)
+  {
+    /* most lines don't match: let the DFA say so without regexec */
+    int r = banre_match(bp->dfa, s, n) ;
+    if (!r) return 0 ;
+    if (r > 0 && !bp->hostgroup) return 1 ;
+  }
+  return banpat_match_full(bp, s, n, host) ;
+}
+
+int banpat_maybe (banpat const *bp, char const *s, size_t n)
+{
+  return !bp->litlen || findlit(s, n, bp->lit, bp->litlen, bp->litkey) ;
+}
+
+int banpat_match_regex (banpat const *bp, char const *s, size_t n, banaddr *host)
+{
   return banpat_match_full(bp, s, n, host) ;
 }
 

@@ -12,6 +12,8 @@
 
 #include <skalibs/stralloc.h>
 
+#include "banwatch/banre.h"
+
 /* An address or a network: family 4 or 6, prefix length len (32 or 128
  * for a single address), bytes in a[] (IPv4 in a[0..4), the rest 0).
  * Bits past len are always zero.  IPv4-mapped IPv6 (::ffff:a.b.c.d) is
@@ -95,6 +97,8 @@ struct banpat_s
   regex_t pre, post ;        /* "^P$" and "^S$" of "^P<HOST>S$" */
   size_t prelen, postlen, prekey, litkey ;
   char prelit[32], postlit[32] ;   /* the literals around <HOST> */
+  banre *dfa ;               /* banre of re, pre and post (0: regexec) */
+  banre *dpre, *dpost ;
 } ;
 /* Returns 1, or 0 with a message in err. */
 extern int banpat_compile (banpat *, char const *, int, char *, size_t) ;
@@ -104,6 +108,12 @@ extern void banpat_free (banpat *) ;
  * 1 match (host filled when the pattern has <HOST>), 0 no match,
  * -1 matched but the <HOST> text is not a valid address. */
 extern int banpat_match (banpat const *, char const *, size_t, banaddr *) ;
+/* 0 if the pattern's required literal is not in s[0..n) (no match
+ * possible), 1 otherwise.  s needs no NUL after it. */
+extern int banpat_maybe (banpat const *, char const *, size_t) ;
+/* The same answer from glibc's regexec alone: no literal prefilter, no
+ * banre, no split at <HOST> (the reference that tests compare with). */
+extern int banpat_match_regex (banpat const *, char const *, size_t, banaddr *) ;
 
 /* "600", "600s", "500ms", "10m", "1h", "2d", "1w" -> milliseconds.
  * Returns 1, 0 if malformed or out of range. */

@@ -55,6 +55,7 @@ void line_process (char const *s, size_t len, uint16_t const *jl, size_t n)
   banline_kv kv ;
   int kvstate = 0 ;   /* 0 not looked at, 1 "prog: verb", 2 whole yubin line, -1 not one */
   int nul = -1 ;      /* holds a NUL: not known yet */
+  int copied = 0 ;    /* linebuf holds the line, with a NUL (regexec) */
   stats.lines++ ;
   while (len && !*s) { s++ ; len-- ; }   /* a hole left by a truncation */
   if (!len) return ;
@@ -87,22 +88,22 @@ void line_process (char const *s, size_t len, uint16_t const *jl, size_t n)
     }
     else if (f->type == F_REGEX)
     {
-      if (nul < 0)
-      {
-        /* regexec reads a C string: a copy of the line, with a NUL */
-        nul = !!memchr(s, 0, len) ;
-        if (!nul) { memcpy(linebuf, s, len) ; linebuf[len] = 0 ; }
-      }
+      if (nul < 0) nul = !!memchr(s, 0, len) ;
       if (nul) { stats.badline++ ; continue ; }
       banpat const *p = genalloc_s(banpat, &f->fail) ;
       size_t np = genalloc_len(banpat, &f->fail), k ;
       int r = 0 ;
-      for (k = 0 ; k < np ; k++) if ((r = banpat_match(p + k, linebuf, len, &a))) break ;
+      for (k = 0 ; k < np ; k++)
+      {
+        if (!banpat_maybe(p + k, s, len)) continue ;   /* most lines: no copy, no match */
+        if (!copied) { memcpy(linebuf, s, len) ; linebuf[len] = 0 ; copied = 1 ; }
+        if ((r = banpat_match(p + k, linebuf, len, &a))) break ;
+      }
       if (r < 0) { j->nbadhost++ ; continue ; }
       if (!r) continue ;
       p = genalloc_s(banpat, &f->ign) ;
       np = genalloc_len(banpat, &f->ign) ;
-      for (k = 0 ; k < np ; k++) { banaddr dummy ; if (banpat_match(p + k, linebuf, len, &dummy)) break ; }
+      for (k = 0 ; k < np ; k++) { banaddr dummy ; if (banpat_maybe(p + k, s, len) && banpat_match(p + k, linebuf, len, &dummy)) break ; }
       if (k < np) { j->nignored++ ; continue ; }
     }
     else continue ;
