@@ -1,6 +1,8 @@
 /* Maildir delivery: see maildir.h.
- * A delivery costs two fsyncs: the file, then new/ after the rename. */
+ * A delivery costs two fsyncs: the file, then new/ after the rename (one
+ * fsync of new/ per batch with maildir_opt.syncdirs). */
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -115,15 +117,130 @@ static int sync_dir (char const *path)
   return !r ;
 }
 
+int maildir_unique_for (stralloc *sa, char const *qid, unsigned long rcpt, unsigned long line)
+{
+  char fmt[ULONG_FMT] ;
+  size_t len = strlen(qid), dot = 0 ;
+  while (dot < len && qid[dot] != '.') dot++ ;
+  if (!dot || dot == len) { errno = EINVAL ; return 0 ; }
+  for (size_t i = 0 ; i < len ; i++)
+    if (qid[i] != '.' && (qid[i] < '0' || qid[i] > '9')) { errno = EINVAL ; return 0 ; }
+  sa->len = 0 ;
+  if (!stralloc_catb(sa, qid, dot) || !stralloc_catb(sa, ".Q", 2)) return 0 ;
+  for (size_t i = dot + 1 ; i < len ; i++)
+    if (!stralloc_catb(sa, qid[i] == '.' ? "P" : qid + i, 1)) return 0 ;
+  if (!stralloc_catb(sa, "R", 1) || !stralloc_catb(sa, fmt, ulong_fmt(fmt, rcpt))) return 0 ;
+  if (line && (!stralloc_catb(sa, "L", 1) || !stralloc_catb(sa, fmt, ulong_fmt(fmt, line)))) return 0 ;
+  if (!stralloc_catb(sa, ".", 1) || !stralloc_cats(sa, maildir_host()) || !stralloc_0(sa)) return 0 ;
+  sa->len-- ;
+  return 1 ;
+}
+
+/* path is NUL-terminated: add it to dirs unless it is there already. */
+static int syncdirs_add (stralloc *dirs, char const *path)
+{
+  size_t len = strlen(path) ;
+  for (size_t i = 0 ; i < dirs->len ; i += strlen(dirs->s + i) + 1)
+    if (!strcmp(dirs->s + i, path)) return 1 ;
+  return stralloc_catb(dirs, path, len + 1) ;
+}
+
+int maildir_syncdirs (stralloc const *dirs)
+{
+  int ok = 1, e = 0 ;
+  for (size_t i = 0 ; i < dirs->len ; i += strlen(dirs->s + i) + 1)
+    if (!sync_dir(dirs->s + i)) { ok = 0 ; e = errno ; }
+  if (!ok) errno = e ;
+  return ok ;
+}
+
+/* Look in dir/sub for a name that is uniq followed by nothing, ',' or
+ * ':'.  Returns 1 (its name "sub/NAME" in name if name != 0), 0 none, -1
+ * error. */
+static int find_copy (char const *dir, char const *sub, char const *uniq, size_t ulen, stralloc *name)
+{
+  stralloc path = STRALLOC_ZERO ;
+  int r = -1 ;
+  if (!stralloc_cats(&path, dir) || !stralloc_catb(&path, "/", 1) || !stralloc_cats(&path, sub) || !stralloc_0(&path)) goto end ;
+  DIR *d = opendir(path.s) ;
+  if (!d) goto end ;
+  r = 0 ;
+  for (;;)
+  {
+    errno = 0 ;
+    struct dirent *de = readdir(d) ;
+    if (!de) { if (errno) r = -1 ; break ; }
+    if (strncmp(de->d_name, uniq, ulen) || (de->d_name[ulen] && de->d_name[ulen] != ',' && de->d_name[ulen] != ':')) continue ;
+    r = 1 ;
+    if (name && (!stralloc_copys(name, sub) || !stralloc_catb(name, "/", 1) || !stralloc_cats(name, de->d_name) || !stralloc_0(name))) r = -1 ;
+    else if (name) name->len-- ;
+    break ;
+  }
+  {
+    int e = errno ;
+    closedir(d) ;
+    errno = e ;
+  }
+ end:
+  {
+    int e = errno ;
+    stralloc_free(&path) ;
+    errno = e ;
+  }
+  return r ;
+}
+
+/* An earlier copy of uniq in new/ or cur/: 1 (made durable: its
+ * directory synced, or added to o->syncdirs), 0 none, -1 error. */
+static int earlier_copy (char const *dir, char const *uniq, size_t ulen, stralloc *name, struct maildir_opt *o)
+{
+  stralloc found = STRALLOC_ZERO, d = STRALLOC_ZERO ;
+  int r = find_copy(dir, "new", uniq, ulen, &found) ;
+  if (!r) r = find_copy(dir, "cur", uniq, ulen, &found) ;
+  if (r == 1)
+  {
+    /* the earlier attempt may have died before its fsync of new/ */
+    if (!stralloc_cats(&d, dir) || !stralloc_catb(&d, "/", 1) || !stralloc_catb(&d, found.s, 3) || !stralloc_0(&d)) r = -1 ;
+    else if (o->syncdirs ? !syncdirs_add(o->syncdirs, d.s) : !sync_dir(d.s)) r = -1 ;
+    else if (name && !stralloc_copyb(name, found.s, found.len + 1)) r = -1 ;
+    else
+    {
+      if (name) name->len-- ;
+      o->found = 1 ;
+    }
+  }
+  int e = errno ;
+  stralloc_free(&found) ;
+  stralloc_free(&d) ;
+  errno = e ;
+  return r ;
+}
+
 int maildir_deliver (char const *dir, char const *prefix, size_t prefixlen, int fd, stralloc *name)
+{
+  return maildir_deliver_opt(dir, prefix, prefixlen, fd, name, 0) ;
+}
+
+int maildir_deliver_opt (char const *dir, char const *prefix, size_t prefixlen, int fd, stralloc *name, struct maildir_opt *o)
 {
   stralloc uniq = STRALLOC_ZERO, tmp = STRALLOC_ZERO, new = STRALLOC_ZERO ;
   int ok = 0, e = 0 ;
-  if (!maildir_unique(&uniq)) goto end ;
+  int named = o && o->qid ;
+  if (o) o->found = 0 ;
+  if (named ? !maildir_unique_for(&uniq, o->qid, o->rcpt, o->line) : !maildir_unique(&uniq)) goto end ;
+  if (named && o->check)
+  {
+    int r = earlier_copy(dir, uniq.s, uniq.len, name, o) ;
+    if (r < 0) goto end ;
+    if (r) { ok = 1 ; goto end ; }
+  }
   if (!stralloc_cats(&tmp, dir) || !stralloc_cats(&tmp, "/tmp/")
    || !stralloc_catb(&tmp, uniq.s, uniq.len) || !stralloc_0(&tmp)) goto end ;
   struct msgsize m = { .bytes = 0, .crlf = 0, .last = 0 } ;
   int out = open(tmp.s, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) ;
+  /* a name made from the queue id: a stale file of a killed attempt */
+  if (out < 0 && named && errno == EEXIST && unlink(tmp.s) == 0)
+    out = open(tmp.s, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) ;
   if (out < 0) goto end ;
   if (!copy_message(out, prefix, prefixlen, fd, &m) || fsync(out) < 0)
   {
@@ -155,7 +272,12 @@ int maildir_deliver (char const *dir, char const *prefix, size_t prefixlen, int 
   }
   /* new.s is ".../new/NAME": sync the directory ".../new" */
   new.s[new.len - 1 - uniq.len - 1] = 0 ;
-  if (!sync_dir(new.s))
+  if (o && o->syncdirs)
+  {
+    /* the caller syncs new/ once for its batch, before it claims success */
+    if (!syncdirs_add(o->syncdirs, new.s)) goto end ;
+  }
+  else if (!sync_dir(new.s))
   {
     /* The file may or may not survive a crash: don't claim success.
        Remove it so a retry can't end up delivering it twice. */

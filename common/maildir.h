@@ -22,6 +22,55 @@ extern int maildir_unique(stralloc *sa);
  * create the Maildir. */
 extern int maildir_deliver(char const *dir, char const *prefix, size_t prefixlen, int fd, stralloc *name);
 
+/* Exactly-once and batched deliveries (yubin-lspawn's children).
+ *
+ * With qid set, the file is named after the delivery instead of the
+ * moment: the unique part is "<sec>.Q<rest>R<rcpt>[L<line>].<host>" for
+ * the queue id "<sec>.<rest>" ('.' in rest written 'P', e.g.
+ * 1732781234.Q012345678P4242R0.host), the same at every attempt of that
+ * recipient of that message (line: the Maildir line of the .qmail file,
+ * from 0; L<line> only when not 0).  A queue id is never used twice, so
+ * the name is unique; a stale tmp/ file of the same name (a delivery
+ * killed while writing) is replaced.
+ *
+ * check: look first in new/ and cur/ for a file with this unique part
+ * (followed by nothing, ',' or ':', so with any ",S=...,W=..." sizes and
+ * ":2,..." flags): if there, it is an earlier copy (a delivery that was
+ * in flight when something crashed), nothing is written, the directory
+ * where it was found is synced (or added to syncdirs) and the call
+ * succeeds with found = 1 and name = "new/NAME" or "cur/NAME".  Only
+ * qmgr knows when to ask, so the normal path reads no directory.
+ *
+ * syncdirs: 0, new/ is synced before maildir_deliver_opt returns; else
+ * the path of new/ (or cur/ for a copy found there) is appended to it,
+ * NUL-terminated, once, and the caller syncs them all with
+ * maildir_syncdirs before it claims success: one fsync for a batch of
+ * deliveries into one Maildir.  Until then, nothing is durable, and a
+ * file left in new/ by a batch whose sync failed is found by the next
+ * attempt's check (it is not removed). */
+struct maildir_opt
+{
+  char const *qid ;       /* 0: a fresh maildir_unique name, and check is ignored */
+  unsigned long rcpt ;
+  unsigned long line ;
+  int check ;
+  stralloc *syncdirs ;
+  int found ;             /* out: 1 when an earlier copy was found */
+} ;
+#define MAILDIR_OPT_ZERO { .qid = 0, .rcpt = 0, .line = 0, .check = 0, .syncdirs = 0, .found = 0 }
+
+/* The unique part for qid, rcpt and line (see above).  Returns 1, 0 on
+ * error (ENOMEM, or EINVAL: qid not digits and dots). */
+extern int maildir_unique_for (stralloc *sa, char const *qid, unsigned long rcpt, unsigned long line) ;
+
+/* maildir_deliver with o (0: as maildir_deliver). */
+extern int maildir_deliver_opt (char const *dir, char const *prefix, size_t prefixlen, int fd, stralloc *name, struct maildir_opt *o) ;
+
+/* fsync each NUL-terminated directory path in dirs (from
+ * maildir_deliver_opt).  Returns 1, or 0 with errno (every path is still
+ * tried). */
+extern int maildir_syncdirs (stralloc const *dirs) ;
+
 /* Create dir, dir/tmp, dir/new, dir/cur (mode 0700) if missing.
  * Returns 1, 0 on error. */
 extern int maildir_make(char const *dir);

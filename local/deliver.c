@@ -110,7 +110,7 @@ static int do_maildir (struct run *r, char const *dd, size_t ddlen, stralloc *wh
   }
   if (lseek(r->msgfd, r->start, SEEK_SET) < 0)
     code = local_fail(why, EX_TEMP, 1, "unable to rewind the message (#4.3.0)", (char *)0) ;
-  else if (!maildir_deliver(dir.s, r->prefix.s + r->rpstart, r->prefix.len - r->rpstart, r->msgfd, &name))
+  else if (!maildir_deliver_opt(dir.s, r->prefix.s + r->rpstart, r->prefix.len - r->rpstart, r->msgfd, &name, r->d->maildir))
   {
     int e = errno ;
     struct stat st ;
@@ -127,8 +127,12 @@ static int do_maildir (struct run *r, char const *dd, size_t ddlen, stralloc *wh
   else
   {
     if (!stralloc_0(&name)) local_dienomem() ;
-    ylog("delivered", "to", r->recip.s, "file", name.s, (char *)0) ;
+    /* earlier=1: the copy of an attempt cut short by a crash was there */
+    ylog("delivered", "to", r->recip.s, "file", name.s,
+         r->d->maildir && r->d->maildir->found ? "earlier" : (char *)0, "1", (char *)0) ;
   }
+  /* the next Maildir line of this .qmail gets the next name */
+  if (r->d->maildir) r->d->maildir->line++ ;
   stralloc_free(&name) ;
   stralloc_free(&dir) ;
   return code ;

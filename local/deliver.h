@@ -7,6 +7,8 @@
 
 #include <skalibs/stralloc.h>
 
+#include "maildir.h"
+
 #define LOCAL_USAGE "yubin-local [ -nN ] user homedir local dash ext domain sender defaultdelivery"
 
 /* One delivery: qmail-local's arguments, by name. */
@@ -20,6 +22,12 @@ struct delivery
   char const *domain ;           /* the address's domain */
   char const *sender ;           /* the envelope sender */
   char const *defaultdelivery ;  /* e.g. "./Maildir/"; may hold several lines */
+  struct maildir_opt *maildir ;  /* 0 (yubin-local): fresh file names, new/ synced
+                                    at once; yubin-lspawn: the queue id and
+                                    recipient that name the files, the check
+                                    for an earlier copy, the batch's syncs
+                                    (common/maildir.h); its line counts the
+                                    Maildir lines, from 0 */
 } ;
 
 /* What was done, for qmail-local's report "did F+W+P" (files, forwards,

@@ -18,6 +18,9 @@
 #define R_LOCAL 1
 #define R_INFLIGHT 2      /* at a spawner */
 #define R_QUEUED 4        /* remote, waiting for a slot of its domain */
+#define R_CHECK 8         /* local: how its last attempt ended is unknown (in
+                             flight at a crash, or a temporary failure): the
+                             next one looks for an earlier Maildir copy */
 #define NODOM UINT32_MAX
 
 struct rcpt

@@ -211,6 +211,76 @@ int spawn_request_next (struct spawn_decoder *d, struct spawn_request *r)
   return 1 ;
 }
 
+int spawn_batch_put (stralloc *sa, char const *jobid, char const *rcpt, struct spawn_delivery const *d, size_t n)
+{
+  size_t base = sa->len ;
+  size_t jl = strlen(jobid) ;
+  if (!jobid_ok(jobid, jl) || !n || n > SPAWN_BATCHMAX) { errno = EINVAL ; return 0 ; }
+  for (size_t i = 0 ; i < n ; i++) if (!*d[i].msgid) { errno = EINVAL ; return 0 ; }
+  if (!stralloc_catb(sa, jobid, jl + 1) || !stralloc_catb(sa, rcpt, strlen(rcpt) + 1)) goto nomem ;
+  for (size_t i = 0 ; i < n ; i++)
+  {
+    char fmt[UINT64_FMT] ;
+    if (!stralloc_catb(sa, d[i].msgid, strlen(d[i].msgid) + 1)
+     || !stralloc_catb(sa, fmt, uint64_fmt(fmt, d[i].msgoff)) || !stralloc_0(sa)
+     || !stralloc_catb(sa, d[i].sender, strlen(d[i].sender) + 1)
+     || !stralloc_catb(sa, fmt, ulong_fmt(fmt, d[i].rcptno)) || !stralloc_0(sa)
+     || !stralloc_catb(sa, d[i].check ? "1" : "0", 2)) goto nomem ;
+  }
+  if (!stralloc_0(sa)) goto nomem ;
+  return 1 ;
+ nomem:
+  sa->len = base ;
+  errno = ENOMEM ;
+  return 0 ;
+}
+
+int spawn_batch_next (struct spawn_decoder *dec, struct spawn_batch *b)
+{
+  char const *s = dec->buf.s ;
+  size_t len = dec->buf.len, p = dec->pos ;
+  char const *f[5] ;
+  unsigned int k = 0 ;   /* fields of the record so far */
+  size_t n = 0 ;
+  for (;;)
+  {
+    size_t z = byte_chr(s + p, len - p, 0) ;
+    if (p + z >= len)
+    {
+      if (len - dec->pos > dec->max) { errno = EMSGSIZE ; return -1 ; }
+      return 0 ;
+    }
+    char const *x = s + p ;
+    p += z + 1 ;
+    if (k == 0) b->jobid = x ;
+    else if (k == 1) b->rcpt = x ;
+    else
+    {
+      unsigned int j = (k - 2) % 5 ;
+      if (!j && !z) break ;   /* the empty field: end of the list */
+      f[j] = x ;
+      if (j == 4)
+      {
+        struct spawn_delivery *d = b->d + n ;
+        size_t ol = strlen(f[1]), rl = strlen(f[3]) ;
+        if (n >= SPAWN_BATCHMAX || !ol || uint64_scan(f[1], &d->msgoff) != ol
+         || !rl || ulong_scan(f[3], &d->rcptno) != rl || (strcmp(f[4], "0") && strcmp(f[4], "1")))
+          return proto() ;
+        d->msgid = f[0] ;
+        d->sender = f[2] ;
+        d->check = f[4][0] == '1' ;
+        n++ ;
+      }
+    }
+    k++ ;
+  }
+  if (p - dec->pos > dec->max) { errno = EMSGSIZE ; return -1 ; }
+  if (!jobid_ok(b->jobid, strlen(b->jobid)) || !n || (k - 2) % 5) return proto() ;
+  b->n = n ;
+  dec->pos = p ;
+  return 1 ;
+}
+
 int spawn_result_next (struct spawn_decoder *d, struct spawn_result *r)
 {
   char const *f[3] ;

@@ -37,6 +37,7 @@
 
 #define SPAWN_ONE 0            /* a request has exactly one recipient */
 #define SPAWN_LIST 1           /* a request has a list of recipients */
+#define SPAWN_BATCH 2          /* the local channel: a list of messages (below) */
 
 struct spawn_request
 {
@@ -67,6 +68,49 @@ struct spawn_result
  * recipient: qmgr then backs off the whole destination. */
 #define SPAWN_DESTFAIL "destination: "
 #define SPAWN_LISTMAX (1 << 20)  /* decoder limit for a list request */
+
+/* The local channel (yubin-lspawn) carries batches: several messages for
+ * one recipient address, delivered in a row by one child that is already
+ * the user, with one fsync of the Maildir's new/ for the batch.
+ *
+ *   request  jobid \0 rcpt \0 ( msgid \0 msgoff \0 sender \0 rcptno \0 check \0 )... \0
+ *
+ * 1 to SPAWN_BATCHMAX deliveries, ended by an empty field.  rcptno: the
+ * recipient's number in the message's envelope (from 0), which names the
+ * Maildir file (common/maildir.h: the same name at every attempt);
+ * check: "1" when qmgr does not know how the last attempt ended (it was
+ * in flight at a crash, or failed temporarily): look for an earlier copy
+ * before writing one; else "0".  One result per delivery, in the order
+ * of the request, all with the request's jobid. */
+struct spawn_decoder ;
+#define SPAWN_BATCHMAX 16
+#define SPAWN_BATCHRECORDMAX (SPAWN_BATCHMAX * 2200 + 1100)   /* decoder limit */
+
+struct spawn_delivery
+{
+  char const *msgid ;
+  uint64_t msgoff ;
+  char const *sender ;
+  unsigned long rcptno ;
+  int check ;
+} ;
+
+struct spawn_batch
+{
+  char const *jobid ;
+  char const *rcpt ;
+  size_t n ;
+  struct spawn_delivery d[SPAWN_BATCHMAX] ;
+} ;
+
+/* Append a batch request to sa.  Returns 1, or 0 with errno EINVAL (bad
+ * jobid, n = 0 or more than SPAWN_BATCHMAX, an empty msgid) or ENOMEM;
+ * sa is unchanged on failure. */
+extern int spawn_batch_put (stralloc *sa, char const *jobid, char const *rcpt, struct spawn_delivery const *d, size_t n) ;
+
+/* The next complete batch request from a decoder of kind SPAWN_BATCH
+ * (limit SPAWN_BATCHRECORDMAX): as spawn_request_next. */
+extern int spawn_batch_next (struct spawn_decoder *dec, struct spawn_batch *b) ;
 
 /* Append a request record to sa.  kind: SPAWN_ONE (r->nrcpts must be 1)
  * or SPAWN_LIST (r->nrcpts >= 1, no empty address).  Returns 1, or 0 with

@@ -55,10 +55,14 @@
 #define STALE_SEC 86400        /* a tmp/ file this old is garbage */
 #define TERM_MS 10000          /* SIGTERM: wait this long for deliveries */
 #define CONC_MAX 1000
+#define BATCH_LOOKAHEAD 256    /* ready messages searched for more of a batch */
 
 char const *PROG = "qmgr" ;
 
-struct job { uint32_t m ; uint32_t gen ; size_t r ; int busy ; } ;
+/* A delivery slot: a batch of up to SPAWN_BATCHMAX messages for one local
+ * address at yubin-lspawn, answered in order (done: results so far). */
+struct item { uint32_t m ; size_t r ; } ;
+struct job { struct item it[SPAWN_BATCHMAX] ; unsigned int n ; unsigned int done ; int busy ; } ;
 
 struct bouncing { pid_t pid ; uint32_t m ; uint32_t gen ; } ;   /* a bounce child */
 
@@ -391,6 +395,10 @@ void outcome (uint32_t i, size_t k, unsigned int code, char const *text)
   struct rcpt *r = RCPTS(m) + k ;
   r->flags &= ~R_INFLIGHT ;
   m->ninflight-- ;
+  /* a temporary failure may have left a Maildir copy (a killed child, a
+     second .qmail line that failed): the next attempt looks for it */
+  if (code && code != EX_PERM) r->flags |= R_CHECK ;
+  else r->flags &= ~R_CHECK ;
   if (!code)
   {
     ylog("delivery", "id", m->id, "to", ADDR(m, r), "status", "ok", "code", "0", (char *)0) ;
@@ -418,9 +426,13 @@ static void result (struct spawn_result const *res)
    || !genalloc_s(struct job, &jobs)[j].busy)
     strerr_dief1x(EX_TEMP, "protocol error: bad result from yubin-lspawn") ;
   struct job *jb = genalloc_s(struct job, &jobs) + j ;
-  jb->busy = 0 ;
-  njobs-- ;
-  outcome(jb->m, jb->r, res->code, res->text) ;
+  struct item it = jb->it[jb->done++] ;
+  if (jb->done == jb->n)
+  {
+    jb->busy = 0 ;
+    njobs-- ;
+  }
+  outcome(it.m, it.r, res->code, res->text) ;
 }
 
 /* The complete result records received. */
@@ -442,28 +454,58 @@ static void results (void)
 
 /* ---- dispatching ---- */
 
+/* Recipient k of message i into job jb's batch. */
+static void job_add (struct job *jb, struct spawn_delivery *ds, uint32_t i, size_t k)
+{
+  struct msg *m = M(i) ;
+  struct rcpt *r = RCPTS(m) + k ;
+  jb->it[jb->n].m = i ;
+  jb->it[jb->n].r = k ;
+  ds[jb->n].msgid = m->id ;
+  ds[jb->n].msgoff = m->h.msgoff ;
+  ds[jb->n].sender = m->env.s + 1 ;
+  ds[jb->n].rcptno = k ;
+  ds[jb->n].check = !!(r->flags & R_CHECK) ;
+  jb->n++ ;
+  m->ninflight++ ;
+  r->flags |= R_INFLIGHT ;
+}
+
+/* Start a delivery slot with recipient k of message i, and with the
+ * recipients of the same address in the next BATCH_LOOKAHEAD messages of
+ * the ready queue (they stay in it, in flight: their turn skips them):
+ * one child of yubin-lspawn delivers them in a row, with one fsync of
+ * the Maildir's new/. */
 static void job_start (uint32_t i, size_t k)
 {
   struct job *jb = genalloc_s(struct job, &jobs) ;
   uint32_t j = 0 ;
   while (jb[j].busy) j++ ;   /* njobs < conc: there is a free slot below conc */
-  struct msg *m = M(i) ;
-  struct rcpt *r = RCPTS(m) + k ;
-  jb[j].busy = 1 ;
-  jb[j].m = i ;
-  jb[j].gen = m->gen ;
-  jb[j].r = k ;
+  jb += j ;
+  struct spawn_delivery ds[SPAWN_BATCHMAX] ;
+  jb->busy = 1 ;
+  jb->n = jb->done = 0 ;
   njobs++ ;
-  m->ninflight++ ;
-  r->flags |= R_INFLIGHT ;
+  job_add(jb, ds, i, k) ;
+  char const *addr = ADDR(M(i), RCPTS(M(i)) + k) ;
+  size_t len = genalloc_len(uint32_t, &ready) ;
+  uint32_t const *q = genalloc_s(uint32_t, &ready) ;
+  for (size_t h = readyhead + 1 ; h < len && h <= readyhead + BATCH_LOOKAHEAD && jb->n < SPAWN_BATCHMAX ; h++)
+  {
+    struct msg *m = M(q[h]) ;
+    if (q[h] == i) continue ;
+    size_t n = NRCPTS(m) ;
+    for (size_t k2 = m->cursor ; k2 < n && jb->n < SPAWN_BATCHMAX ; k2++)
+    {
+      struct rcpt *r = RCPTS(m) + k2 ;
+      if (r->state != QUEUE_TODO || !(r->flags & R_LOCAL) || (r->flags & (R_INFLIGHT | R_QUEUED))) continue ;
+      if (strcmp(ADDR(m, r), addr)) continue ;
+      job_add(jb, ds, q[h], k2) ;
+    }
+  }
   char a[UINT32_FMT] ;
   a[uint32_fmt(a, j)] = 0 ;
-  struct spawn_request rq =
-  {
-    .jobid = a, .msgid = m->id, .msgoff = m->h.msgoff,
-    .sender = m->env.s + 1, .rcpts = lspawn_address(ADDR(m, r)), .nrcpts = 1
-  } ;
-  if (!spawn_request_put(&out, &rq, SPAWN_ONE)) strerr_diefu1sys(EX_TEMP, "encode a request") ;
+  if (!spawn_batch_put(&out, a, lspawn_address(addr), ds, jb->n)) strerr_diefu1sys(EX_TEMP, "encode a request") ;
 }
 
 /* Fill free delivery slots from the ready queue, oldest first. */
@@ -528,7 +570,12 @@ static void load (char const *id, int recovered)
     struct rcpt rc = { .addr = pos + 1, .stoff = m->envbase + pos, .dom = NODOM, .state = m->env.s[pos], .flags = 0 } ;
     rc.addr = rewrite_rcpt(m, pos + 1) ;
     m = M(i) ;
-    if (is_delivered_here(ADDR(m, &rc))) rc.flags |= R_LOCAL ;
+    if (is_delivered_here(ADDR(m, &rc)))
+    {
+      rc.flags |= R_LOCAL ;
+      /* found in cur/ at start: a delivery may have been in flight */
+      if (recovered && rc.state == QUEUE_TODO) rc.flags |= R_CHECK ;
+    }
     else if (rc.state == QUEUE_TODO) rc.dom = remote_dest(ADDR(m, &rc)) ;
     if (!genalloc_append(struct rcpt, &m->rcpts, &rc)) dienomem() ;
     if (rc.state == QUEUE_TODO) m->npending++ ;

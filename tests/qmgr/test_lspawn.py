@@ -26,10 +26,16 @@ class Lspawn:
         r.procs.append(self.p)
         self.buf = b""
 
-    def send(self, jobid, qid, sender, rcpt, off=4096):
-        rec = b"\0".join([str(jobid).encode(), qid.encode(), str(off).encode(),
-                          sender.encode(), rcpt.encode()]) + b"\0"
-        self.p.stdin.write(rec)
+    def send(self, jobid, qid, sender, rcpt, off=4096, rcptno=0, check=False):
+        self.send_batch(jobid, rcpt, [(qid, sender, off, rcptno, check)])
+
+    def send_batch(self, jobid, rcpt, items):
+        """a SPAWN_BATCH request: items are (qid, sender, off, rcptno, check)"""
+        rec = str(jobid).encode() + b"\0" + rcpt.encode() + b"\0"
+        for qid, sender, off, rcptno, check in items:
+            rec += b"\0".join([qid.encode(), str(off).encode(), sender.encode(), str(rcptno).encode(),
+                               b"1" if check else b"0"]) + b"\0"
+        self.p.stdin.write(rec + b"\0")
         self.p.stdin.flush()
 
     def results(self, n, timeout=10):
