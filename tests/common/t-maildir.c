@@ -8,7 +8,14 @@
  * (NULs, bare CR, 5 MB, a pipe, empty), "new/NAME" is returned, tmp/ is
  * left empty; without new/ or tmp/, or with an unreadable fd, it returns
  * 0 with errno set and leaves nothing in tmp/ or new/; it never creates
- * the Maildir; 4 processes delivering 50 messages each make 200 files. */
+ * the Maildir; 4 processes delivering 50 messages each make 200 files.
+ *
+ * Exactly once (maildir_opt): maildir_unique_for's format; a delivery
+ * named after a queue id gets that name (plus the sizes); a second one
+ * with check finds it in new/, or in cur/ with flags, writes nothing and
+ * says found; a different recipient or line does not match; a stale
+ * tmp/ file of the same name is replaced; with syncdirs new/ is listed
+ * once and maildir_syncdirs syncs it. */
 
 #include <dirent.h>
 #include <errno.h>
@@ -369,6 +376,93 @@ static void t_deliver (void)
   }
 }
 
+static void t_exactly_once (void)
+{
+  stralloc u = STRALLOC_ZERO, name = STRALLOC_ZERO, dirs = STRALLOC_ZERO ;
+  char want[1400] ;
+  snprintf(want, sizeof want, "1732781234.Q012345678P4242R3.%s", host) ;
+  check("unique-for", maildir_unique_for(&u, "1732781234.012345678.4242", 3, 0) && !strcmp(u.s, want), u.s) ;
+  snprintf(want, sizeof want, "1732781234.Q012345678P4242R3L2.%s", host) ;
+  check("unique-for-line", maildir_unique_for(&u, "1732781234.012345678.4242", 3, 2) && !strcmp(u.s, want), u.s) ;
+  check("unique-for-bad-qid", !maildir_unique_for(&u, "../x", 0, 0) && errno == EINVAL, "accepted ../x") ;
+  if (!maildir_make(path("X"))) { check("exactly-once", 0, "maildir_make failed") ; return ; }
+  static char const msg[] = "Subject: x\n\nbody\n" ;
+  struct maildir_opt o = MAILDIR_OPT_ZERO ;
+  o.qid = "1732781234.012345678.4242" ;
+  o.rcpt = 1 ;
+  int fd = tmpfd(msg, sizeof msg - 1) ;
+  int r = maildir_deliver_opt(path("X"), "", 0, fd, &name, &o) ;
+  close(fd) ;
+  snprintf(want, sizeof want, "new/1732781234.Q012345678P4242R1.%s,S=%u,W=%u", host, (unsigned)(sizeof msg - 1), (unsigned)(sizeof msg - 1 + 3)) ;
+  check("named-delivery", r == 1 && !o.found && !strcmp(name.s, want) && count(path("X/new")) == 1, name.len ? name.s : "returned 0") ;
+  fd = tmpfd(msg, sizeof msg - 1) ;
+  o.check = 1 ;
+  r = maildir_deliver_opt(path("X"), "", 0, fd, &name, &o) ;
+  close(fd) ;
+  check("check-finds-new", r == 1 && o.found && !strcmp(name.s, want) && count(path("X/new")) == 1 && count(path("X/tmp")) == 0,
+        "a second file, or not found") ;
+  /* a reader moved it to cur/ with flags */
+  {
+    char from[1500], to[1500] ;
+    snprintf(from, sizeof from, "%s/X/%s", base, want) ;
+    snprintf(to, sizeof to, "%s/X/cur/%s:2,S", base, want + 4) ;
+    if (rename(from, to) < 0) check("check-finds-cur", 0, "rename") ;
+    fd = tmpfd(msg, sizeof msg - 1) ;
+    r = maildir_deliver_opt(path("X"), "", 0, fd, &name, &o) ;
+    close(fd) ;
+    check("check-finds-cur", r == 1 && o.found && !strncmp(name.s, "cur/", 4) && count(path("X/new")) == 0 && count(path("X/cur")) == 1,
+          "a second file, or not found") ;
+  }
+  /* another recipient, another line: not the same delivery */
+  o.rcpt = 11 ;
+  fd = tmpfd(msg, sizeof msg - 1) ;
+  r = maildir_deliver_opt(path("X"), "", 0, fd, &name, &o) ;
+  close(fd) ;
+  check("check-other-rcpt", r == 1 && !o.found && count(path("X/new")) == 1, "R11 matched R1") ;
+  o.rcpt = 1 ;
+  o.line = 1 ;
+  fd = tmpfd(msg, sizeof msg - 1) ;
+  r = maildir_deliver_opt(path("X"), "", 0, fd, &name, &o) ;
+  close(fd) ;
+  check("check-other-line", r == 1 && !o.found && count(path("X/new")) == 2, "L1 matched") ;
+  /* a stale tmp/ file from a killed attempt */
+  o.line = 0 ;
+  o.rcpt = 5 ;
+  o.check = 0 ;
+  o.syncdirs = &dirs ;
+  if (!maildir_unique_for(&u, o.qid, 5, 0)) check("stale-tmp-replaced", 0, "maildir_unique_for") ;
+  {
+    char t[1500] ;
+    snprintf(t, sizeof t, "%s/X/tmp/%s", base, u.s) ;
+    int sfd = open(t, O_WRONLY | O_CREAT | O_EXCL, 0600) ;
+    if (sfd >= 0) { if (write(sfd, "partial", 7) != 7) {} close(sfd) ; }
+  }
+  fd = tmpfd(msg, sizeof msg - 1) ;
+  r = maildir_deliver_opt(path("X"), "", 0, fd, &name, &o) ;
+  close(fd) ;
+  {
+    stralloc got = STRALLOC_ZERO ;
+    char fn[1500] ;
+    snprintf(fn, sizeof fn, "%s/X/%s", base, name.s) ;
+    check("stale-tmp-replaced", r == 1 && count(path("X/tmp")) == 0 && slurp(fn, &got)
+          && got.len == sizeof msg - 1, "failed, or the stale bytes stayed") ;
+    stralloc_free(&got) ;
+  }
+  o.rcpt = 6 ;
+  fd = tmpfd(msg, sizeof msg - 1) ;
+  r = maildir_deliver_opt(path("X"), "", 0, fd, &name, &o) ;
+  close(fd) ;
+  {
+    char w[600] ;
+    snprintf(w, sizeof w, "%s/new", path("X")) ;
+    check("syncdirs-once", r == 1 && dirs.len == strlen(w) + 1 && !strcmp(dirs.s, w) && maildir_syncdirs(&dirs) == 1,
+          dirs.len ? dirs.s : "empty") ;
+  }
+  stralloc_free(&u) ;
+  stralloc_free(&name) ;
+  stralloc_free(&dirs) ;
+}
+
 int main (void)
 {
   if (!mkdtemp(base)) { perror("mkdtemp") ; return 111 ; }
@@ -376,6 +470,7 @@ int main (void)
   t_unique() ;
   t_make() ;
   t_deliver() ;
+  t_exactly_once() ;
   {
     char cmd[300] ;
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", base) ;
