@@ -1,0 +1,333 @@
+#!/usr/bin/env python3
+"""yubin-queued, the queue writer service, on a real instance: smtpd's mail
+goes through it, concurrent sessions share the fsync of queue/new/, a lone
+session is not slowed down, the clients fall back to yubin-queue when it
+is down, QMAILQUEUE still wins, a local caller's uid is recorded, the
+protocol's refusals leave nothing behind, and SIGKILLs of the daemon while
+8 clients send lose no acknowledged message."""
+
+import hashlib
+import os
+import random
+import re
+import smtplib
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from yubintest import Instance, check, info, is_root, run  # noqa: E402
+
+SOAK = bool(os.environ.get("YUBIN_SOAK"))
+
+
+def queued_lines(inst):
+    return re.findall(r"queued: queued id=\S+ bytes=\d+ rcpts=\d+ uid=(\d+) pid=\d+ batch=(\d+)",
+                      inst.log("queued"))
+
+
+def wait_queued_up(inst):
+    """Until the daemon is up and its socket takes connections."""
+    deadline = time.monotonic() + 15
+    inst.wait_up("queued", deadline)
+    while time.monotonic() < deadline:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(inst.path("queued", "sock"))
+            return True
+        except OSError:
+            time.sleep(0.05)
+        finally:
+            s.close()
+    return False
+
+
+def smtp_one(inst, subject, timeout=30):
+    s = smtplib.SMTP(inst.ip, inst.smtp_port, timeout=timeout)
+    try:
+        s.sendmail("q@example.org", ["demo@" + inst.domain],
+                   b"Subject: %s\r\n\r\nbody of %s\r\n" % (subject.encode(), subject.encode()))
+    finally:
+        try:
+            s.quit()
+        except (smtplib.SMTPException, OSError):
+            s.close()
+
+
+def delivered(inst, subjects, timeout=30):
+    want = set(s.encode() for s in subjects)
+
+    def got(msgs):
+        return want <= set(m.group(1) for _, d in msgs for m in [re.search(rb"Subject: (\S+)", d)] if m)
+    msgs = inst.wait_for(got, timeout=timeout)
+    return got(msgs)
+
+
+def through_daemon(inst):
+    n = len(queued_lines(inst))
+    smtp_one(inst, "via-daemon")
+    ok = delivered(inst, ["via-daemon"])
+    lines = queued_lines(inst)
+    check("smtpd-through-daemon", ok and len(lines) == n + 1,
+          "delivered=%s queued lines %d -> %d" % (ok, n, len(lines)))
+    # and not through a yubin-queue process: no "queue: queued" in smtpd's log
+    check("smtpd-no-queue-exec", "queue: queued" not in inst.log("smtpd"), inst.log("smtpd")[-500:])
+
+
+def group_commit(inst):
+    """10 parallel clients under strace: fewer fsyncs of new/ than messages."""
+    pid = inst.service_pid("queued")
+    out = inst.path("strace.out")
+    st = subprocess.Popen(["strace", "-f", "-y", "-qq", "-e", "trace=fsync,fdatasync", "-o", out,
+                           "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # strace attaches
+    clients, per = 10, 8 if not SOAK else 40
+    subjects = ["gc-%d-%d" % (c, i) for c in range(clients) for i in range(per)]
+    errors = []
+
+    def client(c):
+        for i in range(per):
+            try:
+                smtp_one(inst, "gc-%d-%d" % (c, i))
+            except Exception as e:
+                errors.append(repr(e))
+    t0 = time.monotonic()
+    ts = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    info("%d messages from %d clients in %.2fs" % (len(subjects), clients, time.monotonic() - t0))
+    st.terminate()
+    st.wait(10)
+    with open(out) as f:
+        trace = f.read()
+    newdir = inst.path("queue", "new")
+    dirsyncs = len(re.findall(r"fsync\(\d+<%s>\)" % re.escape(newdir), trace))
+    filesyncs = len(re.findall(r"fsync\(\d+<%s/" % re.escape(inst.path("queue", "tmp")), trace))
+    info("fsyncs: %d of queue/new/, %d of queue files, for %d messages" % (dirsyncs, filesyncs, len(subjects)))
+    check("group-commit-no-errors", not errors, "; ".join(errors[:5]))
+    check("group-commit-all-delivered", delivered(inst, subjects, 60), "not all delivered")
+    check("group-commit-file-fsyncs", filesyncs == len(subjects),
+          "%d file fsyncs for %d messages" % (filesyncs, len(subjects)))
+    check("group-commit-shares-dir-fsyncs", 0 < dirsyncs < len(subjects),
+          "%d fsyncs of new/ for %d messages" % (dirsyncs, len(subjects)))
+    batches = [int(b) for _, b in queued_lines(inst)[-len(subjects):]]
+    check("group-commit-batch-logged", max(batches or [0]) > 1, "batches %r" % batches[:20])
+
+
+def latency(inst, label, n=25):
+    """Median seconds of one whole SMTP transaction, one client."""
+    ts = []
+    for i in range(n):
+        t = time.monotonic()
+        smtp_one(inst, "%s-%d" % (label, i))
+        ts.append(time.monotonic() - t)
+    return statistics.median(ts)
+
+
+def fallback_and_latency(inst):
+    lat_daemon = latency(inst, "lat-daemon")
+    before = len(queued_lines(inst))
+    inst.svc("queued", "-d")
+    deadline = time.monotonic() + 15
+    while inst.service_pid("queued") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    smtp_one(inst, "fallback")
+    ok = delivered(inst, ["fallback"])
+    check("fallback-delivered", ok, "not delivered with queued down")
+    check("fallback-through-yubin-queue", "queue: queued id=" in inst.log("smtpd") and
+          len(queued_lines(inst)) == before, "queued lines %d -> %d" % (before, len(queued_lines(inst))))
+    lat_exec = latency(inst, "lat-exec")
+    inst.svc("queued", "-u")
+    check("queued-back-up", wait_queued_up(inst), inst.svstat("queued"))
+    lat_daemon2 = latency(inst, "lat-daemon2")
+    d = min(lat_daemon, lat_daemon2)
+    info("median SMTP transaction, one client: daemon %.2f / %.2f ms, yubin-queue %.2f ms"
+         % (lat_daemon * 1000, lat_daemon2 * 1000, lat_exec * 1000))
+    # no waiting for company: at most a little slower than an exec (noise)
+    check("single-client-no-added-latency", d <= lat_exec * 1.3 + 0.003,
+          "daemon %.2f ms, yubin-queue %.2f ms" % (d * 1000, lat_exec * 1000))
+
+
+def inject(inst, args, body, user=None, env=None):
+    e = {"PATH": "/usr/bin:/bin", "YUBIN_ROOT": inst.dir}
+    e.update(env or {})
+    kw = {}
+    if user is not None:
+        kw = {"user": user, "group": user, "extra_groups": []}
+    return subprocess.run([inst.path("bin", "yubin-inject")] + args, input=body, env=e,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30, **kw)
+
+
+def qmailqueue(inst):
+    """$QMAILQUEUE is run even while the daemon listens."""
+    marker = inst.path("qq-marker")
+    wrapper = inst.path("qq-wrapper")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\necho ran >> %s\nexec %s\n" % (marker, inst.path("bin", "yubin-queue")))
+    os.chmod(wrapper, 0o755)
+    before = len(queued_lines(inst))
+    r = inject(inst, ["-f", "qq@example.org", "demo@" + inst.domain],
+               b"Subject: via-qmailqueue\n\nhi\n", env={"QMAILQUEUE": wrapper})
+    ok = r.returncode == 0 and delivered(inst, ["via-qmailqueue"])
+    after = len(queued_lines(inst))
+    check("qmailqueue-honoured", ok and os.path.exists(marker) and after == before,
+          "rc=%d err=%r marker=%s delivered=%s queued lines %d -> %d"
+          % (r.returncode, r.stderr[-300:], os.path.exists(marker), ok, before, after))
+
+
+def peer_uid(inst):
+    """A local user's sendmail: the daemon records the caller's uid as
+    yubin-queue does (Received line and uid= in the log)."""
+    uid = 65534 if is_root() else os.getuid()
+    r = inject(inst, ["-f", "local@example.org", "demo@" + inst.domain],
+               b"Subject: local-uid\n\nfrom a local user\n", user=65534 if is_root() else None)
+    ok = r.returncode == 0 and delivered(inst, ["local-uid"])
+    lines = queued_lines(inst)
+    check("local-user-through-daemon", ok and lines and lines[-1][0] == str(uid),
+          "rc=%d err=%r last=%r" % (r.returncode, r.stderr[-300:], lines[-1:]))
+    if is_root():
+        msgs = [d for _, d in inst.wait_for(lambda m: True, timeout=1) if b"Subject: local-uid" in d]
+        check("local-user-received-line", msgs and b"invoked by uid 65534)" in msgs[0],
+              "no Received line: %r" % (msgs[0][:300] if msgs else None))
+
+
+def protocol(inst):
+    """Raw clients: a bad envelope is refused (91), a truncated one gets 54,
+    a client without the message fd is dropped; none leaves a file."""
+    def session(envelope, with_fd=True, shut=True):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(20)
+        s.connect(inst.path("queued", "sock"))
+        r, w = os.pipe()
+        if with_fd:
+            socket.send_fds(s, [b"Q"], [r])
+        else:
+            s.sendall(b"Q")
+        os.close(r)
+        if with_fd:
+            os.write(w, b"Subject: raw\n\nraw\n")
+        os.close(w)
+        s.sendall(envelope)
+        if shut:
+            s.shutdown(socket.SHUT_WR)
+        a = s.recv(1)
+        s.close()
+        return a[0] if a else None
+    bad = session(b"Fa@b\0Tbad\x01addr\0\0")
+    trunc = session(b"Fa@b\0Tdemo@" + inst.domain.encode())
+    nofd = session(b"", with_fd=False)
+    time.sleep(0.2)
+    left = [f for f in inst.queue_messages() if "/tmp/" in f or "/env/" in f]
+    check("protocol-bad-envelope-91", bad == 91, "answer %r" % bad)
+    check("protocol-truncated-envelope-54", trunc == 54, "answer %r" % trunc)
+    check("protocol-no-fd-refused", nofd != 0, "answer %r" % nofd)
+    check("protocol-nothing-left-in-tmp", not left, "left %r" % left)
+
+
+def body(i):
+    h = hashlib.sha256(b"%d" % i).hexdigest().encode()
+    return b"\r\n".join([b"Subject: kill-%d" % i, b"", b"payload %d" % i, h, b""])
+
+
+def kill_loop(inst):
+    """SIGKILL the daemon again and again while 8 clients send: every
+    acknowledged message is delivered, none that was never sent."""
+    acked, errors, lock = set(), [], threading.Lock()
+    total, clients = (6000 if SOAK else 1200), 8
+    stop = threading.Event()
+    rnd = random.Random(int(os.environ.get("YUBIN_SEED", "0")) or None)
+    before = len(queued_lines(inst))
+
+    def sender(ids):
+        for i in ids:
+            try:
+                s = smtplib.SMTP(inst.ip, inst.smtp_port, timeout=30)
+                try:
+                    s.sendmail("kill@example.org", ["demo@" + inst.domain], body(i))
+                    with lock:
+                        acked.add(i)
+                finally:
+                    try:
+                        s.quit()
+                    except (smtplib.SMTPException, OSError):
+                        s.close()
+            except (smtplib.SMTPException, OSError) as e:
+                with lock:
+                    errors.append("%d: %r" % (i, e))
+    kills = [0]
+
+    def killer():
+        # s6 restarts it a second after a kill: wait until it is back, let
+        # it take some messages, kill it again
+        while not stop.is_set():
+            pid = inst.service_pid("queued")
+            if not pid:
+                stop.wait(0.02)
+                continue
+            stop.wait(rnd.uniform(0.02, 0.3))
+            if not stop.is_set():
+                try:
+                    os.kill(pid, 9)
+                    kills[0] += 1
+                except OSError:
+                    pass
+    ts = [threading.Thread(target=sender, args=(list(range(c, total, clients)),)) for c in range(clients)]
+    k = threading.Thread(target=killer)
+    t0 = time.monotonic()
+    for t in ts:
+        t.start()
+    k.start()
+    for t in ts:
+        t.join(max(1, t0 + 240 - time.monotonic()))
+    stop.set()
+    k.join(10)
+    via = len(queued_lines(inst)) - before
+    info("acknowledged %d/%d in %.1fs, %d kills of yubin-queued, %d through it, %d refusals"
+         % (len(acked), total, time.monotonic() - t0, kills[0], via, len(errors)))
+    for e in errors[:5]:
+        info("refused:", e)
+    check("kill-senders-done", not any(t.is_alive() for t in ts), "senders still running")
+    check("kill-daemon-killed", kills[0] >= 3, "only %d kills" % kills[0])
+    check("kill-some-through-daemon", via > 0, "no message went through yubin-queued")
+    check("kill-mostly-acknowledged", len(acked) >= total * 0.8, "only %d of %d" % (len(acked), total))
+
+    def numbers(msgs):
+        seen = {}
+        for _, d in msgs:
+            m = re.search(rb"Subject: kill-(\d+)", d)
+            if m:
+                seen.setdefault(int(m.group(1)), 0)
+                seen[int(m.group(1))] += 1
+        return seen
+    msgs = inst.wait_for(lambda m: acked <= set(numbers(m)), timeout=120)
+    seen = numbers(msgs)
+    lost = sorted(acked - set(seen))
+    if not check("kill-no-acknowledged-message-lost", not lost, "%d lost, e.g. %r" % (len(lost), lost[:10])):
+        inst.dump_logs()
+    check("kill-nothing-unsent-delivered", set(seen) <= set(range(total)), "unknown numbers")
+    info("delivered %d distinct, %d unacknowledged ones delivered, %d duplicates"
+         % (len(seen), len(set(seen) - acked), sum(v - 1 for v in seen.values())))
+    check("kill-queued-up-after", wait_queued_up(inst), inst.svstat("queued"))
+
+
+def main():
+    with Instance() as inst:
+        check("queued-up", wait_queued_up(inst), inst.svstat("queued"))
+        st = os.stat(inst.path("queued", "sock"))
+        check("socket-world-connectable", st.st_mode & 0o777 == 0o666, "mode %o" % st.st_mode)
+        through_daemon(inst)
+        group_commit(inst)
+        fallback_and_latency(inst)
+        qmailqueue(inst)
+        peer_uid(inst)
+        protocol(inst)
+        kill_loop(inst)
+
+
+if __name__ == "__main__":
+    run(main)
