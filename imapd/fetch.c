@@ -1,8 +1,13 @@
 /* imapd/fetch: FETCH and UID FETCH of yubin-imapmail (RFC 3501 6.4.5,
- * 7.4.2), and the message files (mapped, parsed by imapd/mime on
- * demand).  Bodies go out in chunks from the mapped file through
- * mime_crlf (bare LF sent as CRLF): the session's memory does not grow
- * with the message.  See imapd/session.h. */
+ * 7.4.2), and the message files.  A file is read as little as the
+ * command needs: nothing when the cached fields (yubin.cache, through
+ * index_cache_get) answer it; the top-level header alone (a pread of 8
+ * KiB, more only if the header is longer, parsed by mime_parse_header)
+ * for ENVELOPE, HEADER, HEADER.FIELDS(.NOT); else the whole file: up to
+ * 128 KiB read into one reused buffer, bigger files mapped.  Bodies go
+ * out in chunks through mime_crlf (bare LF sent as CRLF): the session's
+ * memory does not grow with the message.  What a parse computed goes
+ * into the cache (msg_cache_store).  See imapd/session.h. */
 
 #include <errno.h>
 #include <string.h>
@@ -477,10 +482,10 @@ void cmd_fetch (struct imapcmd const *c)
     {
       struct index_msg const *m = index_msg(ix, p[k]) ;
       int first = 1, fromcache = 0 ;
-      if (needfile)
+      if (cacheneed > 0)
       {
         int has = msg_cached(&mf, p[k]) ;
-        if (cacheneed > 0 && (has & cacheneed) == cacheneed) fromcache = 1 ;
+        if ((has & cacheneed) == cacheneed) fromcache = 1 ;
       }
       if (needfile && !fromcache)
       {
