@@ -30,6 +30,7 @@ struct smtpd_auth auth = { .authed = 0, .user = STRALLOC_ZERO, .fails = 0 } ;
 static stralloc resp = STRALLOC_ZERO ;     /* decoded responses: wiped */
 static stralloc who = STRALLOC_ZERO ;      /* the login being tried */
 static stralloc cpprog = STRALLOC_ZERO ;   /* the checkpassword program */
+static char const *cpnext = "/bin/true" ;  /* what it runs: we only want the verdict */
 
 void auth_wipe (void)
 {
@@ -99,6 +100,10 @@ static void check (char const *mech, size_t userat, size_t userlen, size_t passa
       if (x && *x) cat(&cpprog, x) ;
       else if (!yubin_libexec(&cpprog, "yubin-checkpassword")) die_nomem() ;
       if (!stralloc_0(&cpprog)) die_nomem() ;
+      /* ours says the verdict without an exec of /bin/true (-v); any
+         other checkpassword program gets /bin/true */
+      char const *base = strrchr(cpprog.s, '/') ;
+      if (!strcmp(base ? base + 1 : cpprog.s, "yubin-checkpassword")) cpnext = "-v" ;
     }
     /* the "extra" field: a timestamp, as qmail-smtpd's AUTH sends it */
     char extra[ULONG_FMT * 2 + 4] ;
@@ -111,7 +116,7 @@ static void check (char const *mech, size_t userat, size_t userlen, size_t passa
     tain_addsec_g(&deadline, conf.timeout) ;
     /* a session that already failed pays for its guesses at a lower CPU
        priority than everyone else's logins */
-    r = checkpw_run(cpprog.s, "/bin/true", who.s, userlen, resp.s + passat, passlen, extra, auth.fails ? 10 : 0, &deadline, &wstat) ;
+    r = checkpw_run(cpprog.s, cpnext, who.s, userlen, resp.s + passat, passlen, extra, auth.fails ? 10 : 0, &deadline, &wstat) ;
     if (r < 0)
     {
       if (errno == E2BIG) r = CHECKPW_BAD ;

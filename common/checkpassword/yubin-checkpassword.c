@@ -1,11 +1,14 @@
 /* yubin-checkpassword: the checkpassword interface over <root>/users/passwd.
  *
- *   yubin-checkpassword prog...
+ *   yubin-checkpassword [ -- ] prog...
+ *   yubin-checkpassword -v
  *
  * Reads login\0password\0extra\0 (at most 512 bytes) on fd 3, checks the
  * password against the user's scrypt hash (password.h), and on success
  * becomes the user where it can and execs prog with USER, HOME and SHELL
- * set.  Exit 1: bad credentials; 2: misuse; 111: temporary trouble.
+ * set; with -v (verdict only) it exits 0 instead, as if prog were
+ * /bin/true, without the exec (yubin-smtpd's AUTH).  Exit 1: bad
+ * credentials; 2: misuse; 111: temporary trouble.
  * See yubin-checkpassword.8 for privileges (it may be installed setgid to
  * the group that owns users/passwd). */
 
@@ -30,7 +33,7 @@
 #include "root.h"
 #include "ylog.h"
 
-#define USAGE "yubin-checkpassword prog..."
+#define USAGE "yubin-checkpassword [ -- ] prog... | yubin-checkpassword -v"
 #define EX_BAD 1
 #define EX_MISUSE 2
 #define INPUT_MAX 512
@@ -136,7 +139,11 @@ static int find_user (char const *login, size_t loginlen, struct user *u)
 
 int main (int argc, char const *const *argv)
 {
-  if (argc < 2) strerr_dieusage(EX_MISUSE, USAGE) ;
+  /* -v: the verdict only; "--" ends the options (prog may start with '-') */
+  int verdict = 0 ;
+  if (argc >= 2 && !strcmp(argv[1], "-v")) { verdict = 1 ; argc-- ; argv++ ; }
+  else if (argc >= 2 && !strcmp(argv[1], "--")) { argc-- ; argv++ ; }
+  if (verdict ? argc != 1 : argc < 2) strerr_dieusage(EX_MISUSE, USAGE) ;
 
   /* login\0password\0extra\0 on fd 3 */
   for (;;)
@@ -191,7 +198,15 @@ int main (int argc, char const *const *argv)
   }
   byte_zzero(up, sizeof(up)) ;
 
-  /* Good credentials.  Keep what we need, wipe the hashes. */
+  /* Good credentials. */
+  if (verdict)
+  {
+    /* the same answer as with /bin/true: root refuses a uid 0 user */
+    if (!geteuid() && !u.uid) die(EX_TEMP, "refusing a verdict as root for a uid 0 user ", u.name) ;
+    die(0, 0, 0) ;   /* wipes; nothing to run, no one to become */
+  }
+
+  /* Keep what we need, wipe the hashes. */
   stralloc home = STRALLOC_ZERO ;
   if (!stralloc_cats(&home, u.home) || !stralloc_0(&home)) diesys(EX_TEMP, "allocate memory", 0) ;
   uid_t uid = u.uid ;

@@ -29,13 +29,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <time.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/err.h>
+#include <openssl/params.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -59,6 +65,7 @@
 #include "pem.h"
 #include "root.h"
 #include "ylog.h"
+#include "common/tlsd/stek.h"
 
 #define USAGE "yubin-tlsd [ -S ] [ -K timeout ] [ -u uid -g gid ] [ -- ] prog... | yubin-tlsd -E [ -K timeout ] [ -u uid -g gid ]"
 #define dieusage() strerr_dieusage(EX_PERM, USAGE)
@@ -72,6 +79,9 @@ char const *PROG = "tlsd" ;
 #define REASONMAX 96
 #define EFD_DATA 3            /* -E: the cleartext socket */
 #define EFD_CTL 4             /* -E: the control socket */
+#define TICKETLIFE 3600       /* control/tlsticketlifetime's default, seconds */
+#define TICKETLIFE_MAX 86400
+#define SIDCTX "yubin-tlsd"
 
 /* ------------------------------------------------------------------ */
 /* OpenSSL policy (shared with the client-side twin)                    */
@@ -232,6 +242,107 @@ static int tls_ctx_load_pem (SSL_CTX *ctx, struct pemfiles const *f)
   return ok ;
 }
 
+/* Session tickets across processes (stek.h): the keys are read (and
+ * rotated when due, by the key file's owner only) with the start-up
+ * privileges, used by the handshake, and wiped as soon as it is over. */
+struct tickets
+{
+  struct stekpair keys ;
+  unsigned long life ;  /* seconds: key rotation and session lifetime; 0: no tickets */
+  int enc ;             /* new tickets with keys.cur */
+  int decprev ;         /* tickets under keys.prev still resume */
+} ;
+
+static struct tickets tickets = { .life = 0, .enc = 0, .decprev = 0 } ;
+
+static void tickets_error (char const *what, char const *path)
+{
+  ylog("error", "what", what, "file", path, "errno", strerror(errno), (char *)0) ;
+}
+
+/* Called before the privileges drop; keypath's owner writes the file. */
+static void tickets_load (char const *keypath)
+{
+  unsigned long life ;
+  stralloc path = STRALLOC_ZERO ;
+  if (control_readulong(&life, "tlsticketlifetime", TICKETLIFE) < 0)
+    strerr_diefusys(EX_TEMP, "read control/tlsticketlifetime") ;
+  if (!life) return ;
+  if (life > TICKETLIFE_MAX) life = TICKETLIFE_MAX ;
+  if (!yubin_path(&path, "control/tlsticketkeys")) dienomem() ;
+  uint64_t now = (uint64_t)time(0) ;
+  int r = stek_read(path.s, &tickets.keys) ;
+  if (r < 0) { tickets_error("read-ticket-keys", path.s) ; goto end ; }
+  if (stek_due(&tickets.keys, now, life))
+  {
+    struct stat st ;
+    /* only the key's owner: a file owned by the uid we drop to could be
+       chmodded and read by prog */
+    if (stat(keypath, &st) < 0) strerr_diefusys(EX_TEMP, "stat ", keypath) ;
+    if (st.st_uid == geteuid()
+     && stek_rotate(path.s, &tickets.keys, now, (uid_t)-1, st.st_gid, st.st_mode & 0640) < 0)
+      tickets_error("rotate-ticket-keys", path.s) ;
+  }
+  /* one that could not rotate goes on with the current key for one more
+     lifetime, no longer */
+  if (tickets.keys.cur.created && now >= tickets.keys.cur.created && now - tickets.keys.cur.created < 2 * (uint64_t)life)
+  {
+    tickets.life = life ;
+    tickets.enc = 1 ;
+    tickets.decprev = !!tickets.keys.prev.created ;
+  }
+ end:
+  if (!tickets.enc) stek_wipe(&tickets.keys) ;
+  stralloc_free(&path) ;
+}
+
+static void tickets_wipe (void)
+{
+  stek_wipe(&tickets.keys) ;
+  tickets.enc = tickets.decprev = 0 ;
+}
+
+/* OpenSSL's ticket callback: AES-256-CBC and HMAC-SHA256 under our keys.
+ * enc: a new ticket under the current key; else find the ticket's key by
+ * name: the current one (1), the previous one (2: resume, and issue a new
+ * ticket under the current key), none (0: a full handshake). */
+static int tickets_cb (SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
+{
+  struct stek const *k ;
+  int r = 1 ;
+  (void)ssl ;
+  if (!tickets.enc) return 0 ;
+  if (enc)
+  {
+    k = &tickets.keys.cur ;
+    memcpy(name, k->name, STEK_NAMELEN) ;
+    if (RAND_bytes(iv, 16) != 1) return -1 ;
+  }
+  else if (!memcmp(name, tickets.keys.cur.name, STEK_NAMELEN)) k = &tickets.keys.cur ;
+  else if (tickets.decprev && !memcmp(name, tickets.keys.prev.name, STEK_NAMELEN)) { k = &tickets.keys.prev ; r = 2 ; }
+  else return 0 ;
+  OSSL_PARAM params[3] =
+  {
+    OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)k->hmac, STEK_SECRETLEN),
+    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+    OSSL_PARAM_construct_end()
+  } ;
+  if (!EVP_MAC_CTX_set_params(hctx, params)) return -1 ;
+  if (!EVP_CipherInit_ex(cctx, EVP_aes_256_cbc(), 0, k->aes, iv, enc)) return -1 ;
+  return r ;
+}
+
+/* Tickets on ctx, if tickets_load found usable keys.  Returns 0 on error. */
+static int tickets_ctx (SSL_CTX *ctx)
+{
+  if (!tickets.enc) return 1 ;
+  SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET) ;
+  SSL_CTX_set_timeout(ctx, (long)tickets.life) ;
+  return SSL_CTX_set_num_tickets(ctx, 1)
+      && SSL_CTX_set_session_id_context(ctx, (unsigned char const *)SIDCTX, sizeof(SIDCTX) - 1)
+      && SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, &tickets_cb) ;
+}
+
 /* The server context with the certificate and key: dies on failure. */
 static SSL_CTX *tls_ctx_make (struct pemfiles *f)
 {
@@ -242,6 +353,7 @@ static SSL_CTX *tls_ctx_make (struct pemfiles *f)
     strerr_diefu(EX_TEMP, "load certificate ", f->certpath.s, " and key ", f->keypath.s, ": ", tls_errtext()) ;
   if (SSL_CTX_check_private_key(ctx) != 1)
     strerr_dief(EX_TEMP, "private key ", f->keypath.s, " does not match certificate ", f->certpath.s) ;
+  if (!tickets_ctx(ctx)) strerr_diefu(EX_TEMP, "set up session tickets: ", tls_errtext()) ;
   pemfiles_wipe(f) ;
   return ctx ;
 }
@@ -651,7 +763,7 @@ static SSL *ssl_new (SSL_CTX *ctx)
 static void log_tls (SSL *ssl, char const *ip)
 {
   ylog("tls", "ip", ip, "proto", SSL_get_version(ssl), "cipher", SSL_get_cipher_name(ssl),
-       "sni", tls_sni(ssl), (char *)0) ;
+       "sni", tls_sni(ssl), "resumed", SSL_session_reused(ssl) ? "yes" : "no", (char *)0) ;
 }
 
 /* The handshake on the connection (fds 0 and 1), within kms milliseconds
@@ -665,7 +777,9 @@ static SSL *server_handshake (SSL_CTX *ctx, unsigned int kms, char const *ip)
   nonblock(1) ;
   SSL *ssl = ssl_new(ctx) ;
   if (kms) { tain t ; tain_from_millisecs(&t, kms) ; tain_add_g(&deadline, &t) ; }
-  if (tls_handshake(ssl, 0, 1, kms ? &deadline : 0, why, sizeof(why))) return ssl ;
+  int ok = tls_handshake(ssl, 0, 1, kms ? &deadline : 0, why, sizeof(why)) ;
+  tickets_wipe() ;   /* the tickets are sent: the keys are not needed any more */
+  if (ok) return ssl ;
   ylog("handshake-fail", "ip", ip, "reason", why, (char *)0) ;
   SSL_free(ssl) ;
   return 0 ;
@@ -777,6 +891,7 @@ static int run_starttls (struct pemfiles *files, char const *const *argv, unsign
         /* the child closed its control fd, or misspoke: no TLS; stay
          * until it is done, without the key */
         pemfiles_wipe(files) ;
+        tickets_wipe() ;
         fd_close(ctl[0]) ;
         fd_close(pin[1]) ;
         fd_close(pout[0]) ;
@@ -904,6 +1019,7 @@ int main (int argc, char const *const *argv)
   control_path(&files.certpath, "tlscert", "cert.pem") ;
   control_path(&files.keypath, "tlskey", "key.pem") ;
   pemfiles_read(&files) ;
+  tickets_load(files.keypath.s) ;
 
   /* Installed setgid to the group that may read the key (package/setup):
      give that group up for good, saved set-group-ID included. */

@@ -159,6 +159,54 @@ def temporary_trouble(root):
 
 
 @case
+def verdict_only(root):
+    """-v answers exactly as /bin/true as the next program does (yubin-smtpd
+    uses it), logs the same auth-fail, runs nothing and changes no
+    directory (the home may be gone)."""
+    as_smtpd = None
+    if os.geteuid() == 0:
+        nb = pwd.getpwnam("nobody")
+
+        def as_smtpd():
+            os.setgroups([])
+            os.setgid(nb.pw_gid)
+            os.setuid(nb.pw_uid)
+        os.chmod(root.passwd, 0o644)   # yubin-smtpd's uid reads it through the setgid bit; here, plainly
+    try:
+        for data in (b"alice\0secret\0<1.2@x>\0", b"ALICE\0secret\0\0", b"alice\0wrong\0\0",
+                     b"nosuch\0secret\0\0", b"nologin\0*\0\0", b"\0secret\0\0", b"broken\0x\0\0",
+                     b"alice\0secret"):
+            c1, o1, e1, _ = run_cp(root, data, argv=["/bin/true"], preexec=as_smtpd)
+            c2, o2, e2, _ = run_cp(root, data, argv=["-v"], preexec=as_smtpd)
+            expect(c1 == c2, "%r: /bin/true exit %d, -v exit %d (%s)" % (data, c1, c2, e2))
+            expect(o2 == "", "%r: -v wrote %r" % (data, o2))
+            fail1, fail2 = "auth-fail user=" in e1, "auth-fail user=" in e2
+            expect(fail1 == fail2 and fail2 == (c2 == 1), "%r: auth-fail logged %s / %s: %r" % (data, fail1, fail2, e2))
+            expect("secret" not in e2 and "$scrypt$" not in e2, "%r: a secret in the log: %r" % (data, e2))
+        c, _, e, _ = run_cp(root, b"alice\0wrong\0\0", argv=["-v"], preexec=as_smtpd)
+        expect(c == 1 and "checkpassword: auth-fail user=alice caller=" in e, "auth-fail line: %r" % e)
+        # no program after -v; "--" lets a program's name start with '-'
+        c, _, e, _ = run_cp(root, b"alice\0secret\0\0", argv=["-v", "/bin/true"])
+        expect(c == 2, "-v with a program: exit %d %s" % (c, e))
+        c, o, e, _ = run_cp(root, b"alice\0secret\0\0", argv=["--", "/bin/echo", "ran"])
+        expect(c == 0 and o == "ran\n", "--: exit %d %r %s" % (c, o, e))
+        # the verdict does not need the home
+        away = root.home + ".away"
+        os.rename(root.home, away)
+        try:
+            c, o, e, _ = run_cp(root, b"alice\0secret\0\0", argv=["-v"])
+            expect(c == 0, "-v without the home: exit %d %s" % (c, e))
+        finally:
+            os.rename(away, root.home)
+        if os.geteuid() == 0:
+            c1, _, _, _ = run_cp(root, b"rootish\0r00t\0\0", argv=["/bin/true"])
+            c2, _, e2, _ = run_cp(root, b"rootish\0r00t\0\0", argv=["-v"])
+            expect(c1 == c2 == 111, "uid 0 user as root: /bin/true %d, -v %d %s" % (c1, c2, e2))
+    finally:
+        os.chmod(root.passwd, 0o600)
+
+
+@case
 def unknown_user_costs_the_same(root):
     known, unknown = [], []
     for _ in range(4):

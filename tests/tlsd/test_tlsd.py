@@ -674,6 +674,146 @@ def test_bulk(root, srv, name, starttls):
     check(name + "-exit-0", st == 0, "status %r" % st)
 
 
+def ticket_connect(srv, sess, maxv):
+    """One implicit-TLS session offering sess; returns (new session, reused,
+    the tlsd log line)."""
+    mark = srv.mark()
+    ctx = ticket_ctx(maxv)
+    raw, cport = connect(srv.port)
+    t = ctx.wrap_socket(raw, server_hostname=SNI, session=sess)
+    with t:
+        c = Lines(t)
+        c.line()
+        c.cmd("QUIT")
+        new, reused = t.session, t.session_reused
+    srv.wait_for(mark, "resumed=", 5)
+    lines = [l for l in srv.since(mark).splitlines() if l.startswith("tlsd: tls ")]
+    return new, reused, lines[-1] if lines else ""
+
+
+TICKET_CTX = {}
+
+
+def ticket_ctx(maxv):
+    """python's ssl resumes a session only in the context that made it"""
+    if maxv not in TICKET_CTX:
+        TICKET_CTX[maxv] = tls_client_ctx(maxv=maxv)
+    return TICKET_CTX[maxv]
+
+
+def first_session(srv, maxv):
+    ctx = ticket_ctx(maxv)
+    raw, cport = connect(srv.port)
+    t = ctx.wrap_socket(raw, server_hostname=SNI)
+    with t:
+        c = Lines(t)
+        c.line()
+        c.cmd("QUIT")     # TLS 1.3: the ticket came after the handshake; read past it
+        return t.session
+
+
+def age_ticket_keys(path, seconds):
+    """Make both keys of the ticket key file seconds older."""
+    with open(path, "rb") as f:
+        b = bytearray(f.read())
+    for off in (8, 8 + 88):
+        v = int.from_bytes(b[off:off + 8], "big")
+        if v:
+            b[off:off + 8] = (v - seconds).to_bytes(8, "big")
+    with open(path + ".t", "wb") as f:
+        f.write(b)
+    st = os.stat(path)
+    os.chown(path + ".t", st.st_uid, st.st_gid)
+    os.chmod(path + ".t", st.st_mode & 0o777)
+    os.rename(path + ".t", path)
+
+
+def test_tickets(root):
+    """Session tickets under control/tlsticketkeys: a session from one tlsd
+    process resumes in another (TLS 1.3 and 1.2), logged resumed=yes; the
+    key file has the key's owner, group and mode; a rotation keeps the
+    previous key's tickets; a ticket whose key is gone gets a full
+    handshake, not an error; tlsticketlifetime 0 turns tickets off."""
+    stek = os.path.join(root.control, "tlsticketkeys")
+    a = root.server("tickets-a", [], [PY, root.daemon])
+    b = root.server("tickets-b", [], [PY, root.daemon])
+    for name, maxv in (("tls13", None), ("tls12", ssl.TLSVersion.TLSv1_2)):
+        sess = first_session(a, maxv)
+        check("ticket-%s-issued" % name, sess is not None and sess.has_ticket, repr(sess))
+        if sess is None:
+            continue
+        new, reused, line = ticket_connect(b, sess, maxv)
+        check("ticket-%s-resumed-other-process" % name, reused and line.endswith(" resumed=yes"),
+              "reused %s, log %r" % (reused, line))
+        _, reused2, line2 = ticket_connect(a, None, maxv)
+        check("ticket-%s-full-logged" % name, not reused2 and line2.endswith(" resumed=no"), repr(line2))
+    st, kst = os.stat(stek), os.stat(root.key)
+    check("ticket-keys-file", st.st_size == 184 and st.st_uid == kst.st_uid and st.st_gid == kst.st_gid
+          and (st.st_mode & 0o777) == (kst.st_mode & 0o640), "size %d uid %d gid %d mode %o"
+          % (st.st_size, st.st_uid, st.st_gid, st.st_mode & 0o777))
+    if is_root():
+        t, cport = tls_connect(a.port)
+        with t:
+            c = Lines(t)
+            c.line()
+            r = c.cmd("READ " + stek)
+            c.cmd("QUIT")
+        check("daemon-cannot-read-ticket-keys", r == "550 EACCES", repr(r))
+    # a rotation: the old current key becomes the previous one, its
+    # tickets still resume (and the client gets a new one)
+    sess = first_session(a, None)
+    with open(stek, "rb") as f:
+        before = f.read()
+    age_ticket_keys(stek, 4000)
+    new, reused, line = ticket_connect(b, sess, None)
+    with open(stek, "rb") as f:
+        after = f.read()
+    check("ticket-keys-rotated", after[8 + 88 + 8:8 + 88 + 24] == before[16:32] and after[16:32] != before[16:32],
+          "the key file did not rotate")
+    check("ticket-previous-key-resumes", reused and line.endswith(" resumed=yes"), "reused %s, %r" % (reused, line))
+    # a second rotation: the first key is gone; its ticket gets a full handshake
+    age_ticket_keys(stek, 4000)
+    _, _, _ = ticket_connect(a, None, None)    # rotates
+    new2, reused, line = ticket_connect(b, sess, None)
+    check("ticket-rotated-out-full-handshake", not reused and line.endswith(" resumed=no")
+          and "handshake-fail" not in b.text(), "reused %s, %r" % (reused, line))
+    # a ticket made under keys the file no longer has at all (replaced)
+    sess12 = first_session(a, ssl.TLSVersion.TLSv1_2)
+    os.unlink(stek)
+    _, reused, line = ticket_connect(a, sess12, ssl.TLSVersion.TLSv1_2)
+    check("ticket-unknown-key-full-handshake-tls12", not reused and line.endswith(" resumed=no"), repr(line))
+    # tickets off
+    with open(os.path.join(root.control, "tlsticketlifetime"), "w") as f:
+        f.write("0\n")
+    try:
+        sess = first_session(a, None)
+        check("tickets-off", sess is None or not sess.has_ticket, repr(sess))
+    finally:
+        os.unlink(os.path.join(root.control, "tlsticketlifetime"))
+    # only the key file's owner rotates; a tlsd that may not (here: the key
+    # owned by another uid) goes on with the current key for one more
+    # lifetime, then stops using it
+    if is_root():
+        sess = first_session(a, None)
+        os.chown(root.key, root.uid, root.gid)
+        try:
+            age_ticket_keys(stek, 4000)
+            with open(stek, "rb") as f:
+                before = f.read()
+            _, reused, line = ticket_connect(b, sess, None)
+            with open(stek, "rb") as f:
+                after = f.read()
+            check("ticket-keys-not-owner-no-rotation", before == after and reused, "reused %s %r" % (reused, line))
+            age_ticket_keys(stek, 4000)
+            _, reused, line = ticket_connect(b, sess, None)
+            check("ticket-keys-too-old-unused", not reused and line.endswith(" resumed=no"), "reused %s %r" % (reused, line))
+        finally:
+            os.chown(root.key, 0, 0)
+        os.unlink(stek)
+    a.close()
+    b.close()
+
+
 def test_sanitizers(root):
     bad = []
     for s in root.servers:
@@ -709,6 +849,7 @@ def main():
         test_starttls(root, starttls)
         test_bulk(root, cat, "bulk-10mb-implicit", False)
         test_bulk(root, starttls, "bulk-10mb-starttls", True)
+        test_tickets(root)
         for s in root.servers:
             s.close()
         test_sanitizers(root)
