@@ -104,7 +104,8 @@ static int tls_init (void)
 /* A context with yubin's policy: TLS 1.2 and 1.3 only, ECDHE with AEAD
  * ciphers for 1.2 (1.3 suites are all AEAD), no compression, no
  * renegotiation, no session cache or tickets (each connection is its own
- * process with its own keys: nothing could ever be resumed), an EOF without
+ * process: the server turns tickets on with keys shared through a file,
+ * see tickets_ctx), an EOF without
  * close_notify taken as an EOF (the protocols above have their own framing),
  * partial writes and read-ahead for the non-blocking relay.  server: 1 for
  * a server (server cipher preference).  Returns 0 on error (OpenSSL's error
