@@ -2,7 +2,8 @@
  * spawners: round trips of requests (one recipient, and lists) and
  * results, every stream decoded the same when split at every byte,
  * malformed and oversized records refused, the wire format of today's
- * yubin-lspawn kept byte for byte. */
+ * yubin-lspawn kept byte for byte.  Batches (SPAWN_BATCH, the local
+ * channel): wire format, round trip split at every byte, bad records. */
 
 #include <errno.h>
 #include <stdio.h>
@@ -283,6 +284,67 @@ int main (void)
     r.nrcpts = 0 ;
     check("request-put-list-none", !spawn_request_put(&sa, &r, SPAWN_LIST) && errno == EINVAL && sa.len == before, "accepted") ;
     check("result-put-bad-jobid", !spawn_result_put(&sa, "", 0, STR("x")) && errno == EINVAL && sa.len == before, "accepted") ;
+  }
+
+  /* ---- batches ---- */
+  {
+    struct spawn_delivery const bd[3] = {
+      { .msgid = "1732781234.012345678.4242", .msgoff = 4096, .sender = "s@x", .rcptno = 0, .check = 0 },
+      { .msgid = "1.2.3", .msgoff = 7, .sender = "", .rcptno = 12, .check = 1 },
+      { .msgid = "4.5.6", .msgoff = 4096, .sender = "t@y", .rcptno = 3, .check = 0 },
+    } ;
+    static char const wire[] = "7\0" "a@x\0" "1732781234.012345678.4242\0" "4096\0" "s@x\0" "0\0" "0\0"
+      "1.2.3\0" "7\0" "\0" "12\0" "1\0" "4.5.6\0" "4096\0" "t@y\0" "3\0" "0\0" "\0" ;
+    sa.len = 0 ;
+    ok = spawn_batch_put(&sa, "7", "a@x", bd, 3) ;
+    check("batch-wire-format", ok && sa.len == sizeof(wire) - 1 && !memcmp(sa.s, wire, sa.len), "bytes differ") ;
+    ok = ok && spawn_batch_put(&sa, "8", "b@x", bd + 1, 1) ;
+    /* decoded at every split point */
+    int allok = ok ;
+    for (size_t cut = 0 ; allok && cut <= sa.len ; cut++)
+    {
+      struct spawn_decoder d = SPAWN_DECODER(SPAWN_BATCHRECORDMAX, SPAWN_BATCH) ;
+      struct spawn_batch b ;
+      int n = 0 ;
+      if (!spawn_feed(&d, sa.s, cut)) allok = 0 ;
+      for (int pass = 0 ; pass < 2 && allok ; pass++)
+      {
+        int r ;
+        while ((r = spawn_batch_next(&d, &b)) == 1)
+        {
+          if (n == 0) allok &= streq(b.jobid, "7") && streq(b.rcpt, "a@x") && b.n == 3
+            && streq(b.d[0].msgid, bd[0].msgid) && b.d[0].msgoff == 4096 && streq(b.d[0].sender, "s@x") && !b.d[0].rcptno && !b.d[0].check
+            && streq(b.d[1].msgid, "1.2.3") && b.d[1].msgoff == 7 && streq(b.d[1].sender, "") && b.d[1].rcptno == 12 && b.d[1].check
+            && streq(b.d[2].sender, "t@y") && b.d[2].rcptno == 3 ;
+          else allok &= n == 1 && streq(b.jobid, "8") && b.n == 1 && streq(b.d[0].msgid, "1.2.3") && b.d[0].check ;
+          n++ ;
+        }
+        if (r < 0) allok = 0 ;
+        if (!pass && !spawn_feed(&d, sa.s + cut, sa.len - cut)) allok = 0 ;
+      }
+      allok &= n == 2 ;
+      spawn_decoder_free(&d) ;
+    }
+    check("batch-roundtrip-split-everywhere", allok, "a split changed the result") ;
+    struct spawn_delivery many[SPAWN_BATCHMAX + 1] ;
+    for (size_t i = 0 ; i <= SPAWN_BATCHMAX ; i++) many[i] = bd[0] ;
+    size_t before = sa.len ;
+    check("batch-put-bounds", !spawn_batch_put(&sa, "1", "a", many, 0) && !spawn_batch_put(&sa, "1", "a", many, SPAWN_BATCHMAX + 1)
+          && !spawn_batch_put(&sa, "", "a", many, 1) && errno == EINVAL && sa.len == before, "accepted") ;
+    static char const bad1[] = "1\0" "a\0" "1.2.3\0" "x\0" "s\0" "0\0" "0\0" "\0" ;   /* offset */
+    static char const bad2[] = "1\0" "a\0" "1.2.3\0" "1\0" "s\0" "0\0" "2\0" "\0" ;   /* check */
+    static char const bad3[] = "1\0" "a\0" "\0" ;                                        /* none */
+    char const *bads[3] = { bad1, bad2, bad3 } ;
+    size_t badlens[3] = { sizeof bad1 - 1, sizeof bad2 - 1, sizeof bad3 - 1 } ;
+    int refused = 1 ;
+    for (int i = 0 ; i < 3 ; i++)
+    {
+      struct spawn_decoder d = SPAWN_DECODER(SPAWN_BATCHRECORDMAX, SPAWN_BATCH) ;
+      struct spawn_batch b ;
+      refused &= spawn_feed(&d, bads[i], badlens[i]) && spawn_batch_next(&d, &b) < 0 && errno == EPROTO ;
+      spawn_decoder_free(&d) ;
+    }
+    check("batch-malformed-refused", refused, "accepted") ;
   }
 
   stralloc_free(&sa) ;
