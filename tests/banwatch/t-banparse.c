@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
+#include <regex.h>
 
 #include <skalibs/stralloc.h>
 
@@ -462,7 +463,7 @@ static void t_fastpath (void)
       }
       banaddr a1, a2 ;
       memset(&a1, 0, sizeof a1) ; memset(&a2, 0, sizeof a2) ;
-      int r1 = banpat_match(&p, line, n, &a1), r2 = banpat_match(&full, line, n, &a2) ;
+      int r1 = banpat_match(&p, line, n, &a1), r2 = banpat_match_regex(&full, line, n, &a2) ;
       tried++ ;
       matched += r2 == 1 ;
       CHECK(r1 == r2 && (r1 != 1 || banaddr_equal(&a1, &a2)), "pattern %s line '%s': fast %d, full %d", pats[k], line, r1, r2) ;
@@ -472,6 +473,103 @@ static void t_fastpath (void)
   CHECK(fastn == 3, "fast path used by %u of 5 patterns (want the 3 shipped ones)", fastn) ;
   printf("# fast path: %u lines, %u matches\n", tried, matched) ;
   result("banparse-patterns-fast-path-agrees", ok, why) ;
+}
+
+/* banre (the lazy DFA) gives regexec's answer, on patterns that use every
+ * construct it takes and some it must refuse, over random strings */
+static void t_banre (void)
+{
+  int ok = 1 ;
+  static struct { char const *re ; int supported ; } const c[] =
+  {
+    { "^abc$", 1 }, { "abc", 1 }, { "^a(b|c)*d$", 1 }, { "a|b|cd", 1 }, { "^(a|b)c?$", 1 }, { "^a{2,3}b$", 1 },
+    { "^a{2}$", 1 }, { "^a{,2}b$", 1 }, { "^(ab){1,}$", 1 }, { "^(ab){0,2}c$", 1 }, { "^[]a]+$", 1 }, { "^[^]a]+$", 1 },
+    { "^[a-c-]+$", 1 }, { "^[-a]b$", 1 }, { "[[:digit:]]x", 1 }, { "^[[:alpha:][:space:]]+$", 1 }, { "^[^[:upper:]]*$", 1 },
+    { "^.*a.*$", 1 }, { "^$", 1 }, { "$", 1 }, { "^", 1 }, { "a$", 1 }, { "^\\$", 1 }, { "^a\\.b$", 1 }, { "^a\\$$", 1 },
+    { "\\(a\\)", 1 }, { "^(a*)*b$", 1 }, { "^(a|ab)(c|bcd)(d*)$", 1 }, { "^a+?b$", 1 }, { "^(a?){3}a{3}$", 1 }, { "x*", 1 },
+    { "^[.]a$", 1 }, { "^a[b-d]{2}[^b-d]$", 1 }, { "(^a)", 0 }, { "^a|b$", 0 }, { "a\\<b", 0 }, { "\\bab", 0 }, { "(a)\\1", 0 },
+    { "a|", 0 }, { "()a", 0 }, { "^[[.a.]]$", 0 }, { "^[[=a=]]$", 0 }, { "^x^a$", 0 }, { "a$b", 0 }, { "\\w+", 0 },
+  } ;
+  static char const alpha[] = "abcd-]. \\x1A\n" ;
+  srandom(7) ;
+  unsigned int tried = 0 ;
+  for (size_t k = 0 ; k < sizeof c / sizeof *c ; k++)
+  {
+    regex_t rx ;
+    banre b ;
+    if (regcomp(&rx, c[k].re, REG_EXTENDED | REG_NOSUB)) { CHECK(0, "regcomp refused %s", c[k].re) ; continue ; }
+    int have = banre_compile(&b, c[k].re, strlen(c[k].re)) ;
+    CHECK(have == c[k].supported, "%s: banre_compile %d, want %d", c[k].re, have, c[k].supported) ;
+    if (have)
+      for (int it = 0 ; it < 3000 && ok ; it++)
+      {
+        char str[16] ;
+        size_t n = random() % 10 ;
+        for (size_t i = 0 ; i < n ; i++) str[i] = alpha[random() % (sizeof alpha - 1)] ;
+        str[n] = 0 ;
+        int want = !regexec(&rx, str, 0, 0, 0), got = banre_match(&b, str, n) ;
+        tried++ ;
+        CHECK(got == want, "%s on '%s': banre %d, regexec %d", c[k].re, str, got, want) ;
+      }
+    if (have) banre_free(&b) ;
+    regfree(&rx) ;
+  }
+  printf("# banre: %u strings against regexec\n", tried) ;
+  result("banre-agrees-with-regexec", ok, why) ;
+}
+
+/* every line of the files in $T_BANPARSE_LOGS (blank-separated), each
+ * shipped pattern: the full path (literal prefilter, banre, split at
+ * <HOST>) and regexec alone give the same answer and the same address */
+static void t_logfiles (void)
+{
+  char const *list = getenv("T_BANPARSE_LOGS") ;
+  char const *pats[] =
+  {
+    sshd_fail, sshd_inv, postfix,
+    "^[^ ]+ smtpd: auth-fail ip=<HOST> user=[^ ]+ mech=[^ ]+$",
+    "^\\s*smtpd: auth-fail ip=<HOST> user=\\S+ mech=\\S+$",
+    "^.*(connect|helo) ip=<HOST>( .*)?$",
+  } ;
+  enum { NP = sizeof pats / sizeof *pats } ;
+  banpat p[NP] ;
+  int ok = 1 ;
+  unsigned long lines = 0, m[NP] = { 0 } ;
+  if (!list || !*list) return ;
+  for (size_t k = 0 ; k < NP ; k++)
+  {
+    char err[256] ;
+    if (!banpat_compile(p + k, pats[k], 1, err, sizeof err)) { CHECK(0, "compile %s: %s", pats[k], err) ; return ; }
+  }
+  char *copy = strdup(list), *save = 0 ;
+  for (char *fn = strtok_r(copy, " ", &save) ; fn ; fn = strtok_r(0, " ", &save))
+  {
+    FILE *f = fopen(fn, "r") ;
+    char line[8192] ;
+    if (!f) { CHECK(0, "open %s", fn) ; continue ; }
+    while (ok && fgets(line, sizeof line, f))
+    {
+      size_t n = strlen(line) ;
+      if (n && line[n-1] == '\n') line[--n] = 0 ;
+      int64_t t ;
+      size_t off = banline_stamp(line, n, &t, 1795854614000LL) ;
+      lines++ ;
+      for (size_t k = 0 ; k < NP ; k++)
+      {
+        banaddr a1, a2 ;
+        memset(&a1, 0, sizeof a1) ; memset(&a2, 0, sizeof a2) ;
+        int r1 = banpat_match(p + k, line + off, n - off, &a1), r2 = banpat_match_regex(p + k, line + off, n - off, &a2) ;
+        m[k] += r2 == 1 ;
+        CHECK(r1 == r2 && (r1 != 1 || banaddr_equal(&a1, &a2)), "%.100s: pattern %.100s line '%.300s': %d, regexec %d", fn, pats[k], line, r1, r2) ;
+      }
+    }
+    fclose(f) ;
+  }
+  free(copy) ;
+  printf("# log files: %lu lines, matches per pattern:", lines) ;
+  for (size_t k = 0 ; k < NP ; k++) { printf(" %lu", m[k]) ; banpat_free(p + k) ; }
+  printf("\n") ;
+  result("banparse-log-files-same-matches-as-regexec", ok, why) ;
 }
 
 static void t_duration (void)
@@ -505,6 +603,8 @@ int main (void)
   t_kv() ;
   t_pattern() ;
   t_fastpath() ;
+  t_banre() ;
+  t_logfiles() ;
   t_duration() ;
   return 0 ;
 }

@@ -5,8 +5,10 @@ bans printed instead of applied)."""
 
 import os
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -311,6 +313,12 @@ def t_badconf():
         ("bad-duration", "[jail x]\nfilter = yubin-auth\nfindtime = 10 minutes\n", "banwatch.conf:3: bad duration"),
         ("no-jail", "[global]\n", "no jail"),
         ("filter-file-error", "[jail x]\nfilter = broken\n", "broken.conf:3:"),
+        ("regex-open-group", "[jail x]\nfailregex = ^a(b <HOST>$\n", "banwatch.conf:2: failregex: "),
+        ("regex-bad-interval", "[jail x]\nfailregex = ^a{2,1} <HOST>$\n", "banwatch.conf:2: failregex: "),
+        ("regex-bad-class", "[jail x]\nfailregex = ^[[:nope:]] <HOST>$\n", "banwatch.conf:2: failregex: "),
+        ("regex-huge-interval", "[jail x]\nfailregex = ^(a{999}){999} <HOST>$\n", "banwatch.conf:2: failregex: repetition"),
+        ("regex-trailing-backslash", "[jail x]\nfailregex = ^a <HOST>$\\\n", "banwatch.conf:2: failregex: "),
+        ("regex-two-hosts", "[jail x]\nfailregex = ^<HOST> <HOST>$\n", "more than one <HOST>"),
     ]
     for name, conf, want in cases:
         with Root(conf, filters={"broken": "[Definition]\nfailregex = ^ok <HOST>$\n    ^bad [<HOST>$\n"}) as r:
@@ -326,6 +334,102 @@ def t_badconf():
             check("config-shipped-valid-" + conf, p.returncode == 0 and b"3 jails" in p.stdout, p.stderr.decode(errors="replace"))
 
 
+def load_bench():
+    """bench/banwatch-bench's log generators"""
+    import importlib.machinery
+    import importlib.util
+    path = os.path.join(HERE, "..", "..", "bench", "banwatch-bench")
+    loader = importlib.machinery.SourceFileLoader("banwatch_bench", path)
+    spec = importlib.util.spec_from_loader("banwatch_bench", loader)
+    m = importlib.util.module_from_spec(spec)
+    loader.exec_module(m)
+    return m
+
+
+def t_differential():
+    """The bench's Postfix, sshd and yubin logs (and mangled copies of their
+    lines): yubin-banwatch -r with the shipped filters counts exactly the
+    lines that Python's re (fail2ban's engine) matches with the same
+    patterns; t-banparse compares banwatch's matching paths (literal
+    prefilter, banre, split at <HOST>) with regexec alone, line by line."""
+    import ipaddress
+    import re
+    bench = load_bench()
+    rng = random.Random(13)
+    tmp = tempfile.mkdtemp(prefix="bw-diff-")
+    try:
+        logs = {}
+        for name, gen in (("postfix", bench.gen_postfix), ("sshd", bench.gen_sshd), ("yubin", bench.gen_yubin)):
+            fn = os.path.join(tmp, name + ".log")
+            gen(fn, 30000, rng)
+            lines = open(fn, encoding="latin-1").read().splitlines()
+            # mangled copies: a byte changed, dropped or doubled, a line cut
+            out = []
+            for ln in lines[:10000]:
+                # after the stamp (a mangled stamp moves the clock, and a
+                # jail then skips lines as too old: not what is tested here)
+                i = rng.randrange(ln.index(" ", 16) + 1 if ln[0] != "@" else 26, len(ln))
+                k = rng.randrange(4)
+                if k == 0:
+                    ln = ln[:i] + rng.choice("[]: .-/aZ09") + ln[i + 1:]
+                elif k == 1:
+                    ln = ln[:i] + ln[i + 1:]
+                elif k == 2:
+                    ln = ln[:i] + ln[i] + ln[i:]
+                else:
+                    ln = ln[:i]
+                out.append(ln)
+            with open(fn, "a", encoding="latin-1") as f:
+                f.write("\n".join(out) + "\n")
+            logs[name] = fn
+        stamp_re = re.compile(r"^(@[0-9a-f]{24}|[A-Z][a-z][a-z] [ 0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9])[ \t]+")
+        host = r"([0-9A-Fa-f:.]+)"
+        sshd = [l.split("=", 1)[1].strip() if "=" in l else l.strip()
+                for l in open(os.path.join(SHIPPED, "filter.d", "sshd.conf")).read().split("failregex", 1)[1].split("ignoreregex")[0].splitlines()]
+        sshd = [x for x in sshd if x.startswith("^")]
+        pfx = [x.split("=", 1)[1].strip() for x in open(os.path.join(SHIPPED, "filter.d", "postfix-sasl.conf")).read().splitlines()
+               if x.startswith("failregex")]
+        cases = (("postfix", "postfix-sasl", pfx), ("sshd", "sshd", sshd))
+
+        def hostgroup(r):
+            # the group <HOST> became: the one that starts at its text
+            return 1 + r.pattern[:r.pattern.index(host)].count("(") - r.pattern[:r.pattern.index(host)].count("\\(")
+        for logname, filt, pats in cases:
+            rx = [re.compile(p.replace("<HOST>", host)) for p in pats]
+            want = 0
+            for ln in open(logs[logname], encoding="latin-1").read().splitlines():
+                m = stamp_re.match(ln)
+                body = ln[m.end():] if m else ln
+                for r in rx:
+                    m = r.fullmatch(body)
+                    if m:
+                        # a match whose <HOST> is no address counts as a bad host
+                        try:
+                            ipaddress.ip_address(m.group(m.re.groupindex.get("host", 0) or hostgroup(r)))
+                            want += 1
+                        except ValueError:
+                            pass
+                        break
+            conf = "[jail j]\nfilter = %s\nmaxretry = 1000\nfindtime = 1w\nbantime = 1h\n" % filt
+            with Root(conf, shipped_filters=True) as r:
+                p = subprocess.run([BANWATCH, "-r", logs[logname]], env=r.env, capture_output=True, timeout=120)
+                out = p.stdout.decode(errors="replace").splitlines()
+                got = int(dict(x.split("=") for x in out[-1].split())["matched"]) if out else -1
+                check("replay-differential-%s-vs-python-re" % logname, p.returncode == 0 and got == want and want > 1000,
+                      "matched %d, Python re %d, rc %d %s" % (got, want, p.returncode, p.stderr.decode(errors="replace")[-300:]))
+        unit = os.path.join(os.path.dirname(BANWATCH), "..", "unit", "t-banparse")
+        if os.access(unit, os.X_OK):
+            p = subprocess.run([unit], env=dict(os.environ, T_BANPARSE_LOGS=" ".join(logs.values())),
+                               capture_output=True, timeout=300)
+            out = p.stdout.decode(errors="replace")
+            ok = "PASS banparse-log-files-same-matches-as-regexec" in out and "FAIL" not in out
+            check("replay-differential-paths-vs-regexec", ok, out[-1000:])
+        else:
+            check("replay-differential-paths-vs-regexec", False, "no %s (make unit)" % unit)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     t_maxretry()
     t_events()
@@ -337,6 +441,7 @@ def main():
     t_filters()
     t_hostile()
     t_badconf()
+    t_differential()
 
 
 run(main)
