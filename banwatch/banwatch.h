@@ -13,6 +13,7 @@
  *   sources.c    stdin and log files followed with inotify; positions
  *   ctlsock.c    the control socket that yubin-banctl talks to
  *   banparse.c   pure parsing and matching (its own header, banparse.h)
+ *   banre.c      the lazy DFA that banparse runs patterns with (banre.h)
  *
  * The state lives in four structs: conf (what banwatch.conf says, with
  * the jails' counters), bantab (bans, history, expiry heap), state (the
