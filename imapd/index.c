@@ -53,6 +53,7 @@
 #define IX_CACHE "yubin.cache"
 #define IX_CACHE_SLACK (1 << 20)          /* the cache file is emptied at compaction when over 2 x live + this */
 #define IX_CACHE_PENDING (256 << 10)     /* entries waiting in memory before index_cache_put writes them */
+#define IX_CACHE_WINDOW (64 << 10)       /* read-ahead of index_cache_get */
 #define IX_KWTMP "yubin-keywords.tmp"
 #define IX_LOCK_WAIT_MS 60000
 #define IX_STAMP_MARGIN_NS 100000000LL  /* a directory changed within 100 ms is rescanned */
@@ -1413,6 +1414,7 @@ void index_close (mailindex *ix)
   genalloc_free(uint32_t, &ix->changed) ;
   stralloc_free(&ix->rec) ;
   stralloc_free(&ix->cachebuf) ;
+  stralloc_free(&ix->cachewin) ;
   genalloc_free(struct cachepend, &ix->cachepend) ;
   hash_free(ix) ;
   free(ix->dir) ;
@@ -1451,6 +1453,38 @@ int index_cache_sentdate (mailindex *ix, size_t i, int64_t sentdate)
   return rec_uid(&ix->rec, 'D', m->uid, (uint64_t)sentdate, 0) ;
 }
 
+/* len bytes of yubin.cache at off into sa from mark on: from the
+   read-ahead window if it holds them, else a pread of at least
+   IX_CACHE_WINDOW bytes (entries of neighbours are usually neighbours);
+   fresh: bypass the window.  1, or 0 (short) */
+static int cache_read (mailindex *ix, uint64_t off, size_t len, stralloc *sa, size_t mark, int fresh)
+{
+  if (!fresh && off >= ix->cachewinoff && off + len <= ix->cachewinoff + ix->cachewin.len)
+  {
+    memcpy(sa->s + mark, ix->cachewin.s + (off - ix->cachewinoff), len) ;
+    return 1 ;
+  }
+  size_t want = len > IX_CACHE_WINDOW ? len : IX_CACHE_WINDOW ;
+  if (!stralloc_ready(&ix->cachewin, want)) return 0 ;
+  ix->cachewin.len = 0 ;
+  ix->cachewinoff = off ;
+  while (ix->cachewin.len < want)
+  {
+    ssize_t r = pread(ix->cachefd, ix->cachewin.s + ix->cachewin.len, want - ix->cachewin.len, (off_t)(off + ix->cachewin.len)) ;
+    if (r < 0) { if (errno == EINTR) continue ; break ; }
+    if (!r) break ;
+    ix->cachewin.len += (size_t)r ;
+  }
+  if (ix->cachewin.len < len) return 0 ;
+  memcpy(sa->s + mark, ix->cachewin.s, len) ;
+  return 1 ;
+}
+
+static int cache_valid (mailindex const *ix, struct index_msg const *m, char const *e, size_t len)
+{
+  return get32(e) == len - 8 && get32(e + 8) == ix->uidvalidity && get32(e + 12) == m->uid && get32(e + 4) == crc32(e + 8, len - 8) ;
+}
+
 int index_cache_get (mailindex *ix, size_t i, stralloc *sa)
 {
   struct index_msg *m = index_msg(ix, i) ;
@@ -1458,22 +1492,13 @@ int index_cache_get (mailindex *ix, size_t i, stralloc *sa)
   if (len < 16 || len > IX_REC_MAX || m->state & INDEX_EXPUNGED) return 0 ;
   if (!cache_open(ix)) return 0 ;
   if (!stralloc_readyplus(sa, len)) return -1 ;
-  size_t got = 0 ;
-  while (got < len)
-  {
-    ssize_t r = pread(ix->cachefd, sa->s + mark + got, len - got, (off_t)(m->cacheoff + got)) ;
-    if (r < 0) { if (errno == EINTR) continue ; break ; }
-    if (!r) break ;
-    got += (size_t)r ;
-  }
-  char const *e = sa->s + mark ;
-  if (got < len || get32(e) != len - 8 || get32(e + 4) != crc32(e + 8, len - 8)
-   || get32(e + 8) != ix->uidvalidity || get32(e + 12) != m->uid)
+  if (!(cache_read(ix, m->cacheoff, len, sa, mark, 0) && cache_valid(ix, m, sa->s + mark, len))
+   && !(cache_read(ix, m->cacheoff, len, sa, mark, 1) && cache_valid(ix, m, sa->s + mark, len)))
   {
     m->cachelen = 0 ;   /* torn, lost or emptied: computed and written again */
     return 0 ;
   }
-  memmove(sa->s + mark, e + 16, len - 16) ;
+  memmove(sa->s + mark, sa->s + mark + 16, len - 16) ;
   sa->len = mark + len - 16 ;
   return 1 ;
 }

@@ -110,6 +110,8 @@ struct mailindex_s
   int cachefd ;          /* yubin.cache, -1 until needed */
   stralloc cachebuf ;    /* cache entries waiting to be written */
   genalloc cachepend ;   /* struct cachepend: what they are */
+  stralloc cachewin ;    /* read-ahead of yubin.cache */
+  uint64_t cachewinoff ; /* the file offset of cachewin.s */
 } ;
 struct cachepend { uint32_t uid ; uint32_t len ; size_t off ; } ;
 
@@ -139,7 +141,7 @@ struct cachepend { uint32_t uid ; uint32_t len ; size_t off ; } ;
  * UIDVALIDITY.  ix must be zeroed (INDEX_ZERO).  Returns 1, or 0 (errno
  * set; index_close still to be called). */
 #define INDEX_PEEK 2
-#define INDEX_ZERO { .msgs = GENALLOC_ZERO, .names = STRALLOC_ZERO, .expunged = GENALLOC_ZERO, .expunged_uids = GENALLOC_ZERO, .changed = GENALLOC_ZERO, .rec = STRALLOC_ZERO, .dirfd = -1, .curfd = -1, .newfd = -1, .lockfd = -1, .logfd = -1, .cachefd = -1, .cachebuf = STRALLOC_ZERO, .cachepend = GENALLOC_ZERO }
+#define INDEX_ZERO { .msgs = GENALLOC_ZERO, .names = STRALLOC_ZERO, .expunged = GENALLOC_ZERO, .expunged_uids = GENALLOC_ZERO, .changed = GENALLOC_ZERO, .rec = STRALLOC_ZERO, .dirfd = -1, .curfd = -1, .newfd = -1, .lockfd = -1, .logfd = -1, .cachefd = -1, .cachebuf = STRALLOC_ZERO, .cachepend = GENALLOC_ZERO, .cachewin = STRALLOC_ZERO }
 extern int index_open (mailindex *ix, char const *dir, int readonly) ;
 
 /* Bring the view up to date: under the lock, read what other sessions
