@@ -855,6 +855,32 @@ static void test_cache (char const *md, char const *corpus)
     for (size_t i = 0 ; ok && i < 4 ; i++) ok = index_cache_put(&ix2, i, big.s, big.len) ;
     ok = ok && !stat(path(md, "yubin.cache"), &st1) && st1.st_size > st0.st_size + 200000 && ix2.cachebuf.len < 256 << 10 ;
     check("cache-bounded", ok, "256 KiB of entries were not written at once") ;
+    /* a compaction keeps the pointers */
+    ok = index_sync(&ix2, 1) ;
+    for (size_t k = 0 ; ok && k < 4200 ; k++) ok = index_cache_sentdate(&ix2, k % n, (int64_t)k) ;
+    struct stat sti0, sti1 ;
+    ok = ok && !stat(path(md, "yubin.index"), &sti0) && index_sync(&ix2, 1) && !stat(path(md, "yubin.index"), &sti1) && sti0.st_ino != sti1.st_ino ;
+    index_close(&ix) ; ix = (mailindex)INDEX_ZERO ;
+    ok = ok && index_open(&ix, md, 0) ;
+    for (size_t i = 4 ; ok && i < n ; i++)
+    {
+      got.len = 0 ;
+      if (index_cache_get(&ix, i, &got) != 1 || got.len != bs[i].len || memcmp(got.s, bs[i].s, got.len)) ok = 0 ;
+    }
+    got.len = 0 ;
+    ok = ok && index_cache_get(&ix, 3, &got) == 1 && got.len == big.len ;
+    check("cache-compaction", ok, "a compaction lost cached fields") ;
+    /* mostly dead: emptied at the next compaction, then nothing is cached */
+    for (size_t k = 0 ; ok && k < 30 ; k++) ok = index_cache_put(&ix, 0, big.s, big.len) ;
+    ok = ok && index_sync(&ix, 1) ;
+    for (size_t k = 0 ; ok && k < 4200 ; k++) ok = index_cache_sentdate(&ix, k % n, (int64_t)k + 10000) ;
+    ok = ok && index_sync(&ix, 1) && !stat(path(md, "yubin.cache"), &st1) && st1.st_size == 0 ;
+    got.len = 0 ;
+    ok = ok && index_cache_get(&ix, 5, &got) == 0 && index_sync(&ix2, 1) && index_cache_get(&ix2, 5, &got) == 0 ;
+    ok = ok && index_cache_put(&ix2, 5, bs[5].s, bs[5].len) && index_sync(&ix2, 1) && index_sync(&ix, 1) ;
+    got.len = 0 ;
+    ok = ok && index_cache_get(&ix, 5, &got) == 1 && got.len == bs[5].len && !memcmp(got.s, bs[5].s, got.len) ;
+    check("cache-trim", ok, "a mostly dead yubin.cache was not emptied, or not refilled") ;
     stralloc_free(&big) ;
   }
   for (size_t i = 0 ; i < n ; i++) stralloc_free(&bs[i]) ;
