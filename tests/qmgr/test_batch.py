@@ -104,7 +104,9 @@ def main():
             ls.p.wait()
             ls.p = subprocess.Popen(["strace", "-f", "-y", "-qq", "-e", "trace=fsync,fdatasync", "-o", trace,
                                      r.path("bin", "yubin-lspawn")], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=ls.log, env=r.env())
+                                    stdout=subprocess.PIPE, stderr=ls.log,
+                                    # LeakSanitizer cannot run under ptrace
+                                    env=dict(r.env(), ASAN_OPTIONS="detect_leaks=0"))
             r.procs.append(ls.p)
         ls.send_batch(1, "alice@example.test", [(q, "s@example.org", 4096, 0, False) for q in qids])
         res = ls.results(n, timeout=20)

@@ -341,8 +341,12 @@ def test_big_envelope():
         ok = r.wait(lambda: len(r.got("alice")) == 100, 20)
         envs = os.listdir(r.path("queue", "env"))
         check("env_file_delivered", rc == 0 and ok and len(envs) == 1, "%d %r" % (len(r.got("alice")), envs))
-        with open(r.path("queue", "env", envs[0]), "rb") as f:
-            e = f.read()
+        # the files are there before qmgr has read and recorded every result
+        def states():
+            with open(r.path("queue", "env", envs[0]), "rb") as f:
+                return f.read()
+        r.wait(lambda: states().count(b"\0Dalice-") == 100, 10)
+        e = states()
         check("env_file_states", e.count(b"\0Dalice-") == 100 and b"\0Tbob@" in e, e[:100])
         r.user_flag("bob", "temp", False)
         # qmgr unlinks the message file first and its env/ file right after
