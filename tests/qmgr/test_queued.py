@@ -29,6 +29,20 @@ def queued_lines(inst):
                       inst.log("queued"))
 
 
+def settled_lines(inst):
+    """queued_lines once s6-log has written what it was given: the same
+    count twice 0.3 s apart (the log trails the answers)."""
+    last = None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        lines = queued_lines(inst)
+        if last is not None and len(lines) == len(last):
+            return lines
+        last = lines
+        time.sleep(0.3)
+    return last
+
+
 def wait_queued_up(inst):
     """Until the daemon is up and its socket takes connections."""
     deadline = time.monotonic() + 15
@@ -67,10 +81,10 @@ def delivered(inst, subjects, timeout=30):
 
 
 def through_daemon(inst):
-    n = len(queued_lines(inst))
+    n = len(settled_lines(inst))
     smtp_one(inst, "via-daemon")
     ok = delivered(inst, ["via-daemon"])
-    lines = queued_lines(inst)
+    lines = settled_lines(inst)
     check("smtpd-through-daemon", ok and len(lines) == n + 1,
           "delivered=%s queued lines %d -> %d" % (ok, n, len(lines)))
     # and not through a yubin-queue process: no "queue: queued" in smtpd's log
@@ -115,23 +129,25 @@ def group_commit(inst):
           "%d file fsyncs for %d messages" % (filesyncs, len(subjects)))
     check("group-commit-shares-dir-fsyncs", 0 < dirsyncs < len(subjects),
           "%d fsyncs of new/ for %d messages" % (dirsyncs, len(subjects)))
-    batches = [int(b) for _, b in queued_lines(inst)[-len(subjects):]]
+    batches = [int(b) for _, b in settled_lines(inst)[-len(subjects):]]
     check("group-commit-batch-logged", max(batches or [0]) > 1, "batches %r" % batches[:20])
 
 
 def latency(inst, label, n=25):
-    """Median seconds of one whole SMTP transaction, one client."""
+    """Shortest and median seconds of one whole SMTP transaction, one
+    client (the shortest is what the path costs; the median what a busy
+    machine adds)."""
     ts = []
     for i in range(n):
         t = time.monotonic()
         smtp_one(inst, "%s-%d" % (label, i))
         ts.append(time.monotonic() - t)
-    return statistics.median(ts)
+    return min(ts), statistics.median(ts)
 
 
 def fallback_and_latency(inst):
     lat_daemon = latency(inst, "lat-daemon")
-    before = len(queued_lines(inst))
+    before = len(settled_lines(inst))
     inst.svc("queued", "-d")
     deadline = time.monotonic() + 15
     while inst.service_pid("queued") and time.monotonic() < deadline:
@@ -140,17 +156,18 @@ def fallback_and_latency(inst):
     ok = delivered(inst, ["fallback"])
     check("fallback-delivered", ok, "not delivered with queued down")
     check("fallback-through-yubin-queue", "queue: queued id=" in inst.log("smtpd") and
-          len(queued_lines(inst)) == before, "queued lines %d -> %d" % (before, len(queued_lines(inst))))
+          len(settled_lines(inst)) == before, "queued lines %d -> %d" % (before, len(queued_lines(inst))))
     lat_exec = latency(inst, "lat-exec")
     inst.svc("queued", "-u")
     check("queued-back-up", wait_queued_up(inst), inst.svstat("queued"))
     lat_daemon2 = latency(inst, "lat-daemon2")
-    d = min(lat_daemon, lat_daemon2)
-    info("median SMTP transaction, one client: daemon %.2f / %.2f ms, yubin-queue %.2f ms"
-         % (lat_daemon * 1000, lat_daemon2 * 1000, lat_exec * 1000))
-    # no waiting for company: at most a little slower than an exec (noise)
-    check("single-client-no-added-latency", d <= lat_exec * 1.3 + 0.003,
-          "daemon %.2f ms, yubin-queue %.2f ms" % (d * 1000, lat_exec * 1000))
+    d = min(lat_daemon[0], lat_daemon2[0])
+    info("SMTP transaction, one client, shortest/median: daemon %.2f/%.2f and %.2f/%.2f ms, yubin-queue %.2f/%.2f ms"
+         % (lat_daemon[0] * 1000, lat_daemon[1] * 1000, lat_daemon2[0] * 1000, lat_daemon2[1] * 1000,
+            lat_exec[0] * 1000, lat_exec[1] * 1000))
+    # no waiting for company: no slower than an exec of yubin-queue (noise)
+    check("single-client-no-added-latency", d <= lat_exec[0] * 1.3 + 0.002,
+          "daemon %.2f ms, yubin-queue %.2f ms" % (d * 1000, lat_exec[0] * 1000))
 
 
 def inject(inst, args, body, user=None, env=None):
@@ -170,11 +187,11 @@ def qmailqueue(inst):
     with open(wrapper, "w") as f:
         f.write("#!/bin/sh\necho ran >> %s\nexec %s\n" % (marker, inst.path("bin", "yubin-queue")))
     os.chmod(wrapper, 0o755)
-    before = len(queued_lines(inst))
+    before = len(settled_lines(inst))
     r = inject(inst, ["-f", "qq@example.org", "demo@" + inst.domain],
                b"Subject: via-qmailqueue\n\nhi\n", env={"QMAILQUEUE": wrapper})
     ok = r.returncode == 0 and delivered(inst, ["via-qmailqueue"])
-    after = len(queued_lines(inst))
+    after = len(settled_lines(inst))
     check("qmailqueue-honoured", ok and os.path.exists(marker) and after == before,
           "rc=%d err=%r marker=%s delivered=%s queued lines %d -> %d"
           % (r.returncode, r.stderr[-300:], os.path.exists(marker), ok, before, after))
@@ -187,7 +204,7 @@ def peer_uid(inst):
     r = inject(inst, ["-f", "local@example.org", "demo@" + inst.domain],
                b"Subject: local-uid\n\nfrom a local user\n", user=65534 if is_root() else None)
     ok = r.returncode == 0 and delivered(inst, ["local-uid"])
-    lines = queued_lines(inst)
+    lines = settled_lines(inst)
     check("local-user-through-daemon", ok and lines and lines[-1][0] == str(uid),
           "rc=%d err=%r last=%r" % (r.returncode, r.stderr[-300:], lines[-1:]))
     if is_root():
@@ -241,7 +258,7 @@ def kill_loop(inst):
     total, clients = (6000 if SOAK else 1200), 8
     stop = threading.Event()
     rnd = random.Random(int(os.environ.get("YUBIN_SEED", "0")) or None)
-    before = len(queued_lines(inst))
+    before = len(settled_lines(inst))
 
     def sender(ids):
         for i in ids:
@@ -286,7 +303,7 @@ def kill_loop(inst):
         t.join(max(1, t0 + 240 - time.monotonic()))
     stop.set()
     k.join(10)
-    via = len(queued_lines(inst)) - before
+    via = len(settled_lines(inst)) - before
     info("acknowledged %d/%d in %.1fs, %d kills of yubin-queued, %d through it, %d refusals"
          % (len(acked), total, time.monotonic() - t0, kills[0], via, len(errors)))
     for e in errors[:5]:
