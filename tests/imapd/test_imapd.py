@@ -1706,7 +1706,12 @@ def dropped_connections_end_sessions(f):
         mails = imapmail_procs()
         expect(mon and mails, "session processes: monitor %r, yubin-imapmail %r" % (mon, mails))
         r.close()
-        alive = lambda pid: os.path.exists("/proc/%d" % pid) and proc_status(pid)["State"][0] != "Z"
+        def alive(pid):
+            # the process may exit between the two looks: gone is not alive
+            try:
+                return proc_status(pid)["State"][0] != "Z"
+            except (OSError, KeyError, IndexError):
+                return False
         expect(wait_for(lambda: not any(alive(p) for p in mails + [mon]), 5),
                "%s: processes still there 5s after the client left: %r" % (
                    "IDLE over imaps" if implicit else "APPEND", [p for p in mails + [mon] if alive(p)]))
