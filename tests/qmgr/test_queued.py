@@ -19,9 +19,12 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from yubintest import Instance, check, info, is_root, run  # noqa: E402
+from yubintest import Instance, check, info, is_root, run, sanitizer_build, skip  # noqa: E402
 
 SOAK = bool(os.environ.get("YUBIN_SOAK"))
+# the sanitizer build run as root cannot exec the setuid yubin-queue
+# (LeakSanitizer refuses set-uid programs): no fallback to test there
+NO_FALLBACK = sanitizer_build() and is_root()
 
 
 def queued_lines(inst):
@@ -311,7 +314,8 @@ def kill_loop(inst):
     check("kill-senders-done", not any(t.is_alive() for t in ts), "senders still running")
     check("kill-daemon-killed", kills[0] >= 3, "only %d kills" % kills[0])
     check("kill-some-through-daemon", via > 0, "no message went through yubin-queued")
-    check("kill-mostly-acknowledged", len(acked) >= total * 0.8, "only %d of %d" % (len(acked), total))
+    check("kill-mostly-acknowledged", len(acked) >= total * (0.1 if NO_FALLBACK else 0.8),
+          "only %d of %d" % (len(acked), total))
 
     def numbers(msgs):
         seen = {}
@@ -334,13 +338,22 @@ def kill_loop(inst):
 
 def main():
     with Instance() as inst:
+        if NO_FALLBACK:
+            # a fallback would print LeakSanitizer's fatal error: let it
+            # fail plainly instead (yubin-queue without its set-uid bit
+            # cannot open the queue: 451, nothing acknowledged)
+            os.chmod(inst.path("bin", "yubin-queue"), 0o755)
         check("queued-up", wait_queued_up(inst), inst.svstat("queued"))
         st = os.stat(inst.path("queued", "sock"))
         check("socket-world-connectable", st.st_mode & 0o777 == 0o666, "mode %o" % st.st_mode)
         through_daemon(inst)
         group_commit(inst)
-        fallback_and_latency(inst)
-        qmailqueue(inst)
+        if NO_FALLBACK:
+            skip("fallback-and-latency", "sanitizer build as root: no set-uid yubin-queue")
+            skip("qmailqueue-honoured", "sanitizer build as root: no set-uid yubin-queue")
+        else:
+            fallback_and_latency(inst)
+            qmailqueue(inst)
         peer_uid(inst)
         protocol(inst)
         kill_loop(inst)
