@@ -252,7 +252,12 @@ def test_kill9():
         info("kill9: acked %d, delivered %d (%d duplicates), kills %d" % (len(acked), len(got), dups, kills))
         check("kill9_all_acked", len(acked) == total, "acked %d" % len(acked))
         check("kill9_no_loss", empty and not missing, "missing %d: %s" % (len(missing), sorted(missing)[:5]))
-        check("kill9_duplicates_bounded", dups <= kills * 20, "%d duplicates" % dups)
+        # The fake yubin-local here is a program (YUBIN_LOCAL): no exactly-once
+        # check for it (qmgr/README), so a kill may repeat every delivery in
+        # flight: up to concurrencylocal (20) slots, each a batch of up to 16
+        # messages for one user.  Real Maildir deliveries are exactly once
+        # (tests/qmgr/test_batch.py, tests/e2e/test_soak.py).
+        check("kill9_duplicates_bounded", dups <= kills * 20 * 16, "%d duplicates" % dups)
 
 
 def test_no_starvation():
