@@ -73,6 +73,14 @@ static int qq_daemon (struct qq *q)
   int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0) ;
   if (s < 0) goto no ;
   if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) goto close ;
+  /* '+': go ahead; anything else (a local caller over its share of the
+     daemon) or EOF: run the program instead, before any byte is sent */
+  {
+    char go ;
+    ssize_t r ;
+    do r = read(s, &go, 1) ; while (r < 0 && errno == EINTR) ;
+    if (r != 1 || go != '+') goto close ;
+  }
   int pm[2] ;
   if (pipecoe(pm) < 0) goto close ;
   /* 'Q' and the read end of the message pipe; the envelope follows on s */

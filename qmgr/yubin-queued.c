@@ -56,6 +56,39 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER ;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER ;
 static unsigned int active = 0 ;   /* client threads */
 
+/* Local callers who are not the daemons (any user may queue mail, as
+ * with the setuid yubin-queue) may hold only a few slots each, and half
+ * of them in all: a user who opens connections and never finishes them
+ * cannot take the slots smtpd needs. */
+#define LOCAL_PER_UID 8
+struct localuse { uid_t uid ; unsigned int n ; } ;
+static struct localuse *locals = 0 ;  /* maxclients entries */
+static unsigned int nlocals = 0, localtotal = 0, localmax = 1 ;
+
+/* Under lock: one more slot for uid; 0 if it has too many. */
+static int local_take (uid_t uid)
+{
+  unsigned int i = 0 ;
+  while (i < nlocals && locals[i].uid != uid) i++ ;
+  if (localtotal >= localmax || (i < nlocals && locals[i].n >= LOCAL_PER_UID)) return 0 ;
+  if (i == nlocals) { locals[nlocals].uid = uid ; locals[nlocals].n = 0 ; nlocals++ ; }
+  locals[i].n++ ;
+  localtotal++ ;
+  return 1 ;
+}
+
+/* Under lock: uid gives its slot back. */
+static void local_give (uid_t uid)
+{
+  for (unsigned int i = 0 ; i < nlocals ; i++)
+    if (locals[i].uid == uid)
+    {
+      localtotal-- ;
+      if (!--locals[i].n) locals[i] = locals[--nlocals] ;
+      return ;
+    }
+}
+
 /* ---------- group commit of new/ ---------- */
 
 struct commit
@@ -181,9 +214,13 @@ static int serve (struct client *cl, struct qwrite *w)
   return QQ_OK ;
 }
 
+struct accepted { int sock ; int local ; uid_t uid ; } ;
+
 static void *client_run (void *arg)
 {
-  struct client cl = { .sock = (int)(intptr_t)arg, .cred = { .pid = 0, .uid = -1, .gid = -1 }, .batch = 0 } ;
+  struct accepted a = *(struct accepted *)arg ;
+  free(arg) ;
+  struct client cl = { .sock = a.sock, .cred = { .pid = 0, .uid = -1, .gid = -1 }, .batch = 0 } ;
   struct qwrite w = QWRITE_ZERO ;
   int code = serve(&cl, &w) ;
   unsigned char answer = code ;
@@ -212,8 +249,33 @@ static void *client_run (void *arg)
   qwrite_free(&w) ;
   pthread_mutex_lock(&lock) ;
   active-- ;
+  if (a.local) local_give(a.uid) ;
   pthread_cond_broadcast(&cond) ;
   pthread_mutex_unlock(&lock) ;
+  return 0 ;
+}
+
+/* The slot a new client may take: 1 (a->local says whose; the client is
+ * told '+' and may send), or 0 when a local caller has too many already:
+ * it is told 71 instead and goes to yubin-queue. */
+static int admit (struct accepted *a)
+{
+  struct ucred cred ;
+  socklen_t len = sizeof(cred) ;
+  a->local = 0 ;
+  if (getsockopt(a->sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return 1 ;  /* serve() will say */
+  if (cred.uid == geteuid() || qwrite_trusted_gid(cred.gid)) return 1 ;
+  a->uid = cred.uid ;
+  pthread_mutex_lock(&lock) ;
+  int ok = local_take(cred.uid) ;
+  pthread_mutex_unlock(&lock) ;
+  if (ok) { a->local = 1 ; return 1 ; }
+  /* no '+': the client runs yubin-queue itself, as without the daemon */
+  unsigned char answer = QQ_TEMPREFUSED ;
+  if (send(a->sock, &answer, 1, MSG_NOSIGNAL) != 1) errno = 0 ;
+  char uid[UINT64_FMT] ;
+  uid[uint64_fmt(uid, (uint64_t)cred.uid)] = 0 ;
+  ylog("refused", "uid", uid, "code", "71", "reason", "too-many-local-clients", (char *)0) ;
   return 0 ;
 }
 
@@ -302,6 +364,9 @@ int main (int argc, char const *const *argv)
   }
   umask(077) ;
   if (!fd_ensure_open(2, 1)) _exit(111) ;
+  locals = calloc(maxclients, sizeof(*locals)) ;
+  if (!locals) strerr_diefu1sys(111, "allocate") ;
+  localmax = maxclients / 2 ? maxclients / 2 : 1 ;
   if (!sig_ignore(SIGPIPE)) strerr_diefu1sys(111, "ignore SIGPIPE") ;
   /* the selfpipe blocks the signals it traps: the threads inherit that */
   int sfd = selfpipe_init() ;
@@ -338,18 +403,33 @@ int main (int argc, char const *const *argv)
       }
       strerr_diefu1sys(111, "accept") ;
     }
+    struct accepted *a = malloc(sizeof(*a)) ;
+    if (!a) { fd_close(c) ; continue ; }   /* EOF for the client: a temporary failure */
+    a->sock = c ;
+    if (!admit(a)) { fd_close(c) ; free(a) ; continue ; }
+    if (send(c, "+", 1, MSG_NOSIGNAL) != 1)
+    {
+      fd_close(c) ;
+      if (a->local) { pthread_mutex_lock(&lock) ; local_give(a->uid) ; pthread_mutex_unlock(&lock) ; }
+      free(a) ;
+      continue ;
+    }
+    int local = a->local ;
+    uid_t uid = a->uid ;
     pthread_t t ;
     pthread_mutex_lock(&lock) ;
     active++ ;
     pthread_mutex_unlock(&lock) ;
-    int e = pthread_create(&t, &attr, &client_run, (void *)(intptr_t)c) ;
+    int e = pthread_create(&t, &attr, &client_run, a) ;
     if (e)
     {
       /* the client sees EOF: a temporary failure, nothing queued */
       ylog("error", "op", "thread", "errno", strerror(e), (char *)0) ;
       fd_close(c) ;
+      free(a) ;
       pthread_mutex_lock(&lock) ;
       active-- ;
+      if (local) local_give(uid) ;
       pthread_mutex_unlock(&lock) ;
     }
   }
