@@ -74,6 +74,7 @@ from yubintest import (Failure, Instance, case_list, check, expect, info, is_roo
                        minimal_env, run, run_cases, sanitizer_report, send, tls_client_ctx,
                        wait_for)
 import yubintest  # noqa: E402
+from yubintest import proc_children, proc_exe, proc_status  # noqa: E402,F401
 
 IO = 10                 # seconds for any one read
 INST = None             # the instance, made in main
@@ -415,7 +416,7 @@ class Fix:
                 p.kill()
             p.wait(timeout=10)
         for a in self.unban:
-            banctl("unban", a)
+            INST.banctl("unban", a)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -1157,34 +1158,6 @@ def path_traversal_refused(f):
 # ---------------------------------------------------------------- processes
 
 
-def proc_status(pid):
-    st = {}
-    with open("/proc/%d/status" % pid) as fh:
-        for l in fh:
-            k, _, v = l.partition(":")
-            st[k] = v.split()
-    return st
-
-
-def proc_children(pid):
-    out = []
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                if int(proc_status(int(p))["PPid"][0]) == pid:
-                    out.append(int(p))
-            except (OSError, KeyError):
-                pass
-    return out
-
-
-def proc_exe(pid):
-    try:
-        return os.path.basename(os.readlink("/proc/%d/exe" % pid))
-    except OSError:
-        return ""
-
-
 def proc_env(pid):
     try:
         with open("/proc/%d/environ" % pid, "rb") as fh:
@@ -1262,25 +1235,9 @@ def processes_run_as_they_should(f):
 # ---------------------------------------------------------------- logging, banwatch
 
 
-def banctl(*args):
-    r = subprocess.run([INST.path("bin", "yubin-banctl")] + list(args),
-                       env=dict(minimal_env(), YUBIN_ROOT=INST.dir),
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=15)
-    return r.returncode, r.stdout.decode(errors="replace")
-
-
-def jail_counts(name="yubin-auth"):
-    rc, out = banctl("jails")
-    expect(rc == 0, "yubin-banctl jails: %d %s" % (rc, out))
-    for l in out.splitlines():
-        if l.startswith(name + " "):
-            return {k: v for k, v in re.findall(r"(\w+)=(\S+)", l)}
-    raise Failure("no jail %s in %r" % (name, out))
-
-
 @case
 def banwatch_follows_imap_logs(f):
-    rc, out = banctl("stats")
+    rc, out = INST.banctl("stats")
     expect(rc == 0, "yubin-banctl stats: %d %s" % (rc, out))
     for s in ("imap", "imaps"):
         expect(re.search(r"^source \S*log/%s/current " % s, out, re.M),
@@ -1290,7 +1247,7 @@ def banwatch_follows_imap_logs(f):
 def wrong_password_counted(r, log, mech):
     before, prev = None, None
     for _ in range(50):
-        before = int(jail_counts()["ignored"])
+        before = int(INST.jail_counts()["ignored"])
         if before == prev:
             break
         prev = before
@@ -1307,10 +1264,10 @@ def wrong_password_counted(r, log, mech):
     expect(wait_for(lambda: INST.log(log).count(pat) > n, 5),
            "no '%s' in log/%s: %r" % (pat, log, INST.log(log)[-500:]))
     expect(re.search(re.escape(pat) + r".*mech=" + mech, INST.log(log)), "no mech=%s in %r" % (mech, INST.log(log)[-300:]))
-    expect(wait_for(lambda: int(jail_counts()["ignored"]) > before, 5),
-           "banwatch's yubin-auth did not count it: %r" % jail_counts())
+    expect(wait_for(lambda: int(INST.jail_counts()["ignored"]) > before, 5),
+           "banwatch's yubin-auth did not count it: %r" % INST.jail_counts())
     time.sleep(0.2)
-    got = int(jail_counts()["ignored"]) - before
+    got = int(INST.jail_counts()["ignored"]) - before
     expect(got == 1, "one wrong password counted %d times" % got)
     expect("not-the-password" not in INST.log(log), "the password is in the log")
 

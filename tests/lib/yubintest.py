@@ -186,6 +186,37 @@ def sanitizer_build(bin=None):
         return False
 
 
+def proc_status(pid):
+    """/proc/PID/status as {field: [words]} (OSError if it is gone)."""
+    st = {}
+    with open("/proc/%d/status" % pid) as fh:
+        for l in fh:
+            k, _, v = l.partition(":")
+            st[k] = v.split()
+    return st
+
+
+def proc_children(pid):
+    """The pids whose parent is pid."""
+    out = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                if int(proc_status(int(p))["PPid"][0]) == pid:
+                    out.append(int(p))
+            except (OSError, KeyError):
+                pass
+    return out
+
+
+def proc_exe(pid):
+    """The base name of pid's program, "" if it is gone."""
+    try:
+        return os.path.basename(os.readlink("/proc/%d/exe" % pid))
+    except OSError:
+        return ""
+
+
 def is_root():
     return os.geteuid() == 0
 
@@ -589,6 +620,23 @@ class Instance:
                 if any(m in line for m in SANITIZER_MARKS):
                     found.append("log/%s: %s" % (s, line.strip()))
         check(name + "-no-sanitizer-reports", not found, "\n".join(found[:20]))
+
+    def banctl(self, *args):
+        """yubin-banctl ARGS on this instance: (exit code, output)."""
+        r = subprocess.run([self.path("bin", "yubin-banctl")] + list(args),
+                           env=dict(minimal_env(), YUBIN_ROOT=self.dir),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=15)
+        return r.returncode, r.stdout.decode(errors="replace")
+
+    def jail_counts(self, name="yubin-auth"):
+        """The counters of a banwatch jail, from yubin-banctl jails."""
+        import re
+        rc, out = self.banctl("jails")
+        expect(rc == 0, "yubin-banctl jails: %d %s" % (rc, out))
+        for l in out.splitlines():
+            if l.startswith(name + " "):
+                return {k: v for k, v in re.findall(r"(\w+)=(\S+)", l)}
+        raise Failure("no jail %s in %r" % (name, out))
 
     def processes(self):
         """(pid, exe, cwd, cmdline) of every process that runs a program of

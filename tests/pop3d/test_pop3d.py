@@ -48,6 +48,7 @@ from yubintest import (Failure, Instance, case_list, check, expect, info, is_roo
                        minimal_env, run, run_cases, sanitizer_report, send, tls_client_ctx,
                        wait_for)
 import yubintest  # noqa: E402
+from yubintest import proc_children, proc_exe, proc_status  # noqa: E402,F401
 
 IO = 10                 # seconds for any one read
 INST = None             # the instance, made in main
@@ -299,7 +300,7 @@ class Fix:
                 p.kill()
             p.wait(timeout=10)
         for a in self.unban:
-            banctl("unban", a)
+            INST.banctl("unban", a)
         shutil.rmtree(self.tmp, ignore_errors=True)
         empty_maildir()
 
@@ -854,25 +855,9 @@ def idle_timeout_ends_session(f):
 # ---------------------------------------------------------------- logging, banwatch
 
 
-def banctl(*args):
-    r = subprocess.run([INST.path("bin", "yubin-banctl")] + list(args),
-                       env=dict(minimal_env(), YUBIN_ROOT=INST.dir),
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=15)
-    return r.returncode, r.stdout.decode(errors="replace")
-
-
-def jail_counts(name="yubin-auth"):
-    rc, out = banctl("jails")
-    expect(rc == 0, "yubin-banctl jails: %d %s" % (rc, out))
-    for l in out.splitlines():
-        if l.startswith(name + " "):
-            return {k: v for k, v in re.findall(r"(\w+)=(\S+)", l)}
-    raise Failure("no jail %s in %r" % (name, out))
-
-
 @case
 def banwatch_follows_pop3_logs(f):
-    rc, out = banctl("stats")
+    rc, out = INST.banctl("stats")
     expect(rc == 0, "yubin-banctl stats: %d %s" % (rc, out))
     for s in ("pop3", "pop3s"):
         expect(re.search(r"^source \S*log/%s/current " % s, out, re.M), "banwatch does not follow log/%s/current:\n%s" % (s, out))
@@ -884,7 +869,7 @@ def wrong_password_counted(p, log):
     # earlier cases' failures may still be on their way to banwatch
     before, prev = None, None
     for _ in range(50):
-        before = int(jail_counts()["ignored"])
+        before = int(INST.jail_counts()["ignored"])
         if before == prev:
             break
         prev = before
@@ -895,10 +880,10 @@ def wrong_password_counted(p, log):
     expect(r.startswith(b"-ERR [AUTH]"), "wrong password: %r" % r)
     expect(wait_for(lambda: INST.log(log).count("pop3d: auth-fail ip=127.0.0.1 user=demo") > n, 5),
            "no 'pop3d: auth-fail ip=127.0.0.1 user=demo' in log/%s: %r" % (log, INST.log(log)[-500:]))
-    expect(wait_for(lambda: int(jail_counts()["ignored"]) > before, 5),
-           "banwatch's yubin-auth did not count it: %r" % jail_counts())
+    expect(wait_for(lambda: int(INST.jail_counts()["ignored"]) > before, 5),
+           "banwatch's yubin-auth did not count it: %r" % INST.jail_counts())
     time.sleep(0.2)
-    got = int(jail_counts()["ignored"]) - before
+    got = int(INST.jail_counts()["ignored"]) - before
     expect(got == 1, "one wrong password counted %d times" % got)
     expect("not-the-password" not in INST.log(log), "the password is in the log")
 
@@ -1017,38 +1002,10 @@ def nonloopback_guessing_banned(f):
                 p.rest()
     expect(wait_for(lambda: INST.log("pop3").count("auth-fail ip=%s" % ip) == 5, 5),
            "5 auth-fail lines for %s in log/pop3: %r" % (ip, INST.log("pop3")[-600:]))
-    banned = wait_for(lambda: re.search(r"^%s\S* jail=yubin-auth " % re.escape(ip), banctl("list")[1], re.M), 10)
-    expect(banned, "not banned: list %r, jails %r" % (banctl("list")[1], jail_counts()))
+    banned = wait_for(lambda: re.search(r"^%s\S* jail=yubin-auth " % re.escape(ip), INST.banctl("list")[1], re.M), 10)
+    expect(banned, "not banned: list %r, jails %r" % (INST.banctl("list")[1], INST.jail_counts()))
 
 # ---------------------------------------------------------------- privileges
-
-
-def proc_status(pid):
-    st = {}
-    with open("/proc/%d/status" % pid) as fh:
-        for l in fh:
-            k, _, v = l.partition(":")
-            st[k] = v.split()
-    return st
-
-
-def proc_children(pid):
-    out = []
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                if int(proc_status(int(p))["PPid"][0]) == pid:
-                    out.append(int(p))
-            except (OSError, KeyError):
-                pass
-    return out
-
-
-def proc_exe(pid):
-    try:
-        return os.path.basename(os.readlink("/proc/%d/exe" % pid))
-    except OSError:
-        return ""
 
 
 def session_processes(port):
