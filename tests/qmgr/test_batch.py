@@ -22,58 +22,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-from qmgrtest import Root  # noqa: E402
+from qmgrtest import Lspawn, Root  # noqa: E402
 from yubintest import check, info, run  # noqa: E402
 
 
-class Lspawn:
-    def __init__(self, r):
-        self.r = r
-        self.log = open(r.path("lspawn.log"), "ab")
-        self.p = subprocess.Popen([r.path("bin", "yubin-lspawn")], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=self.log, env=r.env())
-        r.procs.append(self.p)
-        self.buf = b""
-
-    def send(self, jobid, qid, sender, rcpt, off=4096, rcptno=0, check=False):
-        self.send_batch(jobid, rcpt, [(qid, sender, off, rcptno, check)])
-
-    def send_batch(self, jobid, rcpt, items):
-        """a SPAWN_BATCH request: items are (qid, sender, off, rcptno, check)"""
-        rec = str(jobid).encode() + b"\0" + rcpt.encode() + b"\0"
-        for qid, sender, off, rcptno, check in items:
-            rec += b"\0".join([qid.encode(), str(off).encode(), sender.encode(), str(rcptno).encode(),
-                               b"1" if check else b"0"]) + b"\0"
-        self.p.stdin.write(rec + b"\0")
-        self.p.stdin.flush()
-
-    def results(self, n, timeout=10):
-        out = []
-        deadline = time.monotonic() + timeout
-        fd = self.p.stdout.fileno()
-        while len(out) < n and time.monotonic() < deadline:
-            parts = self.buf.split(b"\0")
-            while len(parts) >= 4:
-                out.append((int(parts[0]), int(parts[1]), parts[2].decode(errors="replace")))
-                parts = parts[3:]
-                self.buf = b"\0".join(parts)
-            if len(out) >= n:
-                break
-            rl, _, _ = select.select([fd], [], [], max(0, deadline - time.monotonic()))
-            if rl:
-                d = os.read(fd, 65536)
-                if not d:
-                    break
-                self.buf += d
-        return out
-
-    def close(self, timeout=10):
-        self.p.stdin.close()
-        try:
-            return self.p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            return None
 
 
 def queue(r, body, rcpts=("alice@example.test",)):
