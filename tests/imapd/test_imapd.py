@@ -1229,7 +1229,7 @@ def processes_run_as_they_should(f):
                 expect(u == [ug[0]] * 4, "pre-login after login: uids %r" % u)
     r.cmd(b"a2", "LOGOUT")
     r.rest()
-    expect(wait_for(lambda: not os.path.exists("/proc/%d" % mails[0]) or proc_status(mails[0])["State"][0] == "Z", 5),
+    expect(wait_for(lambda: yubintest.proc_gone(mails[0]), 5),
            "yubin-imapmail outlived the session")
 
 # ---------------------------------------------------------------- logging, banwatch
@@ -1664,11 +1664,7 @@ def dropped_connections_end_sessions(f):
         expect(mon and mails, "session processes: monitor %r, yubin-imapmail %r" % (mon, mails))
         r.close()
         def alive(pid):
-            # the process may exit between the two looks: gone is not alive
-            try:
-                return proc_status(pid)["State"][0] != "Z"
-            except (OSError, KeyError, IndexError):
-                return False
+            return not yubintest.proc_gone(pid)
         expect(wait_for(lambda: not any(alive(p) for p in mails + [mon]), 5),
                "%s: processes still there 5s after the client left: %r" % (
                    "IDLE over imaps" if implicit else "APPEND", [p for p in mails + [mon] if alive(p)]))

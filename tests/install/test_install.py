@@ -423,7 +423,7 @@ def real_cases():
             # POP3/IMAP: tcpserver stays root for the monitor (README)
             "tcpserver-POP3": {0}, "tcpserver-POP3S": {0}, "tcpserver-IMAP": {0}, "tcpserver-IMAPS": {0},
             "yubin-smtpd": {uid("yubind")},
-            "yubin-qmgr": {uid("yubinq")}, "yubin-rspawn": {uid("yubinr")}, "yubin-lspawn": {0},
+            "yubin-qmgr": {uid("yubinq")}, "yubin-queued": {uid("yubinq")}, "yubin-rspawn": {uid("yubinr")}, "yubin-lspawn": {0},
             "yubin-banwatch": {uid("yubinb")}, "s6-log": {uid("yubinl")},
             "yubin-pop3d": {0, uid("yubinp")},
         }

@@ -196,6 +196,15 @@ def proc_status(pid):
     return st
 
 
+def proc_gone(pid):
+    """Whether pid has exited (gone, or a zombie), even if it exits while
+    we look."""
+    try:
+        return proc_status(pid)["State"][0] == "Z"
+    except (OSError, KeyError, IndexError):
+        return True
+
+
 def proc_children(pid):
     """The pids whose parent is pid."""
     out = []

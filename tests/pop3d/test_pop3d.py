@@ -1065,7 +1065,7 @@ def processes_run_as_they_should(f):
         expect(u == [ug[0]] * 4, "pre-login after login: uids %r" % u)
     p.cmd("QUIT")
     p.rest()
-    expect(wait_for(lambda: not os.path.exists("/proc/%d" % mon) or proc_status(mon)["State"][0] == "Z", 5),
+    expect(wait_for(lambda: yubintest.proc_gone(mon), 5),
            "the monitor outlived the session")
 
 # ---------------------------------------------------------------- main
