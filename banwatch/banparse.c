@@ -727,20 +727,32 @@ static void fast_setup (banpat *bp, char const *p, size_t n, size_t hostpos)
   }
   if (!lastlit || !len) return ;
   bp->prelen = len ;
-  /* the literal that starts the suffix */
+  /* the literal that starts the suffix; litend[k]: where the pattern
+   * goes on after its first k + 1 literal characters */
+  size_t litend[sizeof bp->postlit], skip ;
   len = 0 ;
   for (i = hostpos + 6 ; i < n ; )
   {
     char c ;
     size_t before = i ;
     int t = token(p, n, &i, &c) ;
-    if (t == TK_LIT) { if (len < sizeof bp->postlit) bp->postlit[len++] = c ; else break ; continue ; }
+    if (t == TK_LIT)
+    {
+      if (len >= sizeof bp->postlit) { i = before ; break ; }
+      litend[len] = i ;
+      bp->postlit[len++] = c ;
+      continue ;
+    }
     if (t == TK_QUANT && len) len-- ;
-    (void)before ;
+    i = before ;
     break ;
   }
   if (!len || ISHOST(bp->postlit[0])) { bp->prelen = 0 ; return ; }
   bp->postlen = len ;
+  /* the DFA of the suffix starts after the literal memcmp checks, but
+   * not inside "x+": the '+' must stay with its x */
+  skip = len ;
+  if (i < n && p[i] == '+') skip-- ;
   bp->prekey = rarest(bp->prelit, bp->prelen) ;
   if (hostpos + 2 > sizeof tmp || n - hostpos - 6 + 2 > sizeof tmp) { bp->prelen = 0 ; return ; }
   memcpy(tmp, p, hostpos) ; tmp[hostpos] = '$' ; tmp[hostpos + 1] = 0 ;
@@ -748,7 +760,20 @@ static void fast_setup (banpat *bp, char const *p, size_t n, size_t hostpos)
   bp->dpre = dfa_new(tmp) ;
   tmp[0] = '^' ; memcpy(tmp + 1, p + hostpos + 6, n - hostpos - 6) ; tmp[n - hostpos - 5] = 0 ;
   if (regcomp(&bp->post, tmp, REG_EXTENDED | REG_NOSUB)) { regfree(&bp->pre) ; dfa_free(&bp->dpre) ; bp->prelen = 0 ; return ; }
-  bp->dpost = dfa_new(tmp) ;
+  if (skip)
+  {
+    char tmp2[1024] ;
+    tmp2[0] = '^' ; memcpy(tmp2 + 1, p + litend[skip - 1], n - litend[skip - 1]) ; tmp2[n - litend[skip - 1] + 1] = 0 ;
+    regex_t rx ;
+    /* only what regcomp takes goes to banre (its contract) */
+    if (!regcomp(&rx, tmp2, REG_EXTENDED | REG_NOSUB))
+    {
+      regfree(&rx) ;
+      bp->dpost = dfa_new(tmp2) ;
+      if (bp->dpost) bp->postskip = skip ;
+    }
+  }
+  if (!bp->dpost) bp->dpost = dfa_new(tmp) ;
   bp->fast = 1 ;
 }
 
@@ -909,7 +934,7 @@ static int banpat_match_fast (banpat const *bp, char const *s, size_t n, banaddr
     int r = bp->dpre ? banre_match(bp->dpre, s, i) : -1 ;
     if (r < 0) { m.rm_so = 0 ; m.rm_eo = i ; r = !regexec(&bp->pre, s, 1, &m, REG_STARTEND) ; }
     if (!r) continue ;
-    r = bp->dpost ? banre_match(bp->dpost, s + j, n - j) : -1 ;
+    r = bp->dpost ? banre_match(bp->dpost, s + j + bp->postskip, n - j - bp->postskip) : -1 ;
     if (r < 0) { m.rm_so = 0 ; m.rm_eo = n - j ; r = !regexec(&bp->post, s + j, 1, &m, REG_STARTEND) ; }
     if (!r) continue ;
     if (found++) return banpat_match_full(bp, s, n, host) ;   /* ambiguous */
@@ -922,6 +947,11 @@ static int banpat_match_fast (banpat const *bp, char const *s, size_t n, banaddr
 int banpat_match (banpat const *bp, char const *s, size_t n, banaddr *host)
 {
   if (bp->litlen && !findlit(s, n, bp->lit, bp->litlen, bp->litkey)) return 0 ;
+  return banpat_match_maybe(bp, s, n, host) ;
+}
+
+int banpat_match_maybe (banpat const *bp, char const *s, size_t n, banaddr *host)
+{
   if (bp->fast) return banpat_match_fast(bp, s, n, host) ;
   if (bp->dfa)
   {

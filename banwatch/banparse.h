@@ -98,7 +98,9 @@ struct banpat_s
   size_t prelen, postlen, prekey, litkey ;
   char prelit[32], postlit[32] ;   /* the literals around <HOST> */
   banre *dfa ;               /* banre of re, pre and post (0: regexec) */
-  banre *dpre, *dpost ;
+  banre *dpre, *dpost ;      /* dpost: post without its first postskip
+                                bytes, the literal memcmp already saw */
+  size_t postskip ;
 } ;
 /* Returns 1, or 0 with a message in err. */
 extern int banpat_compile (banpat *, char const *, int, char *, size_t) ;
@@ -111,6 +113,9 @@ extern int banpat_match (banpat const *, char const *, size_t, banaddr *) ;
 /* 0 if the pattern's required literal is not in s[0..n) (no match
  * possible), 1 otherwise.  s needs no NUL after it. */
 extern int banpat_maybe (banpat const *, char const *, size_t) ;
+/* banpat_match of a line banpat_maybe said 1 for (the literal is not
+ * looked for again) */
+extern int banpat_match_maybe (banpat const *, char const *, size_t, banaddr *) ;
 /* The same answer from glibc's regexec alone: no literal prefilter, no
  * banre, no split at <HOST> (the reference that tests compare with). */
 extern int banpat_match_regex (banpat const *, char const *, size_t, banaddr *) ;

@@ -389,7 +389,8 @@ static void glushkov (banre *re, rparse const *x, int k, frag *out)
 void banre_free (banre *re)
 {
   free(re->follow) ; free(re->bytepos) ; free(re->sets) ; free(re->reach) ;
-  free(re->trans) ; free(re->acc) ; free(re->ht) ;
+  free(re->trans) ; free(re->acc) ; free(re->absorb) ; free(re->ht) ;
+  free(re->fbyte) ; free(re->runlen) ; free(re->runend) ; free(re->run) ;
   memset(re, 0, sizeof *re) ;
 }
 
@@ -421,12 +422,27 @@ static int state_get (banre *re, uint64_t const *set)
     s = realloc(re->reach, (size_t)cap * W * 8) ;
     if (!s) return -1 ;
     re->reach = s ;
-    int32_t *t = realloc(re->trans, (size_t)cap * 256 * sizeof(int32_t)) ;
+    int32_t *t = realloc(re->trans, ((size_t)cap << re->shift) * sizeof(int32_t)) ;
     if (!t) return -1 ;
     re->trans = t ;
     uint8_t *a = realloc(re->acc, cap) ;
     if (!a) return -1 ;
     re->acc = a ;
+    a = realloc(re->absorb, cap) ;
+    if (!a) return -1 ;
+    re->absorb = a ;
+    a = realloc(re->fbyte, cap) ;
+    if (!a) return -1 ;
+    re->fbyte = a ;
+    int8_t *rl = realloc(re->runlen, cap) ;
+    if (!rl) return -1 ;
+    re->runlen = rl ;
+    t = realloc(re->runend, (size_t)cap * sizeof(int32_t)) ;
+    if (!t) return -1 ;
+    re->runend = t ;
+    uint8_t (*ru)[BANRE_RUN] = realloc(re->run, (size_t)cap * BANRE_RUN) ;
+    if (!ru) return -1 ;
+    re->run = ru ;
     re->cap = cap ;
   }
   uint32_t id = re->nst ;
@@ -448,12 +464,38 @@ static int state_get (banre *re, uint64_t const *set)
   }
   if ((s[0] & 1) && re->nullable) acc = 1 ;
   re->acc[id] = acc ;
-  memset(re->trans + (size_t)id * 256, 0xff, 256 * sizeof(int32_t)) ;
+  re->absorb[id] = 0 ;
+  re->fbyte[id] = 0 ;
+  re->runlen[id] = -1 ;
+  if (re->bol)
+  {
+    /* one byte only (not NUL) leads anywhere but the dead state? */
+    unsigned int one = 0, k = 0 ;
+    for (unsigned int c = 1 ; c < 256 && k < 2 ; c++)
+    {
+      uint64_t const *bp = re->bytepos + (size_t)c * W ;
+      for (unsigned int w = 0 ; w < W ; w++) if (rc[w] & bp[w]) { one = c ; k++ ; break ; }
+    }
+    if (k == 1) { re->absorb[id] = 4 ; re->fbyte[id] = (uint8_t)one ; }
+  }
+  if (acc)
+  {
+    /* accepting for good: every byte but NUL leads back here (".*$") */
+    int all = 1 ;
+    for (unsigned int c = 1 ; c < 256 && all ; c++)
+    {
+      uint64_t const *bp = re->bytepos + (size_t)c * W ;
+      for (unsigned int w = 0 ; w < W ; w++)
+        if (((rc[w] & bp[w]) | (!w && !re->bol ? 1 : 0)) != s[w]) { all = 0 ; break ; }
+    }
+    if (all) re->absorb[id] = 2 ;
+  }
+  memset(re->trans + ((size_t)id << re->shift), 0xff, ((size_t)1 << re->shift) * sizeof(int32_t)) ;
   re->ht[h] = id + 1 ;
   re->nst++ ;
   int empty = 1 ;
   for (unsigned int w = 0 ; w < W ; w++) if (s[w]) empty = 0 ;
-  if (empty) re->dead = (int32_t)id * 256 ;
+  if (empty) { re->dead = (int32_t)(id << re->shift) ; re->absorb[id] = 1 ; }
   return (int)id ;
 }
 
@@ -495,10 +537,25 @@ int banre_compile (banre *re, char const *p, size_t n)
     re->nullable = f.nullable ;
   }
   {
+    /* byte classes: bytes with the same positions behave the same in
+     * every state, one column of the transition table each */
+    unsigned int nc = 1 ;
+    re->cmap[0] = 0 ;
+    for (unsigned int c = 1 ; c < 256 ; c++)
+    {
+      unsigned int d = 1 ;
+      for (; d < c ; d++)
+        if (!memcmp(re->bytepos + (size_t)c * W, re->bytepos + (size_t)d * W, W * 8)) break ;
+      re->cmap[c] = d < c ? re->cmap[d] : (uint8_t)nc++ ;
+    }
+    re->shift = 0 ;
+    while ((1u << re->shift) < nc) re->shift++ ;
+  }
+  {
     uint64_t s0[W] = { 1 } ;
     int st = state_get(re, s0) ;
     if (st < 0) goto fail ;
-    re->start = (int32_t)st * 256 ;
+    re->start = (int32_t)((unsigned int)st << re->shift) ;
   }
   free(x.nodes) ; free(x.cls) ;
   return 1 ;
@@ -514,13 +571,35 @@ static int32_t step (banre *re, int32_t st, unsigned char c)
 {
   uint64_t t[W] ;
   if (!c) return -1 ;   /* NUL: regexec's business */
-  uint64_t const *rc = re->reach + (size_t)(st >> 8) * W, *bp = re->bytepos + (size_t)c * W ;
+  uint64_t const *rc = re->reach + (size_t)(st >> re->shift) * W, *bp = re->bytepos + (size_t)c * W ;
   for (unsigned int w = 0 ; w < W ; w++) t[w] = rc[w] & bp[w] ;
   if (!re->bol) t[0] |= 1 ;   /* a match may start anywhere */
   int r = state_get(re, t) ;
   if (r < 0) return -1 ;
-  re->trans[(size_t)st + c] = (int32_t)r * 256 ;
-  return (int32_t)r * 256 ;
+  re->trans[(size_t)st + re->cmap[c]] = (int32_t)((unsigned int)r << re->shift) ;
+  return (int32_t)((unsigned int)r << re->shift) ;
+}
+
+/* the run of fixed text from state id: its forced bytes, state after
+ * state, up to BANRE_RUN; 0 if a state could not be built */
+static int run_build (banre *re, uint32_t id)
+{
+  int32_t cur = (int32_t)(id << re->shift) ;
+  uint8_t buf[BANRE_RUN] ;
+  int len = 0 ;
+  while (len < BANRE_RUN)
+  {
+    uint8_t c = re->fbyte[(uint32_t)cur >> re->shift] ;
+    if (!c) break ;
+    int32_t t = re->trans[cur + re->cmap[c]] ;
+    if (t < 0 && (t = step(re, cur, c)) < 0) return 0 ;
+    buf[len++] = c ;
+    cur = t ;
+  }
+  memcpy(re->run[id], buf, len) ;
+  re->runlen[id] = (int8_t)len ;
+  re->runend[id] = cur ;
+  return 1 ;
 }
 
 int banre_match (banre *re, char const *s, size_t n)
@@ -528,27 +607,50 @@ int banre_match (banre *re, char const *s, size_t n)
   int32_t st = re->start ;
   int32_t const *trans = re->trans ;
   unsigned char const *u = (unsigned char const *)s ;
+  uint8_t const *cmap = re->cmap ;
+  unsigned int const sh = re->shift ;
   if (!re->follow) return -1 ;
   if (re->eol)
   {
-    /* the dead state loops on itself: looked at every 16 bytes */
+    /* the dead state loops on itself, so does an accept-all one (".*$"):
+     * the answer is known there.  From a state where one byte only
+     * leads on, the fixed text ahead is one memcmp (if it differs, the
+     * bytes are stepped as usual). */
+    uint8_t const *absorb = re->absorb ;
     for (size_t i = 0 ; i < n ; i++)
     {
-      int32_t t = trans[st + u[i]] ;
+      int32_t t = trans[st + cmap[u[i]]] ;
       if (t < 0)
       {
         if ((t = step(re, st, u[i])) < 0) return -1 ;
         trans = re->trans ;
+        absorb = re->absorb ;
       }
       st = t ;
-      if (!(i & 15) && st == re->dead) return 0 ;
+      uint8_t a = absorb[st >> sh] ;
+      if (!a) continue ;
+      if (a == 1) return 0 ;
+      if (a == 2) return memchr(u + i + 1, 0, n - i - 1) ? -1 : 1 ;   /* a NUL: regexec's business */
+      uint32_t id = (uint32_t)st >> sh ;
+      if (re->runlen[id] < 0)
+      {
+        if (!run_build(re, id)) return -1 ;
+        trans = re->trans ;
+        absorb = re->absorb ;
+      }
+      size_t rl = (size_t)re->runlen[id] ;
+      if (rl >= 2 && n - i - 1 >= rl && !memcmp(u + i + 1, re->run[id], rl))
+      {
+        i += rl ;
+        st = re->runend[id] ;
+      }
     }
-    return re->acc[st >> 8] ;
+    return re->acc[st >> sh] ;
   }
-  if (re->acc[st >> 8]) return 1 ;
+  if (re->acc[st >> sh]) return 1 ;
   for (size_t i = 0 ; i < n ; i++)
   {
-    int32_t t = trans[st + u[i]] ;
+    int32_t t = trans[st + cmap[u[i]]] ;
     if (t < 0)
     {
       if ((t = step(re, st, u[i])) < 0) return -1 ;
@@ -556,7 +658,7 @@ int banre_match (banre *re, char const *s, size_t n)
     }
     if (t == re->dead) return 0 ;
     st = t ;
-    if (re->acc[st >> 8]) return 1 ;
+    if (re->acc[st >> sh]) return 1 ;
   }
   return 0 ;
 }

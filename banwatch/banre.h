@@ -1,7 +1,8 @@
 /* banwatch's own matcher for the POSIX extended regexes of filters: the
  * pattern is parsed into a Glushkov automaton and run as a lazily built
- * DFA, one table look-up a byte, no allocation once the states a log
- * needs are built.  It answers only "does the whole pattern match the
+ * DFA, one table look-up a byte (bytes grouped in classes, so a state's
+ * row is small), one memcmp for a run of fixed text, no allocation once
+ * the states a log needs are built.  It answers only "does the whole pattern match the
  * text" (no groups).  It takes the common subset of ERE (literals and
  * escapes, '.', bracket expressions with ranges and [:classes:], groups,
  * '|', '*', '+', '?', {m,n}, '^' first and '$' last); anything else (back
@@ -20,6 +21,7 @@
 #define BANRE_MAXPOS 511     /* positions (character atoms) */
 #define BANRE_W 8            /* 64-bit words in a set of positions */
 #define BANRE_MAXSTATES 4096 /* DFA states built before giving up */
+#define BANRE_RUN 32         /* the longest run of fixed text taken at once */
 
 typedef struct banre_s banre ;
 struct banre_s
@@ -34,11 +36,22 @@ struct banre_s
   uint32_t nst, cap ;
   uint64_t *sets ;           /* nst sets: the positions of each state */
   uint64_t *reach ;          /* nst sets: the union of their follow sets */
-  int32_t *trans ;           /* nst * 256: the next state * 256, -1 not built yet */
+  uint8_t cmap[256] ;        /* byte -> class: bytes no position tells
+                                apart share one; NUL alone in class 0 */
+  unsigned int shift ;       /* 1 << shift >= the number of classes */
+  int32_t *trans ;           /* nst << shift: the next state << shift,
+                                -1 not built yet (always, for NUL) */
   uint8_t *acc ;             /* nst: accepting */
+  uint8_t *absorb ;          /* nst: 1 dead (no way out), 2 accepting and
+                                every byte but NUL stays in it, 4 a single
+                                byte leads on (a run of fixed text) */
+  uint8_t *fbyte ;           /* nst: that byte */
+  int8_t *runlen ;           /* nst: bytes of its run, -1 not built yet */
+  int32_t *runend ;          /* nst: the state after the run, << shift */
+  uint8_t (*run)[BANRE_RUN] ;   /* nst: the run: fixed text, one memcmp */
   uint32_t *ht ;             /* state lookup, open addressing, 0 = empty */
   size_t htmask ;
-  int32_t start, dead ;      /* states * 256; dead: -1 if no state is dead */
+  int32_t start, dead ;      /* states << shift; dead: -1 if no state is dead */
 } ;
 #define BANRE_ZERO { 0 }
 

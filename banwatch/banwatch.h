@@ -231,6 +231,7 @@ extern void recidive_rebuild (void) ;
 /* ---- lines.c: lines and the line reader ---- */
 
 extern void line_process (char const *, size_t, uint16_t const *, size_t) ;
+extern void line_process_nf (char const *, size_t, uint16_t const *, size_t, int) ;
 
 #define TAILN 64
 typedef struct reader_s reader ;

@@ -48,13 +48,14 @@ static int kv_wanted (filter const *f, banline_kv const *kv, char const *s, size
 
 static char linebuf[READBUF / 2 + 1] ;   /* maxline is at most READBUF / 2 */
 
-/* Offer one line (without its newline) to the jails in jl[0..n). */
-void line_process (char const *s, size_t len, uint16_t const *jl, size_t n)
+/* Offer one line (without its newline) to the jails in jl[0..n);
+ * nulfree: the caller knows it holds no NUL. */
+void line_process_nf (char const *s, size_t len, uint16_t const *jl, size_t n, int nulfree)
 {
   int64_t t ;
   banline_kv kv ;
   int kvstate = 0 ;   /* 0 not looked at, 1 "prog: verb", 2 whole yubin line, -1 not one */
-  int nul = -1 ;      /* holds a NUL: not known yet */
+  int nul = nulfree ? 0 : -1 ;   /* holds a NUL: -1 not known yet */
   int copied = 0 ;    /* linebuf holds the line, with a NUL (regexec) */
   stats.lines++ ;
   while (len && !*s) { s++ ; len-- ; }   /* a hole left by a truncation */
@@ -97,7 +98,7 @@ void line_process (char const *s, size_t len, uint16_t const *jl, size_t n)
       {
         if (!banpat_maybe(p + k, s, len)) continue ;   /* most lines: no copy, no match */
         if (!copied) { memcpy(linebuf, s, len) ; linebuf[len] = 0 ; copied = 1 ; }
-        if ((r = banpat_match(p + k, linebuf, len, &a))) break ;
+        if ((r = banpat_match_maybe(p + k, linebuf, len, &a))) break ;
       }
       if (r < 0) { j->nbadhost++ ; continue ; }
       if (!r) continue ;
@@ -110,6 +111,11 @@ void line_process (char const *s, size_t len, uint16_t const *jl, size_t n)
     stats.matched++ ;
     jail_fail(jl[i], &a, t, 0) ;
   }
+}
+
+void line_process (char const *s, size_t len, uint16_t const *jl, size_t n)
+{
+  line_process_nf(s, len, jl, n, 0) ;
 }
 
 /* A line reader over a fixed buffer: complete lines go to line_process,

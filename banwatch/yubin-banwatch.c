@@ -158,12 +158,26 @@ static int run_daemon (void)
 static void replay_mapped (char const *base, size_t size, uint16_t const *jl, size_t n)
 {
   size_t pos = 0, dropped = 0, pg = (size_t)sysconf(_SC_PAGESIZE) ;
+  size_t scanned = 0 ;     /* NULs looked for up to there, a MB at a time */
+  char const *nul = 0 ;    /* the first NUL at or after pos before scanned */
   while (pos < size)
   {
     char const *nl = memchr(base + pos, '\n', size - pos) ;
     size_t end = nl ? (size_t)(nl - base) : size ;
     if (end - pos > conf.maxline) stats.overlong++ ;
-    else line_process(base + pos, end - pos, jl, n) ;
+    else
+    {
+      if (end > scanned)
+      {
+        size_t upto = pos + ((size_t)1 << 20) ;
+        if (upto < end) upto = end ;
+        if (upto > size) upto = size ;
+        nul = memchr(base + pos, 0, upto - pos) ;
+        scanned = upto ;
+      }
+      else if (nul && nul < base + pos) nul = memchr(base + pos, 0, scanned - pos) ;
+      line_process_nf(base + pos, end - pos, jl, n, !nul || nul >= base + end) ;
+    }
     pos = end + 1 ;
     if (pos - dropped >= ((size_t)1 << 20) && pos < size)
     {

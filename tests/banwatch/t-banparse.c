@@ -420,19 +420,25 @@ static void t_pattern (void)
 static void t_fastpath (void)
 {
   int ok = 1 ;
-  char const *pats[] = { sshd_fail, sshd_inv, postfix, "^a(b|c)* x=<HOST>:( y)?$", "^(z )?q <HOST>( |  )p.*$" } ;
+  /* the last four: the suffix's DFA starts after the literal that
+   * memcmp checked, never inside a quantified character */
+  char const *pats[] = { sshd_fail, sshd_inv, postfix, "^a(b|c)* x=<HOST>:( y)?$", "^(z )?q <HOST>( |  )p.*$",
+    "^q <HOST>\\]]+ p$", "^q <HOST>;ab*c( .*)?$", "^q <HOST>;a{2}b .*$", "^q <HOST>; p?x+ r$" } ;
+  static size_t const skips[] = { 6, 6, 8, 0, 0, 1, 2, 1, 2 } ;
   char const *samples[] =
   {
     "host sshd[12]: Failed password for invalid user x from 1.2.3.4 port 22 ssh2",
     "host sshd[12]: Invalid user x from 1.2.3.4 port 22",
     "mx postfix/smtpd[1]: warning: unknown[198.51.100.7]: SASL LOGIN authentication failed: x",
     "abcb x=1.2.3.4: y", "z q 1.2.3.4  p zz",
+    "q 1.2.3.4]]] p", "q 1.2.3.4;abbc zz", "q 1.2.3.4;aab x", "q 1.2.3.4; pxx r",
   } ;
   static char const *const frag[] =
   {
     "host sshd[12]: ", "Failed password for ", "invalid user ", "from ", "1.2.3.4", "2001:db8::5", " port 22",
     " ssh2", "Invalid user ", "x ", "mx postfix/smtpd[1]: warning: ", "unknown[", "198.51.100.7", "]: SASL LOGIN authentication failed",
     ": x", "ab", "c", " x=", ":", " y", "z ", "q ", "  ", " p", "abcdef", "::ffff:1.2.3.4", "a.b",
+    "]", ";", "b", "a", "x", " r", " p", "\\", "1.2.3.4;",
   } ;
   srandom(99) ;
   unsigned int fastn = 0, tried = 0, matched = 0 ;
@@ -442,6 +448,8 @@ static void t_fastpath (void)
     char err[256] ;
     if (!banpat_compile(&p, pats[k], 1, err, sizeof err)) { CHECK(0, "compile %s: %s", pats[k], err) ; continue ; }
     fastn += p.fast ;
+    if (k >= 5) CHECK(p.fast && p.postskip == skips[k] && p.dpost, "%s: fast %d postskip %zu, want %zu", pats[k], p.fast, p.postskip, skips[k]) ;
+    else CHECK(!p.fast || (p.postskip == skips[k] && p.dpost), "%s: postskip %zu, want %zu", pats[k], p.postskip, skips[k]) ;
     banpat full = p ;
     full.fast = 0 ;
     for (int it = 0 ; it < 20000 && ok ; it++)
@@ -470,7 +478,7 @@ static void t_fastpath (void)
     }
     banpat_free(&p) ;
   }
-  CHECK(fastn == 3, "fast path used by %u of 5 patterns (want the 3 shipped ones)", fastn) ;
+  CHECK(fastn == 7, "fast path used by %u of 9 patterns (want the 3 shipped ones and the last 4)", fastn) ;
   printf("# fast path: %u lines, %u matches\n", tried, matched) ;
   result("banparse-patterns-fast-path-agrees", ok, why) ;
 }
@@ -488,6 +496,8 @@ static void t_banre (void)
     { "^.*a.*$", 1 }, { "^$", 1 }, { "$", 1 }, { "^", 1 }, { "a$", 1 }, { "^\\$", 1 }, { "^a\\.b$", 1 }, { "^a\\$$", 1 },
     { "\\(a\\)", 1 }, { "^(a*)*b$", 1 }, { "^(a|ab)(c|bcd)(d*)$", 1 }, { "^a+?b$", 1 }, { "^(a?){3}a{3}$", 1 }, { "x*", 1 },
     { "^[.]a$", 1 }, { "^a[b-d]{2}[^b-d]$", 1 }, { "(^a)", 0 }, { "^a|b$", 0 }, { "a\\<b", 0 }, { "\\bab", 0 }, { "(a)\\1", 0 },
+    { "^a.*$", 1 }, { "a.*$", 1 }, { "^ab(: .*)?$", 1 }, { "^(a|b.*)$", 1 }, { "^a[^x]*$", 1 }, { "^(a.*|b.*)$", 1 },
+    { "^a(.|\n)*$", 1 }, { "^.*$", 1 }, { ".*$", 1 },
     { "a|", 0 }, { "()a", 0 }, { "^[[.a.]]$", 0 }, { "^[[=a=]]$", 0 }, { "^x^a$", 0 }, { "a$b", 0 }, { "\\w+", 0 },
   } ;
   static char const alpha[] = "abcd-]. \\x1A\n" ;
@@ -503,8 +513,8 @@ static void t_banre (void)
     if (have)
       for (int it = 0 ; it < 3000 && ok ; it++)
       {
-        char str[16] ;
-        size_t n = random() % 10 ;
+        char str[32] ;
+        size_t n = random() % (it & 1 ? 10 : 30) ;
         for (size_t i = 0 ; i < n ; i++) str[i] = alpha[random() % (sizeof alpha - 1)] ;
         str[n] = 0 ;
         int want = !regexec(&rx, str, 0, 0, 0), got = banre_match(&b, str, n) ;
@@ -513,6 +523,69 @@ static void t_banre (void)
       }
     if (have) banre_free(&b) ;
     regfree(&rx) ;
+  }
+  {
+    /* runs of fixed text (one memcmp in banre): lines near a match,
+     * cut, spliced and retyped at random places */
+    static struct { char const *re ; char const *sample ; } const runs[] =
+    {
+      { "^[^ ]+ postfix(/[-a-z0-9]+)*/smtpd\\[[0-9]+\\]: warning: [-._A-Za-z0-9]+\\[$", "mx postfix/submission/smtpd[12]: warning: unknown[" },
+      { "^[-A-Z0-9]+ authentication failed(: .*)?$", "LOGIN authentication failed: authentication failure" },
+      { "^abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH(xy|xz)?$", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHxz" },
+      { "^(ab|ac)defgh(ij)*k$", "acdefghijijk" }, { "^a(bcd)+e$", "abcdbcdbcde" }, { "^ab?cdef[g-i]jk$", "acdefhjk" },
+      { "^x{3}yyyy[^y]z{2,5}$", "xxxyyyyqzzz" },
+    } ;
+    static char const ralpha[] = "abcdefghijk xyz:[]/-.0123456789" ;
+    for (size_t k = 0 ; k < sizeof runs / sizeof *runs ; k++)
+    {
+      regex_t rx ;
+      banre b ;
+      if (regcomp(&rx, runs[k].re, REG_EXTENDED | REG_NOSUB)) { CHECK(0, "regcomp refused %s", runs[k].re) ; continue ; }
+      if (!banre_compile(&b, runs[k].re, strlen(runs[k].re))) { CHECK(0, "banre refused %s", runs[k].re) ; regfree(&rx) ; continue ; }
+      for (int it = 0 ; it < 20000 && ok ; it++)
+      {
+        char str[160] ;
+        size_t n = strlen(runs[k].sample) ;
+        memcpy(str, runs[k].sample, n) ;
+        int edits = random() % 3 ;
+        for (int q = 0 ; q < edits ; q++)
+        {
+          size_t at = random() % (n + 1) ;
+          int op = random() % 4 ;
+          if (op == 0 && at < n) str[at] = ralpha[random() % (sizeof ralpha - 1)] ;
+          else if (op == 1 && at < n) { memmove(str + at, str + at + 1, n - at - 1) ; n-- ; }
+          else if (op == 2 && n + 8 < sizeof str)
+          {
+            size_t l = 1 + random() % 8, from = random() % (strlen(runs[k].sample) - 1) ;
+            if (from + l > strlen(runs[k].sample)) l = strlen(runs[k].sample) - from ;
+            memmove(str + at + l, str + at, n - at) ; memcpy(str + at, runs[k].sample + from, l) ; n += l ;
+          }
+          else n = at ;
+        }
+        str[n] = 0 ;
+        int want = !regexec(&rx, str, 0, 0, 0), got = banre_match(&b, str, n) ;
+        tried++ ;
+        CHECK(got == want, "%s on '%s': banre %d, regexec %d", runs[k].re, str, got, want) ;
+      }
+      banre_free(&b) ;
+      regfree(&rx) ;
+    }
+  }
+  {
+    /* a NUL after the state where every byte matches: regexec decides */
+    static struct { char const *re ; char const *s ; size_t n ; int want ; } const nul[] =
+    {
+      { "^a.*$", "ab\0c", 4, -1 }, { "^a.*$", "abcdefghij\0", 11, -1 }, { "^a.*$", "\0abc", 4, -1 },
+      { "^ab(: .*)?$", "ab: x\0", 6, -1 }, { "^b.*$", "abcdefghijk\0", 12, 0 }, { "^a.*$", "abcdefghijklmnopqrs", 19, 1 },
+    } ;
+    for (size_t k = 0 ; k < sizeof nul / sizeof *nul ; k++)
+    {
+      banre b ;
+      if (!banre_compile(&b, nul[k].re, strlen(nul[k].re))) { CHECK(0, "banre_compile %s", nul[k].re) ; continue ; }
+      int got = banre_match(&b, nul[k].s, nul[k].n) ;
+      CHECK(got == nul[k].want, "%s on a string with NUL (case %zu): %d, want %d", nul[k].re, k, got, nul[k].want) ;
+      banre_free(&b) ;
+    }
   }
   printf("# banre: %u strings against regexec\n", tried) ;
   result("banre-agrees-with-regexec", ok, why) ;
