@@ -3,27 +3,17 @@
  * Every scan is bounded by the range it is given; nothing is read
  * outside [0, len) of the message.  Header values are unfolded into
  * scratch strallocs and tokenized there (RFC 5322 specials for
- * addresses, RFC 2045 tspecials for MIME fields). */
+ * addresses, RFC 2045 tspecials for MIME fields).  Text decoding for
+ * SEARCH (RFC 2047, charsets, transfer encodings, case folding) is
+ * mimetext.c; what the two share is mimeint.h. */
 
 #include <errno.h>
 #include <string.h>
 
 #include "imapd/mime.h"
+#include "imapd/mimeint.h"
 
 /* ---------- small helpers ---------- */
-
-static int lc (int c) { return c >= 'A' && c <= 'Z' ? c + 32 : c ; }
-static int iswsp (int c) { return c == ' ' || c == '\t' ; }
-
-static int cieq (char const *a, size_t alen, char const *b, size_t blen)
-{
-  size_t i ;
-  if (alen != blen) return 0 ;
-  for (i = 0 ; i < alen ; i++) if (lc((unsigned char)a[i]) != lc((unsigned char)b[i])) return 0 ;
-  return 1 ;
-}
-
-static int cieqs (char const *a, size_t alen, char const *s) { return cieq(a, alen, s, strlen(s)) ; }
 
 static void trim (char const *s, size_t *start, size_t *end)
 {
@@ -62,15 +52,8 @@ static int cat_crlf (stralloc *sa, char const *s, size_t len)
 
 /* ---------- header fields ---------- */
 
-struct hfield
-{
-  size_t start, end ;      /* the field's lines, final line end included */
-  size_t namelen ;         /* name at start, before ':' (0 if no colon) */
-  size_t value, vend ;     /* after ':' to before the final line end */
-} ;
-
 /* the next field of [*pos, hend); 0 at the end or at the blank line */
-static int hfield_next (char const *s, size_t *pos, size_t hend, struct hfield *f)
+int mimei_hfield_next (char const *s, size_t *pos, size_t hend, struct hfield *f)
 {
   size_t p = *pos, nl, colon ;
   char const *q ;
@@ -120,16 +103,16 @@ static size_t header_end (char const *s, size_t start, size_t lim)
 }
 
 /* the first field named name in [hdr, hend) */
-static int hfield_find (char const *s, size_t hdr, size_t hend, char const *name, struct hfield *f)
+int mimei_hfield_find (char const *s, size_t hdr, size_t hend, char const *name, struct hfield *f)
 {
   size_t pos = hdr, nlen = strlen(name) ;
-  while (hfield_next(s, &pos, hend, f))
+  while (mimei_hfield_next(s, &pos, hend, f))
     if (f->namelen && cieq(s + f->start, f->namelen, name, nlen)) return 1 ;
   return 0 ;
 }
 
 /* appends the value unfolded (CR and LF dropped), trimmed */
-static int unfold (stralloc *sa, char const *s, size_t v, size_t vend)
+int mimei_unfold (stralloc *sa, char const *s, size_t v, size_t vend)
 {
   size_t i ;
   trim(s, &v, &vend) ;
@@ -269,9 +252,9 @@ static int nstring (stralloc *sa, char const *s, size_t len)
 static int field_nstring (stralloc *sa, char const *s, size_t hdr, size_t hend, char const *name, stralloc *tmp)
 {
   struct hfield f ;
-  if (!hfield_find(s, hdr, hend, name, &f)) return stralloc_cats(sa, "NIL") ;
+  if (!mimei_hfield_find(s, hdr, hend, name, &f)) return stralloc_cats(sa, "NIL") ;
   tmp->len = 0 ;
-  if (!unfold(tmp, s, f.value, f.vend)) return 0 ;
+  if (!mimei_unfold(tmp, s, f.value, f.vend)) return 0 ;
   return nstring(sa, tmp->s, tmp->len) ;
 }
 
@@ -461,9 +444,9 @@ static int address_list (stralloc *sa, char const *s, size_t hdr, size_t hend, c
   struct actx a = { .sa = sa, .name = STRALLOC_ZERO, .local = STRALLOC_ZERO, .domain = STRALLOC_ZERO, .adl = STRALLOC_ZERO } ;
   size_t mark = sa->len ;
   int ok = 0 ;
-  if (!hfield_find(s, hdr, hend, name, &f)) return stralloc_cats(sa, "NIL") ;
+  if (!mimei_hfield_find(s, hdr, hend, name, &f)) return stralloc_cats(sa, "NIL") ;
   tmp->len = 0 ;
-  if (!unfold(tmp, s, f.value, f.vend)) return 0 ;
+  if (!mimei_unfold(tmp, s, f.value, f.vend)) return 0 ;
   if (!tokenize(tmp->s, tmp->len, 0, &toks, &buf)) goto end ;
   a.t = genalloc_s(struct tok, &toks) ;
   a.n = genalloc_len(struct tok, &toks) ;
@@ -485,11 +468,6 @@ static int address_list (stralloc *sa, char const *s, size_t hdr, size_t hend, c
 }
 
 /* ---------- ENVELOPE ---------- */
-
-static struct mime_part const *part_at (struct mime const *m, uint32_t i)
-{
-  return i < mime_nparts(m) ? mime_parts(m) + i : 0 ;
-}
 
 int mime_envelope (struct mime const *m, uint32_t i, stralloc *sa)
 {
@@ -513,7 +491,7 @@ int mime_envelope (struct mime const *m, uint32_t i, stralloc *sa)
     for (k = 0 ; k < 2 ; k++)
     {
       size_t mark = sa->len ;
-      if (hfield_find(s, h, e, def[k], &f))
+      if (mimei_hfield_find(s, h, e, def[k], &f))
       {
         if (!address_list(sa, s, h, e, def[k], &tmp)) goto end ;
         if (sa->len - mark == 3 && !memcmp(sa->s + mark, "NIL", 3)) sa->len = mark ;
@@ -535,19 +513,7 @@ int mime_envelope (struct mime const *m, uint32_t i, stralloc *sa)
 
 /* ---------- MIME fields: type, parameters (RFC 2231) ---------- */
 
-struct param { size_t name, namelen, value, valuelen ; } ;
-
-struct mfield
-{
-  int found, valid ;
-  size_t type, typelen, subtype, subtypelen ;   /* into buf */
-  genalloc params ;        /* struct param, into buf, RFC 2231 merged */
-  genalloc toks ;
-  stralloc buf, val ;
-} ;
-#define MFIELD_ZERO { .found = 0, .valid = 0, .type = 0, .typelen = 0, .subtype = 0, .subtypelen = 0, .params = GENALLOC_ZERO, .toks = GENALLOC_ZERO, .buf = STRALLOC_ZERO, .val = STRALLOC_ZERO }
-
-static void mfield_free (struct mfield *f)
+void mimei_mfield_free (struct mfield *f)
 {
   genalloc_free(struct param, &f->params) ;
   genalloc_free(struct tok, &f->toks) ;
@@ -586,7 +552,7 @@ static int p2231 (char const *s, size_t len, size_t *baselen, unsigned *sect, in
 
 /* parses the value of a Content-Type (withsub) or Content-Disposition
    field s[v..vend) */
-static int mfield_parse (struct mfield *f, char const *s, size_t v, size_t vend, int withsub)
+int mimei_mfield_parse (struct mfield *f, char const *s, size_t v, size_t vend, int withsub)
 {
   struct tok const *t ;
   genalloc raw = GENALLOC_ZERO ;
@@ -596,7 +562,7 @@ static int mfield_parse (struct mfield *f, char const *s, size_t v, size_t vend,
   f->found = 1 ; f->valid = 0 ;
   genalloc_setlen(struct param, &f->params, 0) ;
   f->val.len = 0 ;
-  if (!unfold(&f->val, s, v, vend)) return 0 ;
+  if (!mimei_unfold(&f->val, s, v, vend)) return 0 ;
   if (!tokenize(f->val.s, f->val.len, 1, &f->toks, &f->buf)) return 0 ;
   t = genalloc_s(struct tok, &f->toks) ;
   n = genalloc_len(struct tok, &f->toks) ;
@@ -706,7 +672,7 @@ static int mfield_parse (struct mfield *f, char const *s, size_t v, size_t vend,
 }
 
 /* the parameter name's value (RFC 2231-merged name, exact name match) */
-static int mfield_param (struct mfield const *f, char const *name, size_t *v, size_t *vlen)
+int mimei_mfield_param (struct mfield const *f, char const *name, size_t *v, size_t *vlen)
 {
   struct param const *p = genalloc_s(struct param, &f->params) ;
   size_t i, n = genalloc_len(struct param, &f->params) ;
@@ -825,9 +791,9 @@ static int parse_entity (struct mime *m, uint32_t parent, uint32_t depth, size_t
   *out = idx ;
   P(m, idx).ismessage = ismessage ;
   if (indigest) { type = "message" ; typelen = 7 ; sub = "rfc822" ; sublen = 6 ; }
-  if (hfield_find(s, start, hend, "content-type", &hf))
+  if (mimei_hfield_find(s, start, hend, "content-type", &hf))
   {
-    if (!mfield_parse(&ct, s, hf.value, hf.vend, 1)) goto end ;
+    if (!mimei_mfield_parse(&ct, s, hf.value, hf.vend, 1)) goto end ;
     if (ct.valid)
     {
       type = ct.buf.s + ct.type ; typelen = ct.typelen ;
@@ -844,10 +810,10 @@ static int parse_entity (struct mime *m, uint32_t parent, uint32_t depth, size_t
     char const *enc = "7bit" ;
     size_t enclen = 4 ;
     stralloc v = STRALLOC_ZERO ;
-    if (hfield_find(s, start, hend, "content-transfer-encoding", &hf))
+    if (mimei_hfield_find(s, start, hend, "content-transfer-encoding", &hf))
     {
       size_t i = 0 ;
-      if (!unfold(&v, s, hf.value, hf.vend)) { stralloc_free(&v) ; goto end ; }
+      if (!mimei_unfold(&v, s, hf.value, hf.vend)) { stralloc_free(&v) ; goto end ; }
       while (i < v.len && !iswsp((unsigned char)v.s[i]) && v.s[i] != '(' && v.s[i] != ';') i++ ;
       if (i) { enc = v.s ; enclen = i ; }
     }
@@ -861,7 +827,7 @@ static int parse_entity (struct mime *m, uint32_t parent, uint32_t depth, size_t
     size_t bv, blen ;
     P(m, idx).kind = MIME_MULTIPART ;
     if (depth + 1 >= MIME_MAXDEPTH) m->truncated = 1 ;
-    else if (mfield_param(&ct, "boundary", &bv, &blen) && blen && blen <= 998)
+    else if (mimei_mfield_param(&ct, "boundary", &bv, &blen) && blen && blen <= 998)
     {
       if (!parse_multipart(m, idx, depth, ct.buf.s + bv, blen, cieqs(sub, sublen, "digest"))) goto end ;
     }
@@ -893,7 +859,7 @@ static int parse_entity (struct mime *m, uint32_t parent, uint32_t depth, size_t
   }
   ok = 1 ;
  end:
-  mfield_free(&ct) ;
+  mimei_mfield_free(&ct) ;
   return ok ;
 }
 
@@ -948,7 +914,7 @@ int mime_header_subset (stralloc *sa, char const *s, size_t len, char const *con
 {
   size_t pos = 0, hend = header_end(s, 0, len), mark = sa->len ;
   struct hfield f ;
-  while (hfield_next(s, &pos, hend, &f))
+  while (mimei_hfield_next(s, &pos, hend, &f))
   {
     size_t k ;
     if (!f.namelen) continue ;
@@ -975,7 +941,7 @@ static int params_list (stralloc *sa, struct mfield const *f, int addcharset)
   struct param const *p = genalloc_s(struct param, &f->params) ;
   size_t i, n = genalloc_len(struct param, &f->params) ;
   size_t v, vl ;
-  if (addcharset && mfield_param(f, "charset", &v, &vl)) addcharset = 0 ;
+  if (addcharset && mimei_mfield_param(f, "charset", &v, &vl)) addcharset = 0 ;
   if (!n && !addcharset) return stralloc_cats(sa, "NIL") ;
   if (!stralloc_catb(sa, "(", 1)) return 0 ;
   for (i = 0 ; i < n ; i++)
@@ -995,22 +961,22 @@ static int ext_dll (stralloc *sa, char const *s, size_t h, size_t e, stralloc *t
   struct mfield d = MFIELD_ZERO ;
   int ok = 0 ;
   if (!stralloc_catb(sa, " ", 1)) return 0 ;
-  if (!hfield_find(s, h, e, "content-disposition", &hf)) { if (!stralloc_cats(sa, "NIL")) goto end ; }
+  if (!mimei_hfield_find(s, h, e, "content-disposition", &hf)) { if (!stralloc_cats(sa, "NIL")) goto end ; }
   else
   {
-    if (!mfield_parse(&d, s, hf.value, hf.vend, 0)) goto end ;
+    if (!mimei_mfield_parse(&d, s, hf.value, hf.vend, 0)) goto end ;
     if (!d.valid) { if (!stralloc_cats(sa, "NIL")) goto end ; }
     else if (!stralloc_catb(sa, "(", 1) || !mime_imapstring(sa, d.buf.s + d.type, d.typelen)
           || !stralloc_catb(sa, " ", 1) || !params_list(sa, &d, 0) || !stralloc_catb(sa, ")", 1)) goto end ;
   }
   if (!stralloc_catb(sa, " ", 1)) goto end ;
-  if (!hfield_find(s, h, e, "content-language", &hf)) { if (!stralloc_cats(sa, "NIL")) goto end ; }
+  if (!mimei_hfield_find(s, h, e, "content-language", &hf)) { if (!stralloc_cats(sa, "NIL")) goto end ; }
   else
   {
     struct tok const *t ;
     size_t i, n, count = 0, mark = sa->len ;
     tmp->len = 0 ;
-    if (!unfold(tmp, s, hf.value, hf.vend) || !tokenize(tmp->s, tmp->len, 1, &d.toks, &d.buf)) goto end ;
+    if (!mimei_unfold(tmp, s, hf.value, hf.vend) || !tokenize(tmp->s, tmp->len, 1, &d.toks, &d.buf)) goto end ;
     t = genalloc_s(struct tok, &d.toks) ;
     n = genalloc_len(struct tok, &d.toks) ;
     if (!stralloc_catb(sa, "(", 1)) goto end ;
@@ -1025,7 +991,7 @@ static int ext_dll (stralloc *sa, char const *s, size_t h, size_t e, stralloc *t
   if (!stralloc_catb(sa, " ", 1) || !field_nstring(sa, s, h, e, "content-location", tmp)) goto end ;
   ok = 1 ;
  end:
-  mfield_free(&d) ;
+  mimei_mfield_free(&d) ;
   return ok ;
 }
 
@@ -1047,7 +1013,7 @@ static int structure (struct mime const *m, uint32_t i, int ext, stralloc *sa, s
   struct hfield hf ;
   struct mfield ct = MFIELD_ZERO ;
   int ok = 0 ;
-  if (hfield_find(s, p->hdr, p->body, "content-type", &hf) && !mfield_parse(&ct, s, hf.value, hf.vend, 1)) goto end ;
+  if (mimei_hfield_find(s, p->hdr, p->body, "content-type", &hf) && !mimei_mfield_parse(&ct, s, hf.value, hf.vend, 1)) goto end ;
   if (!stralloc_catb(sa, "(", 1)) goto end ;
   if (p->kind == MIME_MULTIPART)
   {
@@ -1079,11 +1045,11 @@ static int structure (struct mime const *m, uint32_t i, int ext, stralloc *sa, s
   if (!stralloc_catb(sa, " ", 1) || !field_nstring(sa, s, p->hdr, p->body, "content-id", tmp)
    || !stralloc_catb(sa, " ", 1) || !field_nstring(sa, s, p->hdr, p->body, "content-description", tmp)
    || !stralloc_catb(sa, " ", 1)) goto end ;
-  if (hfield_find(s, p->hdr, p->body, "content-transfer-encoding", &hf))
+  if (mimei_hfield_find(s, p->hdr, p->body, "content-transfer-encoding", &hf))
   {
     size_t k = 0 ;
     tmp->len = 0 ;
-    if (!unfold(tmp, s, hf.value, hf.vend)) goto end ;
+    if (!mimei_unfold(tmp, s, hf.value, hf.vend)) goto end ;
     while (k < tmp->len && !iswsp((unsigned char)tmp->s[k]) && tmp->s[k] != '(' && tmp->s[k] != ';') k++ ;
     if (!(k ? mime_imapstring(sa, tmp->s, k) : stralloc_cats(sa, "\"7bit\""))) goto end ;
   }
@@ -1106,7 +1072,7 @@ static int structure (struct mime const *m, uint32_t i, int ext, stralloc *sa, s
   if (!stralloc_catb(sa, ")", 1)) goto end ;
   ok = 1 ;
  end:
-  mfield_free(&ct) ;
+  mimei_mfield_free(&ct) ;
   return ok ;
 }
 
@@ -1255,7 +1221,7 @@ int mime_section (struct mime const *m, char const *spec, size_t len, struct mim
       {
         size_t pos = msg->hdr, mark = built->len ;
         struct hfield f ;
-        while (hfield_next(m->msg, &pos, msg->body, &f))
+        while (mimei_hfield_next(m->msg, &pos, msg->body, &f))
         {
           size_t j = list, a, al ;
           int hit = 0 ;
@@ -1312,316 +1278,4 @@ size_t mime_crlf_read (struct mime_crlf *c, char *buf, size_t max)
     buf[n++] = c->s[c->pos++] ;
   }
   return n ;
-}
-
-/* ---------- charsets, RFC 2047, transfer encodings ---------- */
-
-enum cs { CS_UTF8, CS_LATIN1, CS_LATIN9, CS_CP1252, CS_OTHER } ;
-
-static enum cs charset_of (char const *s, size_t len)
-{
-  if (!len || cieqs(s, len, "utf-8") || cieqs(s, len, "utf8") || cieqs(s, len, "us-ascii") || cieqs(s, len, "ascii")) return CS_UTF8 ;
-  if (cieqs(s, len, "iso-8859-1") || cieqs(s, len, "iso8859-1") || cieqs(s, len, "latin1") || cieqs(s, len, "l1") || cieqs(s, len, "iso_8859-1")) return CS_LATIN1 ;
-  if (cieqs(s, len, "iso-8859-15") || cieqs(s, len, "iso8859-15") || cieqs(s, len, "latin9")) return CS_LATIN9 ;
-  if (cieqs(s, len, "windows-1252") || cieqs(s, len, "cp1252")) return CS_CP1252 ;
-  return CS_OTHER ;
-}
-
-static uint16_t const cp1252[32] =
-{
-  0x20ac, 0x81, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020, 0x2021, 0x02c6, 0x2030, 0x0160, 0x2039, 0x0152, 0x8d, 0x017d, 0x8f,
-  0x90, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0x9d, 0x017e, 0x0178
-} ;
-
-static int cat_utf8 (stralloc *sa, uint32_t u)
-{
-  char b[4] ;
-  size_t n ;
-  if (u < 0x80) { b[0] = u ; n = 1 ; }
-  else if (u < 0x800) { b[0] = 0xc0 | (u >> 6) ; b[1] = 0x80 | (u & 63) ; n = 2 ; }
-  else if (u < 0x10000) { b[0] = 0xe0 | (u >> 12) ; b[1] = 0x80 | ((u >> 6) & 63) ; b[2] = 0x80 | (u & 63) ; n = 3 ; }
-  else { b[0] = 0xf0 | (u >> 18) ; b[1] = 0x80 | ((u >> 12) & 63) ; b[2] = 0x80 | ((u >> 6) & 63) ; b[3] = 0x80 | (u & 63) ; n = 4 ; }
-  return stralloc_catb(sa, b, n) ;
-}
-
-/* appends s[0..len) in charset cs converted to UTF-8 (CS_UTF8 and
-   CS_OTHER as they are) */
-static int cat_charset (stralloc *sa, enum cs cs, char const *s, size_t len)
-{
-  size_t i ;
-  if (cs == CS_UTF8 || cs == CS_OTHER) return stralloc_catb(sa, s, len) ;
-  for (i = 0 ; i < len ; i++)
-  {
-    unsigned char c = s[i] ;
-    uint32_t u = c ;
-    if (cs == CS_CP1252 && c >= 0x80 && c < 0xa0) u = cp1252[c - 0x80] ;
-    else if (cs == CS_LATIN9)
-      switch (c)
-      {
-        case 0xa4 : u = 0x20ac ; break ; case 0xa6 : u = 0x160 ; break ; case 0xa8 : u = 0x161 ; break ;
-        case 0xb4 : u = 0x17d ; break ; case 0xb8 : u = 0x17e ; break ; case 0xbc : u = 0x152 ; break ;
-        case 0xbd : u = 0x153 ; break ; case 0xbe : u = 0x178 ; break ; default : break ;
-      }
-    if (!cat_utf8(sa, u)) return 0 ;
-  }
-  return 1 ;
-}
-
-static int hexval (int c)
-{
-  if (c >= '0' && c <= '9') return c - '0' ;
-  c = lc(c) ;
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10 ;
-  return -1 ;
-}
-
-static int b64val (int c)
-{
-  if (c >= 'A' && c <= 'Z') return c - 'A' ;
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26 ;
-  if (c >= '0' && c <= '9') return c - '0' + 52 ;
-  if (c == '+') return 62 ;
-  if (c == '/') return 63 ;
-  return -1 ;
-}
-
-struct b64 { uint32_t acc ; unsigned n ; int done ; } ;
-
-static int b64_feed (struct b64 *st, stralloc *out, char const *s, size_t len)
-{
-  size_t i ;
-  if (!stralloc_readyplus(out, len)) return 0 ;
-  for (i = 0 ; i < len && !st->done ; i++)
-  {
-    int v = b64val((unsigned char)s[i]) ;
-    if (s[i] == '=') { st->done = 1 ; break ; }
-    if (v < 0) continue ;
-    st->acc = (st->acc << 6) | (uint32_t)v ;
-    if (++st->n == 4)
-    {
-      out->s[out->len++] = st->acc >> 16 ; out->s[out->len++] = st->acc >> 8 ; out->s[out->len++] = st->acc ;
-      st->n = 0 ; st->acc = 0 ;
-    }
-  }
-  return 1 ;
-}
-
-static int b64_end (struct b64 *st, stralloc *out)
-{
-  if (st->n == 2) { char c = st->acc >> 4 ; if (!stralloc_catb(out, &c, 1)) return 0 ; }
-  else if (st->n == 3) { char c[2] = { st->acc >> 10, st->acc >> 2 } ; if (!stralloc_catb(out, c, 2)) return 0 ; }
-  st->n = 0 ; st->acc = 0 ;
-  return 1 ;
-}
-
-/* quoted-printable of whole lines s[0..len) (or Q of RFC 2047, q set) */
-static int qp_decode (stralloc *out, char const *s, size_t len, int q)
-{
-  size_t i ;
-  if (!stralloc_readyplus(out, len)) return 0 ;
-  for (i = 0 ; i < len ; i++)
-  {
-    char c = s[i] ;
-    if (c == '=')
-    {
-      int h1 = i + 1 < len ? hexval((unsigned char)s[i+1]) : -1, h2 = i + 2 < len ? hexval((unsigned char)s[i+2]) : -1 ;
-      if (h1 >= 0 && h2 >= 0) { out->s[out->len++] = (char)(h1 * 16 + h2) ; i += 2 ; continue ; }
-      if (!q)
-      {
-        /* a soft line break: '=' then blanks then the line end */
-        size_t j = i + 1 ;
-        while (j < len && (iswsp((unsigned char)s[j]) || s[j] == '\r')) j++ ;
-        if (j >= len || s[j] == '\n') { i = j ; continue ; }
-      }
-    }
-    else if (q && c == '_') c = ' ' ;
-    out->s[out->len++] = c ;
-  }
-  return 1 ;
-}
-
-/* an encoded word at s[i..len): its end, charset, encoding, text */
-static int encword (char const *s, size_t i, size_t len, size_t *end, size_t *cs, size_t *cslen, char *enc, size_t *t, size_t *tlen)
-{
-  size_t j, q1, q2 ;
-  if (len - i < 8 || s[i] != '=' || s[i+1] != '?') return 0 ;
-  for (j = i + 2 ; j < len && s[j] != '?' ; j++) if ((unsigned char)s[j] <= ' ') return 0 ;
-  if (j >= len || j == i + 2) return 0 ;
-  q1 = j ;
-  if (q1 + 3 >= len || s[q1+2] != '?') return 0 ;
-  *enc = lc((unsigned char)s[q1+1]) ;
-  if (*enc != 'b' && *enc != 'q') return 0 ;
-  for (j = q1 + 3 ; j + 1 < len && !(s[j] == '?' && s[j+1] == '=') ; j++) if ((unsigned char)s[j] <= ' ') return 0 ;
-  if (j + 1 >= len) return 0 ;
-  q2 = j ;
-  *cs = i + 2 ; *cslen = q1 - *cs ;
-  {
-    char const *star = memchr(s + *cs, '*', *cslen) ;   /* RFC 2231 language */
-    if (star) *cslen = (size_t)(star - (s + *cs)) ;
-  }
-  *t = q1 + 3 ; *tlen = q2 - *t ;
-  *end = q2 + 2 ;
-  return 1 ;
-}
-
-int mime_decode_words (stralloc *sa, char const *s, size_t len)
-{
-  size_t i = 0, after = (size_t)-1, wordend = (size_t)-1 ;
-  stralloc raw = STRALLOC_ZERO ;
-  int ok = 0 ;
-  while (i < len)
-  {
-    size_t end, cs, cslen, t, tlen ;
-    char enc ;
-    enum cs c ;
-    if ((i == 0 || iswsp((unsigned char)s[i-1]) || s[i-1] == '(' || s[i-1] == '"' || i == wordend)
-      && encword(s, i, len, &end, &cs, &cslen, &enc, &t, &tlen)
-      && (c = charset_of(s + cs, cslen)) != CS_OTHER)
-    {
-      /* whitespace between two encoded words is dropped */
-      if (after != (size_t)-1) sa->len = after ;
-      raw.len = 0 ;
-      if (enc == 'q') { if (!qp_decode(&raw, s + t, tlen, 1)) goto end ; }
-      else
-      {
-        struct b64 st = { 0, 0, 0 } ;
-        if (!b64_feed(&st, &raw, s + t, tlen) || !b64_end(&st, &raw)) goto end ;
-      }
-      if (!cat_charset(sa, c, raw.s, raw.len)) goto end ;
-      after = sa->len ; wordend = i = end ;
-      continue ;
-    }
-    if (!iswsp((unsigned char)s[i])) after = (size_t)-1 ;
-    if (!stralloc_catb(sa, s + i, 1)) goto end ;
-    i++ ;
-  }
-  ok = 1 ;
- end:
-  stralloc_free(&raw) ;
-  return ok ;
-}
-
-int mime_header_decoded (struct mime const *m, uint32_t i, char const *name, stralloc *sa)
-{
-  struct mime_part const *p = part_at(m, i) ;
-  stralloc tmp = STRALLOC_ZERO ;
-  struct hfield f ;
-  size_t pos, nlen = strlen(name) ;
-  int count = 0 ;
-  if (!p) return 0 ;
-  pos = p->hdr ;
-  while (hfield_next(m->msg, &pos, p->body, &f))
-  {
-    if (!f.namelen || !cieq(m->msg + f.start, f.namelen, name, nlen)) continue ;
-    tmp.len = 0 ;
-    if ((count && !stralloc_catb(sa, "\n", 1)) || !unfold(&tmp, m->msg, f.value, f.vend)
-     || !mime_decode_words(sa, tmp.s, tmp.len)) { stralloc_free(&tmp) ; errno = ENOMEM ; return -1 ; }
-    count++ ;
-  }
-  stralloc_free(&tmp) ;
-  return count ;
-}
-
-#define WALK_IN 16384
-
-int mime_text_walk (struct mime const *m, mime_text_func *f, void *ctx)
-{
-  stralloc dec = STRALLOC_ZERO, out = STRALLOC_ZERO ;
-  uint32_t i, n = (uint32_t)mime_nparts(m) ;
-  int r = 1 ;
-  for (i = 0 ; i < n && r == 1 ; i++)
-  {
-    struct mime_part const *p = mime_parts(m) + i ;
-    char const *s = m->msg ;
-    char const *e = m->pool.s + p->encoding ;
-    size_t el = p->encodinglen, pos = p->body ;
-    int isqp = cieqs(e, el, "quoted-printable"), isb64 = cieqs(e, el, "base64") ;
-    struct b64 st = { 0, 0, 0 } ;
-    enum cs cs = CS_UTF8 ;
-    if (p->kind != MIME_LEAF || !p->istext) continue ;
-    {
-      struct hfield hf ;
-      struct mfield ct = MFIELD_ZERO ;
-      size_t v, vl ;
-      if (hfield_find(s, p->hdr, p->body, "content-type", &hf))
-      {
-        if (!mfield_parse(&ct, s, hf.value, hf.vend, 1)) { mfield_free(&ct) ; r = -1 ; errno = ENOMEM ; break ; }
-        if (mfield_param(&ct, "charset", &v, &vl)) cs = charset_of(ct.buf.s + v, vl) ;
-      }
-      mfield_free(&ct) ;
-    }
-    r = (*f)(ctx, i, 0, 0) ;
-    while (r == 1 && pos < p->end)
-    {
-      size_t take = p->end - pos ;
-      if (take > WALK_IN)
-      {
-        /* end on a line end when one is near */
-        char const *q = memchr(s + pos + WALK_IN, '\n', take - WALK_IN < WALK_IN ? take - WALK_IN : WALK_IN) ;
-        take = q ? (size_t)(q - (s + pos)) + 1 : WALK_IN ;
-      }
-      dec.len = 0 ; out.len = 0 ;
-      if (isqp) { if (!qp_decode(&dec, s + pos, take, 0)) { r = -1 ; errno = ENOMEM ; break ; } }
-      else if (isb64) { if (!b64_feed(&st, &dec, s + pos, take)) { r = -1 ; errno = ENOMEM ; break ; } }
-      else if (!stralloc_catb(&dec, s + pos, take)) { r = -1 ; errno = ENOMEM ; break ; }
-      pos += take ;
-      if (isb64 && pos >= p->end && !b64_end(&st, &dec)) { r = -1 ; errno = ENOMEM ; break ; }
-      if (!cat_charset(&out, cs, dec.s, dec.len)) { r = -1 ; errno = ENOMEM ; break ; }
-      if (out.len) r = (*f)(ctx, i, out.s, out.len) ;
-    }
-  }
-  stralloc_free(&dec) ;
-  stralloc_free(&out) ;
-  return r ;
-}
-
-/* ---------- case folding ---------- */
-
-static uint32_t fold1 (uint32_t u)
-{
-  if (u < 0x80) return (u >= 'A' && u <= 'Z') ? u + 32 : u ;
-  if (u >= 0xc0 && u <= 0xde && u != 0xd7) return u + 32 ;
-  if (u == 0x130) return 'i' ;
-  if ((u >= 0x100 && u <= 0x137) || (u >= 0x14a && u <= 0x177)) return u | 1 ;
-  if ((u >= 0x139 && u <= 0x148) || (u >= 0x179 && u <= 0x17e)) return (u & 1) ? u + 1 : u ;
-  if (u == 0x178) return 0xff ;
-  if (u >= 0x391 && u <= 0x3a9 && u != 0x3a2) return u + 32 ;
-  if (u == 0x3c2) return 0x3c3 ;
-  if (u == 0x386) return 0x3ac ;
-  if (u >= 0x388 && u <= 0x38a) return u + 37 ;
-  if (u == 0x38c) return 0x3cc ;
-  if (u == 0x38e || u == 0x38f) return u + 63 ;
-  if (u >= 0x410 && u <= 0x42f) return u + 32 ;
-  if (u >= 0x400 && u <= 0x40f) return u + 80 ;
-  return u ;
-}
-
-int mime_casefold (stralloc *sa, char const *s, size_t len)
-{
-  size_t i = 0 ;
-  if (!stralloc_readyplus(sa, len)) return 0 ;
-  while (i < len)
-  {
-    unsigned char c = s[i] ;
-    uint32_t u ;
-    size_t n ;
-    if (c < 0x80) { sa->s[sa->len++] = (char)lc(c) ; i++ ; continue ; }
-    if (c >= 0xc2 && c <= 0xdf) { n = 2 ; u = c & 0x1f ; }
-    else if (c >= 0xe0 && c <= 0xef) { n = 3 ; u = c & 0x0f ; }
-    else { if (!stralloc_catb(sa, s + i, 1)) return 0 ; i++ ; continue ; }
-    if (len - i < n) { if (!stralloc_catb(sa, s + i, 1)) return 0 ; i++ ; continue ; }
-    {
-      size_t k ;
-      for (k = 1 ; k < n ; k++)
-      {
-        unsigned char d = s[i + k] ;
-        if ((d & 0xc0) != 0x80) break ;
-        u = (u << 6) | (d & 63) ;
-      }
-      if (k < n || (n == 3 && u < 0x800)) { if (!stralloc_catb(sa, s + i, 1)) return 0 ; i++ ; continue ; }
-    }
-    if (!cat_utf8(sa, fold1(u))) return 0 ;
-    i += n ;
-  }
-  return 1 ;
 }
