@@ -42,6 +42,7 @@
 #include "maildir.h"
 #include "pop3d/mbox.h"
 #include "imapd/index.h"
+#include "imapd/ixpriv.h"
 
 #define IX_MAGIC "YUBINIX\n"
 #define IX_VERSION 1
@@ -50,14 +51,9 @@
 #define IX_TMP "yubin.index.tmp"
 #define IX_LOCK "yubin.index.lock"
 #define IX_KW "yubin-keywords"
-#define IX_CACHE "yubin.cache"
-#define IX_CACHE_SLACK (1 << 20)          /* the cache file is emptied at compaction when over 2 x live + this */
-#define IX_CACHE_PENDING (256 << 10)     /* entries waiting in memory before index_cache_put writes them */
-#define IX_CACHE_WINDOW (64 << 10)       /* read-ahead of index_cache_get */
 #define IX_KWTMP "yubin-keywords.tmp"
 #define IX_LOCK_WAIT_MS 60000
 #define IX_STAMP_MARGIN_NS 100000000LL  /* a directory changed within 100 ms is rescanned */
-#define IX_REC_MAX (1 << 20)
 #define SCAN 0x80                        /* index_msg.state scratch bits: seen by this scan, */
 #define SCANNEW 0x40                     /* its file is (still) in new/ */
 #define IX_PEEK_STATS 64                 /* a peek checks at most this many names with a stat before reading cur/ */
@@ -65,24 +61,10 @@
 
 /* ---------- little helpers ---------- */
 
-static void put32 (char *p, uint32_t v) { for (int i = 0 ; i < 4 ; i++) p[i] = (char)(v >> (8 * i)) ; }
-static void put64 (char *p, uint64_t v) { for (int i = 0 ; i < 8 ; i++) p[i] = (char)(v >> (8 * i)) ; }
-static uint32_t get32 (char const *p)
-{
-  uint32_t v = 0 ;
-  for (int i = 3 ; i >= 0 ; i--) v = (v << 8) | (unsigned char)p[i] ;
-  return v ;
-}
-static uint64_t get64 (char const *p)
-{
-  uint64_t v = 0 ;
-  for (int i = 7 ; i >= 0 ; i--) v = (v << 8) | (unsigned char)p[i] ;
-  return v ;
-}
 
 static uint32_t crctab[256] ;
 
-static uint32_t crc32 (char const *s, size_t n)
+uint32_t ix_crc32 (char const *s, size_t n)
 {
   if (!crctab[1])
     for (uint32_t i = 0 ; i < 256 ; i++)
@@ -149,7 +131,7 @@ static void nameflags (char const *name, size_t len, size_t uniqlen, uint32_t *f
 }
 
 /* the info ":2,<letters>" of flags and keywords, appended */
-static int catinfo (stralloc *sa, uint32_t flags, uint32_t kw)
+int catinfo (stralloc *sa, uint32_t flags, uint32_t kw)
 {
   char buf[3 + 52] ;
   size_t n = 3 ;
@@ -160,8 +142,6 @@ static int catinfo (stralloc *sa, uint32_t flags, uint32_t kw)
 }
 
 /* ---------- the view ---------- */
-
-static size_t nmsgs (mailindex const *ix) { return genalloc_len(struct index_msg, &ix->msgs) ; }
 
 ssize_t index_find_uid (mailindex const *ix, uint32_t uid)
 {
@@ -232,7 +212,7 @@ static ssize_t hash_find (mailindex *ix, char const *u, size_t len)
 }
 
 /* append a message to the view; 0 on error */
-static int view_add (mailindex *ix, uint32_t uid, uint64_t modseq, uint64_t size, int64_t idate, int64_t sentdate, char const *name, size_t len)
+int view_add (mailindex *ix, uint32_t uid, uint64_t modseq, uint64_t size, int64_t idate, int64_t sentdate, char const *name, size_t len)
 {
   struct mbox_name nm ;
   if (!mbox_name_parse(name, len, &nm)) return (errno = EINVAL, 0) ;
@@ -272,10 +252,10 @@ static void rec_end (stralloc *sa, size_t start)
 {
   uint32_t len = (uint32_t)(sa->len - start - 8) ;
   put32(sa->s + start, len) ;
-  put32(sa->s + start + 4, crc32(sa->s + start + 8, len)) ;
+  put32(sa->s + start + 4, ix_crc32(sa->s + start + 8, len)) ;
 }
 
-static int rec_add (stralloc *sa, mailindex const *ix, struct index_msg const *m)
+int rec_add (stralloc *sa, mailindex const *ix, struct index_msg const *m)
 {
   size_t start ;
   char b[36] ;
@@ -287,7 +267,7 @@ static int rec_add (stralloc *sa, mailindex const *ix, struct index_msg const *m
   return 1 ;
 }
 
-static int rec_uid (stralloc *sa, char type, uint32_t uid, uint64_t v, char const *name)
+int rec_uid (stralloc *sa, char type, uint32_t uid, uint64_t v, char const *name)
 {
   size_t start ;
   char b[12] ;
@@ -297,7 +277,7 @@ static int rec_uid (stralloc *sa, char type, uint32_t uid, uint64_t v, char cons
   return 1 ;
 }
 
-static int rec_cache (stralloc *sa, struct index_msg const *m)
+int rec_cache (stralloc *sa, struct index_msg const *m)
 {
   size_t start ;
   char b[16] ;
@@ -397,7 +377,7 @@ static int recs_apply (mailindex *ix, char const *buf, size_t len, size_t *used)
   while (off + 8 <= len)
   {
     uint32_t rlen = get32(buf + off) ;
-    if (!rlen || rlen > IX_REC_MAX || off + 8 + rlen > len || get32(buf + off + 4) != crc32(buf + off + 8, rlen))
+    if (!rlen || rlen > IX_REC_MAX || off + 8 + rlen > len || get32(buf + off + 4) != ix_crc32(buf + off + 8, rlen))
     {
       if (rlen && rlen <= IX_REC_MAX && off + 8 + rlen <= len)
         for (size_t i = off ; i < len ; i++) if (buf[i]) return 0 ;
@@ -421,74 +401,9 @@ static int recs_apply (mailindex *ix, char const *buf, size_t len, size_t *used)
 
 static int header_check (char const *h, uint32_t *uidvalidity)
 {
-  if (memcmp(h, IX_MAGIC, 8) || get32(h + 8) != IX_VERSION || get32(h + 24) != crc32(h, 24)) return 0 ;
+  if (memcmp(h, IX_MAGIC, 8) || get32(h + 8) != IX_VERSION || get32(h + 24) != ix_crc32(h, 24)) return 0 ;
   *uidvalidity = get32(h + 12) ;
   return *uidvalidity != 0 ;
-}
-
-/* ---------- the cache file ---------- */
-
-static int cache_open (mailindex *ix)
-{
-  if (ix->cachefd >= 0) return 1 ;
-  ix->cachefd = openat(ix->dirfd, IX_CACHE, O_RDWR | O_CREAT | O_CLOEXEC, 0600) ;
-  return ix->cachefd >= 0 ;
-}
-
-/* at compaction: empty yubin.cache when most of it is dead (entries of
-   expunged messages, older entries of a message); locked */
-static void cache_trim (mailindex *ix)
-{
-  struct stat st ;
-  uint64_t live = 0 ;
-  if (ix->cachefd < 0)
-  {
-    ix->cachefd = openat(ix->dirfd, IX_CACHE, O_RDWR | O_CLOEXEC) ;
-    if (ix->cachefd < 0) return ;
-  }
-  for (size_t i = 0 ; i < ix->n ; i++)
-  {
-    struct index_msg const *m = index_msg(ix, i) ;
-    if (!(m->state & INDEX_EXPUNGED)) live += m->cachelen ;
-  }
-  if (fstat(ix->cachefd, &st) < 0 || (uint64_t)st.st_size <= 2 * live + IX_CACHE_SLACK) return ;
-  if (ftruncate(ix->cachefd, 0) < 0) return ;
-  for (size_t i = 0 ; i < nmsgs(ix) ; i++) { index_msg(ix, i)->cacheoff = 0 ; index_msg(ix, i)->cachelen = 0 ; }
-}
-
-/* the entries waiting in ix->cachebuf go to the end of yubin.cache, and
-   an F record for each into ix->rec; locked, caught up.  A failure only
-   loses them (nothing points at what was not written). */
-static int cache_write (mailindex *ix)
-{
-  struct stat st ;
-  size_t done = 0 ;
-  struct cachepend const *p = genalloc_s(struct cachepend, &ix->cachepend) ;
-  size_t n = genalloc_len(struct cachepend, &ix->cachepend) ;
-  int ok = 0 ;
-  if (!ix->cachebuf.len) return 1 ;
-  if (!cache_open(ix) || fstat(ix->cachefd, &st) < 0) goto end ;
-  while (done < ix->cachebuf.len)
-  {
-    ssize_t w = pwrite(ix->cachefd, ix->cachebuf.s + done, ix->cachebuf.len - done, st.st_size + (off_t)done) ;
-    if (w < 0) { if (errno == EINTR) continue ; goto end ; }
-    done += (size_t)w ;
-  }
-  ok = 1 ;
-  for (size_t k = 0 ; k < n ; k++)
-  {
-    ssize_t i = index_find_uid(ix, p[k].uid) ;
-    if (i < 0) continue ;
-    struct index_msg *m = index_msg(ix, i) ;
-    if (m->state & INDEX_EXPUNGED) continue ;
-    m->cacheoff = (uint64_t)st.st_size + p[k].off ;
-    m->cachelen = p[k].len ;
-    if (!rec_cache(&ix->rec, m)) { m->cachelen = 0 ; ok = 0 ; break ; }
-  }
- end:
-  ix->cachebuf.len = 0 ;
-  genalloc_setlen(struct cachepend, &ix->cachepend, 0) ;
-  return ok ;
 }
 
 /* Write the whole index (header, STATE, one ADD per live message) to
@@ -502,7 +417,7 @@ static int ix_writefile (mailindex *ix)
   memcpy(h, IX_MAGIC, 8) ;
   put32(h + 8, IX_VERSION) ;
   put32(h + 12, ix->uidvalidity) ;
-  put32(h + 24, crc32(h, 24)) ;
+  put32(h + 24, ix_crc32(h, 24)) ;
   if (!stralloc_catb(&sa, h, IX_HDRLEN)) goto err ;
   uint64_t recs = 2 ;
   cache_trim(ix) ;
@@ -665,7 +580,7 @@ static int ix_merge (mailindex *ix, mailindex *t)
 
 /* Read what changed in yubin.index since we last looked; load it all if
  * it was replaced; rebuild it if missing or damaged.  Locked. */
-static int ix_catchup (mailindex *ix)
+int ix_catchup (mailindex *ix)
 {
   struct stat st ;
   stralloc buf = STRALLOC_ZERO ;
@@ -724,7 +639,7 @@ static int ix_catchup (mailindex *ix)
 /* Write the records waiting in ix->rec (and a STATE, a COMMIT) at the end
  * of the index, fdatasync; compact now and then.  Locked.  On failure
  * nothing was written and the view is reloaded at the next catch-up. */
-static int ix_flush (mailindex *ix)
+int ix_flush (mailindex *ix)
 {
   if (ix->cachebuf.len && !cache_write(ix)) { }   /* only the cache entries are lost */
   if (!ix->rec.len && !ix->dirty) return 1 ;
@@ -764,7 +679,7 @@ static int ix_flush (mailindex *ix)
 
 /* ---------- locking ---------- */
 
-static int ix_lock (mailindex *ix)
+int ix_lock (mailindex *ix)
 {
   struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 } ;
   long waited = 0, step = 1 ;
@@ -781,7 +696,7 @@ static int ix_lock (mailindex *ix)
   return 1 ;
 }
 
-static void ix_unlock (mailindex *ix)
+void ix_unlock (mailindex *ix)
 {
   struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 } ;
   int e = errno ;
@@ -792,7 +707,7 @@ static void ix_unlock (mailindex *ix)
 
 /* ---------- keywords ---------- */
 
-static int kw_load (mailindex *ix, int force)
+int kw_load (mailindex *ix, int force)
 {
   struct stat st ;
   if (fstatat(ix->dirfd, IX_KW, &st, 0) < 0)
@@ -850,7 +765,7 @@ static int kw_save (mailindex *ix)
   return ok && kw_load(ix, 1) ;
 }
 
-static int kw_valid (char const *s, size_t len)
+int kw_valid (char const *s, size_t len)
 {
   if (!len || len >= 64) return 0 ;
   for (size_t i = 0 ; i < len ; i++)
@@ -869,7 +784,7 @@ static int kw_find (mailindex const *ix, char const *s, size_t len)
 }
 
 /* locked: find or give a letter */
-static int kw_create (mailindex *ix, char const *s, size_t len)
+int kw_create (mailindex *ix, char const *s, size_t len)
 {
   if (!kw_load(ix, 1)) return -1 ;
   int i = kw_find(ix, s, len) ;
@@ -1174,7 +1089,7 @@ static int peek_needs_cur (mailindex *ix)
  * session that takes new/ still reads it (and gets the \Recent).
  * ix->pend, written with the STATE, is the lowest UID found in new/
  * (0: none): a scan that reads new/ or cur/ computes it again. */
-static int ix_scan (mailindex *ix, int force)
+int ix_scan (mailindex *ix, int force)
 {
   stralloc moved = STRALLOC_ZERO, fresh = STRALLOC_ZERO ;
   size_t nmoved = 0 ;
@@ -1351,7 +1266,7 @@ static int ix_report (mailindex *ix, int allowexpunge)
 /* ---------- the session's calls ---------- */
 
 /* after a failed catch-up: forget what waits, reload everything next time */
-static void ix_abandon (mailindex *ix)
+void ix_abandon (mailindex *ix)
 {
   ix->rec.len = 0 ;
   ix->dirty = 0 ;
@@ -1360,7 +1275,7 @@ static void ix_abandon (mailindex *ix)
 
 /* lock, catch up, keywords, scan if asked, flush (what a failed scan did
    is consistent: it is written too) */
-static int ix_update (mailindex *ix, int scan, int force)
+int ix_update (mailindex *ix, int scan, int force)
 {
   if (!ix_lock(ix)) return 0 ;
   int ok = ix_catchup(ix) ;
@@ -1380,7 +1295,7 @@ int index_sync (mailindex *ix, int allowexpunge)
   return ix_update(ix, 1, 0) && ix_report(ix, allowexpunge) ;
 }
 
-static int ix_attach (mailindex *ix, char const *dir, int readonly)
+int ix_attach (mailindex *ix, char const *dir, int readonly)
 {
   ix->readonly = readonly ;
   ix->dir = strdup(dir) ;
@@ -1443,84 +1358,6 @@ int index_openmsg (mailindex *ix, size_t i)
   index_msg(ix, i)->state |= INDEX_EXPUNGED ;
   errno = ENOENT ;
   return -1 ;
-}
-
-int index_cache_sentdate (mailindex *ix, size_t i, int64_t sentdate)
-{
-  struct index_msg *m = index_msg(ix, i) ;
-  if (m->sentdate == sentdate) return 1 ;
-  m->sentdate = sentdate ;
-  return rec_uid(&ix->rec, 'D', m->uid, (uint64_t)sentdate, 0) ;
-}
-
-/* len bytes of yubin.cache at off into sa from mark on: from the
-   read-ahead window if it holds them, else a pread of at least
-   IX_CACHE_WINDOW bytes (entries of neighbours are usually neighbours);
-   fresh: bypass the window.  1, or 0 (short) */
-static int cache_read (mailindex *ix, uint64_t off, size_t len, stralloc *sa, size_t mark, int fresh)
-{
-  if (!fresh && off >= ix->cachewinoff && off + len <= ix->cachewinoff + ix->cachewin.len)
-  {
-    memcpy(sa->s + mark, ix->cachewin.s + (off - ix->cachewinoff), len) ;
-    return 1 ;
-  }
-  size_t want = len > IX_CACHE_WINDOW ? len : IX_CACHE_WINDOW ;
-  if (!stralloc_ready(&ix->cachewin, want)) return 0 ;
-  ix->cachewin.len = 0 ;
-  ix->cachewinoff = off ;
-  while (ix->cachewin.len < want)
-  {
-    ssize_t r = pread(ix->cachefd, ix->cachewin.s + ix->cachewin.len, want - ix->cachewin.len, (off_t)(off + ix->cachewin.len)) ;
-    if (r < 0) { if (errno == EINTR) continue ; break ; }
-    if (!r) break ;
-    ix->cachewin.len += (size_t)r ;
-  }
-  if (ix->cachewin.len < len) return 0 ;
-  memcpy(sa->s + mark, ix->cachewin.s, len) ;
-  return 1 ;
-}
-
-static int cache_valid (mailindex const *ix, struct index_msg const *m, char const *e, size_t len)
-{
-  return get32(e) == len - 8 && get32(e + 8) == ix->uidvalidity && get32(e + 12) == m->uid && get32(e + 4) == crc32(e + 8, len - 8) ;
-}
-
-int index_cache_get (mailindex *ix, size_t i, stralloc *sa)
-{
-  struct index_msg *m = index_msg(ix, i) ;
-  size_t mark = sa->len, len = m->cachelen ;
-  if (len < 16 || len > IX_REC_MAX || m->state & INDEX_EXPUNGED) return 0 ;
-  if (!cache_open(ix)) return 0 ;
-  if (!stralloc_readyplus(sa, len)) return -1 ;
-  if (!(cache_read(ix, m->cacheoff, len, sa, mark, 0) && cache_valid(ix, m, sa->s + mark, len))
-   && !(cache_read(ix, m->cacheoff, len, sa, mark, 1) && cache_valid(ix, m, sa->s + mark, len)))
-  {
-    m->cachelen = 0 ;   /* torn, lost or emptied: computed and written again */
-    return 0 ;
-  }
-  memmove(sa->s + mark, sa->s + mark + 16, len - 16) ;
-  sa->len = mark + len - 16 ;
-  return 1 ;
-}
-
-int index_cache_put (mailindex *ix, size_t i, char const *s, size_t len)
-{
-  struct index_msg const *m = index_msg(ix, i) ;
-  struct cachepend p = { .uid = m->uid, .off = ix->cachebuf.len, .len = (uint32_t)(len + 16) } ;
-  size_t start = ix->cachebuf.len ;
-  char h[16] ;
-  if (len + 16 > IX_REC_MAX) return 1 ;
-  put32(h + 8, ix->uidvalidity) ; put32(h + 12, m->uid) ;
-  if (!stralloc_catb(&ix->cachebuf, h, 16) || !stralloc_catb(&ix->cachebuf, s, len)
-   || !genalloc_append(struct cachepend, &ix->cachepend, &p)) { ix->cachebuf.len = start ; return 0 ; }
-  put32(ix->cachebuf.s + start, (uint32_t)(len + 8)) ;
-  put32(ix->cachebuf.s + start + 4, crc32(ix->cachebuf.s + start + 8, len + 8)) ;
-  if (ix->cachebuf.len >= IX_CACHE_PENDING && !ix_update(ix, 0, 0))
-  {
-    ix->cachebuf.len = 0 ;
-    genalloc_setlen(struct cachepend, &ix->cachepend, 0) ;
-  }
-  return 1 ;
 }
 
 /* rename message i to carry flags and keywords; 1 done, 0 error, -1 ENOENT */
@@ -1640,263 +1477,4 @@ int index_expunge (mailindex *ix, uint32_t const *uids, size_t nuids)
   if (!ix_flush(ix)) ok = 0 ;
   ix_unlock(ix) ;
   return ok && ix_report(ix, 1) ;
-}
-
-/* ---------- APPEND ---------- */
-
-int index_append_begin (struct index_append *ap, char const *dir)
-{
-  stralloc uniq = STRALLOC_ZERO ;
-  ap->bytes = ap->crlf = 0 ;
-  ap->last = 0 ;
-  ap->dir = strdup(dir) ;
-  if (!ap->dir || !maildir_unique(&uniq)) goto err ;
-  ap->tmpname.len = 0 ;
-  if (!stralloc_catb(&ap->tmpname, uniq.s, uniq.len) || !stralloc_0(&ap->tmpname)) goto err ;
-  stralloc sa = STRALLOC_ZERO ;
-  if (!stralloc_cats(&sa, dir) || !stralloc_cats(&sa, "/tmp/") || !stralloc_cats(&sa, ap->tmpname.s) || !stralloc_0(&sa))
-  { stralloc_free(&sa) ; goto err ; }
-  ap->fd = open(sa.s, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) ;
-  {
-    int e = errno ;
-    stralloc_free(&sa) ;
-    errno = e ;
-  }
-  if (ap->fd < 0) goto err ;
-  stralloc_free(&uniq) ;
-  return 1 ;
- err:
-  {
-    int e = errno ;
-    stralloc_free(&uniq) ;
-    free(ap->dir) ;
-    ap->dir = 0 ;
-    errno = e ;
-  }
-  return 0 ;
-}
-
-int index_append_write (struct index_append *ap, char const *s, size_t len)
-{
-  if (ap->fd < 0) return (errno = EBADF, 0) ;
-  if (allwrite(ap->fd, s, len) < len) return 0 ;
-  ap->bytes += len ;
-  ap->crlf += len ;
-  for (size_t i = 0 ; i < len ; i++)
-    if (s[i] == '\n' && (i ? s[i - 1] : ap->last) != '\r') ap->crlf++ ;
-  if (len) ap->last = s[len - 1] ;
-  return 1 ;
-}
-
-void index_append_abort (struct index_append *ap)
-{
-  int e = errno ;
-  if (ap->fd >= 0)
-  {
-    fd_close(ap->fd) ;
-    ap->fd = -1 ;
-    stralloc sa = STRALLOC_ZERO ;
-    if (ap->dir && stralloc_cats(&sa, ap->dir) && stralloc_cats(&sa, "/tmp/") && stralloc_cats(&sa, ap->tmpname.s) && stralloc_0(&sa))
-      unlink(sa.s) ;
-    stralloc_free(&sa) ;
-  }
-  free(ap->dir) ;
-  ap->dir = 0 ;
-  stralloc_free(&ap->tmpname) ;
-  errno = e ;
-}
-
-/* ",S=<bytes>" of a unique part, if there */
-static int sizefield (char const *u, size_t len, uint64_t *v)
-{
-  char const *p = memmem(u, len, ",S=", 3) ;
-  if (!p) return 0 ;
-  size_t k = 0, i = (size_t)(p - u) + 3 ;
-  *v = 0 ;
-  while (i + k < len && u[i + k] >= '0' && u[i + k] <= '9' && k < 19) { *v = *v * 10 + (uint64_t)(u[i + k] - '0') ; k++ ; }
-  return k > 0 ;
-}
-
-/* new name "<unique>,S=..,W=..:2,<letters>" into sa, NUL-terminated */
-static int newname (stralloc *sa, char const *uniq, int hasbytes, uint64_t bytes, uint64_t crlf, uint32_t flags, uint32_t kw)
-{
-  char num[UINT64_FMT] ;
-  sa->len = 0 ;
-  return stralloc_cats(sa, uniq)
-    && (!hasbytes || (stralloc_catb(sa, ",S=", 3) && stralloc_catb(sa, num, uint64_fmt(num, bytes))))
-    && stralloc_catb(sa, ",W=", 3) && stralloc_catb(sa, num, uint64_fmt(num, crlf))
-    && catinfo(sa, flags, kw) && stralloc_0(sa) ;
-}
-
-/* add a file now in cur/ to the locked index: new UID */
-static int add_placed (mailindex *ix, char const *name, uint64_t size, int64_t idate, int64_t sentdate, uint32_t *uid)
-{
-  if (ix->uidnext == UINT32_MAX) return (errno = EOVERFLOW, 0) ;
-  *uid = ix->uidnext ;
-  if (!view_add(ix, ix->uidnext++, ++ix->highestmodseq, size, idate, sentdate, name, strlen(name))) return 0 ;
-  ix->dirty = 1 ;
-  return rec_add(&ix->rec, ix, index_msg(ix, ix->n - 1)) ;
-}
-
-int index_append_commit (struct index_append *ap, uint32_t flags, char const *const *keywords, size_t nkeywords, int64_t idate, uint32_t *uidvalidity, uint32_t *uid)
-{
-  mailindex t = INDEX_ZERO ;
-  stralloc name = STRALLOC_ZERO, tmp = STRALLOC_ZERO ;
-  int ok = 0, placed = 0 ;
-  uint32_t kw = 0 ;
-  if (ap->fd < 0) return (errno = EBADF, 0) ;
-  if (ap->bytes && ap->last != '\n') ap->crlf += 2 ;
-  if (idate < 0) idate = (int64_t)time(0) ;
-  struct timespec ts[2] = { { .tv_sec = (time_t)idate, .tv_nsec = 0 }, { .tv_sec = (time_t)idate, .tv_nsec = 0 } } ;
-  if (fsync(ap->fd) < 0 || futimens(ap->fd, ts) < 0) goto end ;
-  if (!ix_attach(&t, ap->dir, INDEX_PEEK) || !ix_lock(&t)) goto end ;
-  if (!ix_catchup(&t)) goto endl ;
-  if (t.highestmodseq <= 1 && !ix_scan(&t, 1)) goto endl ;   /* a new index: the Maildir's mail first */
-  for (size_t i = 0 ; i < nkeywords ; i++)
-  {
-    if (!kw_valid(keywords[i], strlen(keywords[i]))) { errno = EINVAL ; goto endl ; }
-    int k = kw_create(&t, keywords[i], strlen(keywords[i])) ;
-    if (k < 0) goto endl ;
-    kw |= (uint32_t)1 << k ;
-  }
-  if (!newname(&name, ap->tmpname.s, 1, ap->bytes, ap->crlf, flags, kw)) goto endl ;
-  if (!stralloc_cats(&tmp, "tmp/") || !stralloc_cats(&tmp, ap->tmpname.s) || !stralloc_0(&tmp)) goto endl ;
-  if (renameat(t.dirfd, tmp.s, t.curfd, name.s) < 0) goto endl ;
-  placed = 1 ;
-  if (fsync(t.curfd) < 0) goto endl ;
-  if (!add_placed(&t, name.s, ap->crlf, idate, INDEX_NODATE, uid)) goto endl ;
-  if (!ix_flush(&t)) goto endl ;
-  *uidvalidity = t.uidvalidity ;
-  ok = 1 ;
- endl:
-  ix_unlock(&t) ;
- end:
-  {
-    int e = errno ;
-    index_close(&t) ;
-    stralloc_free(&name) ;
-    stralloc_free(&tmp) ;
-    if (placed && ap->fd >= 0) { fd_close(ap->fd) ; ap->fd = -1 ; }   /* the file is in cur/: found by the next sync */
-    if (ok) index_append_abort(ap) ;
-    errno = e ;
-  }
-  return ok ;
-}
-
-/* ---------- COPY / MOVE ---------- */
-
-/* copy file name of src as tmp/uniq then cur/target of dst; 1, 0, -1 ENOENT */
-static int copyfile (mailindex *src, char const *name, mailindex *dst, char const *uniq, char const *target, int64_t idate)
-{
-  char buf[65536] ;
-  stralloc tmp = STRALLOC_ZERO ;
-  int in = openat(src->curfd, name, O_RDONLY | O_CLOEXEC), out = -1, ok = 0 ;
-  if (in < 0) return errno == ENOENT ? -1 : 0 ;
-  if (!stralloc_cats(&tmp, "tmp/") || !stralloc_cats(&tmp, uniq) || !stralloc_0(&tmp)) goto end ;
-  out = openat(dst->dirfd, tmp.s, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) ;
-  if (out < 0) goto end ;
-  for (;;)
-  {
-    ssize_t r = fd_read(in, buf, sizeof buf) ;
-    if (r < 0) goto end ;
-    if (!r) break ;
-    if (allwrite(out, buf, (size_t)r) < (size_t)r) goto end ;
-  }
-  struct timespec ts[2] = { { .tv_sec = (time_t)idate }, { .tv_sec = (time_t)idate } } ;
-  if (fsync(out) < 0 || futimens(out, ts) < 0) goto end ;
-  if (renameat(dst->dirfd, tmp.s, dst->curfd, target) < 0) goto end ;
-  ok = 1 ;
- end:
-  {
-    int e = errno ;
-    fd_close(in) ;
-    if (out >= 0) { fd_close(out) ; if (!ok) unlinkat(dst->dirfd, tmp.s, 0) ; }
-    stralloc_free(&tmp) ;
-    errno = e ;
-  }
-  return ok ;
-}
-
-int index_copy (mailindex *src, uint32_t const *pos, size_t n, mailindex *dst, genalloc *uids, int move)
-{
-  stralloc uniq = STRALLOC_ZERO, name = STRALLOC_ZERO, srcname = STRALLOC_ZERO ;
-  genalloc gone = GENALLOC_ZERO ;   /* uint32_t src UIDs moved away */
-  int ok = 0 ;
-  genalloc_setlen(uint32_t, uids, 0) ;
-  if (src == dst) move = 0 ;
-  if (!ix_lock(dst)) return 0 ;
-  if (!ix_catchup(dst)) { ix_abandon(dst) ; ix_unlock(dst) ; return 0 ; }
-  if (!kw_load(dst, 0)) goto endl ;
-  for (size_t j = 0 ; j < n ; j++)
-  {
-    uint32_t newuid = 0 ;
-    if (pos[j] >= src->n) { errno = EINVAL ; goto endl ; }
-    struct index_msg m = *index_msg(src, pos[j]) ;
-    if (m.state & INDEX_EXPUNGED) goto next ;
-    srcname.len = 0 ;
-    if (!stralloc_cats(&srcname, src->names.s + m.name) || !stralloc_0(&srcname)) goto endl ;
-    uint32_t kw = 0 ;
-    for (int b = 0 ; b < INDEX_KEYWORDS ; b++)
-      if (m.keywords & ((uint32_t)1 << b) && src->keyword[b][0])
-      {
-        int k = kw_create(dst, src->keyword[b], strlen(src->keyword[b])) ;
-        if (k < 0) { if (errno == ENOSPC) continue ; goto endl ; }
-        kw |= (uint32_t)1 << k ;
-      }
-    uint64_t bytes = 0 ;
-    int hasbytes = sizefield(srcname.s, m.uniqlen, &bytes) ;
-    if (!maildir_unique(&uniq) || !newname(&name, uniq.s, hasbytes, bytes, m.size, m.flags, kw)) goto endl ;
-    int r = move ? renameat(src->curfd, srcname.s, dst->curfd, name.s) : linkat(src->curfd, srcname.s, dst->curfd, name.s, 0) ;
-    if (r < 0)
-    {
-      if (errno == ENOENT) goto next ;   /* renamed or expunged meanwhile */
-      if (errno != EXDEV && errno != EPERM && errno != EMLINK) goto endl ;
-      r = copyfile(src, srcname.s, dst, uniq.s, name.s, m.idate) ;
-      if (!r) goto endl ;
-      if (r < 0) goto next ;
-      if (move && unlinkat(src->curfd, srcname.s, 0) < 0 && errno != ENOENT) goto endl ;
-    }
-    if (!add_placed(dst, name.s, m.size, m.idate, m.sentdate, &newuid)) goto endl ;
-    if (move && !genalloc_append(uint32_t, &gone, &m.uid)) goto endl ;
-   next:
-    if (!genalloc_append(uint32_t, uids, &newuid)) goto endl ;
-  }
-  ok = 1 ;
- endl:
-  if (fsync(dst->curfd) < 0) ok = 0 ;
-  if (!ix_flush(dst)) ok = 0 ;
-  ix_unlock(dst) ;
-  if (genalloc_len(uint32_t, &gone))
-  {
-    /* the source side of MOVE: the files are gone, say so in its index */
-    int e = errno ;
-    if (fsync(src->curfd) < 0) ok = 0 ;
-    if (ix_lock(src))
-    {
-      if (!ix_catchup(src)) { ix_abandon(src) ; ok = 0 ; }
-      else
-        for (size_t j = 0 ; j < genalloc_len(uint32_t, &gone) ; j++)
-        {
-          ssize_t i = index_find_uid(src, genalloc_s(uint32_t, &gone)[j]) ;
-          if (i < 0 || index_msg(src, i)->state & INDEX_EXPUNGED) continue ;
-          index_msg(src, i)->state |= INDEX_EXPUNGED ;
-          index_msg(src, i)->state &= ~INDEX_CHANGED ;
-          src->dirty = 1 ;
-          if (!rec_uid(&src->rec, 'X', index_msg(src, i)->uid, ++src->highestmodseq, 0)) { ok = 0 ; break ; }
-        }
-      if (!ix_flush(src)) ok = 0 ;
-      ix_unlock(src) ;
-    }
-    else ok = 0 ;
-    if (ok) errno = e ;
-  }
-  {
-    int e = errno ;
-    stralloc_free(&uniq) ;
-    stralloc_free(&name) ;
-    stralloc_free(&srcname) ;
-    genalloc_free(uint32_t, &gone) ;
-    errno = e ;
-  }
-  return ok ;
 }
