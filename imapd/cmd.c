@@ -11,16 +11,13 @@
 #include "imapd/cmd.h"
 #include "imapd/cmdint.h"
 
-/* ---------- characters ---------- */
-
-
+/* ---------- characters (and imapd/cmdint.h) ---------- */
 
 /* ASTRING-CHAR but '+' */
 static int istagchar (unsigned char ch)
 {
   return (isatomchar(ch) || ch == ']') && ch != '+' ;
 }
-
 
 
 /* ---------- the reader ---------- */
