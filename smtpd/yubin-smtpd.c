@@ -33,6 +33,7 @@
 #include "control.h"
 #include "datascan.h"
 #include "exitcodes.h"
+#include "listen.h"
 #include "nodump.h"
 #include "qq.h"
 #include "received.h"
@@ -47,7 +48,7 @@ char const *PROG = "smtpd" ;
 #define MAXRCPT_DEFAULT 100
 #define TIMEOUT_DEFAULT 1200
 #define TIMEOUTFIRST_DEFAULT 60
-#define USAGE "yubin-smtpd [ -s | -a ]"
+#define USAGE "yubin-smtpd [ -s | -a ] [ -l [ -U ] [ -c maxconn ] [ -b backlog ] [ -x rules.cdb ] [ -h localname ] ip port ]"
 
 /* ---------- session state ---------- */
 
@@ -654,18 +655,35 @@ int main (int argc, char const *const *argv)
 {
   {
     subgetopt l = SUBGETOPT_ZERO ;
+    struct listen_conf lc = LISTEN_CONF_ZERO ;
+    int listener = 0 ;
     for (;;)
     {
-      int opt = subgetopt_r(argc, argv, "sa", &l) ;
+      int opt = subgetopt_r(argc, argv, "salUc:b:x:h:F:", &l) ;
       if (opt == -1) break ;
       switch (opt)
       {
         case 's' : conf.submission = 1 ; conf.auth = 1 ; break ;
         case 'a' : conf.auth = 1 ; break ;
+        case 'l' : listener = 1 ; break ;
+        case 'U' : lc.dropuid = 1 ; break ;
+        case 'c' : if (!uint0_scan(l.arg, &lc.maxconn)) strerr_dieusage(EX_PERM, USAGE) ; break ;
+        case 'b' : if (!uint0_scan(l.arg, &lc.backlog)) strerr_dieusage(EX_PERM, USAGE) ; break ;
+        case 'x' : lc.rules = l.arg ; break ;
+        case 'h' : lc.localname = l.arg ; break ;
+        case 'F' : if (!int0_scan(l.arg, &lc.inherited) || lc.inherited < 0) strerr_dieusage(EX_PERM, USAGE) ; listener = 1 ; break ;
         default : strerr_dieusage(EX_PERM, USAGE) ;
       }
     }
-    if (l.ind < argc) strerr_dieusage(EX_PERM, USAGE) ;
+    if (listener)
+    {
+      if (argc - l.ind != 2) strerr_dieusage(EX_PERM, USAGE) ;
+      lc.ip = argv[l.ind] ;
+      lc.port = argv[l.ind + 1] ;
+      lc.argv = argv ;
+      listen_serve(&lc) ;   /* returns in a session's child */
+    }
+    else if (l.ind < argc) strerr_dieusage(EX_PERM, USAGE) ;
   }
   /* no core dumps and no ptrace by our own uid: a session holds other
      people's passwords and mail */

@@ -69,13 +69,16 @@ def main():
         c = SMTPRaw(inst.ip, inst.smtp_port)
         c.reply()
         time.sleep(0.1)
-        for name, user in (("yubin-smtpd", "yubind"), ("tcpserver", "yubind"),
+        for name, user in (("yubin-smtpd", "yubind"), ("listener", "yubind"),
                            ("yubin-qmgr", "yubinq"), ("s6-log", "yubinl"),
                            ("yubin-banwatch", "yubinb")):
-            pids = procs_named(inst, name)
-            if name == "tcpserver":
-                # port 25's; submission and smtps have theirs as yubins
-                pids = [p for p in pids if str(inst.smtp_port) in " ".join(cmdline(p))]
+            if name == "listener":
+                # port 25's listener is yubin-smtpd -l (its own tcpserver);
+                # submission and smtps have tcpservers of their own as yubins
+                pids = [p for p in procs_named(inst, "yubin-smtpd")
+                        if "-l" in cmdline(p) and str(inst.smtp_port) in cmdline(p)]
+            else:
+                pids = procs_named(inst, name)
             bad = []
             for pid in pids:
                 try:

@@ -44,6 +44,17 @@ DOMAIN = "install.test"
 SERVICES = ("smtpd", "submission", "smtps", "pop3", "pop3s", "imap", "imaps", "qmgr", "banwatch")
 
 
+
+def session_child(pid):
+    """A yubin-smtpd forked by yubin-smtpd -l for one connection (it keeps
+    the listener's command line)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        return os.path.basename(os.readlink("/proc/%d/exe" % ppid)) == "yubin-smtpd"
+    except (OSError, ValueError, IndexError):
+        return False
+
 def sanitizer_build():
     return yubintest.sanitizer_build()
 
@@ -402,6 +413,9 @@ def real_cases():
             expect(smtp.recv(512).startswith(b"220"), "no SMTP greeting")
             expect(pop.recv(512).startswith(b"+OK"), "no POP3 greeting")
             procs = i.processes()
+            # while the SMTP session is still open: which yubin-smtpd is it
+            sessions = {pid for pid, exe, cmd, _, _ in procs
+                        if os.path.basename(exe) == "yubin-smtpd" and session_child(int(pid))}
         finally:
             smtp.close()
             pop.close()
@@ -410,15 +424,15 @@ def real_cases():
         port_of = {str(v): k for k, v in i.ports.items()}
         for pid, exe, cmd, uids, gids in procs:
             name = os.path.basename(exe)
-            if name == "tcpserver":
+            if name == "tcpserver" or (name == "yubin-smtpd" and "-l" in cmd.split() and pid not in sessions):
                 port = [w for w in cmd.split() if w in port_of]
-                role = "tcpserver-" + (port_of[port[0]] if port else "?")
+                role = ("tcpserver-" if name == "tcpserver" else "listener-") + (port_of[port[0]] if port else "?")
             else:
                 role = name
             seen.setdefault(role, set()).add(tuple(uids))
         info("uids seen: " + ", ".join("%s %s" % (k, sorted({u for t in v for u in t})) for k, v in sorted(seen.items())))
         want = {
-            "tcpserver-SMTP": {uid("yubind")},
+            "listener-SMTP": {uid("yubind")},   # yubin-smtpd -l
             "tcpserver-SUBMISSION": {uid("yubins")}, "tcpserver-SMTPS": {uid("yubins")},
             # POP3/IMAP: tcpserver stays root for the monitor (README)
             "tcpserver-POP3": {0}, "tcpserver-POP3S": {0}, "tcpserver-IMAP": {0}, "tcpserver-IMAPS": {0},
