@@ -20,4 +20,16 @@ static inline int yubin_nodump (void)
 #endif
 }
 
+/* After a setuid (which makes the kernel mark the process non-dumpable):
+ * in the sanitizer build, dumpable again, for the same reason as above;
+ * elsewhere nothing.  Returns 0, or -1 with errno. */
+static inline int yubin_sanitizer_dumpable (void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+  return prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) ;
+#else
+  return 0 ;
+#endif
+}
+
 #endif

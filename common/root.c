@@ -19,16 +19,25 @@ static int is_privileged (void)
   return getuid() != geteuid() || getgid() != getegid() ;
 }
 
-/* dir of /proc/self/exe into buf; returns its length or 0 */
+/* dir of /proc/self/exe into buf; returns its length or 0.  Looked up
+ * once per process image (and inherited by forked children). */
 static size_t exe_dir (char *buf, size_t max)
 {
-  ssize_t r = readlink("/proc/self/exe", buf, max - 1) ;
-  if (r <= 0) return 0 ;
-  buf[r] = 0 ;
-  char *slash = strrchr(buf, '/') ;
-  if (!slash || slash == buf) return 0 ;
-  *slash = 0 ;
-  return slash - buf ;
+  static char dir[PATH_MAX] ;
+  static size_t dirlen = 0 ;
+  if (!dirlen)
+  {
+    ssize_t r = readlink("/proc/self/exe", dir, sizeof(dir) - 1) ;
+    if (r <= 0) return 0 ;
+    dir[r] = 0 ;
+    char *slash = strrchr(dir, '/') ;
+    if (!slash || slash == dir) return 0 ;
+    *slash = 0 ;
+    dirlen = slash - dir ;
+  }
+  if (dirlen >= max) return 0 ;
+  memcpy(buf, dir, dirlen + 1) ;
+  return dirlen ;
 }
 
 /* A set-id program trusts an instance only if no one but root could have
@@ -59,6 +68,13 @@ static int root_from_exe (char *buf, size_t max)
   int ok = !stat(buf, &st) && S_ISDIR(st.st_mode) ;
   buf[len] = 0 ;
   return ok ;
+}
+
+void yubin_root_prime (void)
+{
+  char buf[PATH_MAX] ;
+  yubin_root() ;
+  exe_dir(buf, sizeof(buf)) ;
 }
 
 char const *yubin_root (void)

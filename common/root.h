@@ -14,6 +14,10 @@
  *     any environment, and a hard link elsewhere finds nothing);
  *  3. the compiled default YUBIN_ROOT_DEFAULT (make ROOT=...).
  * Computed once, cached.  Never fails (falls back to 3). */
+/* Look up the instance root and this program's directory now, so that
+ * children forked later (yubin-smtpd -l's sessions) need not. */
+extern void yubin_root_prime (void) ;
+
 extern char const *yubin_root(void);
 
 /* sa = root "/" rel, NUL-terminated (sa->len excludes the NUL).

@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -503,6 +504,10 @@ int main (int argc, char const *const *argv)
   if (coe(0) < 0 || coe(1) < 0) strerr_diefu1sys(EX_TEMP, "set close-on-exec") ;
   int spfd = sigtrap_init((int const []){ SIGCHLD, SIGTERM, 0 }) ;
   tain_now_set_stopwatch_g() ;
+  /* once here rather than in every delivery child: the time zone (glibc
+     reads /etc/localtime even for gmtime_r) and the instance root */
+  tzset() ;
+  yubin_root_prime() ;
 
   while (!eof || njobs)
   {

@@ -54,7 +54,7 @@ static struct stat qst ;     /* queue/'s owner, for a writer run as root */
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER ;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER ;
-static unsigned int active = 0 ;   /* client threads */
+static unsigned int active = 0 ;   /* clients being served or waiting for a worker */
 
 /* Local callers who are not the daemons (any user may queue mail, as
  * with the setuid yubin-queue) may hold only a few slots each, and half
@@ -214,11 +214,11 @@ static int serve (struct client *cl, struct qwrite *w)
   return QQ_OK ;
 }
 
-struct accepted { int sock ; int local ; uid_t uid ; } ;
+struct accepted { struct accepted *next ; int sock ; int local ; uid_t uid ; } ;
 
-static void *client_run (void *arg)
+static void client_run (struct accepted *arg)
 {
-  struct accepted a = *(struct accepted *)arg ;
+  struct accepted a = *arg ;
   free(arg) ;
   struct client cl = { .sock = a.sock, .cred = { .pid = 0, .uid = -1, .gid = -1 }, .batch = 0 } ;
   struct qwrite w = QWRITE_ZERO ;
@@ -252,6 +252,67 @@ static void *client_run (void *arg)
   if (a.local) local_give(a.uid) ;
   pthread_cond_broadcast(&cond) ;
   pthread_mutex_unlock(&lock) ;
+}
+
+/* ---------- the workers ---------- */
+
+/* Clients are served by worker threads that stay for the next client (a
+ * thread per message cost a clone, its stack set-up and its exit each
+ * time).  Up to IDLE_MAX of them wait for work; more are started while
+ * clients wait and no worker is idle, and leave once more than IDLE_MAX
+ * would wait. */
+#define IDLE_MAX 16
+
+static pthread_cond_t workcond = PTHREAD_COND_INITIALIZER ;
+static struct accepted *work_head = 0, *work_tail = 0 ;
+static unsigned int pending = 0, idle = 0, workers = 0 ;
+
+static void *worker (void *arg)
+{
+  (void)arg ;
+  pthread_mutex_lock(&lock) ;
+  for (;;)
+  {
+    while (!work_head)
+    {
+      if (idle >= IDLE_MAX) { workers-- ; pthread_mutex_unlock(&lock) ; return 0 ; }
+      idle++ ;
+      pthread_cond_wait(&workcond, &lock) ;
+      idle-- ;
+    }
+    struct accepted *a = work_head ;
+    work_head = a->next ;
+    if (!work_head) work_tail = 0 ;
+    pending-- ;
+    pthread_mutex_unlock(&lock) ;
+    client_run(a) ;
+    pthread_mutex_lock(&lock) ;
+  }
+}
+
+/* Under lock: hand a to a worker, starting one if none is free.  Returns
+ * 0, or the error of pthread_create when there is no worker at all to
+ * take it (a is then not queued). */
+static int dispatch (struct accepted *a, pthread_attr_t const *attr)
+{
+  a->next = 0 ;
+  if (work_tail) work_tail->next = a ; else work_head = a ;
+  work_tail = a ;
+  pending++ ;
+  if (pending > idle)
+  {
+    pthread_t t ;
+    int e = pthread_create(&t, attr, &worker, 0) ;
+    if (!e) workers++ ;
+    else if (!workers)
+    {
+      /* nobody will take it: give it back */
+      work_head = work_tail = 0 ;
+      pending = 0 ;
+      return e ;
+    }
+  }
+  pthread_cond_signal(&workcond) ;
   return 0 ;
 }
 
@@ -414,23 +475,21 @@ int main (int argc, char const *const *argv)
       free(a) ;
       continue ;
     }
-    int local = a->local ;
-    uid_t uid = a->uid ;
-    pthread_t t ;
     pthread_mutex_lock(&lock) ;
     active++ ;
+    int e = dispatch(a, &attr) ;
+    if (e)
+    {
+      active-- ;
+      if (a->local) local_give(a->uid) ;
+    }
     pthread_mutex_unlock(&lock) ;
-    int e = pthread_create(&t, &attr, &client_run, a) ;
     if (e)
     {
       /* the client sees EOF: a temporary failure, nothing queued */
       ylog("error", "op", "thread", "errno", strerror(e), (char *)0) ;
       fd_close(c) ;
       free(a) ;
-      pthread_mutex_lock(&lock) ;
-      active-- ;
-      if (local) local_give(uid) ;
-      pthread_mutex_unlock(&lock) ;
     }
   }
 

@@ -22,6 +22,8 @@
 #include <skalibs/types.h>
 
 #include "listen.h"
+#include "nodump.h"
+#include "root.h"
 #include "ylog.h"
 
 #define GIDLIST_MAX 64
@@ -68,6 +70,7 @@ static void drop_to_env_ids (void)
   if (setgid(gid) < 0) strerr_diefu1sys(111, "setgid") ;
   if (setuid(uid) < 0) strerr_diefu1sys(111, "setuid") ;
   if (getuid() != uid || geteuid() != uid) strerr_dief1x(111, "still not $UID after setuid") ;
+  if (yubin_sanitizer_dumpable() < 0) strerr_diefu1sys(111, "prctl PR_SET_DUMPABLE") ;
 }
 
 /* ---------- after a crash: a fresh address layout ---------- */
@@ -269,6 +272,11 @@ void listen_serve (struct listen_conf const *lc)
     listen_is6 = ip46_is6(&a) ;
   }
   if (!lc->maxconn) strerr_dief1x(111, "-c must be at least 1") ;
+  /* what every session would look up for itself, once for all of them:
+     the time zone (glibc reads /etc/localtime even for gmtime_r), the
+     instance root and our own directory (a readlink of /proc/self/exe) */
+  tzset() ;
+  yubin_root_prime() ;
   int sfd = selfpipe_init() ;
   if (sfd < 0) strerr_diefu1sys(111, "init the selfpipe") ;
   if (!selfpipe_trap(SIGCHLD)) strerr_diefu1sys(111, "trap SIGCHLD") ;

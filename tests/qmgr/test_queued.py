@@ -289,10 +289,13 @@ def protocol(inst):
         if with_fd:
             os.write(w, b"Subject: raw\n\nraw\n")
         os.close(w)
-        s.sendall(envelope)
-        if shut:
-            s.shutdown(socket.SHUT_WR)
-        a = s.recv(1)
+        try:
+            s.sendall(envelope)
+            if shut:
+                s.shutdown(socket.SHUT_WR)
+            a = s.recv(1)
+        except OSError:   # the daemon may close on us first (no fd: at once)
+            a = None
         s.close()
         return a[0] if a else None
     bad = session(b"Fa@b\0Tbad\x01addr\0\0")
