@@ -696,18 +696,33 @@ def median_run(runs):
     return sorted(runs, key=lambda r: r["rate"])[(len(runs) - 1) // 2]
 
 
+def median_cpu(runs):
+    """The median CPU ms per message of the runs (not tied to the median rate)."""
+    if not runs:
+        return None
+    v = sorted(r["cpu_ms"] for r in runs)
+    return v[(len(v) - 1) // 2]
+
+
 def table(sessions, res, fs):
-    lines = ["%-9s %-12s %-14s %-6s %-16s %s" % (
-        "sessions", "yubin msg/s", "postfix msg/s", "ratio", "yubin fsync/msg", "postfix fsync/msg")]
+    """The summary: median msg/s and their ratio, median server CPU ms per
+    message, and per message fsyncs, execs and forks (strace run)."""
+    head = "%-9s %-12s %-14s %-6s %-10s %-12s %-16s %-17s %s" % (
+        "sessions", "yubin msg/s", "postfix msg/s", "ratio", "CPU ms/msg", "(yubin/pfx)",
+        "yubin fsync/msg", "postfix fsync/msg", "yubin exec+fork/msg")
+    lines = [head]
     for s in sessions:
         y = median_run(res.get(("yubin", s)))
         p = median_run(res.get(("postfix", s)))
         ratio = y["rate"] / p["rate"] if y and p else None
+        yc, pc = median_cpu(res.get(("yubin", s))), median_cpu(res.get(("postfix", s)))
         yf = fs.get(("yubin", s))
         pf = fs.get(("postfix", s))
-        lines.append("%-9d %-12s %-14s %-6s %-16s %s" % (
+        lines.append("%-9d %-12s %-14s %-6s %-23s %-16s %-17s %s" % (
             s, fmt(y and y["rate"], ".0f"), fmt(p and p["rate"], ".0f"), fmt(ratio, ".2f"),
-            fmt(yf and yf["fsync"], ".2f"), fmt(pf and pf["fsync"], ".2f")))
+            "%s / %s" % (fmt(yc, ".2f"), fmt(pc, ".2f")),
+            fmt(yf and yf["fsync"], ".2f"), fmt(pf and pf["fsync"], ".2f"),
+            "%s + %s" % (fmt(yf and yf["exec"], ".2f"), fmt(yf and yf["fork"], ".2f"))))
     return "\n".join(lines)
 
 
