@@ -258,11 +258,15 @@ static int accept_one (struct listen_conf const *lc, int lfd)
 void listen_serve (struct listen_conf const *lc)
 {
   int lfd = lc->inherited ;
+  if (!lc->maxconn) strerr_dief1x(100, "-c must be at least 1") ;
   if (lfd < 0)
   {
     lfd = bind_listen(lc) ;
     if (lc->dropuid) drop_to_env_ids() ;
   }
+  /* nothing that reads the network runs as root (DESIGN.md) */
+  if (!geteuid() || !getuid())
+    strerr_dief1x(100, "refusing to run SMTP sessions as root: use -U with $UID and $GID (s6-envuidgid)") ;
   else
   {
     ip46 a ;
@@ -271,7 +275,6 @@ void listen_serve (struct listen_conf const *lc)
       strerr_diefu1sys(111, "use the inherited listening socket") ;
     listen_is6 = ip46_is6(&a) ;
   }
-  if (!lc->maxconn) strerr_dief1x(111, "-c must be at least 1") ;
   /* what every session would look up for itself, once for all of them:
      the time zone (glibc reads /etc/localtime even for gmtime_r), the
      instance root and our own directory (a readlink of /proc/self/exe) */

@@ -47,12 +47,30 @@ class ListenInstance(Instance):
         self.listenlog = os.path.join(self.root, "listen.log")
         log = open(self.listenlog, "ab")
         # the listener's own TCPREMOTEIP must not reach a session
-        env = self.env(dict({"TCPREMOTEIP": "192.0.2.99", "TCPREMOTEHOST": "forged.example"}, **(env_extra or {})))
-        p, port = start_listener([SMTPD, "-l"] + list(opts) + ["--", ip], ip, env, log)
+        extra = {"TCPREMOTEIP": "192.0.2.99", "TCPREMOTEHOST": "forged.example"}
+        opts = list(opts)
+        if is_root():
+            # the listener refuses to run sessions as root: as nobody here
+            self.open_to_nobody()
+            nobody = pwd.getpwnam("nobody")
+            extra.update({"UID": str(nobody.pw_uid), "GID": str(nobody.pw_gid)})
+            if "-U" not in opts:
+                opts.insert(0, "-U")
+        extra.update(env_extra or {})
+        env = self.env(extra)
+        p, port = start_listener([SMTPD, "-l"] + opts + ["--", ip], ip, env, log)
         log.close()
         self.servers.append(p)
         self.port, self.pid = port, p.pid
         return p
+
+    def open_to_nobody(self):
+        """Let a session running as nobody read the instance and queue."""
+        for d, _, fs in os.walk(self.root):
+            os.chmod(d, 0o777 if d == self.qdir else 0o755)
+            for f in fs:
+                fn = os.path.join(d, f)
+                os.chmod(fn, 0o755 if os.access(fn, os.X_OK) else 0o644)
 
     def connect(self, ip="127.0.0.1"):
         fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
@@ -259,10 +277,6 @@ def drops_to_uid(inst):
     if not is_root():
         return "skip: not root"
     nobody = pwd.getpwnam("nobody")
-    os.chmod(inst.root, 0o755)
-    for d, _, fs in os.walk(inst.root):
-        for f in fs:
-            os.chmod(os.path.join(d, f), 0o755)
     inst.serve(["-U"], env_extra={"UID": str(nobody.pw_uid), "GID": str(nobody.pw_gid)})
     c = inst.connect()
     expect(greeted(c, IO_TIMEOUT), "no greeting")
@@ -273,6 +287,22 @@ def drops_to_uid(inst):
             uids += [l.split()[1:] for l in f if l.startswith("Uid:")]
     c.close()
     expect(uids and all(set(u) == {str(nobody.pw_uid)} for u in uids), "uids %r" % uids)
+
+
+@case
+def root_refused(inst):
+    """As root without -U (or without $UID/$GID), the listener refuses to
+    start: no SMTP session may run as root."""
+    if not is_root():
+        return "skip: not root"
+    env = inst.env({})
+    env.pop("UID", None)
+    env.pop("GID", None)
+    for args in (["-l", "127.0.0.1", "0"], ["-l", "-U", "127.0.0.1", "0"]):
+        p = subprocess.run([SMTPD] + args, stdin=subprocess.DEVNULL, capture_output=True, timeout=10, env=env)
+        err = p.stderr.decode(errors="replace")
+        expect(p.returncode == 100 and "refusing to run SMTP sessions as root" in err,
+               "%r as root: exit %d, %r" % (args, p.returncode, err))
 
 
 @case
