@@ -17,7 +17,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from yubintest import Failure, binary, cdb_write, expect, free_port, minimal_env, sanitizer_report  # noqa: E402
+from yubintest import Failure, binary, cdb_write, expect, minimal_env, sanitizer_report  # noqa: E402
 
 SMTPD = binary("yubin-smtpd")
 IO_TIMEOUT = 20.0
@@ -265,18 +265,28 @@ def transaction(c, sender, rcpts, body, final=250):
     return c.expect(final, "end of data")
 
 
-def start_tcpserver(argv_for, env, log, tries=5):
-    """tcpserver started with argv_for(port) on a free loopback port, once
-    it accepts connections: (process, port).  A port taken meanwhile by
-    someone else is given up for another one."""
+def free_port_on(ip):
+    """A TCP port nothing listens on now at ip (IPv4 or IPv6)."""
+    s = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def start_tcpserver(argv_for, env, log, tries=5, ip="127.0.0.1", what="tcpserver"):
+    """A server (tcpserver, or yubin-smtpd -l) started with argv_for(port)
+    on a free port of ip, once it accepts connections: (process, port).
+    A port taken meanwhile by someone else is given up for another one."""
     for _ in range(tries):
-        port = free_port()
+        port = free_port_on(ip)
         p = subprocess.Popen(argv_for(port), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                              env=env, start_new_session=True)
         deadline = time.time() + 10
         while time.time() < deadline and p.poll() is None:
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                with socket.create_connection((ip, port), timeout=1):
                     pass
                 return p, port
             except OSError:
@@ -284,7 +294,7 @@ def start_tcpserver(argv_for, env, log, tries=5):
         if p.poll() is None:
             os.killpg(p.pid, 9)
         p.wait()
-    raise Failure("tcpserver did not start")
+    raise Failure("%s did not start" % what)
 
 
 def stop_servers(servers):

@@ -26,7 +26,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-from smtpdtest import IO_TIMEOUT, SMTPD, Client, Instance, greet_ehlo, stop_servers, transaction  # noqa: E402
+from smtpdtest import IO_TIMEOUT, SMTPD, Client, Instance, greet_ehlo, start_tcpserver, stop_servers, transaction  # noqa: E402
 from yubintest import Failure, case_list, check, expect, is_root, proc_children, run, run_cases, sanitizer_build, sanitizer_report, wait_for  # noqa: E402
 
 CASES, case = case_list()
@@ -58,7 +58,8 @@ class ListenInstance(Instance):
                 opts.insert(0, "-U")
         extra.update(env_extra or {})
         env = self.env(extra)
-        p, port = start_listener([SMTPD, "-l"] + opts + ["--", ip], ip, env, log)
+        p, port = start_tcpserver(lambda port: [SMTPD, "-l"] + opts + ["--", ip, str(port)], env, log,
+                                  ip=ip, what="yubin-smtpd -l")
         log.close()
         self.servers.append(p)
         self.port, self.pid = port, p.pid
@@ -93,30 +94,6 @@ class ListenInstance(Instance):
             if bad:
                 check("listener-no-sanitizer-reports", False, bad)
         super().cleanup()
-
-
-def start_listener(argv, ip, env, log, tries=5):
-    """argv + [port] on a free port of ip, once it accepts connections:
-    (process, port)."""
-    fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    for _ in range(tries):
-        s = socket.socket(fam, socket.SOCK_STREAM)
-        s.bind((ip, 0))
-        port = s.getsockname()[1]
-        s.close()
-        p = subprocess.Popen(argv + [str(port)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                             env=env, start_new_session=True)
-        deadline = time.time() + 10
-        while time.time() < deadline and p.poll() is None:
-            try:
-                with socket.create_connection((ip, port), timeout=1):
-                    return p, port
-            except OSError:
-                time.sleep(0.02)
-        if p.poll() is None:
-            os.killpg(p.pid, 9)
-        p.wait()
-    raise Failure("yubin-smtpd -l did not start")
 
 
 def rules(inst, text):
