@@ -35,7 +35,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-from yubintest import (TOP, bin_dir, case_list, expect, free_port, info, is_root,  # noqa: E402
+from yubintest import (TOP, bin_dir, case_list, expect, free_ports, info, is_root,  # noqa: E402
                        run_cases, skip, wait_for)
 import yubintest  # noqa: E402
 
@@ -115,7 +115,8 @@ class Installed:
         self.root = os.path.join(self.dir, "root")
         self.scan = os.path.join(self.dir, "scan")
         self.qmail = os.path.join(self.dir, "qmail")
-        self.ports = {k: free_port() for k in ("SMTP", "SUBMISSION", "SMTPS", "POP3", "POP3S", "IMAP", "IMAPS")}
+        names = ("SMTP", "SUBMISSION", "SMTPS", "POP3", "POP3S", "IMAP", "IMAPS")
+        self.ports = dict(zip(names, free_ports(len(names))))
         self.svscan = None
         self.error = None
         # a qmail program already there is kept as NAME.qmail

@@ -13,7 +13,7 @@ What is here:
     expect(cond, why) (raises Failure) and run_cases(cases, fixture).
   - binaries: bin_dir() and binary(name), from YUBIN_BIN (default
     build/bin); is_root().
-  - free_port(), wait_for(cond, timeout), minimal_env() (PATH and the
+  - free_port(), free_ports(n), wait_for(cond, timeout), minimal_env() (PATH and the
     sanitizer options only), sanitizer_report(text).
   - cdb files (D. J. Bernstein's format, as skalibs reads and writes them):
     cdb_write, cdb_get, cdb_items.
@@ -240,6 +240,21 @@ def free_port(ip="127.0.0.1"):
         s.close()
 
 
+def free_ports(n, ip="127.0.0.1"):
+    """n distinct TCP ports nothing listens on now: all bound at once, so
+    that the kernel cannot hand out one of them twice."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind((ip, 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def wait_for(cond, timeout=5.0, step=0.005):
     """Poll cond() until true or timeout; returns its last value."""
     end = time.monotonic() + timeout
@@ -427,13 +442,8 @@ class Instance:
     def __init__(self, bin=None, domain=None, env=None, start_timeout=20):
         self.bin = bin or bin_dir()
         self.ip = "127.0.0.1"
-        self.smtp_port = free_port(self.ip)
-        self.submission_port = free_port(self.ip)
-        self.smtps_port = free_port(self.ip)
-        self.pop3_port = free_port(self.ip)
-        self.pop3s_port = free_port(self.ip)
-        self.imap_port = free_port(self.ip)
-        self.imaps_port = free_port(self.ip)
+        (self.smtp_port, self.submission_port, self.smtps_port, self.pop3_port, self.pop3s_port,
+         self.imap_port, self.imaps_port) = free_ports(7, self.ip)
         self.domain = domain or DOMAIN
         self.extra_env = env or {}
         self.start_timeout = start_timeout
