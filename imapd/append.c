@@ -2,7 +2,8 @@
  * (index_append_*: tmp/, fsync, cur/, an A record) and COPY / MOVE
  * (index_copy: hard links, or copies through tmp/, A records in the
  * target, X records in the source for MOVE).  Part of the index: see
- * imapd/index.h, and imapd/ixpriv.h for what it shares with index.c. */
+ * imapd/index.h, and imapd/ixpriv.h for what it shares with index.c,
+ * ixlog.c and ixscan.c. */
 
 #include <errno.h>
 #include <fcntl.h>

@@ -3,7 +3,8 @@
  * (built in memory, written at the next sync with an F record each),
  * their reads through a read-ahead window, the sent-date D records, and
  * its emptying at compaction.  Part of the index: see imapd/index.h for
- * index_cache_*, imapd/ixpriv.h for what it shares with index.c. */
+ * index_cache_*, imapd/ixpriv.h for what it shares with index.c
+ * and ixlog.c. */
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,35 +1,18 @@
 /* imapd/index: the per-folder index; see index.h, and imapd/README
  * ("Storage") for the file format, the locking and the crash story.
  *
- * Since INDEX_PEEK, the STATE record is 80 bytes: the 76 of version 1
- * and "pend" (u32), the lowest UID whose file may still be in new/ (0:
- * none).  The header's version stays 1: a STATE without the tail (an
- * older writer) reads as "anything may be in new/" (pend 1), which costs
- * one read of new/ and cur/ and is then written again; an older reader
- * ignores the tail, and since every scan reads new/ (moving it) before
- * cur/, it finds the peeked files in cur/ under the names recorded and
- * keeps their UIDs.
- *
- * A peek leaves new/'s stamp alone (unless new/ is empty), so the next
- * session that takes new/ reads it; a message of the index whose file
- * is not in cur/ is looked for in new/ before it is called expunged.
- *
- * Not done: skipping the read of cur/ after our own STORE renames.  The
- * mtime they move cannot tell our renames from another program's change
- * in the same window (yubin-pop3d, a MUA on the Maildir: they take no
- * lock), so a stamp taken after them could hide that change until cur/
- * changes again.  Doing it safely needs inotify on cur/ with every event
- * matched to our own renames (and a fall-back on queue overflow); the
- * read it saves is about 7 ms for 10,000 names. */
+ * This file: the view (the messages in memory and the hash of their
+ * unique parts), keywords (yubin-keywords), what a sync reports, and the
+ * session's calls.  The record log yubin.index and its lock are
+ * ixlog.c, the scan of new/ and cur/ ixscan.c, yubin.cache cache.c,
+ * APPEND, COPY and MOVE append.c; what they share is ixpriv.h. */
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
 
@@ -44,19 +27,9 @@
 #include "imapd/index.h"
 #include "imapd/ixpriv.h"
 
-#define IX_MAGIC "YUBINIX\n"
-#define IX_VERSION 1
-#define IX_HDRLEN 32
-#define IX_FILE "yubin.index"
-#define IX_TMP "yubin.index.tmp"
 #define IX_LOCK "yubin.index.lock"
 #define IX_KW "yubin-keywords"
 #define IX_KWTMP "yubin-keywords.tmp"
-#define IX_LOCK_WAIT_MS 60000
-#define IX_STAMP_MARGIN_NS 100000000LL  /* a directory changed within 100 ms is rescanned */
-#define SCAN 0x80                        /* index_msg.state scratch bits: seen by this scan, */
-#define SCANNEW 0x40                     /* its file is (still) in new/ */
-#define IX_PEEK_STATS 64                 /* a peek checks at most this many names with a stat before reading cur/ */
 #define SETMASK (INDEX_DRAFT | INDEX_FLAGGED | INDEX_PASSED | INDEX_ANSWERED | INDEX_SEEN | INDEX_DELETED)
 
 /* ---------- little helpers ---------- */
@@ -78,43 +51,11 @@ uint32_t ix_crc32 (char const *s, size_t n)
   return c ^ 0xffffffffu ;
 }
 
-static int64_t now_ns (void)
-{
-  struct timespec ts ;
-  clock_gettime(CLOCK_REALTIME, &ts) ;
-  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec ;
-}
-
-static void sleep_ms (long ms)
-{
-  struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L } ;
-  while (nanosleep(&ts, &ts) < 0 && errno == EINTR) ;
-}
-
 static uint64_t hashuniq (char const *s, size_t n)
 {
   uint64_t h = 14695981039346656037ull ;
   for (size_t i = 0 ; i < n ; i++) { h ^= (unsigned char)s[i] ; h *= 1099511628211ull ; }
   return h ;
-}
-
-static DIR *opendirat (int dirfd)
-{
-  int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) ;
-  if (fd < 0) return 0 ;
-  DIR *d = fdopendir(fd) ;
-  if (!d) { int e = errno ; fd_close(fd) ; errno = e ; }
-  return d ;
-}
-
-/* 1 regular file, 0 not, -1 error */
-static int isregular (int dirfd, struct dirent const *e)
-{
-  if (e->d_type == DT_REG) return 1 ;
-  if (e->d_type != DT_UNKNOWN) return 0 ;
-  struct stat st ;
-  if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) return errno == ENOENT ? 0 : -1 ;
-  return S_ISREG(st.st_mode) ;
 }
 
 /* flags and keywords of a file name whose unique part is uniqlen long */
@@ -157,7 +98,7 @@ ssize_t index_find_uid (mailindex const *ix, uint32_t uid)
 }
 
 /* give m the name name[0..len); replace: it had one before */
-static int setname (mailindex *ix, struct index_msg *m, char const *name, size_t len, size_t uniqlen, int replace)
+int ix_setname (mailindex *ix, struct index_msg *m, char const *name, size_t len, size_t uniqlen, int replace)
 {
   if (ix->names.len + len + 1 > UINT32_MAX || uniqlen > UINT16_MAX) return (errno = EOVERFLOW, 0) ;
   size_t off = ix->names.len ;
@@ -169,7 +110,7 @@ static int setname (mailindex *ix, struct index_msg *m, char const *name, size_t
   return 1 ;
 }
 
-static void hash_free (mailindex *ix)
+void ix_hash_free (mailindex *ix)
 {
   free(ix->hash) ;
   ix->hash = 0 ;
@@ -185,11 +126,11 @@ static void hash_put (mailindex *ix, size_t pos)
   ix->hash[h] = (uint32_t)pos + 1 ;
 }
 
-static int hash_build (mailindex *ix)
+int ix_hash_build (mailindex *ix)
 {
   size_t n = nmsgs(ix), size = 64 ;
   while (size < 2 * n + 2) size <<= 1 ;
-  hash_free(ix) ;
+  ix_hash_free(ix) ;
   ix->hash = calloc(size, sizeof(uint32_t)) ;
   if (!ix->hash) return 0 ;
   ix->hashsize = size ;
@@ -198,7 +139,7 @@ static int hash_build (mailindex *ix)
 }
 
 /* message with unique part u[0..len) not expunged, or -1 */
-static ssize_t hash_find (mailindex *ix, char const *u, size_t len)
+ssize_t ix_hash_find (mailindex *ix, char const *u, size_t len)
 {
   if (!ix->hash) return -1 ;
   size_t mask = ix->hashsize - 1 ;
@@ -217,492 +158,25 @@ int view_add (mailindex *ix, uint32_t uid, uint64_t modseq, uint64_t size, int64
   struct mbox_name nm ;
   if (!mbox_name_parse(name, len, &nm)) return (errno = EINVAL, 0) ;
   struct index_msg m = { .modseq = modseq, .size = size, .idate = idate, .sentdate = sentdate, .uid = uid } ;
-  if (!setname(ix, &m, name, len, nm.uniqlen, 0)) return 0 ;
+  if (!ix_setname(ix, &m, name, len, nm.uniqlen, 0)) return 0 ;
   if (!genalloc_append(struct index_msg, &ix->msgs, &m)) return 0 ;
   ix->n = nmsgs(ix) ;
   if (ix->hash)
   {
-    if (2 * ix->n + 2 > ix->hashsize) { if (!hash_build(ix)) return 0 ; }
+    if (2 * ix->n + 2 > ix->hashsize) { if (!ix_hash_build(ix)) return 0 ; }
     else hash_put(ix, ix->n - 1) ;
   }
   return 1 ;
 }
 
-static void view_clear (mailindex *ix)
+void view_clear (mailindex *ix)
 {
   genalloc_setlen(struct index_msg, &ix->msgs, 0) ;
   ix->names.len = 0 ;
   ix->garbage = 0 ;
   ix->n = 0 ;
   ix->reported = 0 ;
-  hash_free(ix) ;
-}
-
-/* ---------- records ---------- */
-
-static int rec_begin (stralloc *sa, char type, size_t *start)
-{
-  char h[9] = { 0 } ;
-  *start = sa->len ;
-  h[8] = type ;
-  return stralloc_catb(sa, h, 9) ;
-}
-
-static void rec_end (stralloc *sa, size_t start)
-{
-  uint32_t len = (uint32_t)(sa->len - start - 8) ;
-  put32(sa->s + start, len) ;
-  put32(sa->s + start + 4, ix_crc32(sa->s + start + 8, len)) ;
-}
-
-int rec_add (stralloc *sa, mailindex const *ix, struct index_msg const *m)
-{
-  size_t start ;
-  char b[36] ;
-  char const *name = ix->names.s + m->name ;
-  put32(b, m->uid) ; put64(b + 4, m->modseq) ; put64(b + 12, m->size) ;
-  put64(b + 20, (uint64_t)m->idate) ; put64(b + 28, (uint64_t)m->sentdate) ;
-  if (!rec_begin(sa, 'A', &start) || !stralloc_catb(sa, b, 36) || !stralloc_cats(sa, name)) return 0 ;
-  rec_end(sa, start) ;
-  return 1 ;
-}
-
-int rec_uid (stralloc *sa, char type, uint32_t uid, uint64_t v, char const *name)
-{
-  size_t start ;
-  char b[12] ;
-  put32(b, uid) ; put64(b + 4, v) ;
-  if (!rec_begin(sa, type, &start) || !stralloc_catb(sa, b, 12) || (name && !stralloc_cats(sa, name))) return 0 ;
-  rec_end(sa, start) ;
-  return 1 ;
-}
-
-int rec_cache (stralloc *sa, struct index_msg const *m)
-{
-  size_t start ;
-  char b[16] ;
-  put32(b, m->uid) ; put64(b + 4, m->cacheoff) ; put32(b + 12, m->cachelen) ;
-  if (!rec_begin(sa, 'F', &start) || !stralloc_catb(sa, b, 16)) return 0 ;
-  rec_end(sa, start) ;
-  return 1 ;
-}
-
-static int rec_state (stralloc *sa, mailindex const *ix)
-{
-  size_t start ;
-  char b[12 + 64 + 4] ;
-  put32(b, ix->uidnext) ; put64(b + 4, ix->highestmodseq) ;
-  for (int d = 0 ; d < 2 ; d++) for (int k = 0 ; k < 4 ; k++) put64(b + 12 + 32 * d + 8 * k, ix->stamp[d][k]) ;
-  put32(b + 76, ix->pend) ;
-  if (!rec_begin(sa, 'S', &start) || !stralloc_catb(sa, b, sizeof b)) return 0 ;
-  rec_end(sa, start) ;
-  if (!rec_begin(sa, 'C', &start)) return 0 ;
-  rec_end(sa, start) ;
-  return 1 ;
-}
-
-/* Apply one record's payload p[0..len) to the view.  fresh: loading into
- * an empty view (no \Recent, nothing "changed").  1 ok, 0 damaged. */
-static int rec_apply (mailindex *ix, char const *p, size_t len)
-{
-  char type = p[0] ;
-  p++ ; len-- ;
-  switch (type)
-  {
-    case 'A' :
-    {
-      if (len < 37) return 0 ;
-      uint32_t uid = get32(p) ;
-      if (!uid || (ix->n && index_msg(ix, ix->n - 1)->uid >= uid)) return 0 ;
-      if (!view_add(ix, uid, get64(p + 4), get64(p + 12), (int64_t)get64(p + 20), (int64_t)get64(p + 28), p + 36, len - 36)) return 0 ;
-      if (uid >= ix->uidnext) ix->uidnext = uid + 1 ;
-      return 1 ;
-    }
-    case 'N' :
-    {
-      if (len < 13) return 0 ;
-      struct mbox_name nm ;
-      ssize_t i = index_find_uid(ix, get32(p)) ;
-      if (!mbox_name_parse(p + 12, len - 12, &nm)) return 0 ;
-      if (i < 0) return 1 ;
-      struct index_msg *m = index_msg(ix, i) ;
-      if (m->state & INDEX_EXPUNGED) return 1 ;
-      uint32_t f = m->flags, k = m->keywords ;
-      if (!setname(ix, m, p + 12, len - 12, nm.uniqlen, 1)) return 0 ;
-      if (m->flags != f || m->keywords != k) m->state |= INDEX_CHANGED ;
-      m->modseq = get64(p + 4) ;
-      return 1 ;
-    }
-    case 'X' :
-    case 'D' :
-    {
-      if (len < 12) return 0 ;
-      ssize_t i = index_find_uid(ix, get32(p)) ;
-      if (i < 0) return 1 ;
-      struct index_msg *m = index_msg(ix, i) ;
-      if (type == 'X') { m->state |= INDEX_EXPUNGED ; m->state &= ~INDEX_CHANGED ; }
-      else m->sentdate = (int64_t)get64(p + 4) ;
-      return 1 ;
-    }
-    case 'F' :
-    {
-      if (len < 16) return 0 ;
-      ssize_t i = index_find_uid(ix, get32(p)) ;
-      if (i < 0) return 1 ;
-      struct index_msg *m = index_msg(ix, i) ;
-      m->cacheoff = get64(p + 4) ;
-      m->cachelen = get32(p + 12) ;
-      return 1 ;
-    }
-    case 'S' :
-      if (len < 76) return 0 ;
-      if (get32(p) > ix->uidnext) ix->uidnext = get32(p) ;
-      ix->highestmodseq = get64(p + 4) ;
-      for (int d = 0 ; d < 2 ; d++) for (int k = 0 ; k < 4 ; k++) ix->stamp[d][k] = get64(p + 12 + 32 * d + 8 * k) ;
-      /* the pending tail came later: without it, anything may be in new/ */
-      ix->pend = len >= 80 ? get32(p + 76) : 1 ;
-      return 1 ;
-    default :   /* 'C', and types of later versions: nothing to do */
-      return 1 ;
-  }
-}
-
-/* Apply the committed records of buf[0..len): *used gets the length up
- * to the end of the last COMMIT.  Returns 1, or 0 if damaged (a complete
- * record with a bad checksum followed by non-zero bytes, or bad
- * contents); a torn tail (a partial record, zeros) is not damage. */
-static int recs_apply (mailindex *ix, char const *buf, size_t len, size_t *used)
-{
-  size_t off = 0, lastc = 0 ;
-  while (off + 8 <= len)
-  {
-    uint32_t rlen = get32(buf + off) ;
-    if (!rlen || rlen > IX_REC_MAX || off + 8 + rlen > len || get32(buf + off + 4) != ix_crc32(buf + off + 8, rlen))
-    {
-      if (rlen && rlen <= IX_REC_MAX && off + 8 + rlen <= len)
-        for (size_t i = off ; i < len ; i++) if (buf[i]) return 0 ;
-      break ;
-    }
-    off += 8 + rlen ;
-    if (buf[off - rlen] == 'C') lastc = off ;
-  }
-  for (off = 0 ; off < lastc ; )
-  {
-    uint32_t rlen = get32(buf + off) ;
-    if (!rec_apply(ix, buf + off + 8, rlen)) return 0 ;
-    if (buf[off + 8] != 'F') ix->logrecs++ ;   /* cache pointers are not counted for compaction */
-    off += 8 + rlen ;
-  }
-  *used = lastc ;
-  return 1 ;
-}
-
-/* ---------- the index file ---------- */
-
-static int header_check (char const *h, uint32_t *uidvalidity)
-{
-  if (memcmp(h, IX_MAGIC, 8) || get32(h + 8) != IX_VERSION || get32(h + 24) != ix_crc32(h, 24)) return 0 ;
-  *uidvalidity = get32(h + 12) ;
-  return *uidvalidity != 0 ;
-}
-
-/* Write the whole index (header, STATE, one ADD per live message) to
- * yubin.index.tmp, fsync, rename over yubin.index, fsync the folder; it
- * becomes ix->logfd. */
-static int ix_writefile (mailindex *ix)
-{
-  stralloc sa = STRALLOC_ZERO ;
-  char h[IX_HDRLEN] = { 0 } ;
-  int fd = -1, e ;
-  memcpy(h, IX_MAGIC, 8) ;
-  put32(h + 8, IX_VERSION) ;
-  put32(h + 12, ix->uidvalidity) ;
-  put32(h + 24, ix_crc32(h, 24)) ;
-  if (!stralloc_catb(&sa, h, IX_HDRLEN)) goto err ;
-  uint64_t recs = 2 ;
-  cache_trim(ix) ;
-  for (size_t i = 0 ; i < ix->n ; i++)
-  {
-    struct index_msg const *m = index_msg(ix, i) ;
-    if (m->state & INDEX_EXPUNGED) continue ;
-    if (!rec_add(&sa, ix, m)) goto err ;
-    if (m->cachelen && !rec_cache(&sa, m)) goto err ;
-    recs++ ;
-  }
-  if (!rec_state(&sa, ix)) goto err ;
-  fd = openat(ix->dirfd, IX_TMP, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) ;
-  if (fd < 0) goto err ;
-  if (allwrite(fd, sa.s, sa.len) < sa.len || fsync(fd) < 0
-   || renameat(ix->dirfd, IX_TMP, ix->dirfd, IX_FILE) < 0 || fsync(ix->dirfd) < 0) goto err ;
-  struct stat st ;
-  if (fstat(fd, &st) < 0) goto err ;
-  if (ix->logfd >= 0) fd_close(ix->logfd) ;
-  ix->logfd = fd ;
-  ix->logino = (uint64_t)st.st_ino ;
-  ix->logoff = sa.len ;
-  ix->logrecs = recs ;
-  stralloc_free(&sa) ;
-  return 1 ;
- err:
-  e = errno ;
-  if (fd >= 0) { fd_close(fd) ; unlinkat(ix->dirfd, IX_TMP, 0) ; }
-  stralloc_free(&sa) ;
-  errno = e ;
-  return 0 ;
-}
-
-/* The next UIDVALIDITY: above the time, the old one and the last one
- * given in this Maildir (yubin-uidvalidity in the Maildir's top, the
- * parent of a ".Folder"), so that an index rebuilt or a folder made again
- * within the same second still gets a new one. */
-static uint32_t next_uidvalidity (mailindex const *ix, uint32_t olduv)
-{
-  stralloc p = STRALLOC_ZERO, tmp = STRALLOC_ZERO ;
-  char buf[32] ;
-  uint32_t uv = (uint32_t)time(0), last = 0 ;
-  char const *base = strrchr(ix->dir, '/') ;
-  base = base ? base + 1 : ix->dir ;
-  int ok = stralloc_cats(&p, ix->dir) && (base[0] != '.' || stralloc_catb(&p, "/..", 3))
-        && stralloc_cats(&p, "/yubin-uidvalidity") && stralloc_0(&p) ;
-  if (ok)
-  {
-    int fd = open(p.s, O_RDONLY | O_CLOEXEC) ;
-    if (fd >= 0)
-    {
-      ssize_t r = allread(fd, buf, sizeof buf - 1) ;
-      fd_close(fd) ;
-      if (r > 0) { buf[r] = 0 ; last = (uint32_t)strtoul(buf, 0, 10) ; }
-    }
-  }
-  if (uv <= olduv) uv = olduv + 1 ;
-  if (uv <= last) uv = last + 1 ;
-  if (!uv) uv = 1 ;
-  if (ok && stralloc_copyb(&tmp, p.s, p.len - 1) && stralloc_catb(&tmp, ".", 1) && stralloc_cats(&tmp, ix->dir + (base - ix->dir)) && stralloc_0(&tmp))
-  {
-    int fd = open(tmp.s, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) ;
-    if (fd >= 0)
-    {
-      int l = snprintf(buf, sizeof buf, "%u\n", uv) ;
-      int w = allwrite(fd, buf, (size_t)l) == (size_t)l ;
-      fd_close(fd) ;
-      if (!w || rename(tmp.s, p.s) < 0) unlink(tmp.s) ;
-    }
-  }
-  stralloc_free(&p) ;
-  stralloc_free(&tmp) ;
-  return uv ;
-}
-
-/* A new index: new UIDVALIDITY, empty view, every file to be found
- * again by the next scan (zero stamps). */
-static int ix_rebuild (mailindex *ix, uint32_t olduv)
-{
-  if (olduv < ix->uidvalidity) olduv = ix->uidvalidity ;
-  uint32_t uv = next_uidvalidity(ix, olduv) ;
-  if (ix->uidvalidity || ix->n) ix->uidvalidity_changed = 1 ;
-  view_clear(ix) ;
-  ix->rec.len = 0 ;
-  ix->uidvalidity = uv ;
-  ix->uidnext = 1 ;
-  ix->highestmodseq = 1 ;
-  ix->pend = 0 ;
-  memset(ix->stamp, 0, sizeof ix->stamp) ;
-  return ix_writefile(ix) ;
-}
-
-static int readall (int fd, uint64_t off, size_t len, stralloc *sa)
-{
-  sa->len = 0 ;
-  if (!stralloc_ready(sa, len)) return 0 ;
-  while (sa->len < len)
-  {
-    ssize_t r = pread(fd, sa->s + sa->len, len - sa->len, (off_t)(off + sa->len)) ;
-    if (r < 0) { if (errno == EINTR) continue ; return 0 ; }
-    if (!r) break ;
-    sa->len += (size_t)r ;
-  }
-  return 1 ;
-}
-
-/* Merge the freshly loaded state t into the view: messages gone from t
- * become INDEX_EXPUNGED (or vanish if the client never saw them),
- * changed flags INDEX_CHANGED, new ones are appended.  t is emptied. */
-static int ix_merge (mailindex *ix, mailindex *t)
-{
-  mailindex r = INDEX_ZERO ;
-  size_t i = 0, j = 0 ;
-  if (ix->uidvalidity && t->uidvalidity != ix->uidvalidity) { ix->uidvalidity_changed = 1 ; view_clear(ix) ; }
-  while (i < ix->n || j < t->n)
-  {
-    struct index_msg *a = i < ix->n ? index_msg(ix, i) : 0 ;
-    struct index_msg *b = j < t->n ? index_msg(t, j) : 0 ;
-    struct index_msg m ;
-    char const *name ;
-    if (a && (!b || a->uid < b->uid))
-    {
-      i++ ;
-      if (i - 1 >= ix->reported) continue ;   /* the client never saw it */
-      m = *a ; m.state |= INDEX_EXPUNGED ; name = ix->names.s + a->name ;
-    }
-    else if (b && (!a || b->uid < a->uid)) { j++ ; m = *b ; name = t->names.s + b->name ; }
-    else
-    {
-      i++ ; j++ ;
-      m = *b ;
-      m.state = a->state ;
-      if (!(a->state & INDEX_EXPUNGED) && (a->flags != b->flags || a->keywords != b->keywords)) m.state |= INDEX_CHANGED ;
-      name = t->names.s + b->name ;
-    }
-    size_t off = r.names.len ;
-    if (!stralloc_cats(&r.names, name) || !stralloc_0(&r.names)) goto err ;
-    m.name = (uint32_t)off ;
-    if (!genalloc_append(struct index_msg, &r.msgs, &m)) goto err ;
-  }
-  genalloc_free(struct index_msg, &ix->msgs) ;
-  stralloc_free(&ix->names) ;
-  ix->msgs = r.msgs ;
-  ix->names = r.names ;
-  ix->n = nmsgs(ix) ;
-  ix->garbage = 0 ;
-  if (ix->reported > ix->n) ix->reported = ix->n ;
-  hash_free(ix) ;
-  ix->uidvalidity = t->uidvalidity ;
-  ix->uidnext = t->uidnext ;
-  ix->highestmodseq = t->highestmodseq ;
-  ix->pend = t->pend ;
-  memcpy(ix->stamp, t->stamp, sizeof ix->stamp) ;
-  return 1 ;
- err:
-  genalloc_free(struct index_msg, &r.msgs) ;
-  stralloc_free(&r.names) ;
-  return 0 ;
-}
-
-/* Read what changed in yubin.index since we last looked; load it all if
- * it was replaced; rebuild it if missing or damaged.  Locked. */
-int ix_catchup (mailindex *ix)
-{
-  struct stat st ;
-  stralloc buf = STRALLOC_ZERO ;
-  uint32_t olduv = 0 ;
-  int e ;
-  if (fstatat(ix->dirfd, IX_FILE, &st, 0) < 0)
-  {
-    if (errno != ENOENT) return 0 ;
-    return ix_rebuild(ix, 0) ;
-  }
-  if (ix->logfd >= 0 && (uint64_t)st.st_ino == ix->logino && (uint64_t)st.st_size >= ix->logoff)
-  {
-    if ((uint64_t)st.st_size == ix->logoff) return 1 ;
-    size_t used ;
-    if (!readall(ix->logfd, ix->logoff, (size_t)st.st_size - ix->logoff, &buf)) goto err ;
-    if (!recs_apply(ix, buf.s, buf.len, &used)) { stralloc_free(&buf) ; return ix_rebuild(ix, 0) ; }
-    ix->logoff += used ;
-    if (used < buf.len && ftruncate(ix->logfd, (off_t)ix->logoff) < 0) goto err ;
-    stralloc_free(&buf) ;
-    return 1 ;
-  }
-  /* (re)load the whole file */
-  int fd = openat(ix->dirfd, IX_FILE, O_RDWR | O_CLOEXEC) ;
-  if (fd < 0) return errno == ENOENT ? ix_rebuild(ix, 0) : 0 ;
-  if (fstat(fd, &st) < 0 || !readall(fd, 0, (size_t)st.st_size, &buf)) { e = errno ; fd_close(fd) ; errno = e ; goto err ; }
-  if (ix->logfd >= 0) fd_close(ix->logfd) ;
-  ix->logfd = fd ;
-  mailindex t = INDEX_ZERO ;
-  size_t used ;
-  if (buf.len < IX_HDRLEN || !header_check(buf.s, &olduv)) { stralloc_free(&buf) ; return ix_rebuild(ix, olduv) ; }
-  t.uidvalidity = olduv ;
-  t.uidnext = 1 ;
-  if (!recs_apply(&t, buf.s + IX_HDRLEN, buf.len - IX_HDRLEN, &used) || !t.highestmodseq)
-  {
-    index_close(&t) ;
-    stralloc_free(&buf) ;
-    return ix_rebuild(ix, olduv) ;
-  }
-  ix->logino = (uint64_t)st.st_ino ;
-  ix->logoff = IX_HDRLEN + used ;
-  ix->logrecs = t.logrecs ;
-  if (IX_HDRLEN + used < buf.len && ftruncate(ix->logfd, (off_t)ix->logoff) < 0) { e = errno ; index_close(&t) ; errno = e ; goto err ; }
-  stralloc_free(&buf) ;
-  int ok = ix_merge(ix, &t) ;
-  e = errno ;
-  index_close(&t) ;
-  errno = e ;
-  return ok ;
- err:
-  e = errno ;
-  stralloc_free(&buf) ;
-  errno = e ;
-  return 0 ;
-}
-
-/* Write the records waiting in ix->rec (and a STATE, a COMMIT) at the end
- * of the index, fdatasync; compact now and then.  Locked.  On failure
- * nothing was written and the view is reloaded at the next catch-up. */
-int ix_flush (mailindex *ix)
-{
-  if (ix->cachebuf.len && !cache_write(ix)) { }   /* only the cache entries are lost */
-  if (!ix->rec.len && !ix->dirty) return 1 ;
-  size_t start = ix->rec.len ;
-  uint64_t recs = 2 ;
-  for (size_t off = 0 ; off < start ; off += 8 + get32(ix->rec.s + off)) if (ix->rec.s[off + 8] != 'F') recs++ ;
-  if (!rec_state(&ix->rec, ix)) goto err ;
-  if (ix->logrecs + recs > 2 * ix->n + 4096) { if (!ix_writefile(ix)) goto err ; }
-  else
-  {
-    size_t done = 0 ;
-    while (done < ix->rec.len)
-    {
-      ssize_t w = pwrite(ix->logfd, ix->rec.s + done, ix->rec.len - done, (off_t)(ix->logoff + done)) ;
-      if (w < 0) { if (errno == EINTR) continue ; goto errw ; }
-      done += (size_t)w ;
-    }
-    if (fdatasync(ix->logfd) < 0) goto errw ;
-    ix->logoff += ix->rec.len ;
-    ix->logrecs += recs ;
-  }
-  ix->rec.len = 0 ;
-  ix->dirty = 0 ;
-  return 1 ;
- errw:
-  {
-    int e = errno ;
-    if (ftruncate(ix->logfd, (off_t)ix->logoff) < 0) { }
-    errno = e ;
-  }
- err:
-  ix->rec.len = 0 ;
-  ix->dirty = 0 ;
-  ix->logino = 0 ;   /* forces a full reload: forget what was not written */
-  return 0 ;
-}
-
-/* ---------- locking ---------- */
-
-int ix_lock (mailindex *ix)
-{
-  struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 } ;
-  long waited = 0, step = 1 ;
-  while (fcntl(ix->lockfd, F_OFD_SETLK, &fl) < 0)
-  {
-    if (errno == EINTR) continue ;
-    if (errno != EAGAIN && errno != EACCES) return 0 ;
-    if (waited >= IX_LOCK_WAIT_MS) return (errno = ETIMEDOUT, 0) ;
-    sleep_ms(step) ;
-    waited += step ;
-    if (step < 16) step <<= 1 ;
-  }
-  ix->locked = 1 ;
-  return 1 ;
-}
-
-void ix_unlock (mailindex *ix)
-{
-  struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 } ;
-  int e = errno ;
-  if (ix->locked && fcntl(ix->lockfd, F_OFD_SETLK, &fl) < 0) { }
-  ix->locked = 0 ;
-  errno = e ;
+  ix_hash_free(ix) ;
 }
 
 /* ---------- keywords ---------- */
@@ -814,385 +288,6 @@ int index_keyword (mailindex *ix, char const *s, size_t len, int create)
   return i ;
 }
 
-/* ---------- the scan of new/ and cur/ ---------- */
-
-static void getstamp (struct stat const *st, uint64_t *s, int64_t now)
-{
-  int64_t mt = (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec ;
-  s[0] = (uint64_t)st->st_mtim.tv_sec ;
-  s[1] = (uint64_t)st->st_mtim.tv_nsec ;
-  s[2] = (uint64_t)st->st_size ;
-  s[3] = (uint64_t)st->st_ino ;
-  /* a change in the same clock tick as this stat would not move the
-     mtime: trust only a directory that has been still for a while */
-  if (mt + IX_STAMP_MARGIN_NS > now) memset(s, 0, 4 * sizeof(uint64_t)) ;
-}
-
-static int samestamp (uint64_t const *a, struct stat const *st)
-{
-  return a[0] && a[0] == (uint64_t)st->st_mtim.tv_sec && a[1] == (uint64_t)st->st_mtim.tv_nsec
-      && a[2] == (uint64_t)st->st_size && a[3] == (uint64_t)st->st_ino ;
-}
-
-/* move new/ into cur/; the unique parts moved go to moved (NUL-separated) */
-static int scan_new (mailindex *ix, stralloc *moved, size_t *nmoved)
-{
-  stralloc target = STRALLOC_ZERO ;
-  DIR *d = opendirat(ix->newfd) ;
-  if (!d) return 0 ;
-  for (;;)
-  {
-    struct mbox_name nm ;
-    errno = 0 ;
-    struct dirent *e = readdir(d) ;
-    if (!e) break ;
-    size_t len = strlen(e->d_name) ;
-    if (!mbox_name_parse(e->d_name, len, &nm)) continue ;
-    int r = isregular(ix->newfd, e) ;
-    if (r < 0) goto err ;
-    if (!r) continue ;
-    target.len = 0 ;
-    if (!stralloc_catb(&target, e->d_name, len)
-     || (nm.uniqlen == len && !stralloc_catb(&target, ":2,", 3))
-     || !stralloc_0(&target)) goto err ;
-    if (renameat(ix->newfd, e->d_name, ix->curfd, target.s) < 0)
-    {
-      if (errno == ENOENT) continue ;   /* another session moved it */
-      goto err ;
-    }
-    if (!stralloc_catb(moved, e->d_name, nm.uniqlen) || !stralloc_0(moved)) goto err ;
-    (*nmoved)++ ;
-  }
-  if (errno) goto err ;
-  closedir(d) ;
-  stralloc_free(&target) ;
-  return 1 ;
- err:
-  {
-    int e = errno ;
-    closedir(d) ;
-    stralloc_free(&target) ;
-    errno = e ;
-  }
-  return 0 ;
-}
-
-/* INDEX_PEEK: read new/ without taking anything.  Messages of the view
- * found there get SCAN | SCANNEW; unknown names go to fresh as
- * "n<name>" (NUL-terminated); *seen counts both.  The hash must be
- * built. */
-static int scan_peek (mailindex *ix, stralloc *fresh, size_t *seen)
-{
-  DIR *d = opendirat(ix->newfd) ;
-  if (!d) return 0 ;
-  for (;;)
-  {
-    struct mbox_name nm ;
-    errno = 0 ;
-    struct dirent *e = readdir(d) ;
-    if (!e) break ;
-    size_t len = strlen(e->d_name) ;
-    if (!mbox_name_parse(e->d_name, len, &nm)) continue ;
-    ssize_t pos = hash_find(ix, e->d_name, nm.uniqlen) ;
-    if (pos >= 0) { index_msg(ix, pos)->state |= SCAN | SCANNEW ; (*seen)++ ; continue ; }
-    int r = isregular(ix->newfd, e) ;
-    if (r < 0) goto err ;
-    if (r) (*seen)++ ;
-    if (r && (!stralloc_catb(fresh, "n", 1) || !stralloc_catb(fresh, e->d_name, len) || !stralloc_0(fresh))) goto err ;
-  }
-  if (errno) goto err ;
-  closedir(d) ;
-  return 1 ;
- err:
-  {
-    int e = errno ;
-    closedir(d) ;
-    errno = e ;
-  }
-  return 0 ;
-}
-
-/* Is message m's file still in new/ (peeked, taken by no session yet)?
- * Its name there is its name in the index, or that without an empty
- * ":2," (scan_new's rule backwards).  1 yes, 0 no, -1 error. */
-static int in_new (mailindex const *ix, struct index_msg const *m)
-{
-  char const *name = ix->names.s + m->name ;
-  char buf[256] ;
-  if (faccessat(ix->newfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0) return 1 ;
-  if (errno != ENOENT) return -1 ;
-  if (strlen(name) != (size_t)m->uniqlen + 3 || m->uniqlen >= sizeof buf || memcmp(name + m->uniqlen, ":2,", 3)) return 0 ;
-  memcpy(buf, name, m->uniqlen) ;
-  buf[m->uniqlen] = 0 ;
-  if (faccessat(ix->newfd, buf, F_OK, AT_SYMLINK_NOFOLLOW) == 0) return 1 ;
-  return errno == ENOENT ? 0 : -1 ;
-}
-
-/* a file of the view found under name[0..len): a flag change by someone else? */
-static int scan_found (mailindex *ix, size_t pos, char const *name, size_t len, size_t uniqlen)
-{
-  struct index_msg *m = index_msg(ix, pos) ;
-  m->state |= SCAN ;
-  if (!strcmp(ix->names.s + m->name, name)) return 1 ;
-  uint32_t f = m->flags, k = m->keywords ;
-  if (!setname(ix, m, name, len, uniqlen, 1)) return 0 ;
-  if (m->flags != f || m->keywords != k) m->state |= INDEX_CHANGED ;
-  m->modseq = ++ix->highestmodseq ;
-  ix->dirty = 1 ;
-  return rec_uid(&ix->rec, 'N', m->uid, m->modseq, ix->names.s + m->name) ;
-}
-
-/* read cur/: known names marked SCAN (renames noted), unknown ones to
- * fresh as "c<name>" (NUL-terminated) if fresh is not 0.  A message
- * seen in new/ before (SCANNEW) and found here was moved meanwhile. */
-static int scan_cur (mailindex *ix, stralloc *fresh)
-{
-  DIR *d = opendirat(ix->curfd) ;
-  if (!d) return 0 ;
-  for (;;)
-  {
-    struct mbox_name nm ;
-    errno = 0 ;
-    struct dirent *e = readdir(d) ;
-    if (!e) break ;
-    size_t len = strlen(e->d_name) ;
-    if (!mbox_name_parse(e->d_name, len, &nm)) continue ;
-    ssize_t pos = hash_find(ix, e->d_name, nm.uniqlen) ;
-    if (pos >= 0)
-    {
-      struct index_msg *m = index_msg(ix, pos) ;
-      if (m->state & SCANNEW) m->state &= ~(SCAN | SCANNEW) ;
-      else if (m->state & SCAN) continue ;   /* the same unique part twice: first wins */
-      if (!scan_found(ix, (size_t)pos, e->d_name, len, nm.uniqlen)) goto err ;
-      continue ;
-    }
-    if (!fresh) continue ;
-    int r = isregular(ix->curfd, e) ;
-    if (r < 0) goto err ;
-    if (r && (!stralloc_catb(fresh, "c", 1) || !stralloc_catb(fresh, e->d_name, len) || !stralloc_0(fresh))) goto err ;
-  }
-  if (errno) goto err ;
-  closedir(d) ;
-  return 1 ;
- err:
-  {
-    int e = errno ;
-    closedir(d) ;
-    errno = e ;
-  }
-  return 0 ;
-}
-
-static int freshcmp (void const *x, void const *y, void *aux)
-{
-  char const *s = aux ;
-  char const *a = s + *(size_t const *)x, *b = s + *(size_t const *)y ;
-  struct mbox_name na, nb ;
-  mbox_name_parse(a, strlen(a), &na) ;
-  mbox_name_parse(b, strlen(b), &nb) ;
-  int c = mbox_name_cmp(a, na.uniqlen, b, nb.uniqlen) ;
-  return c ? c : strcmp(a, b) ;
-}
-
-/* UIDs for the new names of fresh ("c<name>" in cur/, "n<name>" left in
- * new/ by a peek: recorded under the name scan_new will give it, marked
- * SCANNEW), in delivery order */
-static int scan_add (mailindex *ix, stralloc *fresh)
-{
-  genalloc offs = GENALLOC_ZERO ;
-  stralloc rname = STRALLOC_ZERO ;
-  for (size_t off = 0 ; off < fresh->len ; off += strlen(fresh->s + off) + 1)
-  {
-    size_t o = off + 1 ;
-    if (!genalloc_append(size_t, &offs, &o)) goto err ;
-  }
-  size_t k = genalloc_len(size_t, &offs) ;
-  size_t *o = genalloc_s(size_t, &offs) ;
-  if (k) qsort_r(o, k, sizeof(size_t), &freshcmp, fresh->s) ;
-  for (size_t i = 0 ; i < k ; i++)
-  {
-    char const *name = fresh->s + o[i] ;
-    int innew = fresh->s[o[i] - 1] == 'n' ;
-    int dfd = innew ? ix->newfd : ix->curfd ;
-    size_t len = strlen(name) ;
-    struct mbox_name nm ;
-    struct stat st ;
-    mbox_name_parse(name, len, &nm) ;
-    if (hash_find(ix, name, nm.uniqlen) >= 0) continue ;   /* the same unique part twice */
-    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-    {
-      if (errno == ENOENT) continue ;   /* renamed meanwhile: the next scan */
-      goto err ;
-    }
-    if (!S_ISREG(st.st_mode)) continue ;
-    uint64_t size = nm.wsize ;
-    if (!nm.haswsize)
-    {
-      int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC) ;
-      if (fd < 0) { if (errno == ENOENT) continue ; goto err ; }
-      int ok = mbox_crlfsize(fd, &size) ;
-      int e = errno ;
-      fd_close(fd) ;
-      errno = e ;
-      if (!ok) goto err ;
-    }
-    rname.len = 0 ;
-    if (!stralloc_catb(&rname, name, len) || (innew && nm.uniqlen == len && !stralloc_catb(&rname, ":2,", 3))) goto err ;
-    if (ix->uidnext == UINT32_MAX) { errno = EOVERFLOW ; goto err ; }
-    if (!view_add(ix, ix->uidnext++, ++ix->highestmodseq, size, (int64_t)st.st_mtim.tv_sec, INDEX_NODATE, rname.s, rname.len)) goto err ;
-    if (innew) index_msg(ix, ix->n - 1)->state |= SCAN | SCANNEW ;
-    if (!rec_add(&ix->rec, ix, index_msg(ix, ix->n - 1))) goto err ;
-    ix->dirty = 1 ;
-  }
-  genalloc_free(size_t, &offs) ;
-  stralloc_free(&rname) ;
-  return 1 ;
- err:
-  {
-    int e = errno ;
-    genalloc_free(size_t, &offs) ;
-    stralloc_free(&rname) ;
-    errno = e ;
-  }
-  return 0 ;
-}
-
-/* INDEX_PEEK, after scan_peek: must cur/ be read to know where the
- * messages that may be pending (UID >= pend, not seen in new/) went?  A
- * few are looked up in cur/ with a stat; more, or one not there, say
- * yes.  1 yes, 0 no, -1 error. */
-static int peek_needs_cur (mailindex *ix)
-{
-  size_t stats = 0 ;
-  if (!ix->pend) return 0 ;
-  for (size_t i = ix->n ; i-- > 0 ; )
-  {
-    struct index_msg const *m = index_msg(ix, i) ;
-    if (m->uid < ix->pend) break ;
-    if (m->state & (SCANNEW | INDEX_EXPUNGED)) continue ;
-    if (++stats > IX_PEEK_STATS) return 1 ;
-    if (faccessat(ix->curfd, ix->names.s + m->name, F_OK, AT_SYMLINK_NOFOLLOW) == 0) continue ;
-    return errno == ENOENT ? 1 : -1 ;
-  }
-  return 0 ;
-}
-
-/* Bring the view in line with new/ and cur/ (locked, after a catch-up).
- * force: read new/ and cur/ even if their stamps say nothing changed.
- *
- * new/ is read when its stamp differs from the one of the last scan that
- * took new/, or when ix->pend says a message of the index may still be
- * there.  Normally its files are moved into cur/ (\Recent for this
- * session unless readonly).  INDEX_PEEK only looks: known names are
- * marked as still in new/, unknown ones get UIDs under the name they
- * will have in cur/, and the stamp of new/ is left alone, so the next
- * session that takes new/ still reads it (and gets the \Recent).
- * ix->pend, written with the STATE, is the lowest UID found in new/
- * (0: none): a scan that reads new/ or cur/ computes it again. */
-int ix_scan (mailindex *ix, int force)
-{
-  stralloc moved = STRALLOC_ZERO, fresh = STRALLOC_ZERO ;
-  size_t nmoved = 0 ;
-  struct stat st ;
-  uint64_t stamp[4], stamp1[4] ;
-  int ok = 0, peek = ix->readonly == INDEX_PEEK, newread = 0, curread = 0 ;
-
-  if (fstat(ix->newfd, &st) < 0) return 0 ;
-  if (force || ix->pend || !samestamp(ix->stamp[0], &st))
-  {
-    newread = 1 ;
-    if (peek)
-    {
-      size_t seen = 0 ;
-      getstamp(&st, stamp, now_ns()) ;
-      if (!ix->hash && !hash_build(ix)) goto end ;
-      if (!scan_peek(ix, &fresh, &seen)) goto end ;
-      /* an empty new/ is what a real scan would leave: its stamp is good */
-      if (!seen && memcmp(stamp, ix->stamp[0], sizeof stamp)) { memcpy(ix->stamp[0], stamp, sizeof stamp) ; ix->dirty = 1 ; }
-      int r = peek_needs_cur(ix) ;
-      if (r < 0) goto end ;
-      if (r) force = 1 ;
-    }
-    else
-    {
-      getstamp(&st, stamp, now_ns()) ;
-      if (!scan_new(ix, &moved, &nmoved)) goto end ;
-      if (memcmp(stamp, ix->stamp[0], sizeof stamp)) { memcpy(ix->stamp[0], stamp, sizeof stamp) ; ix->dirty = 1 ; }
-      /* what we moved, and what others took from new/ or removed there */
-      if (nmoved || ix->pend) force = 1 ;
-    }
-  }
-  if (fstat(ix->curfd, &st) < 0) goto end ;
-  if (force || !samestamp(ix->stamp[1], &st))
-  {
-    curread = 1 ;
-    getstamp(&st, stamp1, now_ns()) ;
-    if (!ix->hash && !hash_build(ix)) goto end ;
-    if (!scan_cur(ix, &fresh)) goto end ;
-    /* not seen: missed by readdir (a rename during it), still in new/
-       (a peeked message), or gone */
-    size_t missing = 0 ;
-    for (size_t i = 0 ; i < ix->n ; i++)
-    {
-      struct index_msg *m = index_msg(ix, i) ;
-      if (m->state & (SCAN | INDEX_EXPUNGED)) continue ;
-      if (faccessat(ix->curfd, ix->names.s + m->name, F_OK, AT_SYMLINK_NOFOLLOW) == 0) { m->state |= SCAN ; continue ; }
-      if (errno != ENOENT) goto end ;
-      int r = in_new(ix, m) ;
-      if (r < 0) goto end ;
-      if (r) { m->state |= SCAN | SCANNEW ; continue ; }
-      missing++ ;
-    }
-    if (missing && !scan_cur(ix, 0)) goto end ;
-    for (size_t i = 0 ; i < ix->n ; i++)
-    {
-      struct index_msg *m = index_msg(ix, i) ;
-      if (!(m->state & (SCAN | INDEX_EXPUNGED)))
-      {
-        m->state |= INDEX_EXPUNGED ;
-        m->state &= ~INDEX_CHANGED ;
-        if (!rec_uid(&ix->rec, 'X', m->uid, ++ix->highestmodseq, 0)) goto end ;
-        ix->dirty = 1 ;
-      }
-    }
-  }
-  if (fresh.len && !scan_add(ix, &fresh)) goto end ;
-  if (curread && memcmp(stamp1, ix->stamp[1], sizeof stamp1)) { memcpy(ix->stamp[1], stamp1, sizeof stamp1) ; ix->dirty = 1 ; }
-  if (newread || curread)
-  {
-    uint32_t pend = 0 ;
-    for (size_t i = 0 ; i < ix->n ; i++)
-    {
-      struct index_msg const *m = index_msg(ix, i) ;
-      if (m->state & SCANNEW && !(m->state & INDEX_EXPUNGED)) { pend = m->uid ; break ; }
-    }
-    if (pend != ix->pend) { ix->pend = pend ; ix->dirty = 1 ; }
-  }
-  if (peek)   /* \Recent in a peek: still in new/, \Recent for whoever takes it */
-    for (size_t i = 0 ; i < ix->n ; i++)
-    {
-      struct index_msg *m = index_msg(ix, i) ;
-      if (m->state & SCANNEW && !(m->state & INDEX_EXPUNGED)) m->state |= INDEX_RECENT ;
-      else m->state &= ~INDEX_RECENT ;
-    }
-  if (!ix->readonly)
-    for (size_t off = 0 ; off < moved.len ; off += strlen(moved.s + off) + 1)
-    {
-      ssize_t pos = hash_find(ix, moved.s + off, strlen(moved.s + off)) ;
-      if (pos >= 0) index_msg(ix, pos)->state |= INDEX_RECENT ;
-    }
-  ok = 1 ;
- end:
-  {
-    int e = errno ;
-    for (size_t i = 0 ; i < ix->n ; i++) index_msg(ix, i)->state &= ~(SCAN | SCANNEW) ;
-    stralloc_free(&moved) ;
-    stralloc_free(&fresh) ;
-    errno = e ;
-  }
-  return ok ;
-}
-
 /* ---------- reporting ---------- */
 
 static int names_compact (mailindex *ix)
@@ -1242,7 +337,7 @@ static int ix_report (mailindex *ix, int allowexpunge)
     }
     m[k++] = m[i] ;
   }
-  if (k != ix->n) hash_free(ix) ;
+  if (k != ix->n) ix_hash_free(ix) ;
   genalloc_setlen(struct index_msg, &ix->msgs, k) ;
   ix->reported -= removed ;
   ix->n = k ;
@@ -1331,7 +426,7 @@ void index_close (mailindex *ix)
   stralloc_free(&ix->cachebuf) ;
   stralloc_free(&ix->cachewin) ;
   genalloc_free(struct cachepend, &ix->cachepend) ;
-  hash_free(ix) ;
+  ix_hash_free(ix) ;
   free(ix->dir) ;
   ix->dir = 0 ;
   int *fds[] = { &ix->dirfd, &ix->curfd, &ix->newfd, &ix->lockfd, &ix->logfd, &ix->cachefd } ;
@@ -1368,7 +463,7 @@ static int setflags (mailindex *ix, size_t i, uint32_t flags, uint32_t kw, stral
   sa->len = 0 ;
   if (!stralloc_catb(sa, old, m->uniqlen) || !catinfo(sa, flags, kw) || !stralloc_0(sa)) return 0 ;
   if (renameat(ix->curfd, old, ix->curfd, sa->s) < 0) return errno == ENOENT ? -1 : 0 ;
-  if (!setname(ix, m, sa->s, sa->len - 1, m->uniqlen, 1)) return 0 ;
+  if (!ix_setname(ix, m, sa->s, sa->len - 1, m->uniqlen, 1)) return 0 ;
   m = index_msg(ix, i) ;
   m->modseq = ++ix->highestmodseq ;
   ix->dirty = 1 ;

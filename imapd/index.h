@@ -22,7 +22,8 @@
  * with errno set; ETIMEDOUT means the lock could not be taken in time,
  * EINVAL a bad argument, ENOSPC (from index_keyword) no letter is left.
  *
- * Link: imapd/index.c, imapd/cache.c, imapd/append.c and pop3d/mbox.c (names, order, CRLF sizes). */
+ * Link: imapd/index.c, imapd/ixlog.c, imapd/ixscan.c, imapd/cache.c, imapd/append.c and
+ * pop3d/mbox.c (names, order, CRLF sizes). */
 #ifndef YUBIN_IMAPD_INDEX_H
 #define YUBIN_IMAPD_INDEX_H
 

@@ -1,6 +1,8 @@
 /* imapd/ixpriv: what the modules of the per-folder index share
- * (index.c the index itself, cache.c yubin.cache, append.c APPEND, COPY
- * and MOVE); private to them: the session uses imapd/index.h only. */
+ * (index.c the view, keywords and the session's calls, ixlog.c the
+ * record log yubin.index and the lock, ixscan.c the scan of new/ and
+ * cur/, cache.c yubin.cache, append.c APPEND, COPY and MOVE); private to
+ * them: the session uses imapd/index.h only. */
 #ifndef YUBIN_IMAPD_IXPRIV_H
 #define YUBIN_IMAPD_IXPRIV_H
 
@@ -34,7 +36,22 @@ static inline size_t nmsgs (mailindex const *ix) { return genalloc_len(struct in
 /* index.c */
 extern uint32_t ix_crc32 (char const *s, size_t n) ;
 extern int catinfo (stralloc *sa, uint32_t flags, uint32_t kw) ;
+/* give m the name name[0..len); replace: it had one before */
+extern int ix_setname (mailindex *ix, struct index_msg *m, char const *name, size_t len, size_t uniqlen, int replace) ;
+extern void ix_hash_free (mailindex *ix) ;
+extern int ix_hash_build (mailindex *ix) ;
+/* message with unique part u[0..len) not expunged, or -1 */
+extern ssize_t ix_hash_find (mailindex *ix, char const *u, size_t len) ;
 extern int view_add (mailindex *ix, uint32_t uid, uint64_t modseq, uint64_t size, int64_t idate, int64_t sentdate, char const *name, size_t len) ;
+extern void view_clear (mailindex *ix) ;
+extern int kw_load (mailindex *ix, int force) ;
+extern int kw_valid (char const *s, size_t len) ;
+extern int kw_create (mailindex *ix, char const *s, size_t len) ;
+extern void ix_abandon (mailindex *ix) ;
+extern int ix_update (mailindex *ix, int scan, int force) ;
+extern int ix_attach (mailindex *ix, char const *dir, int readonly) ;
+
+/* ixlog.c */
 extern int rec_add (stralloc *sa, mailindex const *ix, struct index_msg const *m) ;
 extern int rec_uid (stralloc *sa, char type, uint32_t uid, uint64_t v, char const *name) ;
 extern int rec_cache (stralloc *sa, struct index_msg const *m) ;
@@ -42,13 +59,9 @@ extern int ix_catchup (mailindex *ix) ;
 extern int ix_flush (mailindex *ix) ;
 extern int ix_lock (mailindex *ix) ;
 extern void ix_unlock (mailindex *ix) ;
-extern int kw_load (mailindex *ix, int force) ;
-extern int kw_valid (char const *s, size_t len) ;
-extern int kw_create (mailindex *ix, char const *s, size_t len) ;
+
+/* ixscan.c */
 extern int ix_scan (mailindex *ix, int force) ;
-extern void ix_abandon (mailindex *ix) ;
-extern int ix_update (mailindex *ix, int scan, int force) ;
-extern int ix_attach (mailindex *ix, char const *dir, int readonly) ;
 
 /* cache.c */
 extern void cache_trim (mailindex *ix) ;

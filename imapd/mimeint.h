@@ -1,6 +1,6 @@
-/* imapd/mimeint: what mime.c (the parser, IMAP output) and mimetext.c
- * (text decoding for SEARCH) share; private to the two, the API is
- * mime.h.  The scanners are mime.c's. */
+/* imapd/mimeint: what mime.c (the parser), mimeimap.c (ENVELOPE,
+ * BODYSTRUCTURE) and mimetext.c (text decoding for SEARCH) share;
+ * private to the three, the API is mime.h.  The scanners are mime.c's. */
 #ifndef YUBIN_IMAPD_MIMEINT_H
 #define YUBIN_IMAPD_MIMEINT_H
 
@@ -46,6 +46,18 @@ extern int mimei_hfield_next (char const *, size_t *, size_t, struct hfield *) ;
 extern int mimei_hfield_find (char const *, size_t, size_t, char const *, struct hfield *) ;
 /* appends the value s[v..vend) unfolded (CR and LF dropped), trimmed */
 extern int mimei_unfold (stralloc *, char const *, size_t, size_t) ;
+/* narrows [*start, *end) of s to what is between blanks and line ends */
+extern void mimei_trim (char const *, size_t *, size_t *) ;
+
+/* ---------- tokens (RFC 5322 / RFC 2045) ---------- */
+
+enum { T_ATOM, T_QSTR, T_COMMENT, T_DLIT, T_SPECIAL } ;
+
+struct tok { unsigned char type ; char c ; size_t off, len ; } ;
+
+/* tokenizes v[0..n) into toks, token texts into buf (quoted strings and
+   comments unescaped); mime: RFC 2045 tspecials, else RFC 5322 specials */
+extern int mimei_tokenize (char const *, size_t, int, genalloc *, stralloc *) ;
 
 /* ---------- MIME fields: type, parameters (RFC 2231) ---------- */
 
