@@ -345,6 +345,18 @@ static unsigned char const hexval1[256] =
 } ;
 #define hexval(c) ((int)hexval1[(unsigned char)(c)] - 1)
 
+/* s[0..n) == t[0..n) for 8 <= n <= 24, in 8-byte loads (the last one
+ * overlapping), nothing read past n: most lines carry the label of the
+ * line before, and a memcmp call costs more than the rest of the check */
+static inline int same_label (char const *s, char const *t, size_t n)
+{
+  uint64_t a, b, c, d, e = 0, f = 0 ;
+  memcpy(&a, s, 8) ; memcpy(&b, s + n - 8, 8) ;
+  memcpy(&c, t, 8) ; memcpy(&d, t + n - 8, 8) ;
+  if (n > 16) { memcpy(&e, s + 8, 8) ; memcpy(&f, t + 8, 8) ; }
+  return ((a ^ c) | (b ^ d) | (e ^ f)) == 0 ;
+}
+
 static size_t stamp_tai64n (char const *s, size_t n, int64_t *ms)
 {
   /* lines come in bursts within a second: keep the last seconds label */
@@ -360,7 +372,7 @@ static size_t stamp_tai64n (char const *s, size_t n, int64_t *ms)
     nano = (nano << 4) | x ;
   }
   if (nano >= 1000000000) return 0 ;
-  if (lastu >= 0 && !memcmp(s, lastlabel, 17)) u = lastu ;
+  if (lastu >= 0 && same_label(s, lastlabel, 17)) u = lastu ;
   else
   {
     uint64_t sec = 0 ;
@@ -439,7 +451,7 @@ static size_t stamp_syslog (char const *s, size_t n, int64_t *ms, int64_t now)
   static char lastlabel[15] ;
   static int64_t lastt = -1, lastnow = -1 ;
   if (n < 15 || s[3] != ' ' || s[9] != ':' || s[12] != ':') return 0 ;
-  if (lastt >= 0 && now == lastnow && !memcmp(s, lastlabel, 15) && (n == 15 || s[15] == ' ' || s[15] == '\t'))
+  if (lastt >= 0 && now == lastnow && same_label(s, lastlabel, 15) && (n == 15 || s[15] == ' ' || s[15] == '\t'))
   {
     *ms = lastt ;
     return 15 ;
@@ -609,6 +621,14 @@ static size_t rarest (char const *lit, size_t len)
   return best ;
 }
 
+/* "x+" keeps at least one x, but not when another quantifier is stacked
+ * on it ("x+*", "x+?", which regcomp takes): p[i] is the '+' */
+static int plus_optional (char const *p, size_t n, size_t i)
+{
+  while (i < n && p[i] == '+') i++ ;
+  return i < n && (p[i] == '*' || p[i] == '?' || p[i] == '{') ;
+}
+
 /* The longest literal that every match must contain: taken outside groups
  * only, never when there is a top-level alternation. */
 static void find_literal (banpat *bp, char const *p, size_t n)
@@ -642,7 +662,12 @@ static void find_literal (banpat *bp, char const *p, size_t n)
       i++ ;
       end = 1 ;
     }
-    else if (c == '+') { i++ ; end = 1 ; }
+    else if (c == '+')
+    {
+      if (lastlit && rlen && plus_optional(p, n, i)) rlen-- ;
+      i++ ;
+      end = 1 ;
+    }
     else if (c == '.' || c == '^' || c == '$') { i++ ; end = 1 ; }
     else { i++ ; if (depth == 0) atom_lit = 1 ; else end = 1 ; }
     if (atom_lit)
@@ -743,7 +768,7 @@ static void fast_setup (banpat *bp, char const *p, size_t n, size_t hostpos)
       bp->postlit[len++] = c ;
       continue ;
     }
-    if (t == TK_QUANT && len) len-- ;
+    if ((t == TK_QUANT || (t == TK_PLUS && plus_optional(p, n, before))) && len) len-- ;
     i = before ;
     break ;
   }

@@ -391,6 +391,7 @@ void banre_free (banre *re)
   free(re->follow) ; free(re->bytepos) ; free(re->sets) ; free(re->reach) ;
   free(re->trans) ; free(re->acc) ; free(re->absorb) ; free(re->ht) ;
   free(re->fbyte) ; free(re->runlen) ; free(re->runend) ; free(re->run) ;
+  free(re->loop) ;
   memset(re, 0, sizeof *re) ;
 }
 
@@ -399,6 +400,28 @@ static uint64_t set_hash (uint64_t const *s)
   uint64_t h = 0x9e3779b97f4a7c15ULL ;
   for (unsigned int w = 0 ; w < W ; w++) { h ^= s[w] ; h *= 0xff51afd7ed558ccdULL ; h ^= h >> 29 ; }
   return h ;
+}
+
+/* The classes whose bytes lead from the state of positions s (reach rc)
+ * back to it, a bit each: the walk skips a run of them with one class
+ * look-up a byte, no transition ("[0-9]+", a host name).  0 if none, or
+ * if there are more than 64 classes. */
+static uint64_t self_loops (banre const *re, uint64_t const *s, uint64_t const *rc)
+{
+  uint64_t m = 0, seen = 1 ;   /* class 0, NUL, never */
+  if (re->shift > 6) return 0 ;
+  for (unsigned int c = 1 ; c < 256 ; c++)
+  {
+    unsigned int k = re->cmap[c] ;
+    if (seen >> k & 1) continue ;
+    seen |= (uint64_t)1 << k ;
+    uint64_t const *bp = re->bytepos + (size_t)c * W ;
+    unsigned int w = 0 ;
+    for (; w < W ; w++)
+      if (((rc[w] & bp[w]) | (!w && !re->bol ? 1 : 0)) != s[w]) break ;
+    if (w == W) m |= (uint64_t)1 << k ;
+  }
+  return m ;
 }
 
 /* the state of positions set: found or made; -1 on failure */
@@ -443,6 +466,9 @@ static int state_get (banre *re, uint64_t const *set)
     uint8_t (*ru)[BANRE_RUN] = realloc(re->run, (size_t)cap * BANRE_RUN) ;
     if (!ru) return -1 ;
     re->run = ru ;
+    uint64_t *lp = realloc(re->loop, (size_t)cap * sizeof(uint64_t)) ;
+    if (!lp) return -1 ;
+    re->loop = lp ;
     re->cap = cap ;
   }
   uint32_t id = re->nst ;
@@ -496,6 +522,8 @@ static int state_get (banre *re, uint64_t const *set)
   int empty = 1 ;
   for (unsigned int w = 0 ; w < W ; w++) if (s[w]) empty = 0 ;
   if (empty) { re->dead = (int32_t)(id << re->shift) ; re->absorb[id] = 1 ; }
+  re->loop[id] = re->absorb[id] ? 0 : self_loops(re, s, rc) ;
+  if (re->loop[id]) re->absorb[id] = 8 ;
   return (int)id ;
 }
 
@@ -566,7 +594,9 @@ int banre_compile (banre *re, char const *p, size_t n)
 }
 
 /* the transition of the state at offset st on byte c, built: the next
- * state's offset, or -1 if it can't be */
+ * state's offset, or -1 if it can't be.  The table holds it as -2 - the
+ * offset when that state has something to do (absorb[] not 0): the walk
+ * then tests one sign, not the absorb byte of every state it enters. */
 static int32_t step (banre *re, int32_t st, unsigned char c)
 {
   uint64_t t[W] ;
@@ -576,8 +606,9 @@ static int32_t step (banre *re, int32_t st, unsigned char c)
   if (!re->bol) t[0] |= 1 ;   /* a match may start anywhere */
   int r = state_get(re, t) ;
   if (r < 0) return -1 ;
-  re->trans[(size_t)st + re->cmap[c]] = (int32_t)((unsigned int)r << re->shift) ;
-  return (int32_t)((unsigned int)r << re->shift) ;
+  int32_t off = (int32_t)((unsigned int)r << re->shift) ;
+  re->trans[(size_t)st + re->cmap[c]] = re->absorb[r] ? -2 - off : off ;
+  return off ;
 }
 
 /* the run of fixed text from state id: its forced bytes, state after
@@ -592,7 +623,8 @@ static int run_build (banre *re, uint32_t id)
     uint8_t c = re->fbyte[(uint32_t)cur >> re->shift] ;
     if (!c) break ;
     int32_t t = re->trans[cur + re->cmap[c]] ;
-    if (t < 0 && (t = step(re, cur, c)) < 0) return 0 ;
+    if (t < -1) t = -2 - t ;
+    else if (t < 0 && (t = step(re, cur, c)) < 0) return 0 ;
     buf[len++] = c ;
     cur = t ;
   }
@@ -600,6 +632,30 @@ static int run_build (banre *re, uint32_t id)
   re->runlen[id] = (int8_t)len ;
   re->runend[id] = cur ;
   return 1 ;
+}
+
+/* a[0..n) == b[0..n) for 2 <= n <= BANRE_RUN: a few loads, overlapping
+ * at the end, instead of a memcmp call (runs are short; every matching
+ * line takes two or three) */
+static inline int runeq (unsigned char const *a, unsigned char const *b, size_t n)
+{
+  if (n >= 8)
+  {
+    uint64_t x, y, d = 0 ;
+    size_t i = 0 ;
+    for (; i + 8 <= n ; i += 8) { memcpy(&x, a + i, 8) ; memcpy(&y, b + i, 8) ; d |= x ^ y ; }
+    if (i < n) { memcpy(&x, a + n - 8, 8) ; memcpy(&y, b + n - 8, 8) ; d |= x ^ y ; }
+    return !d ;
+  }
+  if (n >= 4)
+  {
+    uint32_t x0, y0, x1, y1 ;
+    memcpy(&x0, a, 4) ; memcpy(&y0, b, 4) ; memcpy(&x1, a + n - 4, 4) ; memcpy(&y1, b + n - 4, 4) ;
+    return !((x0 ^ y0) | (x1 ^ y1)) ;
+  }
+  uint16_t x0, y0, x1, y1 ;
+  memcpy(&x0, a, 2) ; memcpy(&y0, b, 2) ; memcpy(&x1, a + n - 2, 2) ; memcpy(&y1, b + n - 2, 2) ;
+  return !((x0 ^ y0) | (x1 ^ y1)) ;
 }
 
 int banre_match (banre *re, char const *s, size_t n)
@@ -614,13 +670,16 @@ int banre_match (banre *re, char const *s, size_t n)
   {
     /* the dead state loops on itself, so does an accept-all one (".*$"):
      * the answer is known there.  From a state where one byte only
-     * leads on, the fixed text ahead is one memcmp (if it differs, the
-     * bytes are stepped as usual). */
+     * leads on, the fixed text ahead is one comparison (if it differs, the
+     * bytes are stepped as usual).  In a state that some bytes keep it
+     * in, those are skipped with a class look-up each. */
     uint8_t const *absorb = re->absorb ;
     for (size_t i = 0 ; i < n ; i++)
     {
       int32_t t = trans[st + cmap[u[i]]] ;
-      if (t < 0)
+      if (t >= 0) { st = t ; continue ; }   /* a state with nothing to do */
+      if (t < -1) t = -2 - t ;
+      else
       {
         if ((t = step(re, st, u[i])) < 0) return -1 ;
         trans = re->trans ;
@@ -632,6 +691,13 @@ int banre_match (banre *re, char const *s, size_t n)
       if (a == 1) return 0 ;
       if (a == 2) return memchr(u + i + 1, 0, n - i - 1) ? -1 : 1 ;   /* a NUL: regexec's business */
       uint32_t id = (uint32_t)st >> sh ;
+      if (a == 8)
+      {
+        /* the bytes that keep it here: no transition to follow */
+        uint64_t lp = re->loop[id] ;
+        while (i + 1 < n && (lp >> cmap[u[i + 1]] & 1)) i++ ;
+        continue ;
+      }
       if (re->runlen[id] < 0)
       {
         if (!run_build(re, id)) return -1 ;
@@ -639,7 +705,7 @@ int banre_match (banre *re, char const *s, size_t n)
         absorb = re->absorb ;
       }
       size_t rl = (size_t)re->runlen[id] ;
-      if (rl >= 2 && n - i - 1 >= rl && !memcmp(u + i + 1, re->run[id], rl))
+      if (rl >= 2 && n - i - 1 >= rl && runeq(u + i + 1, re->run[id], rl))
       {
         i += rl ;
         st = re->runend[id] ;
@@ -651,7 +717,8 @@ int banre_match (banre *re, char const *s, size_t n)
   for (size_t i = 0 ; i < n ; i++)
   {
     int32_t t = trans[st + cmap[u[i]]] ;
-    if (t < 0)
+    if (t < -1) t = -2 - t ;
+    else if (t < 0)
     {
       if ((t = step(re, st, u[i])) < 0) return -1 ;
       trans = re->trans ;

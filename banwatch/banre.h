@@ -40,11 +40,15 @@ struct banre_s
                                 apart share one; NUL alone in class 0 */
   unsigned int shift ;       /* 1 << shift >= the number of classes */
   int32_t *trans ;           /* nst << shift: the next state << shift,
-                                -1 not built yet (always, for NUL) */
+                                or -2 minus it if that state's absorb
+                                is not 0; -1 not built yet (always, for
+                                NUL) */
   uint8_t *acc ;             /* nst: accepting */
   uint8_t *absorb ;          /* nst: 1 dead (no way out), 2 accepting and
                                 every byte but NUL stays in it, 4 a single
-                                byte leads on (a run of fixed text) */
+                                byte leads on (a run of fixed text), 8
+                                some classes lead back to it ("x+") */
+  uint64_t *loop ;           /* nst: those classes, a bit each (8 only) */
   uint8_t *fbyte ;           /* nst: that byte */
   int8_t *runlen ;           /* nst: bytes of its run, -1 not built yet */
   int32_t *runend ;          /* nst: the state after the run, << shift */

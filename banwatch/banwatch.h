@@ -14,6 +14,8 @@
  *   ctlsock.c    the control socket that yubin-banctl talks to
  *   banparse.c   pure parsing and matching (its own header, banparse.h)
  *   banre.c      the lazy DFA that banparse runs patterns with (banre.h)
+ *   linescan.c   replay's line scanner: lines that may hold a literal
+ *                (its own header, linescan.h)
  *
  * The state lives in four structs: conf (what banwatch.conf says, with
  * the jails' counters), bantab (bans, history, expiry heap), state (the
@@ -232,6 +234,7 @@ extern void recidive_rebuild (void) ;
 
 extern void line_process (char const *, size_t, uint16_t const *, size_t) ;
 extern void line_process_nf (char const *, size_t, uint16_t const *, size_t, int) ;
+extern void line_skip (char const *, size_t) ;
 
 #define TAILN 64
 typedef struct reader_s reader ;

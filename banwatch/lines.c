@@ -48,6 +48,66 @@ static int kv_wanted (filter const *f, banline_kv const *kv, char const *s, size
 
 static char linebuf[READBUF / 2 + 1] ;   /* maxline is at most READBUF / 2 */
 
+/* Replay mode: the stamp of the last line whose stamp was 16 bytes (a
+ * syslog label and one blank; no other kind is that short).  A line that
+ * starts with the same 16 bytes, not followed by another blank, has the
+ * same time: banline_stamp reads nothing else of it, and its now (the
+ * wall clock at start) does not move in replay.  Most lines share their
+ * label with the line before. */
+static char last16[16] ;
+static int64_t last16t ;
+static int last16ok ;
+
+static inline size_t stamp_replay (char const *s, size_t len, int64_t *t)
+{
+  if (last16ok && len >= 16 && !memcmp(s, last16, 16) && (len == 16 || (s[16] != ' ' && s[16] != '\t')))
+  {
+    *t = last16t ;
+    return 16 ;
+  }
+  size_t off = banline_stamp(s, len, t, state.wallnow) ;
+  if (off == 16) { memcpy(last16, s, 16) ; last16t = *t ; last16ok = 1 ; }
+  return off ;
+}
+
+/* What every line does before the jails see it: it is counted, its time
+ * stamp read (in replay mode it moves the clock and bans expire).  *s and
+ * *len are left after the stamp; 0 for an empty line (nothing to match). */
+static inline __attribute__((always_inline)) int line_clock (char const **sp, size_t *lenp, int64_t *tp)
+{
+  char const *s = *sp ;
+  size_t len = *lenp ;
+  int64_t t ;
+  stats.lines++ ;
+  while (len && !*s) { s++ ; len-- ; }   /* a hole left by a truncation */
+  if (!len) return 0 ;
+  size_t off ;
+  if (state.replaying)
+  {
+    off = stamp_replay(s, len, &t) ;
+    if (!off) { if (!state.now) state.now = state.wallnow ; t = state.now ; }
+    else if (t > state.now) state.now = t ;
+    struct heapent const *top = heap_top(&bantab.heap) ;
+    if (top && top->when <= state.now) bans_expire() ;
+  }
+  else
+  {
+    off = banline_stamp(s, len, &t, state.now) ;
+    if (!off || t > state.now + 60000) t = state.now ;
+  }
+  *sp = s + off ; *lenp = len - off ;
+  *tp = t ;
+  return 1 ;
+}
+
+/* A line that no jail can match (replay's scanner saw none of the
+ * literals in it): what line_process would do with it, the clock only. */
+void line_skip (char const *s, size_t len)
+{
+  int64_t t ;
+  line_clock(&s, &len, &t) ;
+}
+
 /* Offer one line (without its newline) to the jails in jl[0..n);
  * nulfree: the caller knows it holds no NUL. */
 void line_process_nf (char const *s, size_t len, uint16_t const *jl, size_t n, int nulfree)
@@ -57,19 +117,7 @@ void line_process_nf (char const *s, size_t len, uint16_t const *jl, size_t n, i
   int kvstate = 0 ;   /* 0 not looked at, 1 "prog: verb", 2 whole yubin line, -1 not one */
   int nul = nulfree ? 0 : -1 ;   /* holds a NUL: -1 not known yet */
   int copied = 0 ;    /* linebuf holds the line, with a NUL (regexec) */
-  stats.lines++ ;
-  while (len && !*s) { s++ ; len-- ; }   /* a hole left by a truncation */
-  if (!len) return ;
-  size_t off = banline_stamp(s, len, &t, state.replaying ? state.wallnow : state.now) ;
-  if (state.replaying)
-  {
-    if (!off) { if (!state.now) state.now = state.wallnow ; t = state.now ; }
-    else if (t > state.now) state.now = t ;
-    struct heapent const *top = heap_top(&bantab.heap) ;
-    if (top && top->when <= state.now) bans_expire() ;
-  }
-  else if (!off || t > state.now + 60000) t = state.now ;
-  s += off ; len -= off ;
+  if (!line_clock(&s, &len, &t)) return ;
   for (size_t i = 0 ; i < n ; i++)
   {
     jail *j = JAIL(jl[i]) ;

@@ -367,6 +367,10 @@ static void t_pattern (void)
     { postfix, "mx postfix/smtpd[1234]: warning: unknown[203.0.113.5]: SASL LOGIN authentication failed: authentication failure", "203.0.113.5" },
     { postfix, "mx postfix/submission/smtpd[1234]: warning: a.example[2001:db8::5]: SASL PLAIN authentication failed: ", "2001:db8::5" },
     { postfix, "mx postfix/smtpd[1234]: warning: unknown[203.0.113.5]: SASL LOGIN authentication failed: x unknown[1.2.3.4]: SASL LOGIN authentication failed", "203.0.113.5" },
+    /* stacked quantifiers make "x+" optional: x is in neither the
+     * prefilter's literal nor the one after <HOST> */
+    { "^ax\\/\\/+*y <HOST>$", "ax/y 1.2.3.4", "1.2.3.4" }, { "^q <HOST>;ab+*c$", "q 1.2.3.4;ac", "1.2.3.4" },
+    { "^q <HOST>;ab+?c$", "q 1.2.3.4;ac", "1.2.3.4" }, { "^q <HOST>;ab+c$", "q 1.2.3.4;ac", "NOMATCH" },
   } ;
   for (size_t i = 0 ; i < sizeof cases / sizeof *cases ; i++)
   {
@@ -534,6 +538,9 @@ static void t_banre (void)
       { "^abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH(xy|xz)?$", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHxz" },
       { "^(ab|ac)defgh(ij)*k$", "acdefghijijk" }, { "^a(bcd)+e$", "abcdbcdbcde" }, { "^ab?cdef[g-i]jk$", "acdefhjk" },
       { "^x{3}yyyy[^y]z{2,5}$", "xxxyyyyqzzz" },
+      /* states that bytes keep them in (skipped a class look-up a byte) */
+      { "^[0-9]+\\.[-a-z.]+\\[[0-9]+\\]x$", "12345.mail.example.net[4242]x" }, { "^(ab|a)+c$", "abababaac" },
+      { "^x[^ ]+ [^x]+y$", "xabc.def ghijky" }, { "^[a-k]*[a-c]+(:[0-9]*)+$", "abcdefgabc:12:3::" },
     } ;
     static char const ralpha[] = "abcdefghijk xyz:[]/-.0123456789" ;
     for (size_t k = 0 ; k < sizeof runs / sizeof *runs ; k++)
@@ -572,11 +579,13 @@ static void t_banre (void)
     }
   }
   {
-    /* a NUL after the state where every byte matches: regexec decides */
+    /* a NUL after the state where every byte matches, or in a run of
+     * bytes that keep a state: regexec decides */
     static struct { char const *re ; char const *s ; size_t n ; int want ; } const nul[] =
     {
       { "^a.*$", "ab\0c", 4, -1 }, { "^a.*$", "abcdefghij\0", 11, -1 }, { "^a.*$", "\0abc", 4, -1 },
       { "^ab(: .*)?$", "ab: x\0", 6, -1 }, { "^b.*$", "abcdefghijk\0", 12, 0 }, { "^a.*$", "abcdefghijklmnopqrs", 19, 1 },
+      { "^[a-z]+x$", "abc\0defx", 8, -1 }, { "^[a-z]+x$", "abcdefx\0", 8, -1 }, { "^[a-z]+x$", "abcdefghijklmnopqrstuvwx", 24, 1 },
     } ;
     for (size_t k = 0 ; k < sizeof nul / sizeof *nul ; k++)
     {

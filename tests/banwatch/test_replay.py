@@ -300,6 +300,89 @@ bantime = 1h
         check("replay-random-bytes", rc == 0 and not bans, "rc=%d %s" % (rc, err[-300:]))
 
 
+def t_scanner():
+    """Replay of a mapped file goes through banwatch/linescan.c (lines,
+    NULs and the filter's literal found 64 bytes at a time; lines without
+    the literal only move the clock) and a cache of the last 16-byte
+    syslog stamp: its whole output must be the same, byte for byte, as
+    the same log read through a pipe (line by line, no scanner), and ban
+    and unban times must follow every line's stamp."""
+    import datetime
+    bench = load_bench()
+    rng = random.Random(21)
+    conf = "[jail p]\nfilter = postfix-sasl\nmaxretry = 3\nfindtime = 10m\nbantime = 5m\n"
+    fail = "%s mx postfix/smtpd[7]: warning: unknown[%s]: SASL LOGIN authentication failed: x\n"
+    with Root(conf, shipped_filters=True) as r:
+        fn = r.path("gen.log")
+        bench.gen_postfix(fn, 20000, rng)
+        base = open(fn, "rb").read()
+        lines = base.splitlines(keepends=True)
+        extra = []
+        for i in range(300):
+            st = "Nov 28 23:%02d:%02d" % (i // 60 % 60, i % 60)
+            ip = "192.0.2.%d" % (i % 7 + 1)
+            f = (fail % (st, ip)).encode()
+            k = i % 10
+            if k == 0:   # a NUL in a line with the literal, and in one without
+                extra += [f.replace(b"SASL", b"SA\0SL"), b"%s mx postfix/qmgr[1]: \0 removed\n" % st.encode()]
+            elif k == 1:   # overlong, the literal in its first bytes
+                extra.append(f[:-1] + b"y" * 70000 + b"\n")
+            elif k == 2:   # padded so the line ends at every offset of a 64-byte block
+                extra.append(f[:-1] + b" " * (i % 64) + b"\n")
+            elif k == 3:   # two blanks after the stamp (the cache must not take it)
+                extra.append(f.replace(b" mx ", b"  mx ", 1))
+            elif k == 4:   # a broken stamp, then the same line with a good one
+                extra += [f.replace(st.encode(), (st[:-1] + "x").encode()), f]
+            elif k == 5:
+                extra += [b"\n", b"\n", b"x\n"]
+            else:
+                extra.append(f)
+        for i, e in enumerate(extra):
+            lines.insert(rng.randrange(len(lines)), e)
+        data = b"".join(lines)
+        for cut in (0, 1, 2, 40, 63, 64, 65, 111, 112, 113, 200):
+            # cut inside or right after a failure line: the last line has no newline
+            d = data + (fail % ("Nov 29 01:00:00", "192.0.2.99")).encode() * 3
+            d = d[:len(d) - cut]
+            p = r.write("cut.log", d, mode="w")
+            a = subprocess.run([BANWATCH, "-r", p], env=r.env, capture_output=True, timeout=60)
+            b = subprocess.run([BANWATCH, "-r", "-"], env=r.env, capture_output=True, timeout=60, input=d)
+            ok = a.returncode == 0 and a.stdout == b.stdout and b"matched=" in a.stdout and not sanitizer_report(a.stderr.decode(errors="replace"))
+            check("replay-scanner-same-output-as-pipe-cut-%d" % cut, ok,
+                  "rc %d/%d, mapped %r... vs pipe %r... %s" % (a.returncode, b.returncode, a.stdout[-300:], b.stdout[-300:],
+                                                              a.stderr.decode(errors="replace")[-300:]))
+    # ban times across minute, hour and day boundaries (syslog stamps, the
+    # year guessed from now: this year unless that is more than a day ahead)
+    conf = "[jail p]\nfilter = postfix-sasl\nmaxretry = 2\nfindtime = 10m\nbantime = 1m\n"
+    now = datetime.datetime.now(datetime.timezone.utc)
+    want, log, n = [], [], 0
+    for day, h, m, s in ((28, 8, 30, 58), (28, 8, 59, 59), (28, 9, 59, 58), (28, 23, 59, 59), (29, 0, 0, 0), (29, 0, 0, 1)):
+        t0 = datetime.datetime(now.year, 11, day, h, m, s, tzinfo=datetime.timezone.utc)
+        if t0 > now + datetime.timedelta(days=1):
+            t0 = t0.replace(year=now.year - 1)
+        for k in range(2):
+            t = t0 + datetime.timedelta(seconds=k)
+            st = "Nov %2d %02d:%02d:%02d" % (t.day, t.hour, t.minute, t.second)
+            # lines of other clients in the same second share the stamp
+            log.append("%s mx postfix/qmgr[1]: 1234: removed\n" % st)
+            f = fail % (st, "198.51.100.%d" % (n + 1))
+            # two blanks after the same stamp: not the cached 16 bytes' line
+            log.append(f.replace(" mx ", "  mx ", 1) if (n + k) % 2 else f)
+            log.append("%s mx postfix/qmgr[1]: 1235: removed\n" % st)
+        want.append(("198.51.100.%d" % (n + 1), t.strftime("%Y-%m-%dT%H:%M:%SZ")))
+        n += 1
+    log.append("Dec  1 00:00:00 mx postfix/qmgr[1]: 1: removed\n")
+    with Root(conf, shipped_filters=True) as r:
+        p = r.write("t.log", "".join(log))
+        a = subprocess.run([BANWATCH, "-r", p], env=r.env, capture_output=True, timeout=60)
+        got = [(w[1], dict(x.split("=", 1) for x in w[2:] if "=" in x).get("at")) for w in
+               (l.split() for l in a.stdout.decode(errors="replace").splitlines()) if w and w[0] == "ban"]
+        check("replay-stamp-cache-ban-times-across-boundaries", a.returncode == 0 and got == want,
+              "got %r want %r %s" % (got, want, a.stderr.decode(errors="replace")[-300:]))
+        unb = [l.split()[1] for l in a.stdout.decode(errors="replace").splitlines() if l.startswith("unban ")]
+        check("replay-stamp-cache-unbans", sorted(unb) == sorted(w[0] for w in want), "unbans %r" % unb)
+
+
 def t_badconf():
     cases = [
         ("badregex", "[jail x]\nfailregex = ^from (<HOST>$\n", "banwatch.conf:2:"),
@@ -440,6 +523,7 @@ def main():
     t_ignoreip()
     t_filters()
     t_hostile()
+    t_scanner()
     t_badconf()
     t_differential()
 
