@@ -23,7 +23,7 @@
 #include <skalibs/types.h>
 
 #include "maildir.h"
-#include "pop3d/mbox.h"
+#include "mailread.h"
 #include "imapd/index.h"
 #include "imapd/ixpriv.h"
 
@@ -155,8 +155,8 @@ ssize_t ix_hash_find (mailindex *ix, char const *u, size_t len)
 /* append a message to the view; 0 on error */
 int view_add (mailindex *ix, uint32_t uid, uint64_t modseq, uint64_t size, int64_t idate, int64_t sentdate, char const *name, size_t len)
 {
-  struct mbox_name nm ;
-  if (!mbox_name_parse(name, len, &nm)) return (errno = EINVAL, 0) ;
+  struct mailname nm ;
+  if (!mailname_parse(name, len, &nm)) return (errno = EINVAL, 0) ;
   struct index_msg m = { .modseq = modseq, .size = size, .idate = idate, .sentdate = sentdate, .uid = uid } ;
   if (!ix_setname(ix, &m, name, len, nm.uniqlen, 0)) return 0 ;
   if (!genalloc_append(struct index_msg, &ix->msgs, &m)) return 0 ;

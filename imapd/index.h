@@ -23,7 +23,7 @@
  * EINVAL a bad argument, ENOSPC (from index_keyword) no letter is left.
  *
  * Link: imapd/index.c, imapd/ixlog.c, imapd/ixscan.c, imapd/cache.c, imapd/append.c and
- * pop3d/mbox.c (names, order, CRLF sizes). */
+ * common/mailread (names, order, CRLF sizes, new/ into cur/). */
 #ifndef YUBIN_IMAPD_INDEX_H
 #define YUBIN_IMAPD_INDEX_H
 

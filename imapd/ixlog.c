@@ -26,7 +26,7 @@
 #include <skalibs/genalloc.h>
 #include <skalibs/stralloc.h>
 
-#include "pop3d/mbox.h"
+#include "mailread.h"
 #include "imapd/index.h"
 #include "imapd/ixpriv.h"
 
@@ -120,9 +120,9 @@ static int rec_apply (mailindex *ix, char const *p, size_t len)
     case 'N' :
     {
       if (len < 13) return 0 ;
-      struct mbox_name nm ;
+      struct mailname nm ;
       ssize_t i = index_find_uid(ix, get32(p)) ;
-      if (!mbox_name_parse(p + 12, len - 12, &nm)) return 0 ;
+      if (!mailname_parse(p + 12, len - 12, &nm)) return 0 ;
       if (i < 0) return 1 ;
       struct index_msg *m = index_msg(ix, i) ;
       if (m->state & INDEX_EXPUNGED) return 1 ;

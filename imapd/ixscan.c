@@ -28,7 +28,7 @@
 #include <skalibs/genalloc.h>
 #include <skalibs/stralloc.h>
 
-#include "pop3d/mbox.h"
+#include "mailread.h"
 #include "imapd/index.h"
 #include "imapd/ixpriv.h"
 
@@ -44,25 +44,6 @@ static int64_t now_ns (void)
   struct timespec ts ;
   clock_gettime(CLOCK_REALTIME, &ts) ;
   return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec ;
-}
-
-static DIR *opendirat (int dirfd)
-{
-  int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) ;
-  if (fd < 0) return 0 ;
-  DIR *d = fdopendir(fd) ;
-  if (!d) { int e = errno ; fd_close(fd) ; errno = e ; }
-  return d ;
-}
-
-/* 1 regular file, 0 not, -1 error */
-static int isregular (int dirfd, struct dirent const *e)
-{
-  if (e->d_type == DT_REG) return 1 ;
-  if (e->d_type != DT_UNKNOWN) return 0 ;
-  struct stat st ;
-  if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) return errno == ENOENT ? 0 : -1 ;
-  return S_ISREG(st.st_mode) ;
 }
 
 /* ---------- the scan of new/ and cur/ ---------- */
@@ -85,47 +66,36 @@ static int samestamp (uint64_t const *a, struct stat const *st)
       && a[2] == (uint64_t)st->st_size && a[3] == (uint64_t)st->st_ino ;
 }
 
+struct moved { stralloc *sa ; size_t *n ; } ;
+
+static int note_moved (void *arg, char const *name, size_t uniqlen)
+{
+  struct moved *m = arg ;
+  if (!stralloc_catb(m->sa, name, uniqlen) || !stralloc_0(m->sa)) return 0 ;
+  (*m->n)++ ;
+  return 1 ;
+}
+
 /* move new/ into cur/; the unique parts moved go to moved (NUL-separated) */
 static int scan_new (mailindex *ix, stralloc *moved, size_t *nmoved)
 {
-  stralloc target = STRALLOC_ZERO ;
-  DIR *d = opendirat(ix->newfd) ;
-  if (!d) return 0 ;
-  for (;;)
-  {
-    struct mbox_name nm ;
-    errno = 0 ;
-    struct dirent *e = readdir(d) ;
-    if (!e) break ;
-    size_t len = strlen(e->d_name) ;
-    if (!mbox_name_parse(e->d_name, len, &nm)) continue ;
-    int r = isregular(ix->newfd, e) ;
-    if (r < 0) goto err ;
-    if (!r) continue ;
-    target.len = 0 ;
-    if (!stralloc_catb(&target, e->d_name, len)
-     || (nm.uniqlen == len && !stralloc_catb(&target, ":2,", 3))
-     || !stralloc_0(&target)) goto err ;
-    if (renameat(ix->newfd, e->d_name, ix->curfd, target.s) < 0)
-    {
-      if (errno == ENOENT) continue ;   /* another session moved it */
-      goto err ;
-    }
-    if (!stralloc_catb(moved, e->d_name, nm.uniqlen) || !stralloc_0(moved)) goto err ;
-    (*nmoved)++ ;
-  }
-  if (errno) goto err ;
-  closedir(d) ;
-  stralloc_free(&target) ;
-  return 1 ;
- err:
-  {
-    int e = errno ;
-    closedir(d) ;
-    stralloc_free(&target) ;
-    errno = e ;
-  }
-  return 0 ;
+  struct moved m = { .sa = moved, .n = nmoved } ;
+  char const *op ;
+  return mailread_newtocur(ix->newfd, ix->curfd, &note_moved, &m, &op) ;
+}
+
+struct peek { mailindex *ix ; stralloc *fresh ; size_t *seen ; } ;
+
+static int peek_one (void *arg, int dirfd, struct dirent const *e, size_t len, struct mailname const *nm, char const **op)
+{
+  struct peek *p = arg ;
+  (void)op ;
+  ssize_t pos = ix_hash_find(p->ix, e->d_name, nm->uniqlen) ;
+  if (pos >= 0) { index_msg(p->ix, pos)->state |= SCAN | SCANNEW ; (*p->seen)++ ; return 1 ; }
+  int r = mailread_isregular(dirfd, e) ;
+  if (r < 0) return 0 ;
+  if (r) (*p->seen)++ ;
+  return !r || (stralloc_catb(p->fresh, "n", 1) && stralloc_catb(p->fresh, e->d_name, len) && stralloc_0(p->fresh)) ;
 }
 
 /* INDEX_PEEK: read new/ without taking anything.  Messages of the view
@@ -134,33 +104,9 @@ static int scan_new (mailindex *ix, stralloc *moved, size_t *nmoved)
  * built. */
 static int scan_peek (mailindex *ix, stralloc *fresh, size_t *seen)
 {
-  DIR *d = opendirat(ix->newfd) ;
-  if (!d) return 0 ;
-  for (;;)
-  {
-    struct mbox_name nm ;
-    errno = 0 ;
-    struct dirent *e = readdir(d) ;
-    if (!e) break ;
-    size_t len = strlen(e->d_name) ;
-    if (!mbox_name_parse(e->d_name, len, &nm)) continue ;
-    ssize_t pos = ix_hash_find(ix, e->d_name, nm.uniqlen) ;
-    if (pos >= 0) { index_msg(ix, pos)->state |= SCAN | SCANNEW ; (*seen)++ ; continue ; }
-    int r = isregular(ix->newfd, e) ;
-    if (r < 0) goto err ;
-    if (r) (*seen)++ ;
-    if (r && (!stralloc_catb(fresh, "n", 1) || !stralloc_catb(fresh, e->d_name, len) || !stralloc_0(fresh))) goto err ;
-  }
-  if (errno) goto err ;
-  closedir(d) ;
-  return 1 ;
- err:
-  {
-    int e = errno ;
-    closedir(d) ;
-    errno = e ;
-  }
-  return 0 ;
+  struct peek p = { .ix = ix, .fresh = fresh, .seen = seen } ;
+  char const *op ;
+  return mailread_each(ix->newfd, &peek_one, &p, &op) ;
 }
 
 /* Is message m's file still in new/ (peeked, taken by no session yet)?
@@ -193,55 +139,44 @@ static int scan_found (mailindex *ix, size_t pos, char const *name, size_t len, 
   return rec_uid(&ix->rec, 'N', m->uid, m->modseq, ix->names.s + m->name) ;
 }
 
+struct curscan { mailindex *ix ; stralloc *fresh ; } ;
+
+static int cur_one (void *arg, int dirfd, struct dirent const *e, size_t len, struct mailname const *nm, char const **op)
+{
+  struct curscan *c = arg ;
+  (void)op ;
+  ssize_t pos = ix_hash_find(c->ix, e->d_name, nm->uniqlen) ;
+  if (pos >= 0)
+  {
+    struct index_msg *m = index_msg(c->ix, pos) ;
+    if (m->state & SCANNEW) m->state &= ~(SCAN | SCANNEW) ;
+    else if (m->state & SCAN) return 1 ;   /* the same unique part twice: first wins */
+    return scan_found(c->ix, (size_t)pos, e->d_name, len, nm->uniqlen) ;
+  }
+  if (!c->fresh) return 1 ;
+  int r = mailread_isregular(dirfd, e) ;
+  if (r < 0) return 0 ;
+  return !r || (stralloc_catb(c->fresh, "c", 1) && stralloc_catb(c->fresh, e->d_name, len) && stralloc_0(c->fresh)) ;
+}
+
 /* read cur/: known names marked SCAN (renames noted), unknown ones to
  * fresh as "c<name>" (NUL-terminated) if fresh is not 0.  A message
  * seen in new/ before (SCANNEW) and found here was moved meanwhile. */
 static int scan_cur (mailindex *ix, stralloc *fresh)
 {
-  DIR *d = opendirat(ix->curfd) ;
-  if (!d) return 0 ;
-  for (;;)
-  {
-    struct mbox_name nm ;
-    errno = 0 ;
-    struct dirent *e = readdir(d) ;
-    if (!e) break ;
-    size_t len = strlen(e->d_name) ;
-    if (!mbox_name_parse(e->d_name, len, &nm)) continue ;
-    ssize_t pos = ix_hash_find(ix, e->d_name, nm.uniqlen) ;
-    if (pos >= 0)
-    {
-      struct index_msg *m = index_msg(ix, pos) ;
-      if (m->state & SCANNEW) m->state &= ~(SCAN | SCANNEW) ;
-      else if (m->state & SCAN) continue ;   /* the same unique part twice: first wins */
-      if (!scan_found(ix, (size_t)pos, e->d_name, len, nm.uniqlen)) goto err ;
-      continue ;
-    }
-    if (!fresh) continue ;
-    int r = isregular(ix->curfd, e) ;
-    if (r < 0) goto err ;
-    if (r && (!stralloc_catb(fresh, "c", 1) || !stralloc_catb(fresh, e->d_name, len) || !stralloc_0(fresh))) goto err ;
-  }
-  if (errno) goto err ;
-  closedir(d) ;
-  return 1 ;
- err:
-  {
-    int e = errno ;
-    closedir(d) ;
-    errno = e ;
-  }
-  return 0 ;
+  struct curscan c = { .ix = ix, .fresh = fresh } ;
+  char const *op ;
+  return mailread_each(ix->curfd, &cur_one, &c, &op) ;
 }
 
 static int freshcmp (void const *x, void const *y, void *aux)
 {
   char const *s = aux ;
   char const *a = s + *(size_t const *)x, *b = s + *(size_t const *)y ;
-  struct mbox_name na, nb ;
-  mbox_name_parse(a, strlen(a), &na) ;
-  mbox_name_parse(b, strlen(b), &nb) ;
-  int c = mbox_name_cmp(a, na.uniqlen, b, nb.uniqlen) ;
+  struct mailname na, nb ;
+  mailname_parse(a, strlen(a), &na) ;
+  mailname_parse(b, strlen(b), &nb) ;
+  int c = mailname_cmp(a, na.uniqlen, b, nb.uniqlen) ;
   return c ? c : strcmp(a, b) ;
 }
 
@@ -266,9 +201,9 @@ static int scan_add (mailindex *ix, stralloc *fresh)
     int innew = fresh->s[o[i] - 1] == 'n' ;
     int dfd = innew ? ix->newfd : ix->curfd ;
     size_t len = strlen(name) ;
-    struct mbox_name nm ;
+    struct mailname nm ;
     struct stat st ;
-    mbox_name_parse(name, len, &nm) ;
+    mailname_parse(name, len, &nm) ;
     if (ix_hash_find(ix, name, nm.uniqlen) >= 0) continue ;   /* the same unique part twice */
     if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
     {
@@ -281,7 +216,7 @@ static int scan_add (mailindex *ix, stralloc *fresh)
     {
       int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC) ;
       if (fd < 0) { if (errno == ENOENT) continue ; goto err ; }
-      int ok = mbox_crlfsize(fd, &size) ;
+      int ok = mailread_crlfsize(fd, &size) ;
       int e = errno ;
       fd_close(fd) ;
       errno = e ;

@@ -21,68 +21,6 @@
 
 /* ---------- names ---------- */
 
-int mbox_name_parse (char const *s, size_t len, struct mbox_name *nm)
-{
-  if (!len || s[0] == '.' || memchr(s, '/', len) || memchr(s, 0, len)) return 0 ;
-  /* memchr, not memmem: this runs for every file at every login, and
-     glibc's memmem sets up a search each call (a fifth of a warm
-     session's CPU at 100,000 messages, measured) */
-  char const *info = memchr(s, ':', len) ;
-  if (info && !(info + 2 < s + len && info[1] == '2' && info[2] == ','))
-    info = memmem(s, len, ":2,", 3) ;
-  nm->uniqlen = info ? (size_t)(info - s) : len ;
-  nm->haswsize = 0 ;
-  nm->wsize = 0 ;
-  /* the first ",W=<digits>" ended by ',' or the end of the unique part */
-  char const *end = s + nm->uniqlen ;
-  char const *c = s ;
-  while ((c = memchr(c, ',', end - c)))
-  {
-    char const *d = c + 3 ;
-    c++ ;
-    if (d > end || c[0] != 'W' || c[1] != '=') continue ;
-    uint64_t v ;
-    size_t k = 0 ;
-    while (d + k < end && isdig(d[k])) k++ ;
-    if (k && (d + k == end || d[k] == ',') && mbox_parsenum(d, k, &v) && v != UINT64_MAX)
-    {
-      nm->wsize = v ;
-      nm->haswsize = 1 ;
-      break ;
-    }
-  }
-  return 1 ;
-}
-
-int mbox_name_cmp (char const *a, size_t alen, char const *b, size_t blen)
-{
-  size_t i = 0, j = 0 ;
-  while (i < alen && j < blen)
-  {
-    if (isdig(a[i]) && isdig(b[j]))
-    {
-      size_t i0 = i, j0 = j, ie, je ;
-      while (i0 < alen && a[i0] == '0') i0++ ;
-      while (j0 < blen && b[j0] == '0') j0++ ;
-      for (ie = i0 ; ie < alen && isdig(a[ie]) ; ie++) ;
-      for (je = j0 ; je < blen && isdig(b[je]) ; je++) ;
-      if (ie - i0 != je - j0) return ie - i0 < je - j0 ? -1 : 1 ;
-      int c = memcmp(a + i0, b + j0, ie - i0) ;
-      if (c) return c < 0 ? -1 : 1 ;
-      i = ie ; j = je ;
-      continue ;
-    }
-    if (a[i] != b[j]) return (unsigned char)a[i] < (unsigned char)b[j] ? -1 : 1 ;
-    i++ ; j++ ;
-  }
-  if (i < alen) return 1 ;
-  if (j < blen) return -1 ;
-  /* equal as numbers ("01" and "1"): bytewise */
-  int c = memcmp(a, b, alen < blen ? alen : blen) ;
-  if (c) return c < 0 ? -1 : 1 ;
-  return alen < blen ? -1 : alen > blen ;
-}
-
 size_t mbox_uidl (char const *u, size_t len, char *out)
 {
   static char const hex[] = "0123456789abcdef" ;
@@ -109,49 +47,7 @@ size_t mbox_uidl (char const *u, size_t len, char *out)
   return 65 ;
 }
 
-/* ---------- numbers ---------- */
-
-int mbox_parsenum (char const *s, size_t len, uint64_t *n)
-{
-  uint64_t v = 0 ;
-  if (!len) return 0 ;
-  for (size_t i = 0 ; i < len ; i++)
-  {
-    if (!isdig(s[i])) return 0 ;
-    unsigned int d = s[i] - '0' ;
-    if (v > (UINT64_MAX - d) / 10) v = UINT64_MAX ;
-    else if (v != UINT64_MAX) v = v * 10 + d ;
-  }
-  *n = v ;
-  return 1 ;
-}
-
 /* ---------- sizes and conversion ---------- */
-
-int mbox_crlfsize (int fd, uint64_t *size)
-{
-  char buf[65536] ;
-  uint64_t n = 0 ;
-  char last = '\n' ;
-  for (;;)
-  {
-    ssize_t r = fd_read(fd, buf, sizeof buf) ;
-    if (r < 0) return 0 ;
-    if (!r) break ;
-    char const *p = buf, *end = buf + r, *q ;
-    n += (uint64_t)r ;
-    while ((q = memchr(p, '\n', end - p)))
-    {
-      if ((q == buf ? last : q[-1]) != '\r') n++ ;
-      p = q + 1 ;
-    }
-    last = buf[r - 1] ;
-    if ((size_t)r < sizeof buf) break ;   /* a regular file's end */
-  }
-  if (last != '\n') n += 2 ;
-  *size = n ;
-  return 1 ;
-}
 
 void mbox_conv_init (struct mbox_conv *c, uint64_t bodylines)
 {
@@ -219,40 +115,18 @@ int mbox_conv_end (struct mbox_conv *c, stralloc *out)
 
 /* ---------- the listing ---------- */
 
-static int addmsg (mbox *mb, char const *name, size_t len, struct mbox_name const *nm)
+static int addmsg (mbox *mb, char const *name, size_t len, struct mailname const *nm)
 {
   struct mbox_msg m = { .size = nm->haswsize ? nm->wsize : UINT64_MAX, .name = mb->names.len, .uniqlen = nm->uniqlen, .deleted = 0, .gone = 0, .seen = 0 } ;
   if (!stralloc_catb(&mb->names, name, len) || !stralloc_0(&mb->names)) return 0 ;
   return genalloc_append(struct mbox_msg, &mb->msgs, &m) ;
 }
 
-/* whether the entry e of the directory at dirfd is a regular file:
- * 1 yes, 0 no (or gone), -1 error */
-static int isregular (int dirfd, struct dirent const *e)
-{
-  struct stat st ;
-  if (e->d_type == DT_REG) return 1 ;
-  if (e->d_type != DT_UNKNOWN) return 0 ;
-  if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-    return errno == ENOENT ? 0 : -1 ;
-  return S_ISREG(st.st_mode) ;
-}
-
-/* a DIR on the directory at dirfd (its own fd), from the start */
-static DIR *opendirat (int dirfd, char const *name)
-{
-  int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC) ;
-  if (fd < 0) return 0 ;
-  DIR *d = fdopendir(fd) ;
-  if (!d) { int e = errno ; fd_close(fd) ; errno = e ; }
-  return d ;
-}
-
 static int msgcmp (void const *x, void const *y, void *aux)
 {
   struct mbox_msg const *a = x, *b = y ;
   char const *s = aux ;
-  int c = mbox_name_cmp(s + a->name, a->uniqlen, s + b->name, b->uniqlen) ;
+  int c = mailname_cmp(s + a->name, a->uniqlen, s + b->name, b->uniqlen) ;
   return c ? c : strcmp(s + a->name, s + b->name) ;
 }
 
@@ -264,7 +138,7 @@ static size_t findmsg (mbox *mb, char const *u, size_t len)
   {
     size_t mid = lo + (hi - lo) / 2 ;
     struct mbox_msg const *m = mbox_msg(mb, mid) ;
-    int c = mbox_name_cmp(u, len, mb->names.s + m->name, m->uniqlen) ;
+    int c = mailname_cmp(u, len, mb->names.s + m->name, m->uniqlen) ;
     if (!c) return mid ;
     if (c < 0) hi = mid ; else lo = mid + 1 ;
   }
@@ -284,7 +158,7 @@ static void compact (mbox *mb, int (*keep)(struct mbox_msg const *, struct mbox_
 
 static int notdup (struct mbox_msg const *m, struct mbox_msg const *prev, char const *s)
 {
-  return !prev || mbox_name_cmp(s + m->name, m->uniqlen, s + prev->name, prev->uniqlen) ;
+  return !prev || mailname_cmp(s + m->name, m->uniqlen, s + prev->name, prev->uniqlen) ;
 }
 
 static int notgone (struct mbox_msg const *m, struct mbox_msg const *prev, char const *s)
@@ -293,48 +167,32 @@ static int notgone (struct mbox_msg const *m, struct mbox_msg const *prev, char 
   return !m->gone ;
 }
 
+static int count_moved (void *arg, char const *name, size_t uniqlen)
+{
+  (void)name ; (void)uniqlen ;
+  ((mbox *)arg)->moved++ ;
+  return 1 ;
+}
+
 static int movenew (mbox *mb, int dirfd, char const **what, char const **where)
 {
-  stralloc target = STRALLOC_ZERO ;
+  *where = "new" ;
   int newfd = openat(dirfd, "new", O_RDONLY | O_DIRECTORY | O_CLOEXEC) ;
-  if (newfd < 0) { *what = "open" ; *where = "new" ; return 0 ; }
-  DIR *d = fdopendir(newfd) ;
-  if (!d) { *what = "open" ; *where = "new" ; fd_close(newfd) ; return 0 ; }
-  for (;;)
-  {
-    struct mbox_name nm ;
-    errno = 0 ;
-    struct dirent *e = readdir(d) ;
-    if (!e) break ;
-    size_t len = strlen(e->d_name) ;
-    if (!mbox_name_parse(e->d_name, len, &nm)) continue ;
-    int r = isregular(newfd, e) ;
-    if (r < 0) { *what = "stat" ; *where = "new" ; goto err ; }
-    if (!r) continue ;
-    target.len = 0 ;
-    if (!stralloc_catb(&target, e->d_name, len)
-     || (nm.uniqlen == len && !stralloc_catb(&target, ":2,", 3))
-     || !stralloc_0(&target)) goto err ;
-    if (renameat(newfd, e->d_name, mb->curfd, target.s) < 0)
-    {
-      if (errno == ENOENT) continue ;   /* another session moved it */
-      *what = "rename" ; *where = "new" ;
-      goto err ;
-    }
-    mb->moved++ ;
-  }
-  if (errno) { *what = "read" ; *where = "new" ; goto err ; }
-  closedir(d) ;
-  stralloc_free(&target) ;
+  if (newfd < 0) { *what = "open" ; return 0 ; }
+  int ok = mailread_newtocur(newfd, mb->curfd, &count_moved, mb, what) ;
+  int e = errno ;
+  fd_close(newfd) ;
+  errno = e ;
+  return ok ;
+}
+
+/* mbox_scan: each regular message file of cur/ into the listing */
+static int list_one (void *arg, int dirfd, struct dirent const *e, size_t len, struct mailname const *nm, char const **op)
+{
+  int r = mailread_isregular(dirfd, e) ;
+  if (r < 0) { *op = "stat" ; return 0 ; }
+  if (r && !addmsg(arg, e->d_name, len, nm)) { *op = "allocate" ; return 0 ; }
   return 1 ;
- err:
-  {
-    int e = errno ;
-    closedir(d) ;
-    stralloc_free(&target) ;
-    errno = e ;
-  }
-  return 0 ;
 }
 
 int mbox_scan (mbox *mb, char const *dir, char const **what, char const **where)
@@ -348,23 +206,8 @@ int mbox_scan (mbox *mb, char const *dir, char const **what, char const **where)
   fd_close(dirfd) ;
   dirfd = -1 ;
 
-  *what = "open" ; *where = "cur" ;
-  DIR *d = opendirat(mb->curfd, ".") ;
-  if (!d) goto err ;
-  for (;;)
-  {
-    struct mbox_name nm ;
-    errno = 0 ;
-    struct dirent *e = readdir(d) ;
-    if (!e) break ;
-    size_t len = strlen(e->d_name) ;
-    if (!mbox_name_parse(e->d_name, len, &nm)) continue ;
-    int r = isregular(mb->curfd, e) ;
-    if (r < 0) { *what = "stat" ; goto errd ; }
-    if (r && !addmsg(mb, e->d_name, len, &nm)) { *what = "allocate" ; goto errd ; }
-  }
-  if (errno) { *what = "read" ; goto errd ; }
-  closedir(d) ;
+  *where = "cur" ;
+  if (!mailread_each(mb->curfd, &list_one, mb, what)) goto err ;
 
   mb->n = genalloc_len(struct mbox_msg, &mb->msgs) ;
   if (mb->n) qsort_r(genalloc_s(struct mbox_msg, &mb->msgs), mb->n, sizeof(struct mbox_msg), &msgcmp, mb->names.s) ;
@@ -383,7 +226,7 @@ int mbox_scan (mbox *mb, char const *dir, char const **what, char const **where)
       return 0 ;
     }
     m = mbox_msg(mb, i) ;
-    if (!mbox_crlfsize(fd, &m->size))
+    if (!mailread_crlfsize(fd, &m->size))
     {
       int e = errno ;
       fd_close(fd) ;
@@ -398,12 +241,6 @@ int mbox_scan (mbox *mb, char const *dir, char const **what, char const **where)
   for (size_t i = 0 ; i < mb->n ; i++) mb->total += mbox_msg(mb, i)->size ;
   return 1 ;
 
- errd:
-  {
-    int e = errno ;
-    closedir(d) ;
-    errno = e ;
-  }
  err:
   if (dirfd >= 0)
   {
@@ -414,44 +251,30 @@ int mbox_scan (mbox *mb, char const *dir, char const **what, char const **where)
   return 0 ;
 }
 
+/* mbox_rescan: a message of the listing found in cur/, maybe renamed */
+static int rescan_one (void *arg, int dirfd, struct dirent const *e, size_t len, struct mailname const *nm, char const **op)
+{
+  mbox *mb = arg ;
+  (void)dirfd ;
+  if (e->d_type != DT_REG && e->d_type != DT_UNKNOWN) return 1 ;
+  size_t k = findmsg(mb, e->d_name, nm->uniqlen) ;
+  if (k == mb->n) return 1 ;
+  struct mbox_msg *m = mbox_msg(mb, k) ;
+  if (strcmp(mb->names.s + m->name, e->d_name))
+  {
+    size_t off = mb->names.len ;
+    if (!stralloc_catb(&mb->names, e->d_name, len + 1)) { *op = "allocate" ; errno = ENOMEM ; return 0 ; }
+    m->name = off ;
+  }
+  m->seen = 1 ;
+  return 1 ;
+}
+
 int mbox_rescan (mbox *mb)
 {
-  DIR *d = opendirat(mb->curfd, ".") ;
-  if (!d) return 0 ;
+  char const *op ;
   for (size_t i = 0 ; i < mb->n ; i++) mbox_msg(mb, i)->seen = 0 ;
-  for (;;)
-  {
-    struct mbox_name nm ;
-    errno = 0 ;
-    struct dirent *e = readdir(d) ;
-    if (!e) break ;
-    if (e->d_type != DT_REG && e->d_type != DT_UNKNOWN) continue ;
-    size_t len = strlen(e->d_name) ;
-    if (!mbox_name_parse(e->d_name, len, &nm)) continue ;
-    size_t k = findmsg(mb, e->d_name, nm.uniqlen) ;
-    if (k == mb->n) continue ;
-    struct mbox_msg *m = mbox_msg(mb, k) ;
-    if (strcmp(mb->names.s + m->name, e->d_name))
-    {
-      size_t off = mb->names.len ;
-      if (!stralloc_catb(&mb->names, e->d_name, len + 1))
-      {
-        closedir(d) ;
-        errno = ENOMEM ;
-        return 0 ;
-      }
-      m->name = off ;
-    }
-    m->seen = 1 ;
-  }
-  if (errno)
-  {
-    int e = errno ;
-    closedir(d) ;
-    errno = e ;
-    return 0 ;
-  }
-  closedir(d) ;
+  if (!mailread_each(mb->curfd, &rescan_one, mb, &op)) return 0 ;
   for (size_t i = 0 ; i < mb->n ; i++)
     if (!mbox_msg(mb, i)->seen) mbox_msg(mb, i)->gone = 1 ;
   return 1 ;

@@ -1,10 +1,10 @@
 /* pop3d/mbox: the Maildir as yubin-pop3mbox sees it, with no I/O to the
  * client (unit-tested by tests/pop3d/t-mbox.c).
  *
- *   - names: which directory entries are messages, their unique part
- *     (up to ":2,"), the ",W=<crlf size>" they may carry, their order;
+ *   - (from common/mailread, shared with imapd: which directory entries
+ *     are messages, their unique part, the ",W=" they may carry, their
+ *     order, strict decimal numbers, CRLF sizes, new/ into cur/;)
  *   - the UIDL of a message (its unique part, or a hash of it);
- *   - strict decimal numbers (message numbers, TOP's line count);
  *   - the listing: new/ moved to cur/, cur/ read, sorted, sized; a
  *     message renamed under us found again; deletions at QUIT;
  *   - the conversion of a message file into what RETR and TOP send
@@ -24,26 +24,11 @@
 #include <skalibs/genalloc.h>
 #include <skalibs/stralloc.h>
 
+#include "mailread.h"
+
 /* ---------- names ---------- */
 
 #define MBOX_UIDL_MAX 70
-
-struct mbox_name
-{
-  size_t uniqlen ;     /* the unique part: up to the first ":2,", or all */
-  uint64_t wsize ;     /* the ",W=<n>" of the unique part, if haswsize */
-  int haswsize ;
-} ;
-
-/* Whether s[0..len) names a message: not empty, no leading '.', no '/'
- * and no NUL.  If so fills nm and returns 1, else returns 0. */
-extern int mbox_name_parse (char const *s, size_t len, struct mbox_name *nm) ;
-
-/* The order of messages: a "natural" comparison of unique parts (runs of
- * digits compare as numbers, so the leading delivery time comes first,
- * then the rest, "M99" before "M100"), ties broken bytewise: a total
- * order, 0 only for identical strings. */
-extern int mbox_name_cmp (char const *a, size_t alen, char const *b, size_t blen) ;
 
 /* The UIDL of a message with unique part u[0..len), into out (at least
  * MBOX_UIDL_MAX + 1 bytes, NUL-terminated); returns its length.  The
@@ -51,18 +36,7 @@ extern int mbox_name_cmp (char const *a, size_t alen, char const *b, size_t blen
  * 1939), else "H" and the 64 lowercase hex digits of its SHA-256. */
 extern size_t mbox_uidl (char const *u, size_t len, char *out) ;
 
-/* ---------- numbers ---------- */
-
-/* Strict decimal: s[0..len) only digits, at least one.  Returns 0 if not;
- * else 1 with the value in *n, UINT64_MAX if it does not fit. */
-extern int mbox_parsenum (char const *s, size_t len, uint64_t *n) ;
-
 /* ---------- sizes and conversion ---------- */
-
-/* The CRLF size of what the regular file fd holds from its offset to EOF
- * (a short read is taken as its end).  Returns 1, or 0 on a read error
- * (errno set). */
-extern int mbox_crlfsize (int fd, uint64_t *size) ;
 
 /* The RETR/TOP converter: init with the number of body lines to send
  * (UINT64_MAX: the whole message), feed it the file in chunks, then end

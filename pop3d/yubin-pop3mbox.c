@@ -226,7 +226,7 @@ static void getcmdline (size_t *total)
 static ssize_t getmsg (char const *a, size_t alen)
 {
   uint64_t n ;
-  if (!mbox_parsenum(a, alen, &n)) { bad("-ERR invalid message number\r\n") ; return -1 ; }
+  if (!mailread_parsenum(a, alen, &n)) { bad("-ERR invalid message number\r\n") ; return -1 ; }
   if (!n || n > mb.n)
   {
     counterror() ;
@@ -374,7 +374,7 @@ static void do_top (char **arg, size_t *arglen)
   uint64_t lines ;
   ssize_t i = getmsg(arg[1], arglen[1]) ;
   if (i < 0) return ;
-  if (!mbox_parsenum(arg[2], arglen[2], &lines)) { bad("-ERR invalid number of lines\r\n") ; return ; }
+  if (!mailread_parsenum(arg[2], arglen[2], &lines)) { bad("-ERR invalid number of lines\r\n") ; return ; }
   if (lines == UINT64_MAX) lines-- ;   /* still "every line" */
   sendmsg(i, lines) ;
 }

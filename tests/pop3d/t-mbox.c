@@ -6,7 +6,7 @@
  * total order.  UIDL: the unique part when RFC 1939 allows it, else "H"
  * and 64 hex digits, stable.  Numbers: strict decimal, saturating.
  * Conversion: against a line-by-line reference, fed whole, a byte at a
- * time and in odd chunks (Dovecot's habit), RETR and TOP; mbox_crlfsize
+ * time and in odd chunks (Dovecot's habit), RETR and TOP; mailread_crlfsize
  * equals what RETR sends.  Listing: a temporary Maildir (new/ moved to
  * cur/, dot files, directories, symlinks and tmp/ ignored, W= trusted,
  * other sizes counted, a unique part twice counted once, order), a flag
@@ -40,20 +40,20 @@ static void check (char const *name, int ok, char const *why)
 
 static int wis (char const *s, int has, uint64_t w, size_t uniqlen)
 {
-  struct mbox_name nm ;
-  if (!mbox_name_parse(s, strlen(s), &nm)) return 0 ;
+  struct mailname nm ;
+  if (!mailname_parse(s, strlen(s), &nm)) return 0 ;
   if (nm.haswsize != has || nm.uniqlen != uniqlen) return 0 ;
   return !has || nm.wsize == w ;
 }
 
 static void test_names (void)
 {
-  struct mbox_name nm ;
-  check("name-valid", mbox_name_parse("1700000000.M1P2.host", 20, &nm) && nm.uniqlen == 20 && !nm.haswsize, "plain name") ;
-  check("name-empty", !mbox_name_parse("", 0, &nm), "empty accepted") ;
-  check("name-dot", !mbox_name_parse(".x", 2, &nm) && !mbox_name_parse(".", 1, &nm) && !mbox_name_parse("..", 2, &nm), "dot name accepted") ;
-  check("name-slash", !mbox_name_parse("a/b", 3, &nm), "slash accepted") ;
-  check("name-nul", !mbox_name_parse("a\0b", 3, &nm), "NUL accepted") ;
+  struct mailname nm ;
+  check("name-valid", mailname_parse("1700000000.M1P2.host", 20, &nm) && nm.uniqlen == 20 && !nm.haswsize, "plain name") ;
+  check("name-empty", !mailname_parse("", 0, &nm), "empty accepted") ;
+  check("name-dot", !mailname_parse(".x", 2, &nm) && !mailname_parse(".", 1, &nm) && !mailname_parse("..", 2, &nm), "dot name accepted") ;
+  check("name-slash", !mailname_parse("a/b", 3, &nm), "slash accepted") ;
+  check("name-nul", !mailname_parse("a\0b", 3, &nm), "NUL accepted") ;
   check("name-info", wis("17.a.h:2,S", 0, 0, 6) && wis("17.a.h:2,", 0, 0, 6) && wis("17.a.h:1,x", 0, 0, 10), "unique part") ;
   check("name-w", wis("17.a.h,S=10,W=12", 1, 12, 16) && wis("17.a.h,S=10,W=12:2,RS", 1, 12, 16)
         && wis("17.a.h,W=0", 1, 0, 10), "W= not read") ;
@@ -65,7 +65,7 @@ static void test_names (void)
 
 static int cmps (char const *a, char const *b)
 {
-  return mbox_name_cmp(a, strlen(a), b, strlen(b)) ;
+  return mailname_cmp(a, strlen(a), b, strlen(b)) ;
 }
 
 static void test_order (void)
@@ -128,16 +128,16 @@ static void test_uidl (void)
 static void test_numbers (void)
 {
   uint64_t n = 42 ;
-  check("num-1", mbox_parsenum("1", 1, &n) && n == 1, "1") ;
-  check("num-0", mbox_parsenum("0", 1, &n) && n == 0, "0") ;
-  check("num-leading-zero", mbox_parsenum("007", 3, &n) && n == 7, "007") ;
-  check("num-empty", !mbox_parsenum("", 0, &n), "empty") ;
-  check("num-sign", !mbox_parsenum("-1", 2, &n) && !mbox_parsenum("+1", 2, &n), "sign") ;
-  check("num-junk", !mbox_parsenum("1a", 2, &n) && !mbox_parsenum(" 1", 2, &n) && !mbox_parsenum("abc", 3, &n) && !mbox_parsenum("1.0", 3, &n), "junk") ;
-  check("num-max", mbox_parsenum("18446744073709551614", 20, &n) && n == UINT64_MAX - 1, "2^64-2") ;
-  check("num-overflow", mbox_parsenum("99999999999999999999", 20, &n) && n == UINT64_MAX
-        && mbox_parsenum("18446744073709551616", 20, &n) && n == UINT64_MAX
-        && mbox_parsenum("123456789012345678901234567890", 30, &n) && n == UINT64_MAX, "overflow") ;
+  check("num-1", mailread_parsenum("1", 1, &n) && n == 1, "1") ;
+  check("num-0", mailread_parsenum("0", 1, &n) && n == 0, "0") ;
+  check("num-leading-zero", mailread_parsenum("007", 3, &n) && n == 7, "007") ;
+  check("num-empty", !mailread_parsenum("", 0, &n), "empty") ;
+  check("num-sign", !mailread_parsenum("-1", 2, &n) && !mailread_parsenum("+1", 2, &n), "sign") ;
+  check("num-junk", !mailread_parsenum("1a", 2, &n) && !mailread_parsenum(" 1", 2, &n) && !mailread_parsenum("abc", 3, &n) && !mailread_parsenum("1.0", 3, &n), "junk") ;
+  check("num-max", mailread_parsenum("18446744073709551614", 20, &n) && n == UINT64_MAX - 1, "2^64-2") ;
+  check("num-overflow", mailread_parsenum("99999999999999999999", 20, &n) && n == UINT64_MAX
+        && mailread_parsenum("18446744073709551616", 20, &n) && n == UINT64_MAX
+        && mailread_parsenum("123456789012345678901234567890", 30, &n) && n == UINT64_MAX, "overflow") ;
 }
 
 /* ---------- conversion ---------- */
@@ -194,7 +194,7 @@ static uint64_t sizeof_file (char const *s, size_t len)
   if (fd < 0) { perror("mkstemp") ; exit(111) ; }
   unlink(fn) ;
   if (write(fd, s, len) != (ssize_t)len || lseek(fd, 0, SEEK_SET) < 0) { perror("write") ; exit(111) ; }
-  if (!mbox_crlfsize(fd, &size)) size = UINT64_MAX ;
+  if (!mailread_crlfsize(fd, &size)) size = UINT64_MAX ;
   close(fd) ;
   return size ;
 }
