@@ -52,14 +52,7 @@ static void unload_file (struct msgfile *mf)
 
 void msg_unload (struct msgfile *mf)
 {
-  if (mf->mapped) munmap((void *)mf->map, mf->len) ;
-  mf->map = 0 ;
-  mf->len = 0 ;
-  mf->mapped = 0 ;
-  mf->loaded = 0 ;
-  mf->whole = 0 ;
-  mf->parsed = 0 ;
-  mf->hparsed = 0 ;
+  unload_file(mf) ;
   mf->mc.state = 0 ;
   mf->mc.has = 0 ;
   mf->mc.hparsed = 0 ;

@@ -75,6 +75,7 @@ from yubintest import (Failure, Instance, case_list, check, expect, info, is_roo
                        wait_for)
 import yubintest  # noqa: E402
 from yubintest import proc_children, proc_exe, proc_status  # noqa: E402,F401
+from yubintest import bytes_diff as diff, curl, proc_ids as uids  # noqa: E402
 
 IO = 10                 # seconds for any one read
 INST = None             # the instance, made in main
@@ -201,13 +202,6 @@ def deliver(tag="m", subject=None, wait=True):
     expect(b"\r" not in data, "a CR in the Maildir file")
     return found[0], data
 
-
-def diff(want, got):
-    for i, (a, b) in enumerate(zip(want, got)):
-        if a != b:
-            return "differs at byte %d of %d/%d: want %r got %r" % (
-                i, len(want), len(got), want[max(0, i - 40):i + 40], got[max(0, i - 40):i + 40])
-    return "lengths %d (want) %d (got); tail want %r got %r" % (len(want), len(got), want[-60:], got[-60:])
 
 # ---------------------------------------------------------------- a raw client
 
@@ -774,12 +768,6 @@ def two_sessions_see_each_other(f):
 # ---------------------------------------------------------------- curl
 
 
-def curl(*args, timeout=30):
-    r = subprocess.run(["curl", "-sS", "--max-time", "20"] + list(args),
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
-    return r.returncode, r.stdout, r.stderr.decode(errors="replace")
-
-
 def curl_case(url_base, tls_args):
     path, data = deliver("curl")
     u = "demo:" + INST.demo_password
@@ -1182,11 +1170,6 @@ def session_processes(port):
             continue
         return pid, proc_children(pid)
     return None, []
-
-
-def uids(pid):
-    st = proc_status(pid)
-    return [int(x) for x in st["Uid"]], [int(x) for x in st["Gid"]], int(st["CapEff"][0], 16)
 
 
 def yubinp():

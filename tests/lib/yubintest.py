@@ -196,6 +196,29 @@ def proc_status(pid):
     return st
 
 
+def proc_ids(pid):
+    """([real, effective, saved, fs uids], [the same gids], effective
+    capabilities as an int) of PID (OSError if it is gone)."""
+    st = proc_status(pid)
+    return [int(x) for x in st["Uid"]], [int(x) for x in st["Gid"]], int(st["CapEff"][0], 16)
+
+
+def bytes_diff(want, got):
+    """Where two byte strings first differ, for a failure message."""
+    for i, (a, b) in enumerate(zip(want, got)):
+        if a != b:
+            return "differs at byte %d of %d/%d: want %r got %r" % (
+                i, len(want), len(got), want[max(0, i - 40):i + 40], got[max(0, i - 40):i + 40])
+    return "lengths %d (want) %d (got); tail want %r got %r" % (len(want), len(got), want[-60:], got[-60:])
+
+
+def curl(*args, timeout=30):
+    """curl -sS with args: (exit code, stdout bytes, stderr text)."""
+    r = subprocess.run(["curl", "-sS", "--max-time", "20"] + list(args),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    return r.returncode, r.stdout, r.stderr.decode(errors="replace")
+
+
 def proc_gone(pid):
     """Whether pid has exited (gone, or a zombie), even if it exits while
     we look."""

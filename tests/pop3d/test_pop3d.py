@@ -49,6 +49,7 @@ from yubintest import (Failure, Instance, case_list, check, expect, info, is_roo
                        wait_for)
 import yubintest  # noqa: E402
 from yubintest import proc_children, proc_exe, proc_status  # noqa: E402,F401
+from yubintest import bytes_diff as diff, curl, proc_ids as uids  # noqa: E402
 
 IO = 10                 # seconds for any one read
 INST = None             # the instance, made in main
@@ -162,13 +163,6 @@ def unstuff(lines):
     """Raw multi-line body lines -> the message (CRLF)."""
     return b"".join((l[1:] if l.startswith(b".") else l) + b"\r\n" for l in lines)
 
-
-def diff(want, got):
-    for i, (a, b) in enumerate(zip(want, got)):
-        if a != b:
-            return "differs at byte %d of %d/%d: want %r got %r" % (
-                i, len(want), len(got), want[max(0, i - 40):i + 40], got[max(0, i - 40):i + 40])
-    return "lengths %d (want) %d (got); tail want %r got %r" % (len(want), len(got), want[-60:], got[-60:])
 
 # ---------------------------------------------------------------- a raw client
 
@@ -386,12 +380,6 @@ def raw_retr_dot_stuffed_crlf(f):
     top = unstuff(p.multi())
     expect(top == head + b"Hello demo,\r\n.a line that starts with a dot\r\n", "TOP 1 2 gave %r" % top[-80:])
     p.cmd("QUIT")
-
-
-def curl(*args, timeout=30):
-    r = subprocess.run(["curl", "-sS", "--max-time", "20"] + list(args),
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
-    return r.returncode, r.stdout, r.stderr.decode(errors="replace")
 
 
 @case
@@ -806,7 +794,6 @@ def three_failed_logins_end_session(f):
     expect(wait_for(lambda: "reason=auth-failures" in INST.log("pop3"), 5), "no quit reason=auth-failures logged")
 
 
-
 @case
 def auth_plain(f):
     """RFC 5034: AUTH PLAIN with an initial response, with a continuation,
@@ -1026,11 +1013,6 @@ def session_processes(port):
             continue        # the pre-login child: we want its parent
         return pid, proc_children(pid)
     return None, []
-
-
-def uids(pid):
-    st = proc_status(pid)
-    return [int(x) for x in st["Uid"]], [int(x) for x in st["Gid"]], int(st["CapEff"][0], 16)
 
 
 @case

@@ -17,7 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import qmgrtest  # noqa: E402
-from yubintest import bin_dir, check, info, run  # noqa: E402
+from yubintest import bin_dir, check, info, proc_status, run  # noqa: E402
 
 
 class Root(qmgrtest.Root):
@@ -376,11 +376,7 @@ def test_privilege_drop():
 
         def uid_of(pid):
             """(effective uid, effective gid, supplementary groups)"""
-            ids = {}
-            with open("/proc/%d/status" % pid) as f:
-                for line in f:
-                    k, _, v = line.partition(":")
-                    ids[k] = v.split()
+            ids = proc_status(pid)
             return (int(ids["Uid"][1]), int(ids["Gid"][1]), [int(g) for g in ids["Groups"]])
         qmgr_uid = uid_of(r.qmgr.pid)
         kids = subprocess.run(["pgrep", "-P", str(r.qmgr.pid)], stdout=subprocess.PIPE).stdout.split()
