@@ -267,6 +267,10 @@ void listen_serve (struct listen_conf const *lc)
   /* nothing that reads the network runs as root (DESIGN.md) */
   if (!geteuid() || !getuid())
     strerr_dief1x(100, "refusing to run SMTP sessions as root: use -U with $UID and $GID (s6-envuidgid)") ;
+  /* not dumpable on purpose, not only as a side effect of -U's setuid: a
+     process of the same uid (a compromised session) must not trace the
+     listener, or read what the next sessions inherit from it */
+  if (yubin_nodump() < 0) strerr_diefu1sys(111, "prctl PR_SET_DUMPABLE") ;
   else
   {
     ip46 a ;

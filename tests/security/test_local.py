@@ -21,7 +21,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-from yubintest import Instance, SMTPRaw, binary, check, info, is_root, run, send, skip, tls_client_ctx  # noqa: E402
+from yubintest import Instance, SMTPRaw, binary, check, info, is_root, proc_children, run, send, skip, tls_client_ctx  # noqa: E402
 
 NOBODY = pwd.getpwnam("nobody")
 ATTACKER = (NOBODY.pw_uid, NOBODY.pw_gid)
@@ -301,6 +301,34 @@ def t_submission_uid(inst):
         c.close()
 
 
+def t_listener_sealed(inst):
+    """Port 25's listener (yubin-smtpd -l, yubind) and a session it forked
+    are not dumpable: another process of yubind (a compromised session)
+    can neither read their environment nor trace them, so it cannot take
+    over the listener or watch the next client's session."""
+    listener = inst.service_pid("smtpd")
+    c = SMTPRaw(inst.ip, inst.smtp_port)
+    try:
+        c.reply()
+        deadline = time.monotonic() + 5
+        sessions = []
+        while not sessions and time.monotonic() < deadline:
+            sessions = proc_children(listener)
+            time.sleep(0.05)
+        if not check("listener-and-session-found", listener and sessions, "listener %r sessions %r" % (listener, sessions)):
+            return
+        for what, pid in (("listener", listener), ("mx-session", sessions[0])):
+            r = as_user(*daemon_ids("yubind"), ["cat", "/proc/%d/environ" % pid])
+            check("%s-unreadable-by-yubind" % what, r.returncode != 0 and not r.stdout,
+                  "read %d bytes of its environment" % len(r.stdout))
+            r = as_user(*daemon_ids("yubind"), ["strace", "-p", str(pid), "-e", "trace=read", "-o", "/dev/null"],
+                        timeout=10)
+            check("%s-untraceable-by-yubind" % what, r.returncode not in (0, None),
+                  "strace -p exit %d: %r" % (r.returncode, r.stderr[-200:]))
+    finally:
+        c.close()
+
+
 def t_modes(inst):
     """7: logs are for yubinlog, users.cdb for the daemons."""
     logdir = os.stat(inst.path("log", "smtpd"))
@@ -492,6 +520,7 @@ def main():
         t_private_programs(inst)
         t_queue_local(inst)
         t_submission_uid(inst)
+        t_listener_sealed(inst)
         t_modes(inst)
         t_connlimit(inst)
         t_deadlines(inst)

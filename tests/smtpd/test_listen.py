@@ -118,8 +118,13 @@ def greeted(c, timeout):
 
 
 def maps_of(pid):
-    with open("/proc/%d/maps" % pid) as f:
-        return [l.split()[0] for l in f if l.rstrip().endswith("[stack]") or "yubin-smtpd" in l]
+    """The listener's stack and program mappings, or None where they cannot
+    be read (the listener is not dumpable: only root reads them)."""
+    try:
+        with open("/proc/%d/maps" % pid) as f:
+            return [l.split()[0] for l in f if l.rstrip().endswith("[stack]") or "yubin-smtpd" in l]
+    except OSError:
+        return None
 
 
 @case
@@ -242,7 +247,7 @@ def crash_execs_afresh(inst):
     c.cmd("QUIT", 221)
     c.close()
     with open("/proc/sys/kernel/randomize_va_space") as f:
-        if f.read().strip() != "0":
+        if f.read().strip() != "0" and before is not None:
             expect(maps_of(inst.pid) != before, "same address layout after the exec: %r" % before)
     expect(inst.servers[-1].poll() is None, "the listener died")
 
