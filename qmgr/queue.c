@@ -16,18 +16,23 @@
 
 #define MAGIC "yubinq1"
 
+size_t queue_id_fmt (char *id, uint64_t sec, uint64_t nsec)
+{
+  size_t n = uint64_fmt(id, sec) ;
+  id[n++] = '.' ;
+  n += uint640_fmt(id + n, nsec, 9) ;
+  id[n++] = '.' ;
+  n += uint64_fmt(id + n, (uint64_t)getpid()) ;
+  id[n] = 0 ;
+  return n ;
+}
+
 size_t queue_id_make (char *id, uint64_t *sec)
 {
   struct timespec ts ;
   if (clock_gettime(CLOCK_REALTIME, &ts) < 0) { ts.tv_sec = time(0) ; ts.tv_nsec = 0 ; }
-  size_t n = uint64_fmt(id, (uint64_t)ts.tv_sec) ;
-  id[n++] = '.' ;
-  n += uint640_fmt(id + n, (uint64_t)ts.tv_nsec, 9) ;
-  id[n++] = '.' ;
-  n += uint64_fmt(id + n, (uint64_t)getpid()) ;
-  id[n] = 0 ;
   if (sec) *sec = (uint64_t)ts.tv_sec ;
-  return n ;
+  return queue_id_fmt(id, (uint64_t)ts.tv_sec, (uint64_t)ts.tv_nsec) ;
 }
 
 int queue_id_valid (char const *s)
@@ -107,6 +112,61 @@ uint64_t queue_next_scan (char const *s)
   if (!n || n > 20 || s[5 + n] != '\n') return 0 ;
   for (size_t i = 5 + n + 1 ; i < QUEUE_NEXTLEN ; i++) if (s[i]) return 0 ;
   return u ;
+}
+
+uint64_t queue_sum (uint64_t h, char const *s, size_t len)
+{
+  for (size_t i = 0 ; i < len ; i++)
+  {
+    h ^= (unsigned char)s[i] ;
+    h *= 0x100000001b3ULL ;
+  }
+  return h ;
+}
+
+void queue_sum_fmt (char *buf, uint64_t sum)
+{
+  memset(buf, 0, QUEUE_NEXTLEN) ;
+  memcpy(buf, "sum=", 4) ;
+  size_t n = 4 + uint64_xfmt(buf + 4, sum) ;   /* at most 16 digits */
+  buf[n] = '\n' ;
+}
+
+/* The record area of block holds "sum=" and the value: *sum. */
+static int sum_scan (char const *s, uint64_t *sum)
+{
+  if (memcmp(s, "sum=", 4)) return 0 ;
+  size_t n = uint64_xscan(s + 4, sum) ;
+  if (!n || n > 16 || s[4 + n] != '\n') return 0 ;
+  for (size_t i = 4 + n + 1 ; i < QUEUE_NEXTLEN ; i++) if (s[i]) return 0 ;
+  return 1 ;
+}
+
+int queue_pool_complete (int fd)
+{
+  char block[QUEUE_MSGOFF], buf[65536] ;
+  struct queue_head h ;
+  struct stat st ;
+  size_t nrcpts ;
+  uint64_t want ;
+  if (fstat(fd, &st) < 0) return -1 ;
+  ssize_t r = pread(fd, block, sizeof(block), 0) ;
+  if (r < 0) return -1 ;
+  if (r < QUEUE_MSGOFF) return 0 ;
+  size_t hl = queue_head_scan(block, r, &h) ;
+  if (!hl || h.envfile || h.msgoff != QUEUE_MSGOFF || (uint64_t)st.st_size != h.msgoff + h.size) return 0 ;
+  size_t el = queue_env_scan(block + hl, QUEUE_NEXTOFF - hl, 0, &nrcpts) ;
+  if (!el || !sum_scan(block + QUEUE_NEXTOFF, &want)) return 0 ;
+  uint64_t sum = QUEUE_SUM_INIT ;
+  for (uint64_t off = h.msgoff ; off < (uint64_t)st.st_size ; )
+  {
+    r = pread(fd, buf, sizeof(buf), off) ;
+    if (r < 0) return -1 ;
+    if (!r) return 0 ;
+    sum = queue_sum(sum, buf, r) ;
+    off += r ;
+  }
+  return queue_sum(sum, block, QUEUE_NEXTOFF) == want ;
 }
 
 int queue_addr_ok (char const *s, size_t len)

@@ -65,6 +65,10 @@ struct queue_head
  * length. */
 extern size_t queue_id_make (char *id, uint64_t *sec) ;
 
+/* The same from a given time: "<sec>.<nsec, 9 digits>.<pid>".  Returns the
+ * length.  (yubin-queued makes its IDs strictly increasing with it.) */
+extern size_t queue_id_fmt (char *id, uint64_t sec, uint64_t nsec) ;
+
 /* Is s a well-formed ID (digits and dots, 1..QUEUE_IDMAX-1 bytes, not
  * starting with a dot)?  Used to refuse names that could leave a dir. */
 extern int queue_id_valid (char const *s) ;
@@ -83,6 +87,30 @@ extern void queue_next_fmt (char *buf, uint64_t next) ;
 /* The time in the retry record at s (QUEUE_NEXTLEN bytes), 0 if there is
  * none or it is malformed (a torn write: no record). */
 extern uint64_t queue_next_scan (char const *s) ;
+
+/* The pool of yubin-queued (qmgr/README, "The pool"): empty files
+ * new/.p<ID>, created ahead of time and made durable by one fsync of new/
+ * for many, so that a message written into one is durable after the
+ * file's own fdatasync.  Until yubin-queued renames it to new/<ID>, the
+ * record area of such a file holds "sum=<16 hex digits>\n" and zero
+ * bytes: the checksum that tells, after a crash, a complete file from a
+ * torn one.  (To qmgr it is no retry record; its first deferral
+ * overwrites it.) */
+#define QUEUE_POOLPREFIX ".p"
+#define QUEUE_SUM_INIT 0xcbf29ce484222325ULL   /* 64-bit FNV-1a */
+
+/* Fold s[0..len) into the checksum h: the message bytes first, then the
+ * header block up to the record ([0, QUEUE_NEXTOFF)). */
+extern uint64_t queue_sum (uint64_t h, char const *s, size_t len) ;
+
+/* The record "sum=..." for sum in buf (QUEUE_NEXTLEN bytes). */
+extern void queue_sum_fmt (char *buf, uint64_t sum) ;
+
+/* Is the file fd (a pool file, read from offset 0) a complete message:
+ * a valid header line with env=here, the size it says, a well-formed
+ * envelope, and a "sum=" record that matches the bytes?  Returns 1 yes,
+ * 0 no (torn, unfinished, or never used), -1 a read error (errno). */
+extern int queue_pool_complete (int fd) ;
 
 /* May this address go in an envelope?  At most QUEUE_ADDRMAX bytes and no
  * control characters (they could forge headers in a bounce or lines in a

@@ -90,6 +90,35 @@ int qwrite_open (struct qwrite *w, int qfd, struct stat const *st, uint64_t uid)
   return QQ_OK ;
 }
 
+int qwrite_open_pooled (struct qwrite *w, int qfd, int fd, char const *name, char const *id, uint64_t uid)
+{
+  size_t nl = strlen(name), il = strlen(id) ;
+  w->qfd = qfd ;
+  w->fd = fd ;
+  w->pooled = 1 ;
+  w->sum = QUEUE_SUM_INIT ;
+  w->h = (struct queue_head){ .msgoff = QUEUE_MSGOFF, .uid = uid, .birth = (uint64_t)time(0) } ;
+  if (nl + 5 > sizeof(w->tmpfn) || il >= sizeof(w->id))
+  {
+    errno = ENAMETOOLONG ;
+    return fail(w, QQ_BUG, "name a pool file", 1) ;
+  }
+  memcpy(w->id, id, il + 1) ;
+  memcpy(w->tmpfn, "new/", 4) ;
+  memcpy(w->tmpfn + 4, name, nl + 1) ;
+  if (lseek(w->fd, QUEUE_MSGOFF, SEEK_SET) < 0) return fail(w, QQ_WRITE, "seek in the queue file", 1) ;
+  return QQ_OK ;
+}
+
+/* Append to the message in the file (and to the pool checksum). */
+static int put (struct qwrite *w, char const *s, size_t len)
+{
+  if (allwrite(w->fd, s, len) < len) return fail(w, QQ_WRITE, "write the queue file", 1) ;
+  if (w->pooled) w->sum = queue_sum(w->sum, s, len) ;
+  w->h.size += len ;
+  return QQ_OK ;
+}
+
 int qwrite_trusted_gid (gid_t gid)
 {
   stralloc fn = STRALLOC_ZERO ;
@@ -116,12 +145,11 @@ int qwrite_received (struct qwrite *w, pid_t pid, uid_t uid)
     stralloc_free(&sa) ;
     return fail(w, QQ_NOMEM, "allocate", 1) ;
   }
-  if (allwrite(w->fd, sa.s, sa.len) < sa.len)
+  if (put(w, sa.s, sa.len))
   {
     stralloc_free(&sa) ;
-    return fail(w, QQ_WRITE, "write the queue file", 1) ;
+    return QQ_WRITE ;
   }
-  w->h.size += sa.len ;
   if (max) w->max = max + sa.len ;
   stralloc_free(&sa) ;
   return QQ_OK ;
@@ -136,8 +164,7 @@ int qwrite_copy (struct qwrite *w, int msgfd, uint64_t deadline)
     if (r == -2) return fail(w, QQ_TIMEOUT, "read the message in time", 0) ;
     if (r < 0) return fail(w, QQ_READ, "read the message", 1) ;
     if (!r) return QQ_OK ;
-    if (allwrite(w->fd, buf, r) < (size_t)r) return fail(w, QQ_WRITE, "write the queue file", 1) ;
-    w->h.size += r ;
+    if (put(w, buf, r)) return QQ_WRITE ;
     if (w->max && w->h.size > w->max)
       return fail(w, QQ_REFUSED, "queue the message: larger than control/databytes", 0) ;
   }
@@ -212,9 +239,21 @@ static int write_envfile (struct qwrite *w)
   return QQ_OK ;
 }
 
+/* tmp/ID or the pool file to new/ID.  A pool file never replaces another
+ * message (the caller's IDs are unique: this only makes sure), where the
+ * file system knows how. */
+static int rename_new (struct qwrite *w, char const *newfn)
+{
+  if (!w->pooled) return renameat(w->qfd, w->tmpfn, w->qfd, newfn) ;
+  int r = renameat2(w->qfd, w->tmpfn, w->qfd, newfn, RENAME_NOREPLACE) ;
+  if (r < 0 && errno == EINVAL) r = renameat(w->qfd, w->tmpfn, w->qfd, newfn) ;
+  return r ;
+}
+
 int qwrite_commit (struct qwrite *w)
 {
   char newfn[4 + QUEUE_IDMAX] ;
+  w->durable = 0 ;
   stralloc sa = STRALLOC_ZERO ;
   int code = QQ_OK ;
   if (!queue_head_fmt(&sa, &w->h)) { code = fail(w, QQ_NOMEM, "allocate", 1) ; goto end ; }
@@ -232,15 +271,20 @@ int qwrite_commit (struct qwrite *w)
   if (!stralloc_ready(&sa, QUEUE_MSGOFF)) { code = fail(w, QQ_NOMEM, "allocate", 1) ; goto end ; }
   memset(sa.s + sa.len, 0, QUEUE_MSGOFF - sa.len) ;
   sa.len = QUEUE_MSGOFF ;
+  /* a pool file's only commit is its own sync: the checksum tells a
+     complete one from a torn one after a crash (queue.h) */
+  int selfsync = w->pooled && !w->h.envfile ;
+  if (selfsync) queue_sum_fmt(sa.s + QUEUE_NEXTOFF, queue_sum(w->sum, sa.s, QUEUE_NEXTOFF)) ;
   if (pwrite(w->fd, sa.s, sa.len, 0) != (ssize_t)sa.len)
   { code = fail(w, QQ_WRITE, "write the queue file header", 1) ; goto end ; }
-  if (fsync(w->fd) < 0) { code = fail(w, QQ_WRITE, "sync the queue file", 1) ; goto end ; }
+  if ((selfsync ? fdatasync(w->fd) : fsync(w->fd)) < 0) { code = fail(w, QQ_WRITE, "sync the queue file", 1) ; goto end ; }
   fd_close(w->fd) ;
   w->fd = -1 ;
   memcpy(newfn, "new/", 4) ;
   memcpy(newfn + 4, w->id, strlen(w->id) + 1) ;
-  if (renameat(w->qfd, w->tmpfn, w->qfd, newfn) < 0)
+  if (rename_new(w, newfn) < 0)
   { code = fail(w, QQ_WRITE, "move the queue file into new/", 1) ; goto end ; }
+  w->durable = selfsync ;
   w->tmpfn[0] = 0 ;
   w->envfn[0] = 0 ;   /* from now on the message is qmgr's */
  end:

@@ -14,6 +14,13 @@
  *   -- the caller fsyncs new/ (8), then answers 0 --
  *   qwrite_free(&w)
  *
+ * yubin-queued writes into a file of its pool instead (queue.h): with
+ * qwrite_open_pooled in place of qwrite_open, qwrite_commit writes the
+ * checksum record, fdatasyncs the file and renames new/.p<ID> to new/<ID>;
+ * the message is then durable (w->durable) and step 8 is not needed,
+ * except for an envelope too big for the header block (env/ID): then
+ * w->durable is 0 and the caller fsyncs new/ as for tmp/.
+ *
  * Each step returns 0 (QQ_OK) or a qmail-queue exit code (common/qq.h);
  * on failure w->what says what could not be done and w->sys whether errno
  * (saved in w->err) explains it.  After a failure, qwrite_cleanup removes
@@ -40,7 +47,7 @@ struct qwrite
   int qfd ;                       /* the queue directory */
   int fd ;                        /* tmp/ID, -1 when closed */
   char id[QUEUE_IDMAX] ;
-  char tmpfn[4 + QUEUE_IDMAX] ;   /* "tmp/ID", "" when nothing to remove */
+  char tmpfn[8 + QUEUE_IDMAX] ;   /* "tmp/ID" or "new/.pID", "" when nothing to remove */
   char envfn[4 + QUEUE_IDMAX] ;   /* "env/ID", likewise */
   struct queue_head h ;
   uint64_t max ;                  /* most message bytes accepted, 0: any */
@@ -51,14 +58,23 @@ struct qwrite
   char const *what ;              /* what failed */
   int sys ;                       /* 1: err is the reason */
   int err ;                       /* errno of the failure */
+  int pooled ;                    /* writing into a pool file */
+  int durable ;                   /* qwrite_commit: no fsync of new/ needed */
+  uint64_t sum ;                  /* pooled: queue_sum of the message so far */
 } ;
 #define QWRITE_ZERO { .qfd = -1, .fd = -1, .id = "", .tmpfn = "", .envfn = "", .max = 0, \
-  .env = STRALLOC_ZERO, .recstart = 0, .records = 0, .nrcpts = 0, .what = "", .sys = 0, .err = 0 }
+  .env = STRALLOC_ZERO, .recstart = 0, .records = 0, .nrcpts = 0, .what = "", .sys = 0, .err = 0, \
+  .pooled = 0, .durable = 0, .sum = QUEUE_SUM_INIT }
 
 /* Create tmp/ID under qfd (st: its stat, for the owner: a writer running
  * as root gives the file to the queue user, or qmgr could not record
  * deliveries in it); h.uid is uid, h.birth now. */
 extern int qwrite_open (struct qwrite *w, int qfd, struct stat const *st, uint64_t uid) ;
+
+/* The same into the pool file fd, named new/<name> (QUEUE_POOLPREFIX and
+ * an ID), empty and durable in new/; id: the message's ID, unique (the
+ * caller's own sequence).  fd is w's from now on (closed by qwrite_free). */
+extern int qwrite_open_pooled (struct qwrite *w, int qfd, int fd, char const *name, char const *id, uint64_t uid) ;
 
 /* Is a caller whose gid is gid one of the network daemons (the group of
  * the instance's libexec/, root-owned and closed to others)?  Their smtpd
@@ -81,7 +97,8 @@ extern int qwrite_copy (struct qwrite *w, int msgfd, uint64_t deadline) ;
  * QQ_READ, as qmail-queue. */
 extern int qwrite_envelope (struct qwrite *w, int envfd, uint64_t deadline) ;
 
-/* Steps 4 to 7.  Returns 0 once new/ID exists (not yet durable). */
+/* Steps 4 to 7.  Returns 0 once new/ID exists (durable only if
+ * w->durable). */
 extern int qwrite_commit (struct qwrite *w) ;
 
 extern void qwrite_cleanup (struct qwrite *w) ;

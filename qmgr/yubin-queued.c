@@ -34,13 +34,14 @@
 #include <skalibs/strerr.h>
 #include <skalibs/types.h>
 
+#include "qpool.h"
 #include "qq.h"
 #include "queue.h"
 #include "qwrite.h"
 #include "root.h"
 #include "ylog.h"
 
-#define USAGE "yubin-queued [ -c maxclients ]"
+#define USAGE "yubin-queued [ -c maxclients ] [ -p poolsize ]"
 #define TIMEOUT 86400        /* a message, as yubin-queue's alarm */
 #define HELLO_TIMEOUT 60     /* the first byte and the message fd */
 #define STOP_GRACE 10        /* seconds for clients in flight at SIGTERM */
@@ -193,7 +194,10 @@ static int serve (struct client *cl, struct qwrite *w)
     w->what = "read the client's message fd" ; w->sys = 1 ; w->err = errno ;
     return QQ_READ ;
   }
-  int code = qwrite_open(w, qfd, &qst, cl->cred.uid) ;
+  int pfd ;
+  char pname[QPOOL_NAMEMAX], pid[QUEUE_IDMAX] ;
+  int code = qpool_take(&pfd, pname, pid) ? qwrite_open_pooled(w, qfd, pfd, pname, pid, cl->cred.uid)
+           : qwrite_open(w, qfd, &qst, cl->cred.uid) ;
   /* the caller as yubin-queue tells it (qwrite.h) */
   if (!code && cl->cred.uid != geteuid() && !qwrite_trusted_gid(cl->cred.gid))
     code = qwrite_received(w, cl->cred.pid, cl->cred.uid) ;
@@ -202,6 +206,13 @@ static int serve (struct client *cl, struct qwrite *w)
   if (!code) code = qwrite_envelope(w, cl->sock, deadline) ;
   if (!code) code = qwrite_commit(w) ;
   if (code) return code ;
+  if (w->durable)
+  {
+    /* a pool file: its fdatasync was the commit */
+    queue_trigger(qfd) ;
+    cl->batch = 0 ;
+    return QQ_OK ;
+  }
   struct commit c = { .next = 0, .done = 0, .err = 0, .batch = 0 } ;
   int e = commit_wait(&c) ;
   cl->batch = c.batch ;
@@ -411,15 +422,16 @@ static int wait_client (int lfd, int sfd)
 
 int main (int argc, char const *const *argv)
 {
-  unsigned int maxclients = 200 ;
+  unsigned int maxclients = 200, poolsize = 64 ;
   subgetopt l = SUBGETOPT_ZERO ;
   for (;;)
   {
-    int opt = subgetopt_r(argc, argv, "c:", &l) ;
+    int opt = subgetopt_r(argc, argv, "c:p:", &l) ;
     if (opt == -1) break ;
     switch (opt)
     {
       case 'c' : if (!uint0_scan(l.arg, &maxclients) || !maxclients) strerr_dieusage(100, USAGE) ; break ;
+      case 'p' : if (!uint0_scan(l.arg, &poolsize) || poolsize > QPOOL_MAX) strerr_dieusage(100, USAGE) ; break ;
       default : strerr_dieusage(100, USAGE) ;
     }
   }
@@ -435,16 +447,18 @@ int main (int argc, char const *const *argv)
   if (!selfpipe_trap(SIGTERM) || !selfpipe_trap(SIGINT) || !selfpipe_trap(SIGHUP))
     strerr_diefu1sys(111, "trap signals") ;
   open_queue() ;
+  qpool_start(qfd, newfd, &qst, poolsize) ;
   int lfd = listen_sock() ;
   pthread_attr_t attr ;
   if (pthread_attr_init(&attr) || pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED)
    || pthread_attr_setstacksize(&attr, STACK_SIZE))
     strerr_diefu1x(111, "set up thread attributes") ;
   {
-    char mc[UINT_FMT], uid[UINT64_FMT] ;
+    char mc[UINT_FMT], uid[UINT64_FMT], ps[UINT_FMT] ;
     mc[uint_fmt(mc, maxclients)] = 0 ;
     uid[uint64_fmt(uid, (uint64_t)geteuid())] = 0 ;
-    ylog("start", "uid", uid, "maxclients", mc, (char *)0) ;
+    ps[uint_fmt(ps, poolsize)] = 0 ;
+    ylog("start", "uid", uid, "maxclients", mc, "pool", ps, (char *)0) ;
   }
 
   while (wait_client(lfd, sfd))

@@ -775,9 +775,20 @@ class Instance:
 
     def queue_messages(self):
         """Message and envelope files still in the queue (qmgr/README):
-        everything under queue/ but lock/."""
+        everything under queue/ but lock/ and yubin-queued's empty pool
+        files (new/.p*)."""
         return [f for f in self.queue_files()
-                if not os.path.relpath(f, self.path("queue")).startswith("lock/")]
+                if not os.path.relpath(f, self.path("queue")).startswith("lock/")
+                and not self.is_pool_file(f)]
+
+    def is_pool_file(self, f):
+        """An empty file of yubin-queued's pool (qmgr/README, "The pool")."""
+        if os.path.dirname(f) != self.path("queue", "new") or not os.path.basename(f).startswith(".p"):
+            return False
+        try:
+            return os.stat(f).st_size == 0
+        except OSError:
+            return False
 
     def queue_files(self):
         out = []

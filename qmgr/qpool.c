@@ -1,0 +1,230 @@
+/* yubin-queued's pool of empty queue files: see qpool.h and qmgr/README. */
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <skalibs/djbunix.h>
+#include <skalibs/strerr.h>
+#include <skalibs/types.h>
+
+#include "qpool.h"
+#include "ylog.h"
+
+struct entry { int fd ; char name[QPOOL_NAMEMAX] ; } ;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER ;
+static pthread_cond_t low = PTHREAD_COND_INITIALIZER ;   /* the pool wants filling */
+static struct entry ring[QPOOL_MAX] ;   /* ready files, oldest first */
+static unsigned int head = 0, count = 0, target = 0 ;
+static int qdir = -1, newdir = -1 ;
+static struct stat owner ;
+static uint64_t last_sec = 0, last_nsec = 0 ;
+
+void qpool_id (char *id)
+{
+  struct timespec ts ;
+  if (clock_gettime(CLOCK_REALTIME, &ts) < 0) { ts.tv_sec = time(0) ; ts.tv_nsec = 0 ; }
+  uint64_t sec = ts.tv_sec, nsec = ts.tv_nsec ;
+  pthread_mutex_lock(&lock) ;
+  /* two threads in the same nanosecond, or a clock stepped back: the
+     next nanosecond after the last ID instead */
+  if (sec < last_sec || (sec == last_sec && nsec <= last_nsec))
+  {
+    sec = last_sec ;
+    nsec = last_nsec + 1 ;
+    if (nsec >= 1000000000) { sec++ ; nsec = 0 ; }
+  }
+  last_sec = sec ;
+  last_nsec = nsec ;
+  pthread_mutex_unlock(&lock) ;
+  queue_id_fmt(id, sec, nsec) ;
+}
+
+int qpool_take (int *fd, char *name, char *id)
+{
+  pthread_mutex_lock(&lock) ;
+  if (!count)
+  {
+    pthread_mutex_unlock(&lock) ;
+    return 0 ;
+  }
+  struct entry *e = &ring[head] ;
+  *fd = e->fd ;
+  memcpy(name, e->name, QPOOL_NAMEMAX) ;
+  head = (head + 1) % QPOOL_MAX ;
+  count-- ;
+  if (count <= target / 2) pthread_cond_signal(&low) ;
+  pthread_mutex_unlock(&lock) ;
+  qpool_id(id) ;
+  return 1 ;
+}
+
+/* Under lock: one more ready file. */
+static void push (int fd, char const *name)
+{
+  struct entry *e = &ring[(head + count) % QPOOL_MAX] ;
+  e->fd = fd ;
+  memcpy(e->name, name, QPOOL_NAMEMAX) ;
+  count++ ;
+}
+
+/* A new empty file in new/: its fd, or -1 (errno). */
+static int make_file (char *name)
+{
+  memcpy(name, QUEUE_POOLPREFIX, 2) ;
+  qpool_id(name + 2) ;
+  int fd = openat(newdir, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600) ;
+  if (fd < 0) return -1 ;
+  if (geteuid() == 0 && owner.st_uid != 0 && fchown(fd, owner.st_uid, owner.st_gid) < 0)
+  {
+    int e = errno ;
+    unlinkat(newdir, name, 0) ;
+    fd_close(fd) ;
+    errno = e ;
+    return -1 ;
+  }
+  return fd ;
+}
+
+static void fill_error (char const *op, int e)
+{
+  ylog("error", "op", op, "errno", strerror(e), "pool", "empty-files", (char *)0) ;
+  poll(0, 0, 1000) ;   /* the disk may be full: do not spin; tmp/ works meanwhile */
+}
+
+/* Files are made in rounds: whatever is missing, then one fsync of new/
+ * for the round, and only then are they handed out. */
+static void *fill (void *arg)
+{
+  (void)arg ;
+  struct entry made[QPOOL_MAX] ;
+  for (;;)
+  {
+    pthread_mutex_lock(&lock) ;
+    while (count > target / 2) pthread_cond_wait(&low, &lock) ;
+    unsigned int want = target - count ;
+    pthread_mutex_unlock(&lock) ;
+    unsigned int n = 0 ;
+    int err = 0 ;
+    while (n < want)
+    {
+      made[n].fd = make_file(made[n].name) ;
+      if (made[n].fd < 0) { err = errno ; break ; }
+      n++ ;
+    }
+    if (n && fsync(newdir) < 0)
+    {
+      err = errno ;
+      for (unsigned int i = 0 ; i < n ; i++) { unlinkat(newdir, made[i].name, 0) ; fd_close(made[i].fd) ; }
+      fill_error("fsync new/", err) ;
+      continue ;
+    }
+    pthread_mutex_lock(&lock) ;
+    for (unsigned int i = 0 ; i < n ; i++) push(made[i].fd, made[i].name) ;
+    pthread_mutex_unlock(&lock) ;
+    if (err) fill_error("create a pool file", err) ;
+  }
+  return 0 ;
+}
+
+/* One file named .p<ID> found at start.  Empty: ready (once new/ is
+ * synced).  Complete: the message it is, renamed to new/<ID> (it may have
+ * been acknowledged: never lose it).  Anything else was never
+ * acknowledged: removed.  Returns 1 if new/ changed. */
+static int recover_one (char const *name, unsigned int *recovered)
+{
+  struct stat st ;
+  int fd = openat(newdir, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC) ;
+  if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+  {
+    ylog("error", "op", "recover", "file", name, "errno", strerror(errno), (char *)0) ;
+    if (fd >= 0) fd_close(fd) ;
+    return 0 ;
+  }
+  if (!st.st_size)
+  {
+    if (count < target) { push(fd, name) ; return 0 ; }
+    fd_close(fd) ;   /* more than the pool wants (a smaller -p): not a message */
+    if (unlinkat(newdir, name, 0) < 0)
+    {
+      ylog("error", "op", "unlink", "file", name, "errno", strerror(errno), (char *)0) ;
+      return 0 ;
+    }
+    return 1 ;
+  }
+  int r = queue_pool_complete(fd) ;
+  fd_close(fd) ;
+  if (r < 0)
+  {
+    ylog("error", "op", "recover", "file", name, "errno", strerror(errno), (char *)0) ;
+    return 0 ;
+  }
+  char bytes[UINT64_FMT] ;
+  bytes[uint64_fmt(bytes, (uint64_t)st.st_size)] = 0 ;
+  if (r)
+  {
+    if (renameat2(newdir, name, newdir, name + 2, RENAME_NOREPLACE) < 0
+     && (errno != EINVAL || renameat(newdir, name, newdir, name + 2) < 0))
+    {
+      ylog("error", "op", "recover", "file", name, "errno", strerror(errno), (char *)0) ;
+      return 0 ;
+    }
+    ylog("recovered", "id", name + 2, "bytes", bytes, (char *)0) ;
+    (*recovered)++ ;
+    return 1 ;
+  }
+  if (unlinkat(newdir, name, 0) < 0)
+  {
+    ylog("error", "op", "unlink", "file", name, "errno", strerror(errno), (char *)0) ;
+    return 0 ;
+  }
+  ylog("discarded", "file", name, "bytes", bytes, "reason", "incomplete-pool-file", (char *)0) ;
+  return 1 ;
+}
+
+static void recover (void)
+{
+  int dfd = dup(newdir) ;
+  DIR *dir = dfd < 0 ? 0 : fdopendir(dfd) ;
+  if (!dir) strerr_diefu1sys(111, "open queue/new") ;
+  unsigned int recovered = 0 ;
+  int changed = 0 ;
+  for (;;)
+  {
+    errno = 0 ;
+    struct dirent *d = readdir(dir) ;
+    if (!d) break ;
+    if (strncmp(d->d_name, QUEUE_POOLPREFIX, 2) || !queue_id_valid(d->d_name + 2)
+     || strlen(d->d_name) >= QPOOL_NAMEMAX) continue ;
+    changed |= recover_one(d->d_name, &recovered) ;
+  }
+  if (errno) strerr_diefu1sys(111, "read queue/new") ;
+  closedir(dir) ;
+  /* the ready files' names, and what was renamed or removed, durable */
+  if ((changed || count) && fsync(newdir) < 0) strerr_diefu1sys(111, "sync queue/new") ;
+  if (recovered) queue_trigger(qdir) ;
+}
+
+void qpool_start (int qfd, int newfd, struct stat const *st, unsigned int size)
+{
+  qdir = qfd ;
+  newdir = newfd ;
+  owner = *st ;
+  target = size > QPOOL_MAX ? QPOOL_MAX : size ;
+  recover() ;   /* complete files become messages even without a pool */
+  if (!target) return ;
+  pthread_t t ;
+  pthread_attr_t attr ;
+  if (pthread_attr_init(&attr) || pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED)
+   || pthread_attr_setstacksize(&attr, sizeof(struct entry) * QPOOL_MAX + (128 << 10))
+   || pthread_create(&t, &attr, &fill, 0))
+    strerr_diefu1x(111, "start the pool thread") ;
+  pthread_attr_destroy(&attr) ;
+}
