@@ -129,8 +129,9 @@ def files_under(path, skip=()):
                 st = os.lstat(os.path.join(dp, f))
             except FileNotFoundError:
                 continue
-            # yubin-queued's empty pool files (new/.p*) are not messages
-            if (st.st_mode & 0o170000) == 0o100000 and not (f.startswith(".p") and st.st_size == 0):
+            # yubin-queued's pool (empty new/.p*, finished new/.r*) holds no messages
+            if (st.st_mode & 0o170000) == 0o100000 and not ((f.startswith(".p") and st.st_size == 0)
+                                                            or f.startswith(".r")):
                 n += 1
     return n
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <skalibs/djbunix.h>
+#include <skalibs/stralloc.h>
 #include <skalibs/strerr.h>
 #include <skalibs/types.h>
 
@@ -22,6 +23,7 @@ struct entry { int fd ; char name[QPOOL_NAMEMAX] ; } ;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER ;
 static pthread_cond_t low = PTHREAD_COND_INITIALIZER ;   /* the pool wants filling */
 static struct entry ring[QPOOL_MAX] ;   /* ready files, oldest first */
+static stralloc recycled = STRALLOC_ZERO ;   /* the fill thread's list of .r names */
 static unsigned int head = 0, count = 0, target = 0 ;
 static int qdir = -1, newdir = -1 ;
 static struct stat owner ;
@@ -93,6 +95,56 @@ static int make_file (char *name)
   return fd ;
 }
 
+/* A file qmgr gave back (.r<ID>, see queue.h) made an empty pool file:
+ * truncated and renamed .p<fresh ID> in pname.  Its fd, or -1 (errno; the
+ * file is then removed). */
+static int adopt (char const *rname, char *pname)
+{
+  int fd = openat(newdir, rname, O_RDWR | O_NOFOLLOW | O_CLOEXEC) ;
+  if (fd < 0) return -1 ;
+  memcpy(pname, QUEUE_POOLPREFIX, 2) ;
+  qpool_id(pname + 2) ;
+  /* the checksum covers the name: what the file held before can never
+     pass for a message of the new name, even if the truncation is lost */
+  if (ftruncate(fd, 0) < 0 || queue_rename_noreplace(newdir, rname, newdir, pname) < 0)
+  {
+    int e = errno ;
+    fd_close(fd) ;
+    unlinkat(newdir, rname, 0) ;
+    errno = e ;
+    return -1 ;
+  }
+  return fd ;
+}
+
+/* The names in new/ that start with prefix and go on with an ID, at most
+ * max of them, into list (NUL-separated; read first, handled after, so
+ * that renames during the walk are not seen twice).  Returns how many,
+ * or -1 (errno). */
+static int list_names (stralloc *list, char const *prefix, unsigned int max)
+{
+  int dfd = dup(newdir) ;
+  DIR *dir = dfd < 0 ? 0 : fdopendir(dfd) ;
+  if (!dir) { if (dfd >= 0) fd_close(dfd) ; return -1 ; }
+  rewinddir(dir) ;
+  int n = 0 ;
+  list->len = 0 ;
+  for (;;)
+  {
+    errno = 0 ;
+    struct dirent *d = readdir(dir) ;
+    if (!d) break ;
+    if ((unsigned int)n >= max) continue ;
+    if (strncmp(d->d_name, prefix, 2) || !queue_id_valid(d->d_name + 2) || strlen(d->d_name) >= QPOOL_NAMEMAX) continue ;
+    if (!stralloc_catb(list, d->d_name, strlen(d->d_name) + 1)) { n = -1 ; break ; }
+    n++ ;
+  }
+  int e = errno ;
+  closedir(dir) ;
+  if (e) { errno = e ; return -1 ; }
+  return n ;
+}
+
 static void fill_error (char const *op, int e)
 {
   ylog("error", "op", op, "errno", strerror(e), "pool", "empty-files", (char *)0) ;
@@ -113,6 +165,13 @@ static void *fill (void *arg)
     pthread_mutex_unlock(&lock) ;
     unsigned int n = 0 ;
     int err = 0 ;
+    /* first the files qmgr gave back, then new ones for the rest */
+    int nr = list_names(&recycled, QUEUE_RECYCLEPREFIX, want) ;
+    for (size_t i = 0 ; nr > 0 && i < recycled.len ; i += strlen(recycled.s + i) + 1)
+    {
+      made[n].fd = adopt(recycled.s + i, made[n].name) ;
+      if (made[n].fd >= 0) n++ ;
+    }
     while (n < want)
     {
       made[n].fd = make_file(made[n].name) ;
@@ -159,7 +218,7 @@ static int recover_one (char const *name, unsigned int *recovered)
     }
     return 1 ;
   }
-  int r = queue_pool_complete(fd) ;
+  int r = queue_pool_complete(fd, name) ;
   fd_close(fd) ;
   if (r < 0)
   {
@@ -170,8 +229,7 @@ static int recover_one (char const *name, unsigned int *recovered)
   bytes[uint64_fmt(bytes, (uint64_t)st.st_size)] = 0 ;
   if (r)
   {
-    if (renameat2(newdir, name, newdir, name + 2, RENAME_NOREPLACE) < 0
-     && (errno != EINVAL || renameat(newdir, name, newdir, name + 2) < 0))
+    if (queue_rename_noreplace(newdir, name, newdir, name + 2) < 0)
     {
       ylog("error", "op", "recover", "file", name, "errno", strerror(errno), (char *)0) ;
       return 0 ;
@@ -191,25 +249,47 @@ static int recover_one (char const *name, unsigned int *recovered)
 
 static void recover (void)
 {
-  int dfd = dup(newdir) ;
-  DIR *dir = dfd < 0 ? 0 : fdopendir(dfd) ;
-  if (!dir) strerr_diefu1sys(111, "open queue/new") ;
+  stralloc list = STRALLOC_ZERO ;
   unsigned int recovered = 0 ;
   int changed = 0 ;
-  for (;;)
+  if (list_names(&list, QUEUE_POOLPREFIX, QPOOL_MAX * 100) < 0) strerr_diefu1sys(111, "read queue/new") ;
+  for (size_t i = 0 ; i < list.len ; i += strlen(list.s + i) + 1)
+    changed |= recover_one(list.s + i, &recovered) ;
+  /* what qmgr gave back while the daemon was down: into the pool, or away */
+  if (list_names(&list, QUEUE_RECYCLEPREFIX, QPOOL_MAX * 100) < 0) strerr_diefu1sys(111, "read queue/new") ;
+  for (size_t i = 0 ; i < list.len ; i += strlen(list.s + i) + 1)
   {
-    errno = 0 ;
-    struct dirent *d = readdir(dir) ;
-    if (!d) break ;
-    if (strncmp(d->d_name, QUEUE_POOLPREFIX, 2) || !queue_id_valid(d->d_name + 2)
-     || strlen(d->d_name) >= QPOOL_NAMEMAX) continue ;
-    changed |= recover_one(d->d_name, &recovered) ;
+    char pname[QPOOL_NAMEMAX] ;
+    int fd = count < target ? adopt(list.s + i, pname) : -1 ;
+    if (fd >= 0) push(fd, pname) ;
+    else unlinkat(newdir, list.s + i, 0) ;
+    changed = 1 ;
   }
-  if (errno) strerr_diefu1sys(111, "read queue/new") ;
-  closedir(dir) ;
+  stralloc_free(&list) ;
   /* the ready files' names, and what was renamed or removed, durable */
   if ((changed || count) && fsync(newdir) < 0) strerr_diefu1sys(111, "sync queue/new") ;
   if (recovered) queue_trigger(qdir) ;
+}
+
+/* lock/pool tells qmgr to give finished files back: only while a pool
+ * takes them. */
+static void mark (int on)
+{
+  if (on)
+  {
+    int fd = openat(qdir, QUEUE_POOLMARK, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600) ;
+    if (fd < 0 && errno == ENOENT && mkdirat(qdir, "lock", 0700) == 0)
+      fd = openat(qdir, QUEUE_POOLMARK, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600) ;
+    if (fd < 0) { ylog("error", "op", "create", "file", QUEUE_POOLMARK, "errno", strerror(errno), (char *)0) ; return ; }
+    fd_close(fd) ;
+  }
+  else if (unlinkat(qdir, QUEUE_POOLMARK, 0) < 0 && errno != ENOENT)
+    ylog("error", "op", "unlink", "file", QUEUE_POOLMARK, "errno", strerror(errno), (char *)0) ;
+}
+
+void qpool_stop (void)
+{
+  mark(0) ;
 }
 
 void qpool_start (int qfd, int newfd, struct stat const *st, unsigned int size)
@@ -219,6 +299,7 @@ void qpool_start (int qfd, int newfd, struct stat const *st, unsigned int size)
   owner = *st ;
   target = size > QPOOL_MAX ? QPOOL_MAX : size ;
   recover() ;   /* complete files become messages even without a pool */
+  mark(target > 0) ;
   if (!target) return ;
   pthread_t t ;
   pthread_attr_t attr ;

@@ -7,6 +7,11 @@
  *   qpool_start(qfd, newfd, &st, size)   at start: recover, then fill
  *   qpool_take(&fd, name, id)            a durable empty file, or 0: none
  *                                        ready (write through tmp/)
+ *   qpool_stop()                         at SIGTERM
+ *
+ * The files come from qmgr too: while lock/pool exists it renames a
+ * finished message to new/.r<ID> instead of unlinking it, and the pool
+ * truncates and renames it .p<ID> (the inode is reused).
  *
  * Thread-safe.  Size 0: no pool (qpool_take always says 0). */
 #ifndef YUBIN_QPOOL_H
@@ -30,6 +35,9 @@ extern void qpool_start (int qfd, int newfd, struct stat const *st, unsigned int
  * (QPOOL_NAMEMAX bytes), and a fresh message ID in id (QUEUE_IDMAX).
  * Returns 1, or 0 when none is ready. */
 extern int qpool_take (int *fd, char *name, char *id) ;
+
+/* Stop: qmgr unlinks finished files again (lock/pool removed). */
+extern void qpool_stop (void) ;
 
 /* A fresh ID, greater than every one this process made before. */
 extern void qpool_id (char *id) ;

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -142,7 +143,7 @@ static int sum_scan (char const *s, uint64_t *sum)
   return 1 ;
 }
 
-int queue_pool_complete (int fd)
+int queue_pool_complete (int fd, char const *name)
 {
   char block[QUEUE_MSGOFF], buf[65536] ;
   struct queue_head h ;
@@ -166,7 +167,15 @@ int queue_pool_complete (int fd)
     sum = queue_sum(sum, buf, r) ;
     off += r ;
   }
-  return queue_sum(sum, block, QUEUE_NEXTOFF) == want ;
+  sum = queue_sum(sum, block, QUEUE_NEXTOFF) ;
+  return queue_sum(sum, name, strlen(name)) == want ;
+}
+
+int queue_rename_noreplace (int fromdir, char const *from, int todir, char const *to)
+{
+  int r = renameat2(fromdir, from, todir, to, RENAME_NOREPLACE) ;
+  if (r < 0 && errno == EINVAL) r = renameat(fromdir, from, todir, to) ;
+  return r ;
 }
 
 int queue_addr_ok (char const *s, size_t len)

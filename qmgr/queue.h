@@ -97,20 +97,31 @@ extern uint64_t queue_next_scan (char const *s) ;
  * torn one.  (To qmgr it is no retry record; its first deferral
  * overwrites it.) */
 #define QUEUE_POOLPREFIX ".p"
+/* A message yubin-qmgr has finished, given back to the pool (new/.r<ID>)
+ * instead of unlinked while lock/pool exists (yubin-queued runs with a
+ * pool): the next message reuses the inode.  Never a message. */
+#define QUEUE_RECYCLEPREFIX ".r"
+#define QUEUE_POOLMARK "lock/pool"
 #define QUEUE_SUM_INIT 0xcbf29ce484222325ULL   /* 64-bit FNV-1a */
 
 /* Fold s[0..len) into the checksum h: the message bytes first, then the
- * header block up to the record ([0, QUEUE_NEXTOFF)). */
+ * header block up to the record ([0, QUEUE_NEXTOFF)), then the pool
+ * file's name (so that what a recycled file held before never passes for
+ * the message of its new name). */
 extern uint64_t queue_sum (uint64_t h, char const *s, size_t len) ;
 
 /* The record "sum=..." for sum in buf (QUEUE_NEXTLEN bytes). */
 extern void queue_sum_fmt (char *buf, uint64_t sum) ;
 
-/* Is the file fd (a pool file, read from offset 0) a complete message:
+/* Is the file fd, named name in new/ (a pool file), a complete message:
  * a valid header line with env=here, the size it says, a well-formed
  * envelope, and a "sum=" record that matches the bytes?  Returns 1 yes,
  * 0 no (torn, unfinished, or never used), -1 a read error (errno). */
-extern int queue_pool_complete (int fd) ;
+extern int queue_pool_complete (int fd, char const *name) ;
+
+/* renameat that never replaces an existing name, where the file system
+ * knows how (RENAME_NOREPLACE; plain renameat where it does not). */
+extern int queue_rename_noreplace (int fromdir, char const *from, int todir, char const *to) ;
 
 /* May this address go in an envelope?  At most QUEUE_ADDRMAX bytes and no
  * control characters (they could forge headers in a bounce or lines in a

@@ -240,14 +240,11 @@ static int write_envfile (struct qwrite *w)
 }
 
 /* tmp/ID or the pool file to new/ID.  A pool file never replaces another
- * message (the caller's IDs are unique: this only makes sure), where the
- * file system knows how. */
+ * message (the caller's IDs are unique: this only makes sure). */
 static int rename_new (struct qwrite *w, char const *newfn)
 {
-  if (!w->pooled) return renameat(w->qfd, w->tmpfn, w->qfd, newfn) ;
-  int r = renameat2(w->qfd, w->tmpfn, w->qfd, newfn, RENAME_NOREPLACE) ;
-  if (r < 0 && errno == EINVAL) r = renameat(w->qfd, w->tmpfn, w->qfd, newfn) ;
-  return r ;
+  return w->pooled ? queue_rename_noreplace(w->qfd, w->tmpfn, w->qfd, newfn)
+                   : renameat(w->qfd, w->tmpfn, w->qfd, newfn) ;
 }
 
 int qwrite_commit (struct qwrite *w)
@@ -274,7 +271,12 @@ int qwrite_commit (struct qwrite *w)
   /* a pool file's only commit is its own sync: the checksum tells a
      complete one from a torn one after a crash (queue.h) */
   int selfsync = w->pooled && !w->h.envfile ;
-  if (selfsync) queue_sum_fmt(sa.s + QUEUE_NEXTOFF, queue_sum(w->sum, sa.s, QUEUE_NEXTOFF)) ;
+  if (selfsync)
+  {
+    char const *name = w->tmpfn + 4 ;   /* new/.p<ID> */
+    uint64_t sum = queue_sum(w->sum, sa.s, QUEUE_NEXTOFF) ;
+    queue_sum_fmt(sa.s + QUEUE_NEXTOFF, queue_sum(sum, name, strlen(name))) ;
+  }
   if (pwrite(w->fd, sa.s, sa.len, 0) != (ssize_t)sa.len)
   { code = fail(w, QQ_WRITE, "write the queue file header", 1) ; goto end ; }
   if ((selfsync ? fdatasync(w->fd) : fsync(w->fd)) < 0) { code = fail(w, QQ_WRITE, "sync the queue file", 1) ; goto end ; }

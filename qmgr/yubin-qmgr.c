@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -323,12 +324,29 @@ static void set_next (struct msg *m, uint64_t sec)
   if (fd >= 0) fd_close(fd) ;
 }
 
+/* A finished message's file back to yubin-queued's pool as new/.r<ID>,
+ * while the pool says it takes them (lock/pool): the inode is reused for
+ * a later message instead of freed now and allocated again (on ext4
+ * without a journal, every allocation searches past the inodes freed in
+ * the last minutes).  No sync, as an unlink: the file is found as cur/ID
+ * again after a crash (delivered, checked, not duplicated) or as a
+ * .r file that is never a message.  Returns 1 if it was given back. */
+static int recycle (struct msg const *m)
+{
+  char name[2 + QUEUE_IDMAX] ;
+  if (m->h.envfile || faccessat(dirs.qfd, QUEUE_POOLMARK, F_OK, 0) < 0) return 0 ;
+  memcpy(name, QUEUE_RECYCLEPREFIX, 2) ;
+  memcpy(name + 2, m->id, strlen(m->id) + 1) ;
+  return renameat(dirs.curfd, m->id, dirs.newfd, name) == 0 ;
+}
+
 /* The message is finished: remove it.  No fsync (see README: the
  * duplicate window), except between the two unlinks of a message with an
  * env/ file, so that env/ID never goes before cur/ID. */
 static void msg_remove (uint32_t i)
 {
   struct msg *m = M(i) ;
+  if (recycle(m)) return ;
   if (unlinkat(dirs.curfd, m->id, 0) < 0 && errno != ENOENT) logerr("unlink", m->id) ;
   else if (m->h.envfile)
   {

@@ -510,6 +510,7 @@ int main (int argc, char const *const *argv)
   /* Stop: no new clients (they fall back to yubin-queue); give the ones in
      flight a few seconds.  Killing one mid-way acknowledges nothing. */
   fd_close(lfd) ;
+  qpool_stop() ;
   {
     uint64_t end = qwrite_now() + STOP_GRACE * 1000 ;
     pthread_mutex_lock(&lock) ;

@@ -775,15 +775,20 @@ class Instance:
 
     def queue_messages(self):
         """Message and envelope files still in the queue (qmgr/README):
-        everything under queue/ but lock/ and yubin-queued's empty pool
-        files (new/.p*)."""
+        everything under queue/ but lock/ and yubin-queued's pool (empty
+        new/.p* files, finished new/.r* files)."""
         return [f for f in self.queue_files()
                 if not os.path.relpath(f, self.path("queue")).startswith("lock/")
                 and not self.is_pool_file(f)]
 
     def is_pool_file(self, f):
-        """An empty file of yubin-queued's pool (qmgr/README, "The pool")."""
-        if os.path.dirname(f) != self.path("queue", "new") or not os.path.basename(f).startswith(".p"):
+        """An empty file of yubin-queued's pool, or a finished message qmgr
+        gave back to it (qmgr/README, "The pool")."""
+        if os.path.dirname(f) != self.path("queue", "new"):
+            return False
+        if os.path.basename(f).startswith(".r"):
+            return True
+        if not os.path.basename(f).startswith(".p"):
             return False
         try:
             return os.stat(f).st_size == 0

@@ -180,6 +180,38 @@ def pool_commit(inst):
           "%d lines, %d with batch=0, %d pooled" % (len(lines), sum(b == "0" for _, b in lines), datasyncs))
 
 
+def pool_recycles(inst):
+    """With the pool, qmgr gives finished files back (lock/pool exists):
+    after traffic, pool files have the inodes of earlier ones under new
+    names (no inode freed and allocated again), and new/ holds no more
+    than the pool and what waits to be taken back."""
+    d = inst.path("queue", "new")
+    before = {f: os.stat(os.path.join(d, f)).st_ino for f in pool_files(inst)}
+    subjects = ["recycle-%d" % i for i in range(100)]
+    for sub in subjects:
+        smtp_one(inst, sub)
+    ok = delivered(inst, subjects, 60)
+    smtp_one(inst, "recycle-last")   # a refill round after the deliveries
+    delivered(inst, ["recycle-last"], 30)
+    deadline = time.monotonic() + 10
+    reused = []
+    while time.monotonic() < deadline:
+        now = {}
+        for f in pool_files(inst):
+            try:
+                now[f] = os.stat(os.path.join(d, f)).st_ino
+            except OSError:
+                pass
+        reused = [f for f, ino in now.items() if f not in before and ino in before.values()]
+        if reused:
+            break
+        time.sleep(0.1)
+    left = [f for f in os.listdir(d) if f.startswith(".r")]
+    check("pool-mark-exists", os.path.exists(inst.path("queue", "lock", "pool")), "no lock/pool")
+    check("pool-recycles-inodes", ok and reused, "delivered=%s, no pool file with an earlier inode" % ok)
+    check("pool-bounded", len(pool_files(inst)) + len(left) <= 64 + 101, "%d .p, %d .r" % (len(pool_files(inst)), len(left)))
+
+
 def fnv64(data):
     h = 0xcbf29ce484222325
     for b in data:
@@ -187,13 +219,15 @@ def fnv64(data):
     return h
 
 
-def pool_image(inst, subject):
-    """The bytes yubin-queued writes into a pool file for one message."""
+def pool_image(inst, subject, name):
+    """The bytes yubin-queued writes into the pool file name for one
+    message (the checksum covers the message, the header block and the
+    name)."""
     msg = b"Subject: %s\n\nrecovered body\n" % subject.encode()
     head = b"yubinq1 msg=4096 size=%d time=%d uid=0 env=here\n" % (len(msg), int(time.time()))
     head += b"Fq@example.org\0Tdemo@" + inst.domain.encode() + b"\0\0"
     head = head.ljust(4096 - 32, b"\0")
-    rec = (b"sum=%x\n" % fnv64(msg + head)).ljust(32, b"\0")
+    rec = (b"sum=%x\n" % fnv64(msg + head + name.encode())).ljust(32, b"\0")
     return head + rec + msg
 
 
@@ -208,18 +242,25 @@ def pool_recover(inst):
         time.sleep(0.05)
     qst = os.stat(inst.path("queue"))
     files = {}
-    for name, data in (("good", pool_image(inst, "pool-recovered")),
-                       ("torn", bytearray(pool_image(inst, "pool-torn"))),
-                       ("short", pool_image(inst, "pool-short")[:-5]),
-                       ("empty", b"")):
-        if name == "torn":
+    for i, (kind, subject) in enumerate((("good", "pool-recovered"), ("torn", "pool-torn"), ("short", "pool-short"),
+                                         ("empty", ""), ("renamed", "pool-renamed"), ("recycled", "pool-recycled"))):
+        name = ".p%d.%09d.%d" % (int(time.time()), i + 1, os.getpid())
+        data = bytearray(pool_image(inst, subject, name)) if subject else bytearray()
+        if kind == "torn":
             data[-3] ^= 0x20
-        fn = inst.path("queue", "new", ".p%d.%09d.%d" % (int(time.time()), len(files) + 1, os.getpid()))
+        elif kind == "short":
+            data = data[:-5]
+        elif kind == "renamed":
+            # complete for another name: what a recycled file held before
+            name = name[:-1] + "9"
+        elif kind == "recycled":
+            name = ".r" + name[2:]
+        fn = inst.path("queue", "new", name)
         with open(fn, "wb") as f:
             f.write(bytes(data))
         os.chown(fn, qst.st_uid, qst.st_gid)
         os.chmod(fn, 0o600)
-        files[name] = fn
+        files[kind] = fn
     inst.svc("queued", "-u")
     check("pool-recover-queued-up", wait_queued_up(inst), inst.svstat("queued"))
     ok = delivered(inst, ["pool-recovered"])
@@ -231,7 +272,10 @@ def pool_recover(inst):
     check("pool-recover-complete-delivered", ok and "queued: recovered id=%s" % os.path.basename(files["good"])[2:] in log,
           "delivered=%s %s" % (ok, log[-600:]))
     check("pool-recover-torn-removed", b"pool-torn" not in subjects and b"pool-short" not in subjects
-          and log.count("reason=incomplete-pool-file") >= 2 and "torn" in gone and "short" in gone,
+          and b"pool-renamed" not in subjects
+          and log.count("reason=incomplete-pool-file") >= 3 and {"torn", "short", "renamed"} <= set(gone),
+          "gone %r subjects %r" % (gone, subjects[-5:]))
+    check("pool-recover-recycled-not-a-message", b"pool-recycled" not in subjects and "recycled" in gone,
           "gone %r subjects %r" % (gone, subjects[-5:]))
     check("pool-recover-empty-kept", "empty" not in gone, "gone %r" % gone)
 
@@ -593,8 +637,12 @@ def main():
         through_daemon(inst)
         pool_ready(inst)
         pool_commit(inst)
+        pool_recycles(inst)
         pool_recover(inst)
         group_commit(inst)
+        check("pool-off-no-mark-no-recycling", not os.path.exists(inst.path("queue", "lock", "pool"))
+              and not [f for f in os.listdir(inst.path("queue", "new")) if f.startswith(".r")],
+              repr(os.listdir(inst.path("queue", "new"))[:10]))
         check("pool-on-again", set_pool(inst, None), inst.svstat("queued"))
         if NO_FALLBACK:
             skip("fallback-and-latency", "sanitizer build as root: no set-uid yubin-queue")
