@@ -61,13 +61,15 @@
 #include "connlimit.h"
 #include "control.h"
 #include "exitcodes.h"
+#include "listen.h"
 #include "nodump.h"
 #include "pem.h"
 #include "root.h"
 #include "ylog.h"
 #include "common/tlsd/stek.h"
 
-#define USAGE "yubin-tlsd [ -S ] [ -K timeout ] [ -u uid -g gid ] [ -- ] prog... | yubin-tlsd -E [ -K timeout ] [ -u uid -g gid ]"
+#define USAGE "yubin-tlsd [ -S ] [ -K timeout ] [ -u uid -g gid ] [ -- ] prog... | yubin-tlsd -E [ -K timeout ] [ -u uid -g gid ]" \
+  " | yubin-tlsd -l [ -U ] [ -c max ] [ -b backlog ] [ -x rules.cdb ] [ -h localname ] [ -S ] [ -K timeout ] -- ip port prog..."
 #define dieusage() strerr_dieusage(EX_PERM, USAGE)
 #define dienomem() strerr_diefu(EX_TEMP, "allocate memory")
 
@@ -344,6 +346,8 @@ static int tickets_ctx (SSL_CTX *ctx)
       && SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, &tickets_cb) ;
 }
 
+static SSL_CTX *prebuilt = 0 ;   /* -l: built by the listener before it forks */
+
 /* The server context with the certificate and key: dies on failure. */
 static SSL_CTX *tls_ctx_make (struct pemfiles *f)
 {
@@ -357,6 +361,23 @@ static SSL_CTX *tls_ctx_make (struct pemfiles *f)
   if (!tickets_ctx(ctx)) strerr_diefu(EX_TEMP, "set up session tickets: ", tls_errtext()) ;
   pemfiles_wipe(f) ;
   return ctx ;
+}
+
+/* The context for this connection: the listener's (OpenSSL's set-up,
+ * about 3 ms, paid once for all connections), or a new one. */
+static SSL_CTX *server_ctx (struct pemfiles *f)
+{
+  return prebuilt ? prebuilt : tls_ctx_make(f) ;
+}
+
+/* A listener's child: tickets only under a key young enough, by the rule
+ * of tickets_load, now (the listener execs afresh every lifetime and reads
+ * the keys again; this covers a key nobody rotated). */
+static void tickets_recheck (void)
+{
+  uint64_t now = (uint64_t)time(0) ;
+  if (tickets.enc && !(now >= tickets.keys.cur.created && now - tickets.keys.cur.created < 2 * (uint64_t)tickets.life))
+    tickets.enc = 0 ;
 }
 
 /* A one-word reason for a failed SSL call, from its SSL_get_error() code
@@ -804,7 +825,7 @@ static int take_connection_slot (char const *ip)
 static int run_implicit (struct pemfiles *files, char const *const *argv, unsigned int kms, char const *ip)
 {
   if (!take_connection_slot(ip)) return 0 ;
-  SSL_CTX *ctx = tls_ctx_make(files) ;
+  SSL_CTX *ctx = server_ctx(files) ;
   SSL *ssl = server_handshake(ctx, kms, ip) ;
   if (!ssl) { SSL_CTX_free(ctx) ; return EX_TLSFAIL ; }
   log_tls(ssl, ip) ;
@@ -906,7 +927,7 @@ static int run_starttls (struct pemfiles *files, char const *const *argv, unsign
    * not read it any more: everything the client sends from now on is TLS.
    * Cleartext it had pipelined is in the child's buffer (which it throws
    * away) or still in the socket, where the handshake rejects it. */
-  SSL_CTX *ctx = tls_ctx_make(files) ;
+  SSL_CTX *ctx = server_ctx(files) ;
   SSL *ssl = server_handshake(ctx, kms, ip) ;
   if (!ssl)
   {
@@ -941,7 +962,7 @@ static int run_starttls (struct pemfiles *files, char const *const *argv, unsign
  * socket (as -S writes them after 'y'), then the relay. */
 static int run_ondemand (struct pemfiles *files, unsigned int kms, char const *ip)
 {
-  SSL_CTX *ctx = tls_ctx_make(files) ;
+  SSL_CTX *ctx = server_ctx(files) ;
   SSL *ssl = server_handshake(ctx, kms, ip) ;
   if (!ssl)
   {
@@ -979,14 +1000,16 @@ static int is_socket (int fd)
 
 int main (int argc, char const *const *argv)
 {
-  int flagstarttls = 0, flagondemand = 0 ;
+  int flagstarttls = 0, flagondemand = 0, listener = 0 ;
   unsigned int kms = 30000 ;
   char const *uidarg = 0, *gidarg = 0 ;
+  struct listen_conf lc = LISTEN_CONF_ZERO ;
+  lc.argv = argv ;
   {
     subgetopt l = SUBGETOPT_ZERO ;
     for (;;)
     {
-      int opt = subgetopt_r(argc, argv, "SEK:u:g:", &l) ;
+      int opt = subgetopt_r(argc, argv, "SEK:u:g:lUc:b:x:h:F:", &l) ;
       if (opt == -1) break ;
       switch (opt)
       {
@@ -1000,10 +1023,25 @@ int main (int argc, char const *const *argv)
         }
         case 'u' : uidarg = l.arg ; break ;
         case 'g' : gidarg = l.arg ; break ;
+        case 'l' : listener = 1 ; break ;
+        case 'U' : lc.dropuid = 1 ; break ;
+        case 'c' : if (!uint0_scan(l.arg, &lc.maxconn)) dieusage() ; break ;
+        case 'b' : if (!uint0_scan(l.arg, &lc.backlog)) dieusage() ; break ;
+        case 'x' : lc.rules = l.arg ; break ;
+        case 'h' : lc.localname = l.arg ; break ;
+        case 'F' : if (!int0_scan(l.arg, &lc.inherited) || lc.inherited < 0) dieusage() ; listener = 1 ; break ;
         default : dieusage() ;
       }
     }
     argc -= l.ind ; argv += l.ind ;
+  }
+  if (listener)
+  {
+    /* -l: ip port prog...; the listener drops to $UID/$GID itself (-U) */
+    if (flagondemand || uidarg || gidarg || argc < 3) dieusage() ;
+    lc.ip = argv[0] ;
+    lc.port = argv[1] ;
+    argv += 2 ; argc -= 2 ;
   }
   if (flagondemand ? argc || flagstarttls : !argc) dieusage() ;
   if (flagondemand && (!is_socket(EFD_DATA) || !is_socket(EFD_CTL)))
@@ -1027,7 +1065,20 @@ int main (int argc, char const *const *argv)
   if (getegid() != getgid() && setresgid(getgid(), getgid(), getgid()) < 0)
     strerr_diefusys(EX_TEMP, "drop the key group") ;
 
-  /* then nothing is read from the network with them */
+  if (listener)
+  {
+    /* one context for every connection, built before the first one (no
+       network input yet); the listener reads the files again when it
+       execs afresh, every ticket lifetime (an hour by default) */
+    prebuilt = tls_ctx_make(&files) ;
+    lc.refresh = tickets.life ? (unsigned int)tickets.life : 3600 ;
+    listen_serve(&lc) ;   /* returns in a connection's child */
+    ip = getenv("TCPREMOTEIP") ;
+    tickets_recheck() ;
+  }
+
+  /* then nothing is read from the network with them (a listener's child
+     has dropped them already: this only checks) */
   drop_privileges(uidarg, gidarg) ;
 
   /* the context is built when a handshake is due: at once for implicit

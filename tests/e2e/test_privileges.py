@@ -6,6 +6,7 @@ not link OpenSSL."""
 
 import os
 import pwd
+from grp import getgrnam
 import stat
 import subprocess
 import sys
@@ -89,19 +90,23 @@ def main():
                     bad.append((pid, u, g))
             check("%s-runs-as-%s [%s]" % (name, user, who), pids and not bad,
                   "no such process" if not pids else "uids/gids %r, want uid %d" % (bad, want[user]))
-        # submission and smtps listen as yubins, a uid of their own
-        subs = [p for p in procs_named(inst, "tcpserver")
-                if any(" %d " % port in " %s " % " ".join(cmdline(p)) for port in (inst.submission_port, inst.smtps_port))]
+        # submission and smtps listen as yubins, a uid of their own: their
+        # listeners are yubin-tlsd -l, which read the key as root (group
+        # yubintls) and kept neither root nor the key's group
+        subs = [p for p in procs_named(inst, "yubin-tlsd")
+                if "-l" in cmdline(p)
+                and any(" %d " % port in " %s " % " ".join(cmdline(p)) for port in (inst.submission_port, inst.smtps_port))]
+        keygid = getgrnam("yubintls").gr_gid if root else None
         bad = []
         for pid in subs:
             try:
                 u, g = uids(pid)
             except OSError:
                 continue
-            if set(u) != {want["yubins"]}:
-                bad.append((pid, u))
-        check("submission-tcpserver-runs-as-yubins [%s]" % who, subs and not bad,
-              "no such process" if not subs else "uids %r, want %d" % (bad, want["yubins"]))
+            if set(u) != {want["yubins"]} or (root and (0 in g or keygid in g)):
+                bad.append((pid, u, g))
+        check("submission-listeners-run-as-yubins [%s]" % who, len(subs) == 2 and not bad,
+              "no such process" if not subs else "%d listeners, uids/gids %r, want uid %d" % (len(subs), bad, want["yubins"]))
         # the only root processes: supervision, the local-delivery spawner,
         # and the POP3/IMAP listeners, whose per-connection monitor must
         # stay root to let checkpassword become the user (it never reads

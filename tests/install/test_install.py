@@ -425,7 +425,10 @@ def real_cases():
         port_of = {str(v): k for k, v in i.ports.items()}
         for pid, exe, cmd, uids, gids in procs:
             name = os.path.basename(exe)
-            if name == "tcpserver" or (name == "yubin-smtpd" and "-l" in cmd.split() and pid not in sessions):
+            # listeners: tcpserver, yubin-smtpd -l (port 25), yubin-tlsd -l
+            # (submission, smtps; no TLS connection is open here)
+            if name == "tcpserver" or (name in ("yubin-smtpd", "yubin-tlsd") and "-l" in cmd.split()
+                                       and pid not in sessions):
                 port = [w for w in cmd.split() if w in port_of]
                 role = ("tcpserver-" if name == "tcpserver" else "listener-") + (port_of[port[0]] if port else "?")
             else:
@@ -434,7 +437,7 @@ def real_cases():
         info("uids seen: " + ", ".join("%s %s" % (k, sorted({u for t in v for u in t})) for k, v in sorted(seen.items())))
         want = {
             "listener-SMTP": {uid("yubind")},   # yubin-smtpd -l
-            "tcpserver-SUBMISSION": {uid("yubins")}, "tcpserver-SMTPS": {uid("yubins")},
+            "listener-SUBMISSION": {uid("yubins")}, "listener-SMTPS": {uid("yubins")},   # yubin-tlsd -l
             # POP3/IMAP: tcpserver stays root for the monitor (README)
             "tcpserver-POP3": {0}, "tcpserver-POP3S": {0}, "tcpserver-IMAP": {0}, "tcpserver-IMAPS": {0},
             "yubin-smtpd": {uid("yubind")},

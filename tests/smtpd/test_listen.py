@@ -287,7 +287,7 @@ def root_refused(inst):
     for args in (["-l", "127.0.0.1", "0"], ["-l", "-U", "127.0.0.1", "0"]):
         p = subprocess.run([SMTPD] + args, stdin=subprocess.DEVNULL, capture_output=True, timeout=10, env=env)
         err = p.stderr.decode(errors="replace")
-        expect(p.returncode == 100 and "refusing to run SMTP sessions as root" in err,
+        expect(p.returncode == 100 and "refusing to serve connections as root" in err,
                "%r as root: exit %d, %r" % (args, p.returncode, err))
 
 

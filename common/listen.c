@@ -1,5 +1,5 @@
-/* yubin-smtpd -l: the listener that forks a session per connection
- * without an exec.  What it promises: smtpd/listen.h. */
+/* The listener of yubin-smtpd -l and yubin-tlsd -l: a process per
+ * connection without an exec.  What it promises: listen.h. */
 
 #include <errno.h>
 #include <signal.h>
@@ -19,6 +19,7 @@
 #include <skalibs/setgroups.h>
 #include <skalibs/socket.h>
 #include <skalibs/strerr.h>
+#include <skalibs/tai.h>
 #include <skalibs/types.h>
 
 #include "listen.h"
@@ -266,7 +267,7 @@ void listen_serve (struct listen_conf const *lc)
   }
   /* nothing that reads the network runs as root (DESIGN.md) */
   if (!geteuid() || !getuid())
-    strerr_dief1x(100, "refusing to run SMTP sessions as root: use -U with $UID and $GID (s6-envuidgid)") ;
+    strerr_dief1x(100, "refusing to serve connections as root: use -U with $UID and $GID (s6-envuidgid)") ;
   /* not dumpable on purpose, not only as a side effect of -U's setuid: a
      process of the same uid (a compromised session) must not trace the
      listener, or read what the next sessions inherit from it */
@@ -293,12 +294,20 @@ void listen_serve (struct listen_conf const *lc)
     m[uint_fmt(m, lc->maxconn)] = 0 ;
     ylog("listen", "ip", lc->ip, "port", lc->port, "max", m, (char *)0) ;
   }
+  tain deadline ;
+  tain_now_set_stopwatch_g() ;
+  tain_addsec_g(&deadline, lc->refresh) ;
   for (;;)
   {
     iopause_fd x[2] = { { .fd = sfd, .events = IOPAUSE_READ }, { .fd = lfd, .events = IOPAUSE_READ } } ;
     unsigned int n = children < lc->maxconn ? 2 : 1 ;
-    int r = iopause_g(x, n, 0) ;
+    int r = iopause_g(x, n, lc->refresh ? &deadline : 0) ;
     if (r < 0) strerr_diefu1sys(111, "iopause") ;
+    if (!r && lc->refresh)
+    {
+      ylog("refresh", "action", "exec-afresh", (char *)0) ;
+      exec_afresh(lc, lfd) ;
+    }
     if (x[0].revents & IOPAUSE_READ)
     {
       int sig ;
