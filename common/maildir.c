@@ -216,6 +216,29 @@ static int earlier_copy (char const *dir, char const *uniq, size_t ulen, strallo
   return r ;
 }
 
+/* Can an unnamed file be linked (through /proc/self/fd)?  Asked once
+ * per process: without /proc (a chroot), files are named in tmp/. */
+static int proc_fds (void)
+{
+  static int ok = -1 ;
+  if (ok < 0) ok = access("/proc/self/fd", X_OK) == 0 ;
+  return ok ;
+}
+
+/* Give the unnamed file fd the name path (linkat through /proc, which
+ * needs no privilege).  A name made from the queue id that exists
+ * already is this delivery's (a second process of an earlier attempt
+ * wrote the same message): done, as rename would have replaced it.
+ * Returns 1, or 0 (errno). */
+static int link_unnamed (int fd, char const *path, int named)
+{
+  char proc[sizeof("/proc/self/fd/") + INT_FMT] ;
+  memcpy(proc, "/proc/self/fd/", sizeof("/proc/self/fd/") - 1) ;
+  proc[sizeof("/proc/self/fd/") - 1 + int_fmt(proc + sizeof("/proc/self/fd/") - 1, fd)] = 0 ;
+  if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0) return 1 ;
+  return named && errno == EEXIST ;
+}
+
 int maildir_deliver (char const *dir, char const *prefix, size_t prefixlen, int fd, stralloc *name)
 {
   return maildir_deliver_opt(dir, prefix, prefixlen, fd, name, 0) ;
@@ -234,19 +257,31 @@ int maildir_deliver_opt (char const *dir, char const *prefix, size_t prefixlen, 
     if (r < 0) goto end ;
     if (r) { ok = 1 ; goto end ; }
   }
-  if (!stralloc_cats(&tmp, dir) || !stralloc_cats(&tmp, "/tmp/")
-   || !stralloc_catb(&tmp, uniq.s, uniq.len) || !stralloc_0(&tmp)) goto end ;
+  if (!stralloc_cats(&tmp, dir) || !stralloc_cats(&tmp, "/tmp")) goto end ;
   struct msgsize m = { .bytes = 0, .crlf = 0, .last = 0 } ;
-  int out = open(tmp.s, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) ;
-  /* a name made from the queue id: a stale file of a killed attempt */
-  if (out < 0 && named && errno == EEXIST && unlink(tmp.s) == 0)
+  /* a file with no name in tmp/, linked into new/ once complete and
+     synced: the Maildir rule (never a partial file in new/) with one
+     directory entry made instead of two and one removed */
+  size_t tmpdirlen = tmp.len ;
+  if (!stralloc_0(&tmp)) goto end ;
+  int out = proc_fds() ? open(tmp.s, O_WRONLY | O_TMPFILE | O_CLOEXEC, 0600) : -1 ;
+  int unnamed = out >= 0 ;
+  if (!unnamed)
+  {
+    /* a file system without O_TMPFILE: tmp/NAME, renamed */
+    tmp.len = tmpdirlen ;
+    if (!stralloc_catb(&tmp, "/", 1) || !stralloc_catb(&tmp, uniq.s, uniq.len) || !stralloc_0(&tmp)) goto end ;
     out = open(tmp.s, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) ;
+    /* a name made from the queue id: a stale file of a killed attempt */
+    if (out < 0 && named && errno == EEXIST && unlink(tmp.s) == 0)
+      out = open(tmp.s, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) ;
+  }
   if (out < 0) goto end ;
   if (!copy_message(out, prefix, prefixlen, fd, &m) || fsync(out) < 0)
   {
     e = errno ;
     close(out) ;
-    unlink(tmp.s) ;
+    if (!unnamed) unlink(tmp.s) ;
     errno = e ;
     goto end ;
   }
@@ -258,18 +293,20 @@ int maildir_deliver_opt (char const *dir, char const *prefix, size_t prefixlen, 
   {
     e = errno ;
     close(out) ;
-    unlink(tmp.s) ;
+    if (!unnamed) unlink(tmp.s) ;
     errno = e ;
     goto end ;
   }
   if (name) name->len-- ;   /* NUL-terminated, the NUL not counted */
-  if (close(out) < 0 || rename(tmp.s, new.s) < 0)
+  if (unnamed ? !link_unnamed(out, new.s, named) : rename(tmp.s, new.s) < 0)
   {
     e = errno ;
-    unlink(tmp.s) ;
+    close(out) ;
+    if (!unnamed) unlink(tmp.s) ;
     errno = e ;
     goto end ;
   }
+  if (close(out) < 0) goto end ;
   /* new.s is ".../new/NAME": sync the directory ".../new" */
   new.s[new.len - 1 - uniq.len - 1] = 0 ;
   if (o && o->syncdirs)

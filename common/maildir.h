@@ -1,5 +1,7 @@
-/* Maildir delivery: unique names, tmp -> fsync -> rename into new/ ->
- * fsync(new/).  No locks (safe on NFS, as Maildir was designed). */
+/* Maildir delivery: unique names, a file with no name in tmp/ (O_TMPFILE)
+ * -> fsync -> linked into new/ -> fsync(new/); where the file system has
+ * no O_TMPFILE (or there is no /proc), tmp/NAME -> fsync -> rename.  No
+ * locks (safe on NFS, as Maildir was designed). */
 #ifndef YUBIN_MAILDIR_H
 #define YUBIN_MAILDIR_H
 
@@ -14,12 +16,13 @@ extern int maildir_unique(stralloc *sa);
 /* Deliver into the Maildir at dir (e.g. "/home/u/Maildir"): write the
  * prefix bytes (headers such as Return-Path: and Delivered-To:), then copy
  * fd from its current offset to EOF, converting nothing; fsync the file,
- * rename tmp/NAME to new/NAME,S=<bytes>,W=<bytes with CRLF line ends>
- * (Dovecot's convention: POP3 and IMAP sizes without reading the file),
- * fsync new/.  On success returns 1 and, if
- * name != 0, stores "new/NAME" in name.  On failure returns 0 with errno
- * set and leaves no file behind in new/ (tmp/ file removed).  Does not
- * create the Maildir. */
+ * give it the name new/NAME,S=<bytes>,W=<bytes with CRLF line ends>
+ * (Dovecot's convention: POP3 and IMAP sizes without reading the file)
+ * by linkat (an O_TMPFILE file: no directory entry until then, one made
+ * instead of tmp/'s and new/'s) or rename from tmp/NAME, fsync new/.  On
+ * success returns 1 and, if name != 0, stores "new/NAME" in name.  On
+ * failure returns 0 with errno set and leaves no file behind in new/ or
+ * tmp/.  Does not create the Maildir. */
 extern int maildir_deliver(char const *dir, char const *prefix, size_t prefixlen, int fd, stralloc *name);
 
 /* Exactly-once and batched deliveries (yubin-lspawn's children).
@@ -30,8 +33,11 @@ extern int maildir_deliver(char const *dir, char const *prefix, size_t prefixlen
  * 1732781234.Q012345678P4242R0.host), the same at every attempt of that
  * recipient of that message (line: the Maildir line of the .qmail file,
  * from 0; L<line> only when not 0).  A queue id is never used twice, so
- * the name is unique; a stale tmp/ file of the same name (a delivery
- * killed while writing) is replaced.
+ * the name is unique.  A second process delivering the same recipient
+ * (an earlier attempt still running) writes the same name: one file is
+ * kept (linkat finds it there: done; rename replaces it).  A stale
+ * tmp/NAME (a delivery without O_TMPFILE killed while writing) is
+ * replaced by the next such delivery; with O_TMPFILE nothing is left.
  *
  * check: look first in new/ and cur/ for a file with this unique part
  * (followed by nothing, ',' or ':', so with any ",S=...,W=..." sizes and

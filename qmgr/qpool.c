@@ -72,8 +72,9 @@ int qpool_take (int *fd, char *name, char *id)
 static void push (int fd, char const *name)
 {
   struct entry *e = &ring[(head + count) % QPOOL_MAX] ;
+  size_t n = strlen(name) ;   /* callers checked: < QPOOL_NAMEMAX */
   e->fd = fd ;
-  memcpy(e->name, name, QPOOL_NAMEMAX) ;
+  memcpy(e->name, name, n + 1) ;
   count++ ;
 }
 

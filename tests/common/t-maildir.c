@@ -14,8 +14,11 @@
  * named after a queue id gets that name (plus the sizes); a second one
  * with check finds it in new/, or in cur/ with flags, writes nothing and
  * says found; a different recipient or line does not match; a stale
- * tmp/ file of the same name is replaced; with syncdirs new/ is listed
- * once and maildir_syncdirs syncs it. */
+ * tmp/ file of the same name (a killed attempt of an older version, or
+ * of a file system without O_TMPFILE) neither fails the delivery nor
+ * gets into it, and the delivery itself names nothing in tmp/ (the file
+ * is made with O_TMPFILE and linked into new/); with syncdirs new/ is
+ * listed once and maildir_syncdirs syncs it. */
 
 #include <dirent.h>
 #include <errno.h>
@@ -430,7 +433,7 @@ static void t_exactly_once (void)
   o.rcpt = 5 ;
   o.check = 0 ;
   o.syncdirs = &dirs ;
-  if (!maildir_unique_for(&u, o.qid, 5, 0)) check("stale-tmp-replaced", 0, "maildir_unique_for") ;
+  if (!maildir_unique_for(&u, o.qid, 5, 0)) check("stale-tmp-ignored", 0, "maildir_unique_for") ;
   {
     char t[1500] ;
     snprintf(t, sizeof t, "%s/X/tmp/%s", base, u.s) ;
@@ -444,7 +447,7 @@ static void t_exactly_once (void)
     stralloc got = STRALLOC_ZERO ;
     char fn[1500] ;
     snprintf(fn, sizeof fn, "%s/X/%s", base, name.s) ;
-    check("stale-tmp-replaced", r == 1 && count(path("X/tmp")) == 0 && slurp(fn, &got)
+    check("stale-tmp-ignored", r == 1 && count(path("X/tmp")) <= 1 && slurp(fn, &got)
           && got.len == sizeof msg - 1, "failed, or the stale bytes stayed") ;
     stralloc_free(&got) ;
   }

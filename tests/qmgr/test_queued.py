@@ -64,6 +64,18 @@ def wait_queued_up(inst):
     return False
 
 
+def accepting(inst):
+    """Does the daemon's socket take a connection now?"""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(inst.path("queued", "sock"))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
 def smtp_one(inst, subject, timeout=30):
     s = smtplib.SMTP(inst.ip, inst.smtp_port, timeout=timeout)
     try:
@@ -570,11 +582,12 @@ def kill_loop(inst):
     kills = [0]
 
     def killer():
-        # s6 restarts it a second after a kill: wait until it is back, let
-        # it take some messages, kill it again
+        # s6 restarts it a second after a kill: wait until it is back and
+        # takes connections (a sanitizer build starts slowly), let it take
+        # some messages, kill it again
         while not stop.is_set():
             pid = inst.service_pid("queued")
-            if not pid:
+            if not pid or not accepting(inst):
                 stop.wait(0.02)
                 continue
             stop.wait(rnd.uniform(0.02, 0.3))
@@ -599,6 +612,11 @@ def kill_loop(inst):
          % (len(acked), total, time.monotonic() - t0, kills[0], via, len(errors)))
     for e in errors[:5]:
         info("refused:", e)
+    reasons = {}
+    for m in re.finditer(r"queued: refused .*?code=(\d+) reason=(\S+)(?: errno=(.*))?", inst.log("queued")):
+        reasons[m.groups()] = reasons.get(m.groups(), 0) + 1
+    for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:5]:
+        info("queued refused %d times: code %s reason %s errno %s" % (v, k[0], k[1], k[2]))
     check("kill-senders-done", not any(t.is_alive() for t in ts), "senders still running")
     check("kill-daemon-killed", kills[0] >= 1, "only %d kills" % kills[0])
     check("kill-some-through-daemon", via > 0, "no message went through yubin-queued")
