@@ -130,6 +130,37 @@ def pool_files(inst):
     return sorted(f for f in os.listdir(d) if f.startswith(".p"))
 
 
+def traced_clients(inst, label, clients, per):
+    """clients parallel SMTP clients sending per messages each while
+    strace records yubin-queued's fsyncs and fdatasyncs: (subjects,
+    errors, the trace)."""
+    pid = inst.service_pid("queued")
+    out = inst.path("strace-%s.out" % label)
+    st = subprocess.Popen(["strace", "-f", "-y", "-qq", "-e", "trace=fsync,fdatasync", "-o", out,
+                           "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # strace attaches
+    subjects = ["%s-%d-%d" % (label, c, i) for c in range(clients) for i in range(per)]
+    errors = []
+
+    def client(c):
+        for i in range(per):
+            try:
+                smtp_one(inst, "%s-%d-%d" % (label, c, i))
+            except Exception as e:
+                errors.append(repr(e))
+    t0 = time.monotonic()
+    ts = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    info("%d messages from %d clients in %.2fs" % (len(subjects), clients, time.monotonic() - t0))
+    st.terminate()
+    st.wait(10)
+    with open(out) as f:
+        return subjects, errors, f.read()
+
+
 def pool_ready(inst):
     """The default pool (64): more than half of it ready as empty files in
     new/ (it is refilled once half is used), the queue user's, that qmgr
@@ -150,31 +181,8 @@ def pool_commit(inst):
     """10 parallel clients under strace, with the pool: one fdatasync of
     a message's own file and no fsync of new/ for it (only the pool's
     refills, each for many files); the log says batch=0."""
-    pid = inst.service_pid("queued")
-    out = inst.path("strace-pool.out")
-    st = subprocess.Popen(["strace", "-f", "-y", "-qq", "-e", "trace=fsync,fdatasync", "-o", out,
-                           "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
     n0 = len(settled_lines(inst))
-    clients, per = 10, 8
-    subjects = ["pool-%d-%d" % (c, i) for c in range(clients) for i in range(per)]
-    errors = []
-
-    def client(c):
-        for i in range(per):
-            try:
-                smtp_one(inst, "pool-%d-%d" % (c, i))
-            except Exception as e:
-                errors.append(repr(e))
-    ts = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(120)
-    st.terminate()
-    st.wait(10)
-    with open(out) as f:
-        trace = f.read()
+    subjects, errors, trace = traced_clients(inst, "pool", 10, 8)
     newdir = inst.path("queue", "new")
     dirsyncs = len(re.findall(r"fsync\(\d+<%s>\)" % re.escape(newdir), trace))
     datasyncs = len(re.findall(r"fdatasync\(\d+<%s/\.p" % re.escape(newdir), trace))
@@ -296,32 +304,7 @@ def group_commit(inst):
     """Without the pool (-p 0), 10 parallel clients under strace: fewer
     fsyncs of new/ than messages."""
     check("pool-off", set_pool(inst, 0), inst.svstat("queued"))
-    pid = inst.service_pid("queued")
-    out = inst.path("strace.out")
-    st = subprocess.Popen(["strace", "-f", "-y", "-qq", "-e", "trace=fsync,fdatasync", "-o", out,
-                           "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)  # strace attaches
-    clients, per = 10, 8 if not SOAK else 40
-    subjects = ["gc-%d-%d" % (c, i) for c in range(clients) for i in range(per)]
-    errors = []
-
-    def client(c):
-        for i in range(per):
-            try:
-                smtp_one(inst, "gc-%d-%d" % (c, i))
-            except Exception as e:
-                errors.append(repr(e))
-    t0 = time.monotonic()
-    ts = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(120)
-    info("%d messages from %d clients in %.2fs" % (len(subjects), clients, time.monotonic() - t0))
-    st.terminate()
-    st.wait(10)
-    with open(out) as f:
-        trace = f.read()
+    subjects, errors, trace = traced_clients(inst, "gc", 10, 8 if not SOAK else 40)
     newdir = inst.path("queue", "new")
     dirsyncs = len(re.findall(r"fsync\(\d+<%s>\)" % re.escape(newdir), trace))
     filesyncs = len(re.findall(r"fsync\(\d+<%s/" % re.escape(inst.path("queue", "tmp")), trace))
