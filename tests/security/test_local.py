@@ -329,6 +329,31 @@ def t_listener_sealed(inst):
         c.close()
 
 
+def t_tls_listener_sealed(inst):
+    """The submission listener (yubin-tlsd -l, yubins) holds the TLS
+    private key in its memory for as long as it runs: another process of
+    yubins (a compromised yubin-smtpd -s) can neither trace it nor read
+    its memory or environment, and it kept no group that reads the key
+    file."""
+    pid = inst.service_pid("submission")
+    if not check("tls-listener-found", pid and "-l" in open("/proc/%d/cmdline" % pid).read().split("\0"),
+                 "pid %r" % pid):
+        return
+    ids = daemon_ids("yubins")
+    r = as_user(*ids, ["cat", "/proc/%d/environ" % pid])
+    check("tls-listener-environ-unreadable-by-yubins", r.returncode != 0 and not r.stdout,
+          "read %d bytes of its environment" % len(r.stdout))
+    r = as_user(*ids, ["dd", "if=/proc/%d/mem" % pid, "bs=1", "count=1", "skip=4096"])
+    check("tls-listener-memory-unreadable-by-yubins", r.returncode != 0 and not r.stdout, "exit %r" % r.returncode)
+    r = as_user(*ids, ["strace", "-p", str(pid), "-e", "trace=read", "-o", "/dev/null"], timeout=10)
+    check("tls-listener-untraceable-by-yubins", r.returncode not in (0, None),
+          "strace -p exit %d: %r" % (r.returncode, r.stderr[-200:]))
+    with open("/proc/%d/status" % pid) as f:
+        groups = [ln for ln in f if ln.startswith(("Gid:", "Groups:"))]
+    keygid = str(grp.getgrnam("yubintls").gr_gid)
+    check("tls-listener-no-key-group", not any(keygid in ln.split()[1:] for ln in groups), repr(groups))
+
+
 def t_modes(inst):
     """7: logs are for yubinlog, users.cdb for the daemons."""
     logdir = os.stat(inst.path("log", "smtpd"))
@@ -521,6 +546,7 @@ def main():
         t_queue_local(inst)
         t_submission_uid(inst)
         t_listener_sealed(inst)
+        t_tls_listener_sealed(inst)
         t_modes(inst)
         t_connlimit(inst)
         t_deadlines(inst)
