@@ -139,6 +139,22 @@ static int parse_domain (struct actx *a, stralloc *out)
   return 1 ;
 }
 
+/* The words from a->i up to token k into a->name, one space between
+ * words, '.' kept, comments and other specials left out: a group's
+ * display name or a name-addr's phrase.  Returns 0 on ENOMEM. */
+static int phrase (struct actx *a, size_t k)
+{
+  for (; a->i < k ; a->i++)
+  {
+    struct tok const *t = &TOK(a, a->i) ;
+    if (t->type == T_COMMENT) continue ;
+    if (t->type == T_SPECIAL && t->c != '.') continue ;
+    if (a->name.len && t->c != '.' && !stralloc_catb(&a->name, " ", 1)) return 0 ;
+    if (!stralloc_catb(&a->name, t->c == '.' ? "." : a->b + t->off, t->c == '.' ? 1 : t->len)) return 0 ;
+  }
+  return 1 ;
+}
+
 /* one mailbox or group at a->i; ingroup: a ';' ends the group */
 static int parse_one (struct actx *a, int ingroup)
 {
@@ -154,14 +170,7 @@ static int parse_one (struct actx *a, int ingroup)
   }
   if (ISSP(a, k, ':') && !ingroup)
   {
-    for (; a->i < k ; a->i++)
-    {
-      struct tok const *t = &TOK(a, a->i) ;
-      if (t->type == T_COMMENT) continue ;
-      if (t->type == T_SPECIAL && t->c != '.') continue ;
-      if (a->name.len && t->c != '.' && !stralloc_catb(&a->name, " ", 1)) return 0 ;
-      if (!stralloc_catb(&a->name, t->c == '.' ? "." : a->b + t->off, t->c == '.' ? 1 : t->len)) return 0 ;
-    }
+    if (!phrase(a, k)) return 0 ;
     a->i = k + 1 ;
     if (!emit_addr(a, 0, 0, 0, 0, a->name.s, a->name.len, 0, 0, 1)) return 0 ;
     while (a->i < a->n && !ISSP(a, a->i, ';'))
@@ -175,14 +184,7 @@ static int parse_one (struct actx *a, int ingroup)
   if (ISSP(a, k, '<'))
   {
     /* name-addr: phrase, then <[route:]local@domain> */
-    for (; a->i < k ; a->i++)
-    {
-      struct tok const *t = &TOK(a, a->i) ;
-      if (t->type == T_COMMENT) continue ;
-      if (t->type == T_SPECIAL && t->c != '.') continue ;
-      if (a->name.len && t->c != '.' && !stralloc_catb(&a->name, " ", 1)) return 0 ;
-      if (!stralloc_catb(&a->name, t->c == '.' ? "." : a->b + t->off, t->c == '.' ? 1 : t->len)) return 0 ;
-    }
+    if (!phrase(a, k)) return 0 ;
     a->i = k + 1 ;
     if (ISSP(a, a->i, '@'))
     {

@@ -278,6 +278,19 @@ def smtpd_pid_of(inst, port):
     return c, None
 
 
+def check_sealed(what, pid, who):
+    """pid is not dumpable for a process of the daemon user who (as a
+    compromised daemon of that uid): its environment cannot be read
+    (what-unreadable-by-who) and it cannot be traced
+    (what-untraceable-by-who)."""
+    r = as_user(*daemon_ids(who), ["cat", "/proc/%d/environ" % pid])
+    check("%s-unreadable-by-%s" % (what, who), r.returncode != 0 and not r.stdout,
+          "read %d bytes of its environment" % len(r.stdout))
+    r = as_user(*daemon_ids(who), ["strace", "-p", str(pid), "-e", "trace=read", "-o", "/dev/null"], timeout=10)
+    check("%s-untraceable-by-%s" % (what, who), r.returncode not in (0, None),
+          "strace -p exit %d: %r" % (r.returncode, r.stderr[-200:]))
+
+
 def t_submission_uid(inst):
     """4: submission runs under its own uid, and its smtpd is not dumpable:
     neither port 25's uid nor its own can read its memory or environment."""
@@ -290,13 +303,7 @@ def t_submission_uid(inst):
         check("submission-smtpd-runs-as-yubins", set(int(u) for u in uidline) == {daemon_ids("yubins")[0]},
               "uids %r" % uidline)
         for who in ("yubind", "yubins"):
-            r = as_user(*daemon_ids(who), ["cat", "/proc/%d/environ" % pid])
-            check("submission-smtpd-unreadable-by-%s" % who, r.returncode != 0 and not r.stdout,
-                  "read %d bytes of its environment" % len(r.stdout))
-            r = as_user(*daemon_ids(who), ["strace", "-p", str(pid), "-e", "trace=read", "-o", "/dev/null"],
-                        timeout=10)
-            check("submission-smtpd-untraceable-by-%s" % who, r.returncode not in (0, None),
-                  "strace -p exit %d: %r" % (r.returncode, r.stderr[-200:]))
+            check_sealed("submission-smtpd", pid, who)
     finally:
         c.close()
 
@@ -318,13 +325,7 @@ def t_listener_sealed(inst):
         if not check("listener-and-session-found", listener and sessions, "listener %r sessions %r" % (listener, sessions)):
             return
         for what, pid in (("listener", listener), ("mx-session", sessions[0])):
-            r = as_user(*daemon_ids("yubind"), ["cat", "/proc/%d/environ" % pid])
-            check("%s-unreadable-by-yubind" % what, r.returncode != 0 and not r.stdout,
-                  "read %d bytes of its environment" % len(r.stdout))
-            r = as_user(*daemon_ids("yubind"), ["strace", "-p", str(pid), "-e", "trace=read", "-o", "/dev/null"],
-                        timeout=10)
-            check("%s-untraceable-by-yubind" % what, r.returncode not in (0, None),
-                  "strace -p exit %d: %r" % (r.returncode, r.stderr[-200:]))
+            check_sealed(what, pid, "yubind")
     finally:
         c.close()
 
@@ -339,15 +340,9 @@ def t_tls_listener_sealed(inst):
     if not check("tls-listener-found", pid and "-l" in open("/proc/%d/cmdline" % pid).read().split("\0"),
                  "pid %r" % pid):
         return
-    ids = daemon_ids("yubins")
-    r = as_user(*ids, ["cat", "/proc/%d/environ" % pid])
-    check("tls-listener-environ-unreadable-by-yubins", r.returncode != 0 and not r.stdout,
-          "read %d bytes of its environment" % len(r.stdout))
-    r = as_user(*ids, ["dd", "if=/proc/%d/mem" % pid, "bs=1", "count=1", "skip=4096"])
+    check_sealed("tls-listener", pid, "yubins")
+    r = as_user(*daemon_ids("yubins"), ["dd", "if=/proc/%d/mem" % pid, "bs=1", "count=1", "skip=4096"])
     check("tls-listener-memory-unreadable-by-yubins", r.returncode != 0 and not r.stdout, "exit %r" % r.returncode)
-    r = as_user(*ids, ["strace", "-p", str(pid), "-e", "trace=read", "-o", "/dev/null"], timeout=10)
-    check("tls-listener-untraceable-by-yubins", r.returncode not in (0, None),
-          "strace -p exit %d: %r" % (r.returncode, r.stderr[-200:]))
     with open("/proc/%d/status" % pid) as f:
         groups = [ln for ln in f if ln.startswith(("Gid:", "Groups:"))]
     keygid = str(grp.getgrnam("yubintls").gr_gid)
