@@ -95,6 +95,53 @@ def install_certificate(inst, d):
         os.rename(tmp, dst)
 
 
+def hostile(inst, sub, smtps):
+    """Bytes from a hostile client at the listeners: random garbage and a
+    ClientHello cut in half on smtps, a STARTTLS followed by garbage and
+    pipelined commands after STARTTLS on submission.  Each connection is
+    closed (or answered with an error), the listeners stay the same
+    processes, and a good handshake works afterwards."""
+    results = []
+    # garbage where a ClientHello belongs, then a ClientHello cut short
+    for data in (b"\xff" + os.urandom(4000), b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"A" * 40):
+        with socket.create_connection((inst.ip, inst.smtps_port), timeout=20) as s:
+            try:
+                s.sendall(data)
+                s.shutdown(socket.SHUT_WR)
+                while s.recv(4096):
+                    pass
+                results.append(True)
+            except (ConnectionResetError, BrokenPipeError):
+                results.append(True)
+            except OSError:
+                results.append(False)
+    # STARTTLS with commands pipelined behind it (they must not run in
+    # clear after the handshake), then garbage instead of a handshake
+    with socket.create_connection((inst.ip, inst.submission_port), timeout=20) as s:
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b"EHLO x\r\n")
+        while True:
+            ln = f.readline()
+            if not ln or ln[3:4] == b" ":
+                break
+        s.sendall(b"STARTTLS\r\nMAIL FROM:<a@b>\r\n")
+        reply = f.readline()
+        results.append(reply[:3] in (b"220", b"503", b"554"))
+        try:
+            s.sendall(os.urandom(2000))
+            s.shutdown(socket.SHUT_WR)
+            rest = s.recv(4096)
+            results.append(b"250" not in rest)
+        except OSError:
+            results.append(True)
+    check("tls-listener-hostile-closed", all(results), repr(results))
+    check("tls-listener-hostile-same-listeners",
+          listener(inst, inst.submission_port) == sub and listener(inst, inst.smtps_port) == smtps,
+          "listeners changed")
+    check("tls-listener-hostile-then-handshake", bool(smtps_cert(inst)) and bool(starttls_once(inst)), "")
+
+
 def main():
     with Instance() as inst:
         sub = listener(inst, inst.submission_port)
@@ -108,6 +155,7 @@ def main():
         check("tls-listener-one-exec-per-connection",
               len(execs) == 5 and all(e.endswith("/yubin-smtpd") for e in execs), repr(execs))
         check("tls-listener-same-process", listener(inst, inst.submission_port) == sub, "listener changed")
+        hostile(inst, sub, smtps)
 
         # a short ticket lifetime: the listener execs afresh that often
         d = tempfile.mkdtemp()
