@@ -284,6 +284,8 @@ def pool_recover(inst):
     inst.svc("queued", "-u")
     check("pool-recover-queued-up", wait_queued_up(inst), inst.svstat("queued"))
     ok = delivered(inst, ["pool-recovered"])
+    # the log trails the daemon (s6-log): wait for the three discards
+    inst.wait_log("queued", "reason=incomplete-pool-file", time.monotonic() + 10, count=3)
     time.sleep(0.5)
     subjects = [m.group(1) for _, d in inst.wait_for(lambda m: True, timeout=1)
                 for m in [re.search(rb"Subject: (\S+)", d)] if m]
