@@ -146,7 +146,8 @@ extern int queue_load (int dirfd, int envdirfd, char const *id, struct queue_hea
 
 /* Poke yubin-qmgr: write one byte to lock/trigger, relative to dirfd (the
  * queue directory), without blocking.  Errors (ENXIO: nobody reading) are
- * ignored on purpose: qmgr also rescans on a timer. */
+ * ignored on purpose: qmgr also rescans on a timer.  The caller ignores
+ * SIGPIPE: a qmgr that dies between our open and our write would kill us. */
 extern void queue_trigger (int qdirfd) ;
 
 #endif

@@ -82,6 +82,9 @@ int main (void)
   if (fcntl(0, F_GETFD) < 0 || fcntl(1, F_GETFD) < 0) _exit(QQ_READ) ;
   if (!fd_ensure_open(2, 1)) _exit(QQ_BUG) ;
   if (!sig_catch(SIGALRM, &on_alarm)) strerr_diefu1sys(QQ_BUG, "catch SIGALRM") ;
+  /* qmgr may die between our open of its trigger fifo and our write: the
+     message is queued by then, and must not be reported as lost. */
+  if (!sig_ignore(SIGPIPE)) strerr_diefu1sys(QQ_BUG, "ignore SIGPIPE") ;
   alarm(TIMEOUT) ;
 
   if (!yubin_path(&sa, "queue")) strerr_diefu1sys(QQ_NOMEM, "allocate") ;

@@ -224,14 +224,17 @@ def test_kill9():
         started(r)
         total, threads = 200, 4
         acked = set()
+        refused = []
         lock = threading.Lock()
 
         def injector(k):
             for i in range(k, total, threads):
-                rc, _ = r.inject("s@example.org", ["alice@example.test"], body(i, "k"))
-                if rc == 0:
-                    with lock:
+                rc, err = r.inject("s@example.org", ["alice@example.test"], body(i, "k"))
+                with lock:
+                    if rc == 0:
                         acked.add("k-%d" % i)
+                    else:
+                        refused.append((i, rc, err))
 
         ts = [threading.Thread(target=injector, args=(k,)) for k in range(threads)]
         for t in ts:
@@ -250,7 +253,7 @@ def test_kill9():
         missing = acked - set(got)
         dups = len(got) - len(set(got))
         info("kill9: acked %d, delivered %d (%d duplicates), kills %d" % (len(acked), len(got), dups, kills))
-        check("kill9_all_acked", len(acked) == total, "acked %d" % len(acked))
+        check("kill9_all_acked", len(acked) == total, "acked %d, refused %r" % (len(acked), refused[:3]))
         check("kill9_no_loss", empty and not missing, "missing %d: %s" % (len(missing), sorted(missing)[:5]))
         # The fake yubin-local here is a program (YUBIN_LOCAL): no exactly-once
         # check for it (qmgr/README), so a kill may repeat every delivery in
@@ -318,6 +321,40 @@ def test_stale_tmp_and_restart_intake():
         check("stale_tmp_removed", r.wait(lambda: not os.path.exists(old), 5) and os.path.exists(fresh), "")
         check("orphan_env_removed", not os.path.exists(orphan), "")
         check("queued_before_start_delivered", rc == 0 and r.wait_empty(10) and len(r.got("alice")) == 1, r.log()[-300:])
+
+
+def test_trigger_reader_leaves():
+    """A qmgr that dies between yubin-queue's open of the trigger fifo and
+    its write must not turn a queued message into a failure (SIGPIPE): the
+    client would retry and the message arrive twice."""
+    with Root() as r:
+        for d in ("tmp", "new", "cur", "env", "lock"):
+            os.makedirs(r.path("queue", d))
+        fifo = r.path("queue", "lock", "trigger")
+        os.mkfifo(fifo, 0o622)
+        stop = time.monotonic() + 20
+        done = threading.Event()
+
+        def flapping_reader():   # a reader that keeps coming and going
+            while not done.is_set() and time.monotonic() < stop:
+                os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+
+        t = threading.Thread(target=flapping_reader)
+        t.start()
+        failed = []
+        n = 0
+        try:
+            while n < 300 and time.monotonic() < stop:
+                rc, err = r.inject("s@example.org", ["alice@example.test"], body(n, "t"))
+                if rc != 0:
+                    failed.append((n, rc, err))
+                n += 1
+        finally:
+            done.set()
+            t.join(10)
+        queued = [f for f in os.listdir(r.path("queue", "new")) if not f.startswith(".")]
+        check("trigger_reader_leaves_queue_ok", n >= 100 and not failed and len(queued) == n,
+              "%d injected, %d queued, failures %r" % (n, len(queued), failed[:3]))
 
 
 def test_sigterm_waits():
@@ -405,7 +442,7 @@ def test_real_local():
 def main():
     t0 = time.monotonic()
     for t in (test_burst, test_partial_retry, test_bounce, test_remote_lifetime, test_kill9,
-              test_no_starvation, test_stale_tmp_and_restart_intake, test_sigterm_waits,
+              test_no_starvation, test_stale_tmp_and_restart_intake, test_trigger_reader_leaves, test_sigterm_waits,
               test_big_envelope, test_privilege_drop, test_real_local):
         if sys.argv[1:] and t.__name__ not in sys.argv[1:]:
             continue
