@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -18,6 +19,7 @@
 #include <skalibs/bytestr.h>
 #include <skalibs/djbunix.h>
 #include <skalibs/random.h>
+#include <skalibs/sig.h>
 #include <skalibs/stralloc.h>
 #include <skalibs/strerr.h>
 #include <skalibs/types.h>
@@ -516,6 +518,9 @@ int main (int argc, char const *const *argv)
     sendmail = !strcmp(b, "sendmail") ;
     if (sendmail) PROG = "sendmail" ;
   }
+  /* a queue that refuses before reading everything (databytes) closes its
+     end: its exit code says why, SIGPIPE would say nothing */
+  if (!sig_ignore(SIGPIPE)) strerr_diefu1sys(EX_TEMP, "ignore SIGPIPE") ;
   /* options the getopt way: "-tif sender", "-fsender", "-oi"; "--" ends them */
   int i = 1 ;
   for (; i < argc ; i++)

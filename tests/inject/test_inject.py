@@ -329,6 +329,20 @@ def queue_exit_codes(fx):
 
 
 @case
+def queue_refuses_before_reading(fx):
+    # a queue program that refuses without reading the message (as one
+    # past control/databytes does): the injector gets its exit code and
+    # says why, rather than dying of SIGPIPE with nothing on stderr
+    early = os.path.join(fx.dir, "early-refusal")
+    with open(early, "w") as f:
+        f.write("#!/bin/sh\nexit 31\n")
+    os.chmod(early, 0o755)
+    r = fx.run(["u@x.example"], b"Subject: big\n\n" + (b"x" * 999 + b"\n") * 1024, env={"QMAILQUEUE": early})
+    expect(r.returncode == 100, "exit %d (%r)" % (r.returncode, r.stderr))
+    expect(b"5.3.0" in r.stderr, "stderr %r" % r.stderr)
+
+
+@case
 def command_lines_of_cron_mutt_git(fx):
     # Debian's cron, mutt/mailx, git send-email, PHP's mail()
     for args in (["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "u@x.example"],

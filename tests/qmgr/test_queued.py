@@ -272,7 +272,8 @@ def pool_recover(inst):
             data = data[:-5]
         elif kind == "renamed":
             # complete for another name: what a recycled file held before
-            name = name[:-1] + "9"
+            # (a different sequence number: the pid's last digit may be 9)
+            name = ".p%d.%09d.%d" % (int(time.time()), 999999999, os.getpid())
         elif kind == "recycled":
             name = ".r" + name[2:]
         fn = inst.path("queue", "new", name)
