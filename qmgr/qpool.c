@@ -273,19 +273,37 @@ static void recover (void)
 }
 
 /* lock/pool tells qmgr to give finished files back: only while a pool
- * takes them. */
+ * takes them.  We hold an exclusive lock on it for as long as we run, so
+ * that a yubin-queued killed with SIGKILL (which cannot remove the file)
+ * stops the recycling at once: qmgr gives a file back only while the
+ * lock is held (queue_pool_taking).  An open file description lock:
+ * qmgr asks with F_OFD_GETLK, which takes nothing from us. */
+static int markfd = -1 ;
+
 static void mark (int on)
 {
   if (on)
   {
-    int fd = openat(qdir, QUEUE_POOLMARK, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600) ;
+    int fd = openat(qdir, QUEUE_POOLMARK, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600) ;
     if (fd < 0 && errno == ENOENT && mkdirat(qdir, "lock", 0700) == 0)
-      fd = openat(qdir, QUEUE_POOLMARK, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600) ;
+      fd = openat(qdir, QUEUE_POOLMARK, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600) ;
     if (fd < 0) { ylog("error", "op", "create", "file", QUEUE_POOLMARK, "errno", strerror(errno), (char *)0) ; return ; }
-    fd_close(fd) ;
+    struct flock lk = { .l_type = F_WRLCK, .l_whence = SEEK_SET } ;
+    if (fcntl(fd, F_OFD_SETLK, &lk) < 0)
+    {
+      ylog("error", "op", "lock", "file", QUEUE_POOLMARK, "errno", strerror(errno), (char *)0) ;
+      fd_close(fd) ;
+      return ;
+    }
+    markfd = fd ;
   }
-  else if (unlinkat(qdir, QUEUE_POOLMARK, 0) < 0 && errno != ENOENT)
-    ylog("error", "op", "unlink", "file", QUEUE_POOLMARK, "errno", strerror(errno), (char *)0) ;
+  else
+  {
+    if (unlinkat(qdir, QUEUE_POOLMARK, 0) < 0 && errno != ENOENT)
+      ylog("error", "op", "unlink", "file", QUEUE_POOLMARK, "errno", strerror(errno), (char *)0) ;
+    if (markfd >= 0) fd_close(markfd) ;
+    markfd = -1 ;
+  }
 }
 
 void qpool_stop (void)

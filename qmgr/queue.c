@@ -269,6 +269,16 @@ int queue_load (int dirfd, int envdirfd, char const *id, struct queue_head *h,
   }
 }
 
+int queue_pool_taking (int qdirfd)
+{
+  struct flock lk = { .l_type = F_WRLCK, .l_whence = SEEK_SET } ;
+  int fd = openat(qdirfd, QUEUE_POOLMARK, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) ;
+  if (fd < 0) return 0 ;
+  int r = fcntl(fd, F_OFD_GETLK, &lk) ;
+  fd_close(fd) ;
+  return r == 0 && lk.l_type != F_UNLCK ;
+}
+
 void queue_trigger (int qdirfd)
 {
   int fd = openat(qdirfd, "lock/trigger", O_WRONLY | O_NONBLOCK | O_CLOEXEC) ;

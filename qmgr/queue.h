@@ -98,8 +98,9 @@ extern uint64_t queue_next_scan (char const *s) ;
  * overwrites it.) */
 #define QUEUE_POOLPREFIX ".p"
 /* A message yubin-qmgr has finished, given back to the pool (new/.r<ID>)
- * instead of unlinked while lock/pool exists (yubin-queued runs with a
- * pool): the next message reuses the inode.  Never a message. */
+ * instead of unlinked while yubin-queued runs with a pool (it holds a
+ * lock on lock/pool): the next message reuses the inode.  Never a
+ * message. */
 #define QUEUE_RECYCLEPREFIX ".r"
 #define QUEUE_POOLMARK "lock/pool"
 #define QUEUE_SUM_INIT 0xcbf29ce484222325ULL   /* 64-bit FNV-1a */
@@ -143,6 +144,11 @@ extern size_t queue_env_scan (char const *s, size_t len, int anystate, size_t *n
  * Returns 1 ok, 0 malformed (errno EPROTO), -1 system error (errno). */
 extern int queue_load (int dirfd, int envdirfd, char const *id, struct queue_head *h,
                        stralloc *env, uint64_t *envbase) ;
+
+/* 1 if a yubin-queued with a pool runs: someone holds the lock on
+ * lock/pool (relative to qdirfd, the queue directory).  A pool killed
+ * with SIGKILL leaves the file but not the lock. */
+extern int queue_pool_taking (int qdirfd) ;
 
 /* Poke yubin-qmgr: write one byte to lock/trigger, relative to dirfd (the
  * queue directory), without blocking.  Errors (ENXIO: nobody reading) are

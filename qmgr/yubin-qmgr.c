@@ -325,7 +325,7 @@ static void set_next (struct msg *m, uint64_t sec)
 }
 
 /* A finished message's file back to yubin-queued's pool as new/.r<ID>,
- * while the pool says it takes them (lock/pool): the inode is reused for
+ * while the pool takes them (queue_pool_taking): the inode is reused for
  * a later message instead of freed now and allocated again (on ext4
  * without a journal, every allocation searches past the inodes freed in
  * the last minutes).  No sync, as an unlink: the file is found as cur/ID
@@ -334,7 +334,7 @@ static void set_next (struct msg *m, uint64_t sec)
 static int recycle (struct msg const *m)
 {
   char name[2 + QUEUE_IDMAX] ;
-  if (m->h.envfile || faccessat(dirs.qfd, QUEUE_POOLMARK, F_OK, 0) < 0) return 0 ;
+  if (m->h.envfile || !queue_pool_taking(dirs.qfd)) return 0 ;
   memcpy(name, QUEUE_RECYCLEPREFIX, 2) ;
   memcpy(name + 2, m->id, strlen(m->id) + 1) ;
   return renameat(dirs.curfd, m->id, dirs.newfd, name) == 0 ;

@@ -11,6 +11,7 @@ protocol's refusals leave nothing behind, and SIGKILLs of the daemon while
 import hashlib
 import os
 import random
+import signal
 import re
 import smtplib
 import socket
@@ -230,6 +231,56 @@ def pool_recycles(inst):
     check("pool-mark-exists", os.path.exists(inst.path("queue", "lock", "pool")), "no lock/pool")
     check("pool-recycles-inodes", ok and reused, "delivered=%s, no pool file with an earlier inode" % ok)
     check("pool-bounded", len(pool_files(inst)) + len(left) <= 64 + 101, "%d .p, %d .r" % (len(pool_files(inst)), len(left)))
+
+
+def queue_direct(inst, subject):
+    """One message through yubin-queue itself, as root: (exit code, stderr)."""
+    env = b"Fq@example.org\0Tdemo@" + inst.domain.encode() + b"\0\0"
+    r, w = os.pipe()
+    os.write(w, env)
+    os.close(w)
+    try:
+        p = subprocess.run([inst.path("bin", "yubin-queue")], input=b"Subject: %s\n\nbody\n" % subject.encode(),
+                           stdout=r, stderr=subprocess.PIPE, env={"PATH": "/usr/bin:/bin", "YUBIN_ROOT": inst.dir},
+                           timeout=30)
+    finally:
+        os.close(r)
+    return p.returncode, p.stderr
+
+
+def pool_killed_stops_recycling(inst):
+    """A yubin-queued killed with SIGKILL cannot remove lock/pool, but its
+    lock on it goes with it: qmgr unlinks finished messages again instead
+    of giving them to a pool nobody empties (no .r files pile up with old
+    mail in them).  Started again, it takes them back."""
+    d = inst.path("queue", "new")
+    pid = inst.service_pid("queued")
+    inst.svc("queued", "-O")   # no restart after it dies
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while inst.service_pid("queued") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    check("pool-killed-mark-left", os.path.exists(inst.path("queue", "lock", "pool")), "lock/pool gone")
+    before = set(f for f in os.listdir(d) if f.startswith(".r"))
+    subjects = ["after-pool-kill-%d" % i for i in range(5)]
+    codes = [queue_direct(inst, s) for s in subjects]
+    ok = delivered(inst, subjects)
+    deadline = time.monotonic() + 10
+    while os.listdir(inst.path("queue", "cur")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    after = set(f for f in os.listdir(d) if f.startswith(".r"))
+    check("pool-killed-no-recycling", ok and all(c == 0 for c, _ in codes) and after <= before
+          and not os.listdir(inst.path("queue", "cur")),
+          "delivered=%s codes=%r new .r files %r" % (ok, codes, sorted(after - before)[:5]))
+    inst.svc("queued", "-u")
+    check("pool-killed-up-again", wait_queued_up(inst), inst.svstat("queued"))
+    smtp_one(inst, "after-pool-restart")
+    ok = delivered(inst, ["after-pool-restart"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not [f for f in os.listdir(d) if f.startswith(".r") and f not in before]:
+        time.sleep(0.05)
+    check("pool-restarted-recycles", ok and [f for f in os.listdir(d) if f.startswith(".r") and f not in before],
+          "delivered=%s, no file given back" % ok)
 
 
 def fnv64(data):
@@ -642,6 +693,7 @@ def main():
         pool_ready(inst)
         pool_commit(inst)
         pool_recycles(inst)
+        pool_killed_stops_recycling(inst)
         pool_recover(inst)
         group_commit(inst)
         check("pool-off-no-mark-no-recycling", not os.path.exists(inst.path("queue", "lock", "pool"))
