@@ -90,7 +90,8 @@ static int permanent (int code)
  * process group of its own.  Its stdout and stderr are read through one
  * pipe and copied to fd 1; its last non-empty line is kept.  After
  * timeout seconds its process group gets SIGTERM, PROGRAM_GRACE seconds
- * later SIGKILL, and the delivery is deferred.
+ * later (or as soon as the program itself has exited) SIGKILL, and the
+ * delivery is deferred.
  * Returns 0 (with *stop = 1 for exit code 99), 100 for the exit codes
  * 100, 64, 65, 70, 76, 77, 78 and 112, 111 for any other code, a signal
  * or the time limit; the reason in why: the program's last line if it
@@ -185,6 +186,10 @@ static int program_run (char const *cmd, char const *const *envp, int infd, unsi
     }
   }
   selfpipe_finish() ;
+  /* Timed out and gone: what it left behind in its process group (a
+     background child that ignores SIGTERM) is killed now rather than
+     left running.  ESRCH, nothing left, is the usual answer. */
+  if (killed && kill(-pid, SIGKILL) < 0 && errno != ESRCH) { /* not ours to kill: nothing more to do */ }
   /* what it wrote before exiting; a background child keeping the pipe
      open gets no more attention */
   if (o.fd >= 0)
