@@ -96,6 +96,17 @@ static int permanent (int code)
  * 100, 64, 65, 70, 76, 77, 78 and 112, 111 for any other code, a signal
  * or the time limit; the reason in why: the program's last line if it
  * wrote one, else what happened. */
+/* The timed-out program pid has exited: what it left in its process group
+ * (a background child that ignores SIGTERM) is killed now, not left
+ * running.  Called before the reap: the zombie keeps pid, so the group's
+ * number cannot have been given to anyone else's processes. */
+static void kill_leftovers (pid_t pid)
+{
+  siginfo_t si = { .si_pid = 0 } ;
+  if (waitid(P_PID, pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid != pid) return ;
+  if (kill(-pid, SIGKILL) < 0 && errno != ESRCH) { /* ESRCH: nothing left; nothing else can fail here */ }
+}
+
 static int program_run (char const *cmd, char const *const *envp, int infd, unsigned long timeout, int *stop, stralloc *why)
 {
   struct output o = { .fd = -1, .relay = 1, .cur = STRALLOC_ZERO, .last = STRALLOC_ZERO } ;
@@ -180,16 +191,13 @@ static int program_run (char const *cmd, char const *const *envp, int infd, unsi
         int sig = selfpipe_read() ;
         if (sig <= 0) break ;
       }
+      if (killed) kill_leftovers(pid) ;
       pid_t w = waitpid(pid, &wstat, WNOHANG) ;
       if (w == pid) exited = 1 ;
       else if (w < 0 && errno != EINTR) { exited = 1 ; wstat = -1 ; }
     }
   }
   selfpipe_finish() ;
-  /* Timed out and gone: what it left behind in its process group (a
-     background child that ignores SIGTERM) is killed now rather than
-     left running.  ESRCH, nothing left, is the usual answer. */
-  if (killed && kill(-pid, SIGKILL) < 0 && errno != ESRCH) { /* not ours to kill: nothing more to do */ }
   /* what it wrote before exiting; a background child keeping the pipe
      open gets no more attention */
   if (o.fd >= 0)

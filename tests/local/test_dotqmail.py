@@ -299,15 +299,16 @@ def t_program_failure_stops(env):
     expect(env.queued() is None, "forwarded although a delivery failed")
 
 
-def t_program_timeout(env):
+def timed_out(env, line, within):
+    """Run a program line under a 1-second control/timeoutlocal: deferred
+    (111) in less than within seconds; its stderr."""
     env.control("timeoutlocal", "1\n")
     t0 = time.time()
-    rc, out, err = x(env, "|echo $$ > pid; sleep 60 & echo $! > pid2; wait\n")
+    rc, out, err = x(env, line)
     el = time.time() - t0
     expect_rc(rc, 111, err)
-    expect(b"timed out after 1 seconds" in err, "stderr %r" % err)
-    expect(el < 10, "took %.1fs" % el)
-    expect_gone(env, "pid", "pid2")
+    expect(el < within, "took %.1fs" % el)
+    return err
 
 
 def alive(pid):
@@ -330,24 +331,21 @@ def expect_gone(env, *pidfiles):
         expect(not alive(pid), "%s %d still running" % (f, pid))
 
 
+def t_program_timeout(env):
+    err = timed_out(env, "|echo $$ > pid; sleep 60 & echo $! > pid2; wait\n", 10)
+    expect(b"timed out after 1 seconds" in err, "stderr %r" % err)
+    expect_gone(env, "pid", "pid2")
+
+
 def t_program_timeout_term_ignored(env):
-    env.control("timeoutlocal", "1\n")
-    t0 = time.time()
-    rc, out, err = x(env, "|trap '' TERM; while :; do sleep 1; done\n")
-    el = time.time() - t0
-    expect_rc(rc, 111, err)
-    expect(el < 15, "took %.1fs (SIGKILL after the grace time?)" % el)
+    # SIGKILL after the grace time
+    timed_out(env, "|trap '' TERM; while :; do sleep 1; done\n", 15)
 
 
 def t_program_timeout_leftover_killed(env):
     # the program dies of SIGTERM, its background child ignores it: the
     # child is killed too, not left running for its 60 seconds
-    env.control("timeoutlocal", "1\n")
-    t0 = time.time()
-    rc, out, err = x(env, "|trap '' TERM; sleep 60 & echo $! > pid2; trap - TERM; wait\n")
-    el = time.time() - t0
-    expect_rc(rc, 111, err)
-    expect(el < 10, "took %.1fs" % el)
+    timed_out(env, "|trap '' TERM; sleep 60 & echo $! > pid2; trap - TERM; wait\n", 10)
     expect_gone(env, "pid2")
 
 
