@@ -280,13 +280,20 @@ static void recover (void)
  * qmgr asks with F_OFD_GETLK, which takes nothing from us. */
 static int markfd = -1 ;
 
+static int open_mark (void)
+{
+  int fd = openat(qdir, QUEUE_POOLMARK, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600) ;
+  if (fd >= 0 || errno != ENOENT) return fd ;
+  /* yubin-qmgr makes lock/ too, maybe between our open and our mkdir */
+  if (mkdirat(qdir, "lock", 0700) < 0 && errno != EEXIST) return -1 ;
+  return openat(qdir, QUEUE_POOLMARK, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600) ;
+}
+
 static void mark (int on)
 {
   if (on)
   {
-    int fd = openat(qdir, QUEUE_POOLMARK, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600) ;
-    if (fd < 0 && errno == ENOENT && mkdirat(qdir, "lock", 0700) == 0)
-      fd = openat(qdir, QUEUE_POOLMARK, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600) ;
+    int fd = open_mark() ;
     if (fd < 0) { ylog("error", "op", "create", "file", QUEUE_POOLMARK, "errno", strerror(errno), (char *)0) ; return ; }
     struct flock lk = { .l_type = F_WRLCK, .l_whence = SEEK_SET } ;
     if (fcntl(fd, F_OFD_SETLK, &lk) < 0)

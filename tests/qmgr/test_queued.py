@@ -687,6 +687,10 @@ def main():
             # cannot open the queue: 451, nothing acknowledged)
             os.chmod(inst.path("bin", "yubin-queue"), 0o755)
         check("queued-up", wait_queued_up(inst), inst.svstat("queued"))
+        # qmgr and yubin-queued start together, and both make queue/lock/:
+        # the one that comes second must still make and lock lock/pool
+        check("pool-mark-at-start", os.path.exists(inst.path("queue", "lock", "pool"))
+              and "file=lock/pool" not in inst.log("queued"), inst.log("queued")[-500:])
         st = os.stat(inst.path("queued", "sock"))
         check("socket-world-connectable", st.st_mode & 0o777 == 0o666, "mode %o" % st.st_mode)
         through_daemon(inst)
